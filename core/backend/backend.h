@@ -1,0 +1,117 @@
+// The op set: one interface, implemented on oneDNN (core/backend/cpu) and cuDNN
+// (core/backend/cuda). Ops with expensive set-up (convolution, batch norm, pooling, linear) are
+// planned once per input shape and return an op object that runs forward and backward many times.
+#pragma once
+
+#include <memory>
+
+#include "core/backend/ops.h"
+#include "core/tensor.h"
+
+namespace rn {
+
+class ConvOp {
+ public:
+  virtual ~ConvOp() = default;
+  virtual const TensorDesc& output_desc() const = 0;
+  // The layout the op would like its weights kept in (the parameter is stored that way).
+  virtual const TensorDesc& weight_desc() const = 0;
+  virtual void forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
+  virtual void backward_data(const Tensor& dy, const Tensor& w, Tensor& dx) = 0;
+  virtual void backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias) = 0;
+};
+
+// Batch statistics for training; running statistics are updated by the caller from `mean`/`var`.
+class BatchNormOp {
+ public:
+  virtual ~BatchNormOp() = default;
+  virtual const TensorDesc& output_desc() const = 0;
+  virtual const TensorDesc& workspace_desc() const = 0;  // empty shape when not fused with ReLU
+  // Training: batch statistics into mean/var (biased variance), y = gamma * x^ + beta [relu].
+  virtual void forward_training(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y,
+                                Tensor& mean, Tensor& var, Tensor* workspace) = 0;
+  // Inference with the given (running) statistics.
+  virtual void forward_inference(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                 const Tensor& mean, const Tensor& var, Tensor& y) = 0;
+  virtual void backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& mean,
+                        const Tensor& var, const Tensor* workspace, Tensor& dx, Tensor& dgamma,
+                        Tensor& dbeta) = 0;
+};
+
+class PoolOp {
+ public:
+  virtual ~PoolOp() = default;
+  virtual const TensorDesc& output_desc() const = 0;
+  virtual const TensorDesc& workspace_desc() const = 0;  // max pooling in training only
+  virtual void forward(const Tensor& x, Tensor& y, Tensor* workspace) = 0;
+  virtual void backward(const Tensor& dy, const Tensor* workspace, Tensor& dx) = 0;
+};
+
+// y = x W^T + b on N x K inputs (an N x C x 1 x 1 input is taken as N x C).
+class LinearOp {
+ public:
+  virtual ~LinearOp() = default;
+  virtual const TensorDesc& output_desc() const = 0;
+  virtual void forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
+  virtual void backward_data(const Tensor& dy, const Tensor& w, Tensor& dx) = 0;
+  virtual void backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias) = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual std::string name() const = 0;
+
+  // A buffer for `desc`, recycled through the backend's pool (no system allocation in steady state).
+  virtual Tensor allocate(const TensorDesc& desc) = 0;
+  // The layout of `like`'s family (same format tag) for another shape of the same rank.
+  virtual LayoutPtr layout_like(const TensorDesc& like, const Shape& shape) = 0;
+  // The plain (row-major) host tensor `t` copied to this device, and back.
+  virtual Tensor upload(const Tensor& host) = 0;
+  virtual Tensor download(const Tensor& t) = 0;  // plain host copy, whatever the layout
+
+  virtual std::unique_ptr<ConvOp> make_conv(const ConvParams& p, const TensorDesc& x,
+                                            bool training) = 0;
+  virtual std::unique_ptr<BatchNormOp> make_batch_norm(const BatchNormParams& p,
+                                                       const TensorDesc& x, bool training) = 0;
+  virtual std::unique_ptr<PoolOp> make_pool(const PoolParams& p, const TensorDesc& x,
+                                            bool training) = 0;
+  virtual std::unique_ptr<LinearOp> make_linear(const LinearParams& p, const TensorDesc& x) = 0;
+
+  // Element-wise ops. Operands must have the same desc (layouts included); padded blocks are
+  // zero and stay zero.
+  virtual void relu_forward(const Tensor& x, Tensor& y) = 0;
+  virtual void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) = 0;  // from output
+  virtual void add(const Tensor& a, const Tensor& b, Tensor& y, bool relu) = 0;  // y = a + b [relu]
+  virtual void add_inplace(Tensor& y, const Tensor& x) = 0;                       // y += x
+  virtual void axpby(Tensor& y, float a, const Tensor& x, float b) = 0;        // y = a*x + b*y
+  // Shortcut option A: identity subsampled by `stride`, zero-padded from x's channels to y's,
+  // the new channels split evenly before and after (as the CIFAR ResNets of the paper).
+  virtual void pad_shortcut_forward(const Tensor& x, int stride, Tensor& y) = 0;
+  virtual void pad_shortcut_backward(const Tensor& dy, int stride, Tensor& dx) = 0;
+
+  // Softmax cross-entropy on N x K logits; writes d(mean loss)/d(logits) when `dlogits` is given.
+  virtual LossStats softmax_cross_entropy(const Tensor& logits, const Tensor& labels,
+                                          const CrossEntropyParams& p, Tensor* dlogits) = 0;
+
+  // Optimizer updates; w, g, m share one desc.
+  virtual void sgd_update(const SgdParams& p, Tensor& w, const Tensor& g, Tensor& m) = 0;
+  virtual void lars_update(const LarsParams& p, Tensor& w, const Tensor& g, Tensor& m) = 0;
+
+  virtual void fill(Tensor& t, float value) = 0;
+  virtual void scale(Tensor& t, float factor) = 0;
+  virtual void copy(const Tensor& src, Tensor& dst) = 0;     // same desc
+  virtual void reorder(const Tensor& src, Tensor& dst) = 0;  // same shape, any layouts
+  virtual void cast(const Tensor& src, Tensor& dst) = 0;     // same shape, f32 <-> bf16 / f16
+
+  virtual void synchronize() = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend(int threads);
+// Throws where the project was built without CUDA.
+std::unique_ptr<Backend> make_cuda_backend(int device_index);
+bool cuda_available();
+std::unique_ptr<Backend> make_backend(Device device, int threads);
+
+}  // namespace rn

@@ -1,0 +1,193 @@
+// Convolution on oneDNN: forward, backward-data and backward-weights, with groups. The
+// primitives choose their layouts (format_tag::any); inputs in another layout are reordered once
+// at the edge, and the backward primitives are created on first use.
+#include <string>
+
+#include "core/backend/cpu/cpu_ops.h"
+
+namespace rn::cpu {
+namespace {
+
+using dnnl::algorithm;
+using dnnl::prop_kind;
+
+class CpuConv final : public ConvOp {
+ public:
+  CpuConv(DnnlContext& ctx, const ConvParams& p, const TensorDesc& x, bool training)
+      : ctx_(ctx), p_(p), x_shape_(x.shape) {
+    RN_CHECK(x.shape.rank() == 4, "[conv] input must be N x C x H x W, got " << x.shape.str());
+    const int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
+    RN_CHECK(p.groups >= 1 && c % p.groups == 0 && p.out_channels % p.groups == 0,
+             "[conv] channels " << c << " -> " << p.out_channels << " not divisible by groups "
+                                << p.groups);
+    const int64_t span = static_cast<int64_t>(p.dilation) * (p.kernel - 1) + 1;
+    const int64_t oh = (h + 2 * p.pad - span) / p.stride + 1;
+    const int64_t ow = (w + 2 * p.pad - span) / p.stride + 1;
+    RN_CHECK(oh > 0 && ow > 0, "[conv] input " << x.shape.str() << " too small for kernel "
+                                               << p.kernel << " stride " << p.stride);
+    y_shape_ = Shape{n, p.out_channels, oh, ow};
+    w_shape_ = Shape{p.out_channels, c / p.groups, p.kernel, p.kernel};
+    w_dims_ = p.groups > 1 ? memory::dims{p.groups, p.out_channels / p.groups, c / p.groups,
+                                          p.kernel, p.kernel}
+                           : to_dims(w_shape_);
+    const auto f32 = memory::data_type::f32;
+    auto any = [&](const memory::dims& d) { return memory::desc(d, f32, Tag::any); };
+    desc_args_ = {{p.stride, p.stride}, {p.dilation - 1, p.dilation - 1}, {p.pad, p.pad}};
+    auto d = p.bias ? dnnl::convolution_forward::desc(
+                          training ? prop_kind::forward_training : prop_kind::forward_inference,
+                          algorithm::convolution_direct, any(to_dims(x.shape)), any(w_dims_),
+                          memory::desc({p.out_channels}, f32, Tag::a), any(to_dims(y_shape_)),
+                          desc_args_.stride, desc_args_.dilate, desc_args_.pad, desc_args_.pad)
+                    : dnnl::convolution_forward::desc(
+                          training ? prop_kind::forward_training : prop_kind::forward_inference,
+                          algorithm::convolution_direct, any(to_dims(x.shape)), any(w_dims_),
+                          any(to_dims(y_shape_)), desc_args_.stride, desc_args_.dilate,
+                          desc_args_.pad, desc_args_.pad);
+    fwd_pd_ = RN_DNNL_CHECK(
+        dnnl::convolution_forward::primitive_desc(d, DnnlContext::attr(), ctx.engine()));
+    x_md_ = fwd_pd_.src_desc();
+    w_md_ = fwd_pd_.weights_desc();
+    y_md_ = fwd_pd_.dst_desc();
+    std::vector<std::pair<int, memory::desc>> args = {
+        {DNNL_ARG_SRC, x_md_}, {DNNL_ARG_WEIGHTS, w_md_}, {DNNL_ARG_DST, y_md_}};
+    if (p.bias) args.push_back({DNNL_ARG_BIAS, fwd_pd_.bias_desc()});
+    fwd_ = BoundPrimitive(dnnl::convolution_forward(fwd_pd_), ctx.engine(), args,
+                          fwd_pd_.scratchpad_desc().get_size());
+    out_desc_ = desc_of(y_shape_, y_md_);
+    w_desc_ = desc_of(w_shape_, w_md_);
+  }
+
+  const TensorDesc& output_desc() const override { return out_desc_; }
+  const TensorDesc& weight_desc() const override { return w_desc_; }
+
+  void forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
+    check_input(x);
+    fwd_.bind(DNNL_ARG_SRC, fwd_x_.get(ctx_, x, md_of(x.desc()), x_md_))
+        .bind(DNNL_ARG_WEIGHTS, fwd_w_.get(ctx_, w, weight_md(w), w_md_))
+        .bind(DNNL_ARG_DST, fwd_y_.get(ctx_, y, md_of(y.desc()), y_md_));
+    if (p_.bias) {
+      RN_CHECK(bias != nullptr, "[conv] bias expected");
+      fwd_.bind(DNNL_ARG_BIAS, bias->data());
+    }
+    fwd_.run(ctx_);
+    fwd_y_.finish(ctx_, y);
+  }
+
+  void backward_data(const Tensor& dy, const Tensor& w, Tensor& dx) override {
+    if (!bwd_data_.valid()) make_backward_data();
+    bwd_data_.bind(DNNL_ARG_DIFF_DST, bd_dy_.get(ctx_, dy, md_of(dy.desc()), bd_dy_md_))
+        .bind(DNNL_ARG_WEIGHTS, bd_w_.get(ctx_, w, weight_md(w), bd_w_md_))
+        .bind(DNNL_ARG_DIFF_SRC, bd_dx_.get(ctx_, dx, md_of(dx.desc()), bd_dx_md_))
+        .run(ctx_);
+    bd_dx_.finish(ctx_, dx);
+  }
+
+  void backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias) override {
+    if (!bwd_weights_.valid()) make_backward_weights();
+    bwd_weights_.bind(DNNL_ARG_SRC, bw_x_.get(ctx_, x, md_of(x.desc()), bw_x_md_))
+        .bind(DNNL_ARG_DIFF_DST, bw_dy_.get(ctx_, dy, md_of(dy.desc()), bw_dy_md_))
+        .bind(DNNL_ARG_DIFF_WEIGHTS, bw_dw_.get(ctx_, dw, weight_md(dw), bw_dw_md_));
+    if (p_.bias) {
+      RN_CHECK(dbias != nullptr, "[conv] bias gradient expected");
+      bwd_weights_.bind(DNNL_ARG_DIFF_BIAS, dbias->data());
+    }
+    bwd_weights_.run(ctx_);
+    bw_dw_.finish(ctx_, dw);
+  }
+
+ private:
+  struct DescArgs {
+    memory::dims stride, dilate, pad;
+  };
+
+  memory::desc weight_md(const Tensor& w) const {
+    return w.layout() ? md_of(w.desc()) : plain_md(w_dims_);
+  }
+
+  void check_input(const Tensor& x) const {
+    RN_CHECK(x.shape() == x_shape_,
+             "[conv] planned for input " << x_shape_.str() << ", got " << x.shape().str());
+  }
+
+  // Backward data keeps the forward's weight layout when oneDNN has a fast kernel for it, so the
+  // weights are not reordered every step; otherwise it takes the layout oneDNN prefers.
+  void make_backward_data() {
+    const auto f32 = memory::data_type::f32;
+    auto make = [&](const memory::desc& wmd) {
+      dnnl::convolution_backward_data::desc d(
+          algorithm::convolution_direct, memory::desc(to_dims(x_shape_), f32, Tag::any), wmd,
+          memory::desc(to_dims(y_shape_), f32, Tag::any), desc_args_.stride, desc_args_.dilate,
+          desc_args_.pad, desc_args_.pad);
+      return dnnl::convolution_backward_data::primitive_desc(d, DnnlContext::attr(), ctx_.engine(),
+                                                             fwd_pd_);
+    };
+    dnnl::convolution_backward_data::primitive_desc pd;
+    try {
+      pd = make(w_md_);
+      if (is_reference_impl(pd.impl_info_str())) pd = {};
+    } catch (const dnnl::error&) {
+    }
+    if (!pd) pd = RN_DNNL_CHECK(make(memory::desc(w_dims_, f32, Tag::any)));
+    bd_dx_md_ = pd.diff_src_desc();
+    bd_w_md_ = pd.weights_desc();
+    bd_dy_md_ = pd.diff_dst_desc();
+    bwd_data_ = BoundPrimitive(
+        dnnl::convolution_backward_data(pd), ctx_.engine(),
+        {{DNNL_ARG_DIFF_SRC, bd_dx_md_}, {DNNL_ARG_WEIGHTS, bd_w_md_}, {DNNL_ARG_DIFF_DST, bd_dy_md_}},
+        pd.scratchpad_desc().get_size());
+  }
+
+  void make_backward_weights() {
+    const auto f32 = memory::data_type::f32;
+    auto make = [&](const memory::desc& wmd) {
+      memory::desc x_any(to_dims(x_shape_), f32, Tag::any), y_any(to_dims(y_shape_), f32, Tag::any);
+      auto d = p_.bias ? dnnl::convolution_backward_weights::desc(
+                             algorithm::convolution_direct, x_any, wmd,
+                             memory::desc({p_.out_channels}, f32, Tag::a), y_any,
+                             desc_args_.stride, desc_args_.dilate, desc_args_.pad, desc_args_.pad)
+                       : dnnl::convolution_backward_weights::desc(
+                             algorithm::convolution_direct, x_any, wmd, y_any, desc_args_.stride,
+                             desc_args_.dilate, desc_args_.pad, desc_args_.pad);
+      return dnnl::convolution_backward_weights::primitive_desc(d, DnnlContext::attr(),
+                                                                ctx_.engine(), fwd_pd_);
+    };
+    dnnl::convolution_backward_weights::primitive_desc pd;
+    try {
+      pd = make(w_md_);
+      if (is_reference_impl(pd.impl_info_str())) pd = {};
+    } catch (const dnnl::error&) {
+    }
+    if (!pd) pd = RN_DNNL_CHECK(make(memory::desc(w_dims_, f32, Tag::any)));
+    bw_x_md_ = pd.src_desc();
+    bw_dw_md_ = pd.diff_weights_desc();
+    bw_dy_md_ = pd.diff_dst_desc();
+    std::vector<std::pair<int, memory::desc>> args = {{DNNL_ARG_SRC, bw_x_md_},
+                                                      {DNNL_ARG_DIFF_WEIGHTS, bw_dw_md_},
+                                                      {DNNL_ARG_DIFF_DST, bw_dy_md_}};
+    if (p_.bias) args.push_back({DNNL_ARG_DIFF_BIAS, pd.diff_bias_desc()});
+    bwd_weights_ = BoundPrimitive(dnnl::convolution_backward_weights(pd), ctx_.engine(), args,
+                                  pd.scratchpad_desc().get_size());
+  }
+
+  DnnlContext& ctx_;
+  ConvParams p_;
+  Shape x_shape_, y_shape_, w_shape_;
+  memory::dims w_dims_;
+  DescArgs desc_args_;
+  dnnl::convolution_forward::primitive_desc fwd_pd_;
+  memory::desc x_md_, w_md_, y_md_;
+  TensorDesc out_desc_, w_desc_;
+  BoundPrimitive fwd_, bwd_data_, bwd_weights_;
+  InputAdapter fwd_x_, fwd_w_, bd_dy_, bd_w_, bw_x_, bw_dy_;
+  OutputAdapter fwd_y_, bd_dx_, bw_dw_;
+  memory::desc bd_dx_md_, bd_w_md_, bd_dy_md_, bw_x_md_, bw_dw_md_, bw_dy_md_;
+};
+
+}  // namespace
+
+std::unique_ptr<ConvOp> make_conv(DnnlContext& ctx, const ConvParams& p, const TensorDesc& x,
+                                  bool training) {
+  return std::make_unique<CpuConv>(ctx, p, x, training);
+}
+
+}  // namespace rn::cpu

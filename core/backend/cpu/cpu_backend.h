@@ -1,0 +1,59 @@
+// The oneDNN implementation of the Backend interface.
+#pragma once
+
+#include <vector>
+
+#include "core/backend/backend.h"
+#include "core/backend/cpu/dnnl_common.h"
+
+namespace rn::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads);
+  Device device() const override { return Device{}; }
+  std::string name() const override;
+
+  Tensor allocate(const TensorDesc& desc) override { return ctx_.allocate(desc); }
+  LayoutPtr layout_like(const TensorDesc& like, const Shape& shape) override;
+  Tensor upload(const Tensor& host) override;
+  Tensor download(const Tensor& t) override;
+
+  std::unique_ptr<ConvOp> make_conv(const ConvParams& p, const TensorDesc& x, bool training) override;
+  std::unique_ptr<BatchNormOp> make_batch_norm(const BatchNormParams& p, const TensorDesc& x,
+                                               bool training) override;
+  std::unique_ptr<PoolOp> make_pool(const PoolParams& p, const TensorDesc& x, bool training) override;
+  std::unique_ptr<LinearOp> make_linear(const LinearParams& p, const TensorDesc& x) override;
+
+  void relu_forward(const Tensor& x, Tensor& y) override;
+  void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  void add(const Tensor& a, const Tensor& b, Tensor& y, bool relu) override;
+  void add_inplace(Tensor& y, const Tensor& x) override;
+  void axpby(Tensor& y, float a, const Tensor& x, float b) override;
+  void pad_shortcut_forward(const Tensor& x, int stride, Tensor& y) override;
+  void pad_shortcut_backward(const Tensor& dy, int stride, Tensor& dx) override;
+
+  LossStats softmax_cross_entropy(const Tensor& logits, const Tensor& labels,
+                                  const CrossEntropyParams& p, Tensor* dlogits) override;
+
+  void sgd_update(const SgdParams& p, Tensor& w, const Tensor& g, Tensor& m) override;
+  void lars_update(const LarsParams& p, Tensor& w, const Tensor& g, Tensor& m) override;
+
+  void fill(Tensor& t, float value) override;
+  void scale(Tensor& t, float factor) override;
+  void copy(const Tensor& src, Tensor& dst) override;
+  void reorder(const Tensor& src, Tensor& dst) override;
+  void cast(const Tensor& src, Tensor& dst) override;
+  void synchronize() override {}
+
+  int threads() const { return threads_; }
+
+ private:
+  Reorderer& reorderer(const memory::desc& from, const memory::desc& to);
+
+  DnnlContext ctx_;
+  int threads_;
+  std::vector<Reorderer> reorders_;  // few distinct pairs: a linear search is enough
+};
+
+}  // namespace rn::cpu

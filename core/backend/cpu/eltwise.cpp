@@ -1,0 +1,164 @@
+// Element-wise ops written directly as OpenMP loops over the whole (possibly padded, blocked)
+// buffer: every operand shares one layout, and zero padding maps to zero under relu and add.
+#include <algorithm>
+#include <cstring>
+
+#include "core/backend/cpu/cpu_backend.h"
+
+namespace rn::cpu {
+namespace {
+
+// Below this many floats a parallel region costs more than it saves.
+constexpr int64_t kParallelGrain = 1 << 15;
+
+int64_t float_count(const Tensor& t) { return static_cast<int64_t>(t.bytes() / sizeof(float)); }
+
+void check_same(const char* op, const Tensor& a, const Tensor& b) {
+  RN_CHECK(a.desc().same_layout(b.desc()),
+           "[" << op << "] operands differ: " << a.desc().str() << " vs " << b.desc().str());
+}
+
+// Offset of element (n, c, h, w) in a plain or single-level blocked 4-D descriptor.
+class BlockedIndexer {
+ public:
+  explicit BlockedIndexer(const memory::desc& md) {
+    const auto& d = md.data;
+    RN_CHECK(d.ndims == 4 && d.format_kind == dnnl_blocked,
+             "[shortcut] needs a 4-D blocked layout");
+    const auto& b = d.format_desc.blocking;
+    for (int i = 0; i < 4; ++i) stride_[i] = b.strides[i], block_[i] = 1;
+    for (int i = 0; i < b.inner_nblks; ++i) {
+      RN_CHECK(block_[b.inner_idxs[i]] == 1, "[shortcut] multi-level blocking unsupported");
+      block_[b.inner_idxs[i]] = b.inner_blks[i];
+    }
+    int64_t mult = 1;
+    for (int i = b.inner_nblks - 1; i >= 0; --i) {
+      inner_mult_[b.inner_idxs[i]] = mult;
+      mult *= b.inner_blks[i];
+    }
+    offset0_ = d.offset0;
+  }
+  int64_t operator()(int64_t n, int64_t c, int64_t h, int64_t w) const {
+    const int64_t idx[4] = {n, c, h, w};
+    int64_t off = offset0_;
+    for (int i = 0; i < 4; ++i)
+      off += (idx[i] / block_[i]) * stride_[i] + (idx[i] % block_[i]) * inner_mult_[i];
+    return off;
+  }
+
+ private:
+  int64_t stride_[4], block_[4], inner_mult_[4] = {0, 0, 0, 0}, offset0_ = 0;
+};
+
+// Runs f(x_offset, y_offset) for every (n, c, h, w) of y whose channel maps into x.
+template <typename F>
+void for_each_shortcut_pair(const Tensor& x, const Tensor& y, int stride, F f) {
+  const Shape& xs = x.shape();
+  const Shape& ys = y.shape();
+  RN_CHECK(xs[0] == ys[0] && ys[1] >= xs[1] && ys[2] == (xs[2] + stride - 1) / stride &&
+               ys[3] == (xs[3] + stride - 1) / stride,
+           "[shortcut] " << xs.str() << " cannot map to " << ys.str() << " with stride " << stride);
+  const BlockedIndexer xi(md_of(x.desc())), yi(md_of(y.desc()));
+  const int64_t before = (ys[1] - xs[1]) / 2;
+#pragma omp parallel for collapse(2)
+  for (int64_t n = 0; n < ys[0]; ++n)
+    for (int64_t c = 0; c < xs[1]; ++c)
+      for (int64_t h = 0; h < ys[2]; ++h)
+        for (int64_t w = 0; w < ys[3]; ++w) f(xi(n, c, h * stride, w * stride), yi(n, c + before, h, w));
+}
+
+}  // namespace
+
+void CpuBackend::relu_forward(const Tensor& x, Tensor& y) {
+  check_same("relu", x, y);
+  const float* a = x.data_as<float>();
+  float* o = y.data_as<float>();
+  const int64_t n = float_count(x);
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) o[i] = a[i] > 0.f ? a[i] : 0.f;
+}
+
+void CpuBackend::relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
+  check_same("relu_backward", y, dy);
+  check_same("relu_backward", y, dx);
+  const float* out = y.data_as<float>();
+  const float* g = dy.data_as<float>();
+  float* o = dx.data_as<float>();
+  const int64_t n = float_count(y);
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) o[i] = out[i] > 0.f ? g[i] : 0.f;
+}
+
+void CpuBackend::add(const Tensor& a, const Tensor& b, Tensor& y, bool relu) {
+  check_same("add", a, b);
+  check_same("add", a, y);
+  const float* p = a.data_as<float>();
+  const float* q = b.data_as<float>();
+  float* o = y.data_as<float>();
+  const int64_t n = float_count(a);
+  if (relu) {
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) o[i] = std::max(p[i] + q[i], 0.f);
+  } else {
+#pragma omp parallel for if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) o[i] = p[i] + q[i];
+  }
+}
+
+void CpuBackend::add_inplace(Tensor& y, const Tensor& x) {
+  check_same("add_inplace", y, x);
+  const float* p = x.data_as<float>();
+  float* o = y.data_as<float>();
+  const int64_t n = float_count(x);
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) o[i] += p[i];
+}
+
+void CpuBackend::axpby(Tensor& y, float a, const Tensor& x, float b) {
+  check_same("axpby", y, x);
+  const float* p = x.data_as<float>();
+  float* o = y.data_as<float>();
+  const int64_t n = float_count(x);
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) o[i] = a * p[i] + b * o[i];
+}
+
+void CpuBackend::pad_shortcut_forward(const Tensor& x, int stride, Tensor& y) {
+  fill(y, 0.f);
+  const float* xp = x.data_as<float>();
+  float* yp = y.data_as<float>();
+  for_each_shortcut_pair(x, y, stride, [&](int64_t xo, int64_t yo) { yp[yo] = xp[xo]; });
+}
+
+void CpuBackend::pad_shortcut_backward(const Tensor& dy, int stride, Tensor& dx) {
+  // Positions skipped by the stride get no gradient.
+  fill(dx, 0.f);
+  const float* g = dy.data_as<float>();
+  float* o = dx.data_as<float>();
+  for_each_shortcut_pair(dx, dy, stride, [&](int64_t xo, int64_t yo) { o[xo] = g[yo]; });
+}
+
+void CpuBackend::fill(Tensor& t, float value) {
+  float* o = t.data_as<float>();
+  const int64_t n = float_count(t);
+  if (value == 0.f) {
+    std::memset(o, 0, t.bytes());
+    return;
+  }
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) o[i] = value;
+}
+
+void CpuBackend::scale(Tensor& t, float factor) {
+  float* o = t.data_as<float>();
+  const int64_t n = float_count(t);
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) o[i] *= factor;
+}
+
+void CpuBackend::copy(const Tensor& src, Tensor& dst) {
+  check_same("copy", src, dst);
+  std::memcpy(dst.data(), src.data(), src.bytes());
+}
+
+}  // namespace rn::cpu

@@ -1,0 +1,14 @@
+// The CUDA entry points of a build without the CUDA toolkit: they say so.
+#include "core/backend/backend.h"
+#include "core/check.h"
+
+namespace rn {
+
+std::unique_ptr<Backend> make_cuda_backend(int) {
+  RN_FAIL("train.device 'cuda': this resnet was built without CUDA (CUDA toolkit, cuDNN and NCCL "
+          "were not found at configure time)");
+}
+
+bool cuda_available() { return false; }
+
+}  // namespace rn

@@ -1,0 +1,65 @@
+// Parameter structs of the op set: small, named fields instead of long argument lists.
+#pragma once
+
+#include <cstdint>
+
+namespace rn {
+
+struct ConvParams {
+  int out_channels = 0;
+  int kernel = 3;  // square kernels only: every network of the papers uses them
+  int stride = 1;
+  int pad = 1;
+  int dilation = 1;
+  int groups = 1;
+  bool bias = false;
+};
+
+struct BatchNormParams {
+  double eps = 1e-5;
+  bool fuse_relu = false;  // y = max(bn(x), 0) in one pass, with a bitmask for backward
+};
+
+enum class PoolKind { max, avg };
+struct PoolParams {
+  PoolKind kind = PoolKind::max;
+  int kernel = 3;
+  int stride = 2;
+  int pad = 1;
+  bool global = false;  // average over the whole H x W (kernel/stride/pad ignored)
+};
+
+struct LinearParams {
+  int out_features = 0;
+  bool bias = true;
+};
+
+// PyTorch's SGD: d = g + wd*w; m = momentum*m + d; d = nesterov ? d + momentum*m : m; w -= lr*d.
+struct SgdParams {
+  float lr = 0.1f;
+  float momentum = 0.9f;
+  float weight_decay = 0.f;
+  bool nesterov = false;
+};
+
+// LARS (You et al. 2017): the step of each tensor is scaled by
+// trust = eta * |w| / (|g| + wd * |w|), then SGD with momentum.
+struct LarsParams {
+  float lr = 0.1f;
+  float momentum = 0.9f;
+  float weight_decay = 0.f;
+  float eta = 0.001f;
+};
+
+struct CrossEntropyParams {
+  float label_smoothing = 0.f;
+};
+
+// Result of softmax cross-entropy over a batch: the mean loss and the correct counts.
+struct LossStats {
+  double loss = 0;  // mean over the batch
+  int64_t top1 = 0;
+  int64_t top5 = 0;
+};
+
+}  // namespace rn

@@ -1,0 +1,53 @@
+// Error checking: every failure is an exception carrying the expression, file:line and the
+// library's own message, so `main` can print it once and abort all MPI ranks.
+#pragma once
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace rn {
+
+// The one exception type of the project. `what()` is a single line meant for the user.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+namespace detail {
+[[noreturn]] inline void throw_error(const std::string& msg, const char* expr, const char* file,
+                                     int line) {
+  std::ostringstream os;
+  os << msg << " (" << expr << " at " << file << ":" << line << ")";
+  throw Error(os.str());
+}
+}  // namespace detail
+
+// Formats its arguments with operator<< into one string.
+template <typename... Args>
+std::string str_cat(const Args&... args) {
+  std::ostringstream os;
+  (os << ... << args);
+  return os.str();
+}
+
+}  // namespace rn
+
+// A user-facing precondition: `msg` is streamed, e.g. RN_CHECK(n > 0, "[conv] batch " << n).
+#define RN_CHECK(cond, msg)                                               \
+  do {                                                                    \
+    if (!(cond)) {                                                        \
+      std::ostringstream rn_check_os_;                                    \
+      rn_check_os_ << msg;                                                \
+      ::rn::detail::throw_error(rn_check_os_.str(), #cond, __FILE__, __LINE__); \
+    }                                                                     \
+  } while (0)
+
+// Throws an input error whose message stands alone (no file:line): for bad configs, flags and
+// data files the user must fix, where the source location would only be noise.
+#define RN_FAIL(msg)                        \
+  do {                                      \
+    std::ostringstream rn_fail_os_;         \
+    rn_fail_os_ << msg;                     \
+    throw ::rn::Error(rn_fail_os_.str());   \
+  } while (0)

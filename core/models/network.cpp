@@ -1,0 +1,99 @@
+// The generic builder: stem, stages, head, from a ModelSpec.
+#include "core/check.h"
+#include "core/models/model_spec.h"
+
+namespace rn::models {
+
+using nn::BasicUnit;
+using nn::BatchNorm2d;
+using nn::BottleneckUnit;
+using nn::Conv2d;
+using nn::Pool2d;
+
+Network::Network(Backend& be, ModelSpec spec, uint64_t seed) : Module(be), spec_(std::move(spec)) {
+  const ModelSpec& s = spec_;
+  RN_CHECK(!s.blocks.empty() && s.blocks.size() == s.planes.size(),
+           "[model] " << s.name << ": blocks and planes must have one entry per stage");
+  RN_CHECK(s.in_channels >= 1 && s.num_classes >= 1,
+           "[model] " << s.name << ": in_channels and num_classes must be positive");
+  nn::InitRng rng(seed);
+  const bool imagenet = s.stem == StemKind::imagenet;
+  body_.emplace<Conv2d>("conv1", s.in_channels,
+                        imagenet ? ConvParams{.out_channels = s.stem_channels, .kernel = 7, .stride = 2, .pad = 3}
+                                 : ConvParams{.out_channels = s.stem_channels, .kernel = 3, .stride = 1, .pad = 1},
+                        rng);
+  // A CIFAR pre-activation net's first unit normalises the stem's output itself.
+  if (imagenet || !s.preact) body_.emplace<BatchNorm2d>("bn1", s.stem_channels, true);
+  if (imagenet) body_.emplace<Pool2d>("maxpool", PoolParams{.kind = PoolKind::max, .kernel = 3, .stride = 2, .pad = 1});
+
+  const int expansion = s.block == BlockKind::bottleneck ? BottleneckUnit::kExpansion : 1;
+  int channels = s.stem_channels;
+  for (size_t stage = 0; stage < s.blocks.size(); ++stage) {
+    auto& seq = body_.emplace<nn::Sequential>("layer" + std::to_string(stage + 1));
+    for (int b = 0; b < s.blocks[stage]; ++b) {
+      nn::UnitOptions o{.in_channels = channels,
+                        .planes = s.planes[stage],
+                        .stride = (stage > 0 && b == 0) ? 2 : 1,
+                        .groups = s.groups,
+                        .width_per_group = s.width_per_group,
+                        .stride_on_3x3 = s.stride_on_3x3,
+                        .shortcut = s.shortcut,
+                        .zero_init_last_bn = s.zero_init_residual};
+      const std::string name = std::to_string(b);
+      if (s.preact && s.block == BlockKind::basic) seq.emplace<nn::PreActBasicUnit>(name, o, rng);
+      else if (s.preact) seq.emplace<nn::PreActBottleneckUnit>(name, o, rng);
+      else if (s.block == BlockKind::basic) seq.emplace<BasicUnit>(name, o, rng, s.plain);
+      else seq.emplace<BottleneckUnit>(name, o, rng, s.plain);
+      channels = s.planes[stage] * expansion;
+    }
+  }
+  if (s.preact) body_.emplace<BatchNorm2d>("final_bn", channels, true);
+  body_.emplace<Pool2d>("avgpool", PoolParams{.kind = PoolKind::avg, .global = true});
+  body_.emplace<nn::Linear>("fc", channels, s.num_classes, rng);
+  body_.set_needs_input_grad(false);
+}
+
+std::vector<nn::NamedParameter> Network::parameters() {
+  std::vector<nn::NamedParameter> p;
+  std::vector<nn::NamedBuffer> b;
+  collect("", p, b);
+  return p;
+}
+
+std::vector<nn::NamedBuffer> Network::buffers() {
+  std::vector<nn::NamedParameter> p;
+  std::vector<nn::NamedBuffer> b;
+  collect("", p, b);
+  return b;
+}
+
+int64_t Network::num_parameters() {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.param->shape.numel();
+  return n;
+}
+
+int Network::depth() const {
+  int projections = 0;
+  const ModelSpec& s = spec_;
+  // Every stage whose first unit changes shape has one projection (option B), or every unit
+  // has one (option C); plain nets and option A have none.
+  if (!s.plain) {
+    const int expansion = s.block == BlockKind::bottleneck ? BottleneckUnit::kExpansion : 1;
+    int channels = s.stem_channels;
+    for (size_t stage = 0; stage < s.blocks.size(); ++stage) {
+      for (int b = 0; b < s.blocks[stage]; ++b) {
+        const bool reshapes = (stage > 0 && b == 0) || channels != s.planes[stage] * expansion;
+        projections += s.shortcut == nn::ShortcutKind::C || (s.shortcut == nn::ShortcutKind::B && reshapes);
+        channels = s.planes[stage] * expansion;
+      }
+    }
+  }
+  return weighted_layers() - projections;
+}
+
+std::unique_ptr<Network> build_model(Backend& be, const ModelSpec& spec, uint64_t seed) {
+  return std::make_unique<Network>(be, spec, seed);
+}
+
+}  // namespace rn::models

@@ -1,0 +1,124 @@
+// The named networks: ImageNet ResNets (torchvision names), ResNeXt and wide ResNets, CIFAR
+// ResNets and their plain counterparts, pre-activation ResNets and CIFAR ResNeXt-29.
+#include <functional>
+#include <map>
+
+#include "core/check.h"
+#include "core/models/model_spec.h"
+
+namespace rn::models {
+namespace {
+
+using nn::ShortcutKind;
+
+ModelSpec imagenet(BlockKind block, std::vector<int> blocks, int groups = 1, int wpg = 64) {
+  ModelSpec s;
+  s.block = block;
+  s.blocks = std::move(blocks);
+  s.planes = {64, 128, 256, 512};
+  s.groups = groups;
+  s.width_per_group = wpg;
+  return s;
+}
+
+// He et al. 2015, sec. 4.2: 6n+2 layers, 16/32/64 filters, option A shortcuts.
+ModelSpec cifar(int depth, bool plain) {
+  ModelSpec s;
+  const int n = (depth - 2) / 6;
+  s.blocks = {n, n, n};
+  s.planes = {16, 32, 64};
+  s.stem = StemKind::cifar;
+  s.stem_channels = 16;
+  s.shortcut = ShortcutKind::A;
+  s.plain = plain;
+  return s;
+}
+
+// He et al. 2016: pre-activation units with projection shortcuts; bottleneck depth 9n+2.
+ModelSpec cifar_preact(int depth, BlockKind block) {
+  ModelSpec s;
+  const int n = block == BlockKind::basic ? (depth - 2) / 6 : (depth - 2) / 9;
+  s.block = block;
+  s.blocks = {n, n, n};
+  s.planes = {16, 32, 64};
+  s.stem = StemKind::cifar;
+  s.stem_channels = 16;
+  s.preact = true;
+  return s;
+}
+
+// Xie et al. 2017, CIFAR: 64-channel stem, three stages of three bottlenecks, cardinality C,
+// bottleneck width d in the first stage (doubling per stage), outputs 256/512/1024.
+ModelSpec resnext29(int cardinality, int width) {
+  ModelSpec s;
+  s.block = BlockKind::bottleneck;
+  s.blocks = {3, 3, 3};
+  s.planes = {64, 128, 256};
+  s.groups = cardinality;
+  s.width_per_group = width;
+  s.stem = StemKind::cifar;
+  s.stem_channels = 64;
+  return s;
+}
+
+const std::vector<std::pair<std::string, std::function<ModelSpec()>>>& zoo() {
+  using B = BlockKind;
+  static const std::vector<std::pair<std::string, std::function<ModelSpec()>>> z = {
+      {"resnet18", [] { return imagenet(B::basic, {2, 2, 2, 2}); }},
+      {"resnet34", [] { return imagenet(B::basic, {3, 4, 6, 3}); }},
+      {"resnet50", [] { return imagenet(B::bottleneck, {3, 4, 6, 3}); }},
+      {"resnet101", [] { return imagenet(B::bottleneck, {3, 4, 23, 3}); }},
+      {"resnet152", [] { return imagenet(B::bottleneck, {3, 8, 36, 3}); }},
+      {"resnet200", [] { return imagenet(B::bottleneck, {3, 24, 36, 3}); }},
+      {"resnext50_32x4d", [] { return imagenet(B::bottleneck, {3, 4, 6, 3}, 32, 4); }},
+      {"resnext101_32x4d", [] { return imagenet(B::bottleneck, {3, 4, 23, 3}, 32, 4); }},
+      {"resnext101_32x8d", [] { return imagenet(B::bottleneck, {3, 4, 23, 3}, 32, 8); }},
+      {"resnext101_64x4d", [] { return imagenet(B::bottleneck, {3, 4, 23, 3}, 64, 4); }},
+      {"wide_resnet50_2", [] { return imagenet(B::bottleneck, {3, 4, 6, 3}, 1, 128); }},
+      {"wide_resnet101_2", [] { return imagenet(B::bottleneck, {3, 4, 23, 3}, 1, 128); }},
+      {"resnet20", [] { return cifar(20, false); }},
+      {"resnet32", [] { return cifar(32, false); }},
+      {"resnet44", [] { return cifar(44, false); }},
+      {"resnet56", [] { return cifar(56, false); }},
+      {"resnet110", [] { return cifar(110, false); }},
+      {"resnet1202", [] { return cifar(1202, false); }},
+      {"plain20", [] { return cifar(20, true); }},
+      {"plain32", [] { return cifar(32, true); }},
+      {"plain44", [] { return cifar(44, true); }},
+      {"plain56", [] { return cifar(56, true); }},
+      {"plain110", [] { return cifar(110, true); }},
+      {"plain18", [] { auto s = imagenet(B::basic, {2, 2, 2, 2}); s.plain = true; return s; }},
+      {"plain34", [] { auto s = imagenet(B::basic, {3, 4, 6, 3}); s.plain = true; return s; }},
+      {"preact_resnet110", [] { return cifar_preact(110, B::basic); }},
+      {"preact_resnet164", [] { return cifar_preact(164, B::bottleneck); }},
+      {"preact_resnet1001", [] { return cifar_preact(1001, B::bottleneck); }},
+      {"preact_resnet200", [] { auto s = imagenet(B::bottleneck, {3, 24, 36, 3}); s.preact = true; return s; }},
+      {"resnext29_8x64d", [] { return resnext29(8, 64); }},
+      {"resnext29_16x64d", [] { return resnext29(16, 64); }},
+  };
+  return z;
+}
+
+}  // namespace
+
+std::vector<std::string> known_models() {
+  std::vector<std::string> names;
+  for (const auto& [name, f] : zoo()) names.push_back(name);
+  return names;
+}
+
+ModelSpec model_spec(const std::string& name, int in_channels, int num_classes) {
+  for (const auto& [n, make] : zoo()) {
+    if (n != name) continue;
+    ModelSpec s = make();
+    s.name = name;
+    s.in_channels = in_channels;
+    s.num_classes = num_classes;
+    return s;
+  }
+  std::string list;
+  for (const auto& n : known_models()) list += (list.empty() ? "" : ", ") + n;
+  RN_FAIL("unknown model '" << name << "'; known models: " << list);
+}
+
+}  // namespace rn::models

@@ -1,0 +1,65 @@
+// Conv2d: weights in the layout the training convolution prefers, gradients marked ready at once.
+#include <cmath>
+
+#include "core/check.h"
+#include "core/nn/layers.h"
+
+namespace rn::nn {
+
+Conv2d::Conv2d(Backend& be, int in_channels, const ConvParams& p, InitRng& rng)
+    : Module(be), in_channels_(in_channels), p_(p) {
+  RN_CHECK(in_channels % p.groups == 0 && p.out_channels % p.groups == 0,
+           "[conv] channels " << in_channels << " -> " << p.out_channels
+                              << " not divisible by groups " << p.groups);
+  const Shape ws{p.out_channels, in_channels / p.groups, p.kernel, p.kernel};
+  const double fan_out = static_cast<double>(p.out_channels) * p.kernel * p.kernel;
+  weight_ = make_parameter(ws, rng.normal_vector(ws.numel(), std::sqrt(2.0 / fan_out)), false);
+  if (p.bias) bias_ = make_parameter(Shape{p.out_channels}, std::vector<float>(p.out_channels), true);
+}
+
+void Conv2d::collect(const std::string& prefix, std::vector<NamedParameter>& params,
+                     std::vector<NamedBuffer>&) {
+  params.push_back({join(prefix, "weight"), &weight_});
+  if (p_.bias) params.push_back({join(prefix, "bias"), &bias_});
+}
+
+Shape Conv2d::output_shape(const Shape& in) const {
+  const int64_t span = static_cast<int64_t>(p_.dilation) * (p_.kernel - 1) + 1;
+  return Shape{in[0], p_.out_channels, (in[2] + 2 * p_.pad - span) / p_.stride + 1,
+               (in[3] + 2 * p_.pad - span) / p_.stride + 1};
+}
+
+int64_t Conv2d::macs(const Shape& in) const {
+  const Shape out = output_shape(in);
+  return out[1] * out[2] * out[3] * (in_channels_ / p_.groups) * p_.kernel * p_.kernel;
+}
+
+Tensor Conv2d::forward_impl(const Tensor& x) {
+  RN_CHECK(x.shape().rank() == 4 && x.shape()[1] == in_channels_,
+           "[conv] expects " << in_channels_ << " input channels, got " << x.shape().str());
+  op_ = &plans_.get(x.desc(), training_,
+                    [&] { return backend_.make_conv(p_, x.desc(), training_); });
+  // The training plan decides the weights' layout; an inference plan that prefers another one
+  // reorders them on the fly instead of moving the optimizer state back and forth.
+  if (training_ || weight_.value.is_plain()) relayout(weight_, op_->weight_desc());
+  Tensor y = backend_.allocate(op_->output_desc());
+  op_->forward(x, weight_.value, p_.bias ? &bias_.value : nullptr, y);
+  if (training_) saved_x_ = x;
+  return y;
+}
+
+Tensor Conv2d::backward_impl(const Tensor& dy) {
+  RN_CHECK(saved_x_.defined(), "[conv] backward without a training forward");
+  op_->backward_weights(saved_x_, dy, weight_.grad, p_.bias ? &bias_.grad : nullptr);
+  weight_.mark_ready();
+  if (p_.bias) bias_.mark_ready();
+  Tensor dx;
+  if (needs_input_grad_) {
+    dx = backend_.allocate(saved_x_.desc());
+    op_->backward_data(dy, weight_.value, dx);
+  }
+  saved_x_ = Tensor();
+  return dx;
+}
+
+}  // namespace rn::nn

@@ -1,0 +1,170 @@
+// ReLU, pooling, linear, the option-A shortcut and Sequential.
+#include <cmath>
+
+#include "core/check.h"
+#include "core/nn/layers.h"
+
+namespace rn::nn {
+
+Tensor ReLU::forward_impl(const Tensor& x) {
+  Tensor y = backend_.allocate(x.desc());
+  backend_.relu_forward(x, y);
+  if (training_) saved_y_ = y;
+  return y;
+}
+
+Tensor ReLU::backward_impl(const Tensor& dy) {
+  RN_CHECK(saved_y_.defined(), "[relu] backward without a training forward");
+  Tensor g = as_desc(dy, saved_y_.desc());
+  Tensor dx = backend_.allocate(saved_y_.desc());
+  backend_.relu_backward(saved_y_, g, dx);
+  saved_y_ = Tensor();
+  return dx;
+}
+
+Shape Pool2d::output_shape(const Shape& in) const {
+  if (p_.global) return Shape{in[0], in[1], 1, 1};
+  return Shape{in[0], in[1], (in[2] + 2 * p_.pad - p_.kernel) / p_.stride + 1,
+               (in[3] + 2 * p_.pad - p_.kernel) / p_.stride + 1};
+}
+
+Tensor Pool2d::forward_impl(const Tensor& x) {
+  op_ = &plans_.get(x.desc(), training_, [&] { return backend_.make_pool(p_, x.desc(), training_); });
+  Tensor y = backend_.allocate(op_->output_desc());
+  Tensor ws;
+  if (training_ && op_->workspace_desc().shape.rank() > 0) ws = backend_.allocate(op_->workspace_desc());
+  op_->forward(x, y, ws.defined() ? &ws : nullptr);
+  if (training_) saved_x_desc_ = x.desc(), saved_ws_ = ws;
+  return y;
+}
+
+Tensor Pool2d::backward_impl(const Tensor& dy) {
+  Tensor dx = backend_.allocate(saved_x_desc_);
+  op_->backward(dy, saved_ws_.defined() ? &saved_ws_ : nullptr, dx);
+  saved_ws_ = Tensor();
+  return dx;
+}
+
+Linear::Linear(Backend& be, int in_features, int out_features, InitRng& rng, bool bias)
+    : Module(be), in_features_(in_features), out_features_(out_features), has_bias_(bias) {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
+  weight_ = make_parameter(Shape{out_features, in_features},
+                           rng.uniform_vector(int64_t{out_features} * in_features, bound), false);
+  if (bias) bias_ = make_parameter(Shape{out_features}, rng.uniform_vector(out_features, bound), true);
+}
+
+void Linear::collect(const std::string& prefix, std::vector<NamedParameter>& params,
+                     std::vector<NamedBuffer>&) {
+  params.push_back({join(prefix, "weight"), &weight_});
+  if (has_bias_) params.push_back({join(prefix, "bias"), &bias_});
+}
+
+Shape Linear::output_shape(const Shape& in) const { return Shape{in[0], out_features_}; }
+
+Tensor Linear::forward_impl(const Tensor& x) {
+  RN_CHECK(x.shape()[1] == in_features_,
+           "[linear] expects " << in_features_ << " features, got " << x.shape().str());
+  if (!op_ || !op_desc_.same_layout(x.desc())) {
+    op_ = backend_.make_linear(LinearParams{out_features_, has_bias_}, x.desc());
+    op_desc_ = x.desc();
+  }
+  Tensor y = backend_.allocate(op_->output_desc());
+  op_->forward(x, weight_.value, has_bias_ ? &bias_.value : nullptr, y);
+  if (training_) saved_x_ = x;
+  return y;
+}
+
+Tensor Linear::backward_impl(const Tensor& dy) {
+  RN_CHECK(saved_x_.defined(), "[linear] backward without a training forward");
+  op_->backward_weights(saved_x_, dy, weight_.grad, has_bias_ ? &bias_.grad : nullptr);
+  weight_.mark_ready();
+  if (has_bias_) bias_.mark_ready();
+  Tensor dx;
+  if (needs_input_grad_) {
+    dx = backend_.allocate(saved_x_.desc());
+    op_->backward_data(dy, weight_.value, dx);
+  }
+  saved_x_ = Tensor();
+  return dx;
+}
+
+Shape PadShortcut::output_shape(const Shape& in) const {
+  return Shape{in[0], out_channels_, (in[2] + stride_ - 1) / stride_, (in[3] + stride_ - 1) / stride_};
+}
+
+Tensor PadShortcut::forward_impl(const Tensor& x) {
+  // The output keeps the input's layout family: same oneDNN format, new dimensions.
+  const Shape out = output_shape(x.shape());
+  TensorDesc d = x.desc();
+  d.shape = out;
+  d.layout = backend_.layout_like(x.desc(), out);
+  Tensor y = backend_.allocate(d);
+  backend_.pad_shortcut_forward(x, stride_, y);
+  if (training_) saved_x_desc_ = x.desc();
+  return y;
+}
+
+Tensor PadShortcut::backward_impl(const Tensor& dy) {
+  Tensor dx = backend_.allocate(saved_x_desc_);
+  backend_.pad_shortcut_backward(dy, stride_, dx);
+  return dx;
+}
+
+Module& Sequential::add(std::string name, std::unique_ptr<Module> m) {
+  children_.emplace_back(std::move(name), std::move(m));
+  return *children_.back().second;
+}
+
+void Sequential::set_training(bool on) {
+  Module::set_training(on);
+  for (auto& [n, m] : children_) m->set_training(on);
+}
+
+void Sequential::set_needs_input_grad(bool on) {
+  Module::set_needs_input_grad(on);
+  if (!children_.empty()) children_.front().second->set_needs_input_grad(on);
+}
+
+void Sequential::collect(const std::string& prefix, std::vector<NamedParameter>& params,
+                         std::vector<NamedBuffer>& buffers) {
+  for (auto& [n, m] : children_) m->collect(join(prefix, n), params, buffers);
+}
+
+Shape Sequential::output_shape(const Shape& in) const {
+  Shape s = in;
+  for (const auto& [n, m] : children_) s = m->output_shape(s);
+  return s;
+}
+
+int64_t Sequential::macs(const Shape& in) const {
+  Shape s = in;
+  int64_t total = 0;
+  for (const auto& [n, m] : children_) {
+    total += m->macs(s);
+    s = m->output_shape(s);
+  }
+  return total;
+}
+
+int Sequential::weighted_layers() const {
+  int n = 0;
+  for (const auto& [name, m] : children_) n += m->weighted_layers();
+  return n;
+}
+
+Tensor Sequential::forward_impl(const Tensor& x) {
+  Tensor h = x;
+  for (auto& [n, m] : children_) h = m->forward(h);
+  return h;
+}
+
+Tensor Sequential::backward_impl(const Tensor& dy) {
+  Tensor g = dy;
+  for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
+    g = it->second->backward(g);
+    if (!g.defined()) break;  // the first layer needs no input gradient
+  }
+  return g;
+}
+
+}  // namespace rn::nn

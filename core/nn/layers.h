@@ -1,0 +1,171 @@
+// The basic layers: convolution, batch norm (optionally fused with ReLU), ReLU, pooling, linear,
+// identity, the zero-padding shortcut (option A), and a named sequence.
+#pragma once
+
+#include <memory>
+#include <utility>
+
+#include "core/nn/init.h"
+#include "core/nn/module.h"
+
+namespace rn::nn {
+
+class Conv2d final : public Module {
+ public:
+  // Weights ~ N(0, 2 / fan_out), fan_out = out_channels * k * k (torchvision's ResNet init).
+  Conv2d(Backend& be, int in_channels, const ConvParams& p, InitRng& rng);
+  void collect(const std::string& prefix, std::vector<NamedParameter>& params,
+               std::vector<NamedBuffer>& buffers) override;
+  Shape output_shape(const Shape& in) const override;
+  int64_t macs(const Shape& in) const override;
+  int weighted_layers() const override { return 1; }
+  const ConvParams& params() const { return p_; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+  Tensor backward_impl(const Tensor& dy) override;
+
+ private:
+  int in_channels_;
+  ConvParams p_;
+  Parameter weight_, bias_;
+  PlanCache<ConvOp> plans_;
+  ConvOp* op_ = nullptr;  // the plan of the last forward
+  Tensor saved_x_;
+};
+
+class BatchNorm2d final : public Module {
+ public:
+  BatchNorm2d(Backend& be, int channels, bool fuse_relu, bool zero_gamma = false,
+              double momentum = 0.1, double eps = 1e-5);
+  void collect(const std::string& prefix, std::vector<NamedParameter>& params,
+               std::vector<NamedBuffer>& buffers) override;
+  Shape output_shape(const Shape& in) const override { return in; }
+  int64_t num_batches_tracked() const { return num_batches_tracked_; }
+  void set_num_batches_tracked(int64_t n) { num_batches_tracked_ = n; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+  Tensor backward_impl(const Tensor& dy) override;
+
+ private:
+  int channels_;
+  BatchNormParams p_;
+  double momentum_;
+  Parameter gamma_, beta_;
+  Tensor running_mean_, running_var_, batch_mean_, batch_var_;
+  int64_t num_batches_tracked_ = 0;
+  PlanCache<BatchNormOp> plans_;
+  BatchNormOp* op_ = nullptr;
+  Tensor saved_x_, saved_ws_;
+};
+
+class ReLU final : public Module {
+ public:
+  using Module::Module;
+  Shape output_shape(const Shape& in) const override { return in; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+  Tensor backward_impl(const Tensor& dy) override;
+
+ private:
+  Tensor saved_y_;
+};
+
+class Pool2d final : public Module {
+ public:
+  Pool2d(Backend& be, const PoolParams& p) : Module(be), p_(p) {}
+  Shape output_shape(const Shape& in) const override;
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+  Tensor backward_impl(const Tensor& dy) override;
+
+ private:
+  PoolParams p_;
+  PlanCache<PoolOp> plans_;
+  PoolOp* op_ = nullptr;
+  TensorDesc saved_x_desc_;
+  Tensor saved_ws_;
+};
+
+class Linear final : public Module {
+ public:
+  // PyTorch's default: weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)).
+  Linear(Backend& be, int in_features, int out_features, InitRng& rng, bool bias = true);
+  void collect(const std::string& prefix, std::vector<NamedParameter>& params,
+               std::vector<NamedBuffer>& buffers) override;
+  Shape output_shape(const Shape& in) const override;
+  int64_t macs(const Shape& in) const override {
+    return static_cast<int64_t>(in_features_) * out_features_;
+  }
+  int weighted_layers() const override { return 1; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+  Tensor backward_impl(const Tensor& dy) override;
+
+ private:
+  int in_features_, out_features_;
+  bool has_bias_;
+  Parameter weight_, bias_;
+  std::unique_ptr<LinearOp> op_;
+  TensorDesc op_desc_;
+  Tensor saved_x_;
+};
+
+class Identity final : public Module {
+ public:
+  using Module::Module;
+  Shape output_shape(const Shape& in) const override { return in; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override { return x; }
+  Tensor backward_impl(const Tensor& dy) override { return dy; }
+};
+
+// Shortcut option A: subsample by `stride` and zero-pad the channels up to `out_channels`.
+class PadShortcut final : public Module {
+ public:
+  PadShortcut(Backend& be, int out_channels, int stride)
+      : Module(be), out_channels_(out_channels), stride_(stride) {}
+  Shape output_shape(const Shape& in) const override;
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+  Tensor backward_impl(const Tensor& dy) override;
+
+ private:
+  int out_channels_, stride_;
+  TensorDesc saved_x_desc_;
+};
+
+// Children run in order; each is named ("conv1", "0", ...) for parameter names.
+class Sequential final : public Module {
+ public:
+  using Module::Module;
+  Module& add(std::string name, std::unique_ptr<Module> m);
+  template <typename M, typename... Args>
+  M& emplace(std::string name, Args&&... args) {
+    return static_cast<M&>(add(std::move(name), std::make_unique<M>(backend_, std::forward<Args>(args)...)));
+  }
+  size_t size() const { return children_.size(); }
+  Module& at(size_t i) { return *children_[i].second; }
+  void set_training(bool on) override;
+  void set_needs_input_grad(bool on) override;
+  void collect(const std::string& prefix, std::vector<NamedParameter>& params,
+               std::vector<NamedBuffer>& buffers) override;
+  Shape output_shape(const Shape& in) const override;
+  int64_t macs(const Shape& in) const override;
+  int weighted_layers() const override;
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+  Tensor backward_impl(const Tensor& dy) override;
+
+ private:
+  std::vector<std::pair<std::string, std::unique_ptr<Module>>> children_;
+};
+
+}  // namespace rn::nn

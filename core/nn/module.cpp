@@ -1,0 +1,53 @@
+// Module's shared plumbing: checks around forward/backward, parameters and their layouts.
+#include "core/nn/module.h"
+
+#include "core/check.h"
+
+namespace rn::nn {
+
+Tensor Module::forward(const Tensor& x) {
+  RN_CHECK(x.defined(), "[module] forward of an undefined tensor");
+  RN_CHECK(x.device() == backend_.device(), "[module] input on " << device_name(x.device())
+                                                                 << ", model on "
+                                                                 << device_name(backend_.device()));
+  return forward_impl(x);
+}
+
+Tensor Module::backward(const Tensor& dy) {
+  RN_CHECK(training_, "[module] backward in inference mode");
+  RN_CHECK(dy.defined(), "[module] backward of an undefined gradient");
+  return backward_impl(dy);
+}
+
+Tensor Module::as_desc(const Tensor& t, const TensorDesc& want) {
+  if (t.desc().same_layout(want)) return t;
+  Tensor out = backend_.allocate(want);
+  backend_.reorder(t, out);
+  return out;
+}
+
+Parameter Module::make_parameter(const Shape& shape, const std::vector<float>& values,
+                                 bool no_decay) {
+  Parameter p;
+  p.shape = shape;
+  p.value = backend_.upload(Tensor::from_vector(shape, values));
+  p.no_decay = no_decay;
+  relayout(p, p.value.desc());
+  return p;
+}
+
+void Module::relayout(Parameter& p, const TensorDesc& want) {
+  if (!p.value.desc().same_layout(want)) p.value = as_desc(p.value, want);
+  if (p.momentum.defined() && !p.momentum.desc().same_layout(want))
+    p.momentum = as_desc(p.momentum, want);
+  if (!p.momentum.defined()) {
+    p.momentum = backend_.allocate(want);
+    backend_.fill(p.momentum, 0.f);
+  }
+  if (!p.grad.defined() || !p.grad.desc().same_layout(want)) {
+    p.grad = backend_.allocate(want);
+    backend_.fill(p.grad, 0.f);
+  }
+}
+
+}  // namespace rn::nn

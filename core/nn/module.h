@@ -1,0 +1,100 @@
+// Module: a layer with explicit forward and backward. Forward keeps what backward needs while in
+// training mode; backward consumes it, writes parameter gradients and returns the input gradient.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/backend/backend.h"
+
+namespace rn::nn {
+
+// A trainable tensor. `shape` is the canonical (torchvision) shape; value, grad and momentum
+// share whatever layout the backend prefers for it.
+struct Parameter {
+  Shape shape;
+  Tensor value, grad, momentum;
+  bool no_decay = false;  // batch-norm parameters and biases may be exempt from weight decay
+  // Called as soon as `grad` holds this step's final gradient (gradient bucketing hooks here).
+  std::function<void(Parameter&)> on_grad_ready;
+  void mark_ready() {
+    if (on_grad_ready) on_grad_ready(*this);
+  }
+};
+
+struct NamedParameter {
+  std::string name;
+  Parameter* param;
+};
+
+// Non-trainable state saved with the model (batch-norm running statistics).
+struct NamedBuffer {
+  std::string name;
+  Tensor* tensor;
+};
+
+class Module {
+ public:
+  explicit Module(Backend& backend) : backend_(backend) {}
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  Tensor forward(const Tensor& x);
+  Tensor backward(const Tensor& dy);
+
+  virtual void set_training(bool on) { training_ = on; }
+  bool training() const { return training_; }
+  // The first layer of a network needs no input gradient; skipping it saves a whole pass.
+  virtual void set_needs_input_grad(bool on) { needs_input_grad_ = on; }
+
+  virtual void collect(const std::string& prefix, std::vector<NamedParameter>& params,
+                       std::vector<NamedBuffer>& buffers) {}
+  virtual Shape output_shape(const Shape& in) const = 0;
+  // Multiply-adds of one forward pass of one sample of shape `in` (C x H x W, batch 1).
+  virtual int64_t macs(const Shape& in) const { return 0; }
+  // Convolution and linear layers inside (the "depth" of a network counts these).
+  virtual int weighted_layers() const { return 0; }
+
+ protected:
+  virtual Tensor forward_impl(const Tensor& x) = 0;
+  virtual Tensor backward_impl(const Tensor& dy) = 0;
+  static std::string join(const std::string& prefix, const std::string& name) {
+    return prefix.empty() ? name : prefix + "." + name;
+  }
+  // `t` in layout `want`: itself when it already is, else a reordered copy.
+  Tensor as_desc(const Tensor& t, const TensorDesc& want);
+  // A fresh parameter of canonical `shape` from host values, on the backend.
+  Parameter make_parameter(const Shape& shape, const std::vector<float>& values, bool no_decay);
+  // Moves a parameter (value and optimizer state) into the layout `want`, allocating its grad.
+  void relayout(Parameter& p, const TensorDesc& want);
+
+  Backend& backend_;
+  bool training_ = true;
+  bool needs_input_grad_ = true;
+};
+
+// Op objects planned once per input layout and mode (training / inference).
+template <typename Op>
+class PlanCache {
+ public:
+  template <typename Make>
+  Op& get(const TensorDesc& x, bool training, Make make) {
+    for (auto& e : entries_)
+      if (e.training == training && e.desc.same_layout(x)) return *e.op;
+    entries_.push_back(Entry{x, training, make()});
+    return *entries_.back().op;
+  }
+
+ private:
+  struct Entry {
+    TensorDesc desc;
+    bool training;
+    std::unique_ptr<Op> op;
+  };
+  std::vector<Entry> entries_;
+};
+
+}  // namespace rn::nn

@@ -1,0 +1,496 @@
+// Reading, overriding, validating and writing the YAML job configuration.
+#include "launch/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <map>
+#include <set>
+#include <sstream>
+#include <system_error>
+
+#include "core/check.h"
+
+namespace rn::launch {
+namespace {
+
+// The schema: each section lists its keys once, in file order. Reading, writing and the
+// "valid keys" of error messages all walk these lists, so a new key is added in one place.
+template <typename V>
+void visit(ModelConfig& c, V& v) {
+  v.field("name", c.name);
+  v.field("in_channels", c.in_channels);
+  v.field("num_classes", c.num_classes);
+  v.field("zero_init_residual", c.zero_init_residual);
+}
+
+template <typename V>
+void visit(AugmentConfig& c, V& v) {
+  v.field("crop_pad", c.crop_pad);
+  v.field("hflip", c.hflip);
+}
+
+template <typename V>
+void visit(DataConfig& c, V& v) {
+  v.field("kind", c.kind);
+  v.field("root", c.root);
+  v.field("batch_size", c.batch_size);
+  v.field("test_batch_size", c.test_batch_size);
+  v.field("train_limit", c.train_limit);
+  v.field("test_limit", c.test_limit);
+  v.field("workers", c.workers);
+  v.field("prefetch", c.prefetch);
+  v.section("augment", c.augment);
+  v.field("synthetic_size", c.synthetic_size);
+  v.field("height", c.height);
+  v.field("width", c.width);
+}
+
+template <typename V>
+void visit(OptimConfig& c, V& v) {
+  v.field("name", c.name);
+  v.field("lr", c.lr);
+  v.field("momentum", c.momentum);
+  v.field("nesterov", c.nesterov);
+  v.field("weight_decay", c.weight_decay);
+  v.field("decay_bn_and_bias", c.decay_bn_and_bias);
+  v.field("label_smoothing", c.label_smoothing);
+  v.field("schedule", c.schedule);
+  v.field("milestones", c.milestones);
+  v.field("gamma", c.gamma);
+  v.field("warmup_epochs", c.warmup_epochs);
+}
+
+template <typename V>
+void visit(TrainConfig& c, V& v) {
+  v.field("epochs", c.epochs);
+  v.field("max_steps", c.max_steps);
+  v.field("seed", c.seed);
+  v.field("device", c.device);
+  v.field("precision", c.precision);
+  v.field("threads", c.threads);
+  v.field("log_every", c.log_every);
+}
+
+template <typename V>
+void visit(CheckpointConfig& c, V& v) {
+  v.field("every_epochs", c.every_epochs);
+  v.field("keep_last", c.keep_last);
+}
+
+template <typename V>
+void visit(Config& c, V& v) {
+  v.field("run_dir", c.run_dir);
+  v.section("model", c.model);
+  v.section("data", c.data);
+  v.section("optim", c.optim);
+  v.section("train", c.train);
+  v.section("checkpoint", c.checkpoint);
+}
+
+struct KeyLister {
+  std::vector<std::string> keys;
+  template <typename T>
+  void field(const char* key, T&) {
+    keys.emplace_back(key);
+  }
+  template <typename S>
+  void section(const char* key, S&) {
+    keys.emplace_back(key);
+  }
+};
+
+template <typename S>
+std::vector<std::string> keys_of() {
+  S scratch;
+  KeyLister lister;
+  visit(scratch, lister);
+  return lister.keys;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+std::string dotted(const std::string& prefix, const std::string& key) {
+  return prefix.empty() ? key : prefix + "." + key;
+}
+
+// Shortest text that reads back to the same double, so to_yaml round-trips exactly and
+// messages show 0.1 rather than 0.10000000000000001.
+std::string format_double(double v) {
+  char buf[64];
+  const auto result = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, result.ptr);
+}
+
+std::string describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Scalar:
+      return "'" + node.Scalar() + "'";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    default:
+      return "nothing";
+  }
+}
+
+// from_chars rather than yaml-cpp's stream conversion: the latter reads "010" as octal 8.
+template <typename T>
+bool parse_number(std::string text, T& out) {
+  if (!text.empty() && text.front() == '+') text.erase(0, 1);
+  const char* end = text.data() + text.size();
+  const auto result = std::from_chars(text.data(), end, out);
+  return !text.empty() && result.ec == std::errc() && result.ptr == end;
+}
+
+// Where values come from: the file, or one --set override. `origins` remembers, per dotted
+// key, which of them set it last, so the range checks at the end can name the right one.
+struct ReadContext {
+  std::string origin;
+  std::map<std::string, std::string>* origins;
+};
+
+[[noreturn]] void fail_type(const ReadContext& ctx, const std::string& key, const char* what,
+                            const YAML::Node& node) {
+  RN_FAIL(ctx.origin << ": '" << key << "' must be " << what << ", got " << describe(node));
+}
+
+void decode(const YAML::Node& node, const std::string& key, const ReadContext& ctx,
+            std::string& out) {
+  if (!node.IsScalar()) fail_type(ctx, key, "a string", node);
+  out = node.Scalar();
+}
+
+void decode(const YAML::Node& node, const std::string& key, const ReadContext& ctx, bool& out) {
+  if (!node.IsScalar() || !YAML::convert<bool>::decode(node, out)) {
+    fail_type(ctx, key, "true or false", node);
+  }
+}
+
+void decode(const YAML::Node& node, const std::string& key, const ReadContext& ctx, int& out) {
+  if (!node.IsScalar() || !parse_number(node.Scalar(), out)) {
+    fail_type(ctx, key, "an integer", node);
+  }
+}
+
+void decode(const YAML::Node& node, const std::string& key, const ReadContext& ctx, int64_t& out) {
+  if (!node.IsScalar() || !parse_number(node.Scalar(), out)) {
+    fail_type(ctx, key, "an integer", node);
+  }
+}
+
+void decode(const YAML::Node& node, const std::string& key, const ReadContext& ctx, uint64_t& out) {
+  if (!node.IsScalar() || !parse_number(node.Scalar(), out)) {
+    fail_type(ctx, key, "a non-negative integer", node);
+  }
+}
+
+void decode(const YAML::Node& node, const std::string& key, const ReadContext& ctx, double& out) {
+  if (!node.IsScalar() || !parse_number(node.Scalar(), out)) {
+    fail_type(ctx, key, "a number", node);
+  }
+}
+
+void decode(const YAML::Node& node, const std::string& key, const ReadContext& ctx,
+            std::vector<double>& out) {
+  if (!node.IsSequence()) fail_type(ctx, key, "a list of numbers such as [5, 7.5]", node);
+  std::vector<double> values;
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    double v = 0;
+    decode(node[i], key + "[" + std::to_string(i) + "]", ctx, v);
+    values.push_back(v);
+  }
+  out = std::move(values);
+}
+
+template <typename S>
+void read_section(const YAML::Node& node, S& section, const std::string& path,
+                  const ReadContext& ctx);
+
+// Assigns the keys present in one YAML mapping; absent keys keep their current values,
+// which is what lets an override change one key and leave its neighbours alone.
+class Reader {
+ public:
+  Reader(const YAML::Node& node, const std::string& path, const ReadContext& ctx)
+      : node_(node), path_(path), ctx_(ctx) {}
+
+  template <typename T>
+  void field(const char* key, T& value) {
+    const YAML::Node child = node_[key];
+    if (!child.IsDefined()) return;
+    const std::string name = dotted(path_, key);
+    decode(child, name, ctx_, value);
+    (*ctx_.origins)[name] = ctx_.origin;
+  }
+
+  template <typename S>
+  void section(const char* key, S& value) {
+    const YAML::Node child = node_[key];
+    if (child.IsDefined()) read_section(child, value, dotted(path_, key), ctx_);
+  }
+
+ private:
+  const YAML::Node node_;
+  const std::string& path_;
+  const ReadContext& ctx_;
+};
+
+template <typename S>
+void read_section(const YAML::Node& node, S& section, const std::string& path,
+                  const ReadContext& ctx) {
+  if (node.IsNull()) return;  // `optim:` with nothing under it keeps the defaults
+  if (!node.IsMap()) {
+    RN_FAIL(ctx.origin << ": " << (path.empty() ? "the config" : "'" + path + "'")
+                       << " must be a mapping of keys to values, got " << describe(node));
+  }
+  const std::string where = path.empty() ? "at the top level" : "under '" + path + "'";
+  const std::vector<std::string> known = keys_of<S>();
+  std::set<std::string> seen;
+  for (const auto& entry : node) {
+    if (!entry.first.IsScalar()) {
+      RN_FAIL(ctx.origin << ": keys " << where << " must be names, got " << describe(entry.first));
+    }
+    const std::string& key = entry.first.Scalar();
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      RN_FAIL(ctx.origin << ": unknown key '" << dotted(path, key) << "'; valid keys " << where
+                         << ": " << join(known));
+    }
+    if (!seen.insert(key).second) {
+      RN_FAIL(ctx.origin << ": key '" << dotted(path, key) << "' appears more than once");
+    }
+  }
+  Reader reader(node, path, ctx);
+  visit(section, reader);
+}
+
+void apply_override(Config& config, const std::string& text,
+                    std::map<std::string, std::string>& origins) {
+  const ReadContext ctx{"--set " + text, &origins};
+  const auto eq = text.find('=');
+  if (eq == std::string::npos) {
+    RN_FAIL(ctx.origin << ": expected key=value, e.g. --set optim.lr=0.05");
+  }
+  std::string key = text.substr(0, eq);
+  // Shells make it easy to write "optim.lr = 0.1"; the spaces are not part of the key.
+  key.erase(0, key.find_first_not_of(" \t"));
+  key.erase(key.find_last_not_of(" \t") + 1);
+  std::vector<std::string> parts;
+  std::stringstream splitter(key);
+  for (std::string part; std::getline(splitter, part, '.');) parts.push_back(part);
+  if (key.empty() || key.back() == '.' ||
+      std::any_of(parts.begin(), parts.end(), [](const auto& p) { return p.empty(); })) {
+    RN_FAIL(ctx.origin << ": '" << key << "' is not a dotted key such as optim.lr");
+  }
+  YAML::Node value;
+  try {
+    value = YAML::Load(text.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    RN_FAIL(ctx.origin << ": malformed value: " << e.msg);
+  }
+  // Nest the value under the key's parts ({optim: {lr: value}}) and read it like a file, so
+  // overrides get the same unknown-key and type checks, with the override named in messages.
+  YAML::Node tree = value;
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    YAML::Node parent(YAML::NodeType::Map);
+    parent[*it] = tree;
+    tree.reset(parent);
+  }
+  read_section(tree, config, "", ctx);
+}
+
+// Range checks, run once on the final values so that an override can fix a file's value.
+class Validator {
+ public:
+  Validator(const Config& config, const std::map<std::string, std::string>& origins)
+      : config_(config), origins_(origins) {}
+
+  void check() const {
+    const Config& c = config_;
+    require(!c.run_dir.empty(), "run_dir", "a non-empty path", c.run_dir);
+
+    require(!c.model.name.empty(), "model.name", "a model name", c.model.name);
+    require(c.model.in_channels >= 1, "model.in_channels", "at least 1", c.model.in_channels);
+    require(c.model.num_classes >= 1, "model.num_classes", "at least 1", c.model.num_classes);
+
+    const DataConfig& d = c.data;
+    one_of("data.kind", d.kind, {"fashion_mnist", "synthetic"});
+    if (d.kind != "synthetic") require(!d.root.empty(), "data.root", "a directory", d.root);
+    require(d.batch_size >= 1, "data.batch_size", "at least 1", d.batch_size);
+    require(d.test_batch_size >= 1, "data.test_batch_size", "at least 1", d.test_batch_size);
+    require(d.train_limit >= 0, "data.train_limit", "0 (all) or more", d.train_limit);
+    require(d.test_limit >= 0, "data.test_limit", "0 (all) or more", d.test_limit);
+    require(d.workers >= 0, "data.workers", "0 or more", d.workers);
+    require(d.prefetch >= 1, "data.prefetch", "at least 1", d.prefetch);
+    require(d.augment.crop_pad >= 0, "data.augment.crop_pad", "0 or more", d.augment.crop_pad);
+    require(d.synthetic_size >= 1, "data.synthetic_size", "at least 1", d.synthetic_size);
+    require(d.height >= 1, "data.height", "at least 1", d.height);
+    require(d.width >= 1, "data.width", "at least 1", d.width);
+
+    const OptimConfig& o = c.optim;
+    one_of("optim.name", o.name, {"sgd", "lars"});
+    require(std::isfinite(o.lr) && o.lr > 0, "optim.lr", "a positive number", o.lr);
+    require(o.momentum >= 0 && o.momentum < 1, "optim.momentum", "in [0, 1)", o.momentum);
+    require(!o.nesterov || o.momentum > 0, "optim.momentum", "above 0 when optim.nesterov is true",
+            o.momentum);
+    require(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "optim.weight_decay", "0 or more",
+            o.weight_decay);
+    require(o.label_smoothing >= 0 && o.label_smoothing < 1, "optim.label_smoothing", "in [0, 1)",
+            o.label_smoothing);
+    one_of("optim.schedule", o.schedule, {"multistep", "cosine", "constant"});
+    bool increasing = true;
+    for (std::size_t i = 0; i < o.milestones.size(); ++i) {
+      const double m = o.milestones[i];
+      if (!(std::isfinite(m) && m >= 0 && (i == 0 || m > o.milestones[i - 1]))) increasing = false;
+    }
+    require(increasing, "optim.milestones", "non-negative epochs in increasing order",
+            o.milestones);
+    require(std::isfinite(o.gamma) && o.gamma > 0, "optim.gamma", "a positive number", o.gamma);
+    require(std::isfinite(o.warmup_epochs) && o.warmup_epochs >= 0, "optim.warmup_epochs",
+            "0 or more", o.warmup_epochs);
+
+    const TrainConfig& t = c.train;
+    require(t.epochs >= 1, "train.epochs", "at least 1", t.epochs);
+    require(t.max_steps >= 0, "train.max_steps", "0 (no limit) or more", t.max_steps);
+    one_of("train.device", t.device, {"cpu", "cuda"});
+    one_of("train.precision", t.precision, {"fp32", "bf16", "fp16"});
+    require(t.threads >= 0, "train.threads", "0 (automatic) or more", t.threads);
+    require(t.log_every >= 1, "train.log_every", "at least 1", t.log_every);
+
+    require(c.checkpoint.every_epochs >= 1, "checkpoint.every_epochs", "at least 1",
+            c.checkpoint.every_epochs);
+    require(c.checkpoint.keep_last >= 1, "checkpoint.keep_last", "at least 1",
+            c.checkpoint.keep_last);
+  }
+
+ private:
+  static std::string show(const std::string& v) { return "'" + v + "'"; }
+  static std::string show(double v) { return format_double(v); }
+  static std::string show(const std::vector<double>& v) {
+    std::vector<std::string> items;
+    for (double x : v) items.push_back(format_double(x));
+    std::string text = "[";  // appended, not "[" + ...: GCC 12 warns falsely on the latter
+    text += join(items);
+    text += "]";
+    return text;
+  }
+  template <typename T>
+  static std::string show(T v) {
+    return std::to_string(v);
+  }
+
+  const std::string& origin(const std::string& key) const {
+    const auto it = origins_.find(key);
+    return it == origins_.end() ? config_.source : it->second;
+  }
+
+  template <typename T>
+  void require(bool ok, const std::string& key, const char* what, const T& value) const {
+    if (!ok)
+      RN_FAIL(origin(key) << ": '" << key << "' must be " << what << ", got " << show(value));
+  }
+
+  void one_of(const std::string& key, const std::string& value,
+              std::initializer_list<std::string> allowed) const {
+    if (std::find(allowed.begin(), allowed.end(), value) == allowed.end()) {
+      RN_FAIL(origin(key) << ": '" << key << "' must be one of "
+                          << join(std::vector<std::string>(allowed)) << "; got " << show(value));
+    }
+  }
+
+  const Config& config_;
+  const std::map<std::string, std::string>& origins_;
+};
+
+// Emits every key; strings are always quoted so that values such as "true", "~" or "" read
+// back as the same strings.
+class Writer {
+ public:
+  explicit Writer(YAML::Emitter& out) : out_(out) {}
+
+  void field(const char* key, const std::string& v) {
+    out_ << YAML::Key << key << YAML::Value << YAML::DoubleQuoted << v;
+  }
+  void field(const char* key, bool v) { out_ << YAML::Key << key << YAML::Value << v; }
+  void field(const char* key, double v) {
+    out_ << YAML::Key << key << YAML::Value << format_double(v);
+  }
+  void field(const char* key, const std::vector<double>& v) {
+    out_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (double x : v) out_ << format_double(x);
+    out_ << YAML::EndSeq;
+  }
+  template <typename T>
+  void field(const char* key, T v) {
+    out_ << YAML::Key << key << YAML::Value << v;
+  }
+
+  template <typename S>
+  void section(const char* key, S& value) {
+    out_ << YAML::Key << key << YAML::Value << YAML::BeginMap;
+    visit(value, *this);
+    out_ << YAML::EndMap;
+  }
+
+ private:
+  YAML::Emitter& out_;
+};
+
+}  // namespace
+
+Config parse_config(const std::string& yaml_text, const std::string& source_name,
+                    const std::vector<std::string>& overrides) {
+  Config config;
+  config.source = source_name;
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    RN_FAIL(source_name << ":" << e.mark.line + 1 << ":" << e.mark.column + 1
+                        << ": malformed YAML: " << e.msg);
+  } catch (const YAML::Exception& e) {
+    RN_FAIL(source_name << ": malformed YAML: " << e.msg);
+  }
+  std::map<std::string, std::string> origins;
+  read_section(root, config, "", ReadContext{source_name, &origins});
+  for (const auto& override_text : overrides) apply_override(config, override_text, origins);
+  Validator(config, origins).check();
+  return config;
+}
+
+Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    RN_FAIL(path << ": cannot read config file: it is a directory");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) RN_FAIL(path << ": cannot read config file: " << std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) RN_FAIL(path << ": cannot read config file: " << std::strerror(errno));
+  return parse_config(text.str(), path, overrides);
+}
+
+std::string to_yaml(const Config& config) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  Config copy = config;  // the schema visitors take mutable references
+  Writer writer(out);
+  visit(copy, writer);
+  out << YAML::EndMap;
+  RN_CHECK(out.good(), "[config] YAML emitter failed: " << out.GetLastError());
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace rn::launch

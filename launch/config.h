@@ -1,0 +1,96 @@
+// The job configuration: YAML files plus `--set key=value` overrides, read into validated structs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace rn::launch {
+
+struct ModelConfig {
+  std::string name = "resnet20";  // checked against the model zoo when the model is built
+  int in_channels = 3;
+  int num_classes = 10;
+  bool zero_init_residual = false;  // last BN of each residual branch starts at gamma = 0
+  bool operator==(const ModelConfig&) const = default;
+};
+
+struct AugmentConfig {
+  int crop_pad = 0;  // pad by this many pixels, then crop back at a random offset
+  bool hflip = false;
+  bool operator==(const AugmentConfig&) const = default;
+};
+
+struct DataConfig {
+  std::string kind = "fashion_mnist";  // fashion_mnist | synthetic
+  std::string root = "/usr/share/datasets/fashion-mnist";
+  int batch_size = 128;  // per rank
+  int test_batch_size = 500;
+  int64_t train_limit = 0;  // use only the first N samples; 0 = all
+  int64_t test_limit = 0;
+  int workers = 1;   // loader threads per rank
+  int prefetch = 4;  // batches queued ahead of the trainer
+  AugmentConfig augment;
+  int synthetic_size = 1024;  // synthetic only: samples in the data set
+  int height = 28;            // synthetic only: image size
+  int width = 28;
+  bool operator==(const DataConfig&) const = default;
+};
+
+struct OptimConfig {
+  std::string name = "sgd";  // sgd | lars
+  double lr = 0.1;
+  double momentum = 0.9;
+  bool nesterov = false;
+  double weight_decay = 1e-4;
+  bool decay_bn_and_bias = true;  // false exempts BN parameters and biases from weight decay
+  double label_smoothing = 0.0;
+  std::string schedule = "multistep";  // multistep | cosine | constant
+  std::vector<double> milestones;      // epochs, may be fractional
+  double gamma = 0.1;
+  double warmup_epochs = 0;
+  bool operator==(const OptimConfig&) const = default;
+};
+
+struct TrainConfig {
+  int epochs = 1;
+  int64_t max_steps = 0;  // 0 = no limit
+  uint64_t seed = 0;
+  std::string device = "cpu";      // cpu | cuda
+  std::string precision = "fp32";  // fp32 | bf16 | fp16
+  int threads = 0;     // CPU threads per rank; 0 = this node's cores divided by its ranks
+  int log_every = 50;  // steps between progress lines
+  bool operator==(const TrainConfig&) const = default;
+};
+
+struct CheckpointConfig {
+  int every_epochs = 1;
+  int keep_last = 3;
+  bool operator==(const CheckpointConfig&) const = default;
+};
+
+struct Config {
+  std::string run_dir = "runs/default";
+  ModelConfig model;
+  DataConfig data;
+  OptimConfig optim;
+  TrainConfig train;
+  CheckpointConfig checkpoint;
+  std::string source;  // where the config came from (a file path), for messages
+  bool operator==(const Config&) const = default;
+};
+
+// Reads the YAML file at `path`, applies `overrides` ("key.sub=value", the value parsed as
+// YAML, so `optim.milestones=[5,8]` works) in order, and validates the result. Every problem
+// throws rn::Error with one line naming the file (or the override) and the dotted key.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// As load_config, from text already in memory; `source_name` stands for the file in messages.
+Config parse_config(const std::string& yaml_text, const std::string& source_name,
+                    const std::vector<std::string>& overrides = {});
+
+// The resolved config as YAML (every key, defaults included); parse_config of it gives an
+// equal Config. Stored in checkpoints and run directories so a run can be reproduced.
+std::string to_yaml(const Config& config);
+
+}  // namespace rn::launch
