@@ -88,6 +88,7 @@ class CpuBatchNorm final : public BatchNormOp {
       std::vector<std::pair<int, memory::desc>> args = {
           {DNNL_ARG_SRC, md_},           {DNNL_ARG_DIFF_DST, md_},     {DNNL_ARG_MEAN, stat_md_},
           {DNNL_ARG_VARIANCE, stat_md_}, {DNNL_ARG_SCALE, stat_md_},   {DNNL_ARG_DIFF_SRC, md_},
+          {DNNL_ARG_SHIFT, stat_md_},
           {DNNL_ARG_DIFF_SCALE, stat_md_}, {DNNL_ARG_DIFF_SHIFT, stat_md_}};
       if (p_.fuse_relu) args.push_back({DNNL_ARG_WORKSPACE, train_pd_.workspace_desc()});
       bwd_ = BoundPrimitive(dnnl::batch_normalization_backward(pd), ctx_.engine(), args,
@@ -98,6 +99,9 @@ class CpuBatchNorm final : public BatchNormOp {
         .bind(DNNL_ARG_MEAN, mean.data())
         .bind(DNNL_ARG_VARIANCE, var.data())
         .bind(DNNL_ARG_SCALE, gamma.data())
+        // oneDNN 2.6 refuses to run backward with use_shift unless a shift is bound, though it
+        // never reads it; gamma's buffer stands in.
+        .bind(DNNL_ARG_SHIFT, gamma.data())
         .bind(DNNL_ARG_DIFF_SRC, dx.data())
         .bind(DNNL_ARG_DIFF_SCALE, dgamma.data())
         .bind(DNNL_ARG_DIFF_SHIFT, dbeta.data());

@@ -133,6 +133,9 @@ BoundPrimitive::BoundPrimitive(dnnl::primitive prim, const dnnl::engine& eng,
                                const std::vector<std::pair<int, memory::desc>>& args,
                                size_t scratchpad_bytes)
     : prim_(std::move(prim)), scratchpad_bytes_(scratchpad_bytes) {
+  const char* impl = nullptr;
+  dnnl_primitive_desc_query(prim_.get_primitive_desc(), dnnl_query_impl_info_str, 0, &impl);
+  name_ = impl ? impl : "?";
   for (const auto& [arg, md] : args) args_.emplace(arg, memory(md, eng, DNNL_MEMORY_NONE));
   if (scratchpad_bytes_ > 0)
     args_.emplace(DNNL_ARG_SCRATCHPAD,
@@ -150,7 +153,11 @@ BoundPrimitive& BoundPrimitive::bind(int arg, const void* ptr) {
 
 void BoundPrimitive::run(DnnlContext& ctx) {
   if (scratchpad_bytes_ > 0) bind(DNNL_ARG_SCRATCHPAD, ctx.scratchpad(scratchpad_bytes_));
-  RN_DNNL_CHECK(prim_.execute(ctx.stream(), args_));
+  try {
+    prim_.execute(ctx.stream(), args_);
+  } catch (const dnnl::error& e) {
+    RN_CHECK(false, "oneDNN: " << e.what() << " (status " << e.status << ") in " << name_);
+  }
 }
 
 Reorderer::Reorderer(DnnlContext& ctx, const memory::desc& from, const memory::desc& to)

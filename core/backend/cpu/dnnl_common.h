@@ -101,6 +101,7 @@ class BoundPrimitive {
   dnnl::primitive prim_;
   std::unordered_map<int, memory> args_;
   size_t scratchpad_bytes_ = 0;
+  std::string name_;  // oneDNN's implementation name, for error messages
 };
 
 // A cached reorder between two descriptors.

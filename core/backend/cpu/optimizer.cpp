@@ -49,7 +49,7 @@ void CpuBackend::lars_update(const LarsParams& p, Tensor& w, const Tensor& g, Te
   const double wn = std::sqrt(w2), gn = std::sqrt(g2);
   const double denom = gn + p.weight_decay * wn;
   // A zero weight or gradient norm falls back to the plain learning rate.
-  const float trust = (wn > 0 && denom > 0) ? static_cast<float>(p.eta * wn / denom) : 1.f;
+  const float trust = (wn > 0 && gn > 0) ? static_cast<float>(p.eta * wn / denom) : 1.f;
   const float lr = p.lr * trust, mu = p.momentum, wd = p.weight_decay;
 #pragma omp parallel for simd if (n > 32768)
   for (int64_t i = 0; i < n; ++i) {

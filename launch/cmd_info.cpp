@@ -1,0 +1,51 @@
+// `resnet info`: parameters, multiply-adds and depth of a named network.
+#include <iostream>
+
+#include "core/check.h"
+#include "core/models/model_spec.h"
+#include "launch/args.h"
+#include "launch/commands.h"
+
+namespace rn::launch {
+
+DefaultInput default_input(const std::string& model) {
+  const auto spec = models::model_spec(model, 3, 10);
+  if (spec.stem == models::StemKind::cifar) return {3, 32, 32, 10};
+  return {3, 224, 224, 1000};
+}
+
+int run_info(const std::vector<std::string>& argv) {
+  Args args("info", argv, FlagSpec{{"model", "input", "classes"}, {}, {"json"}});
+  const std::string name = args.required("model");
+  DefaultInput d = default_input(name);
+  if (args.has("input")) {
+    auto dims = parse_dims(args.get("input"), 3, "--input");
+    d.channels = static_cast<int>(dims[0]), d.height = static_cast<int>(dims[1]),
+    d.width = static_cast<int>(dims[2]);
+  }
+  d.classes = args.get_int("classes", d.classes);
+  if (d.classes < 1) RN_FAIL("resnet info: --classes must be positive");
+  auto backend = make_cpu_backend(1);
+  auto net = models::build_model(*backend, models::model_spec(name, d.channels, d.classes), 0);
+  const Shape in{1, d.channels, d.height, d.width};
+  const int64_t params = net->num_parameters(), macs = net->macs(in);
+  const Shape out = net->output_shape(in);
+  if (args.flag("json")) {
+    std::cout << "{\"model\": \"" << name << "\", \"input\": [" << d.channels << ", " << d.height
+              << ", " << d.width << "], \"classes\": " << d.classes << ", \"params\": " << params
+              << ", \"macs\": " << macs << ", \"depth\": " << net->depth()
+              << ", \"weighted_layers\": " << net->weighted_layers()
+              << ", \"parameter_tensors\": " << net->parameters().size() << "}\n";
+  } else {
+    std::cout << "model          " << name << "\n"
+              << "input          " << d.channels << "x" << d.height << "x" << d.width << "\n"
+              << "classes        " << out[1] << "\n"
+              << "parameters     " << params << "\n"
+              << "multiply-adds  " << macs << " (" << macs / 1e9 << " G per image, forward)\n"
+              << "depth          " << net->depth() << " (weighted layers on the main path; "
+              << net->weighted_layers() << " with projections)\n";
+  }
+  return 0;
+}
+
+}  // namespace rn::launch

@@ -1,0 +1,20 @@
+// The subcommands of the `resnet` executable; each returns the process exit code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace rn::launch {
+
+int run_info(const std::vector<std::string>& argv);
+int run_bench(const std::vector<std::string>& argv);
+int run_train(const std::vector<std::string>& argv);
+
+// Default input C x H x W and classes of a named network: ImageNet sizes for the ImageNet
+// networks, CIFAR's for the CIFAR ones.
+struct DefaultInput {
+  int channels, height, width, classes;
+};
+DefaultInput default_input(const std::string& model);
+
+}  // namespace rn::launch

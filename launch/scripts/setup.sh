@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Set-up on a fresh Debian 12 machine: installs what is missing, builds, then runs the default
+# job (`run`) or the test suite (`test`).
+#   bash launch/scripts/setup.sh run     # install, build, train ResNet-20 on Fashion-MNIST
+#   bash launch/scripts/setup.sh test    # install, build, run every test (CTest, MPI included)
+#   bash launch/scripts/setup.sh build   # install and build only
+set -euo pipefail
+
+mode=${1:-run}
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+build=${RESNET_BUILD_DIR:-$root/build}
+jobs=$(nproc)
+
+build_packages=(build-essential cmake pkg-config zlib1g-dev libopenmpi-dev openmpi-bin
+  libhdf5-openmpi-dev hdf5-tools libboost-log-dev libdnnl-dev libyaml-cpp-dev
+  libturbojpeg0-dev libgtest-dev dataset-fashion-mnist)
+# The tests compare against PyTorch and read checkpoints with h5py.
+test_packages=(python3-torch python3-torchvision python3-h5py python3-numpy)
+
+install_missing() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "setup: installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+do_build() {
+  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release
+  cmake --build "$build" -j "$jobs"
+}
+
+case "$mode" in
+  build)
+    install_missing "${build_packages[@]}"
+    do_build
+    ;;
+  run)
+    install_missing "${build_packages[@]}"
+    do_build
+    cd "$root"
+    "$build/resnet" train --config configs/fashion_mnist_resnet20.yaml "${@:2}"
+    ;;
+  test)
+    install_missing "${build_packages[@]}" "${test_packages[@]}"
+    do_build
+    cd "$build"
+    ctest --output-on-failure --timeout 900 -j "$jobs"
+    ;;
+  *)
+    echo "usage: $0 run|test|build" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,31 @@
+// One training step and one evaluation step of a network on a backend: upload the batch,
+// forward, loss, backward, optimizer update. Shared by `train`, `eval` and `bench`.
+#pragma once
+
+#include <memory>
+
+#include "core/models/model_spec.h"
+#include "core/optim/optimizer.h"
+
+namespace rn::launch {
+
+class StepRunner {
+ public:
+  StepRunner(Backend& backend, models::Network& net, const optim::OptimizerOptions& opt,
+             const CrossEntropyParams& loss);
+  // `images` plain host N x C x H x W f32, `labels` host N i32.
+  LossStats train_step(const Tensor& images, const Tensor& labels, double lr);
+  LossStats eval_step(const Tensor& images, const Tensor& labels);
+  // Inference only: the logits as a plain host tensor.
+  Tensor predict(const Tensor& images);
+  optim::Optimizer& optimizer() { return optimizer_; }
+
+ private:
+  Backend& backend_;
+  models::Network& net_;
+  optim::Optimizer optimizer_;
+  CrossEntropyParams loss_;
+  Tensor dlogits_;
+};
+
+}  // namespace rn::launch

@@ -1,0 +1,250 @@
+// The trainer: one process, one replica, from a validated Config.
+#include "launch/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+#include <thread>
+
+#include "core/check.h"
+#include "core/nn/init.h"
+#include "core/optim/lr_schedule.h"
+#include "io/fashion_mnist.h"
+#include "io/loader.h"
+#include "launch/logging.h"
+
+namespace rn::launch {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Random pixels and labels from the seed: a stand-in data set for smoke tests and benchmarks.
+io::ImageSet synthetic_set(const DataConfig& d, int channels, int classes, int64_t count,
+                           uint64_t seed) {
+  io::ImageSet s;
+  s.count = count;
+  s.channels = channels, s.height = d.height, s.width = d.width;
+  s.num_classes = classes;
+  nn::InitRng rng(seed);
+  s.pixels.resize(static_cast<size_t>(count) * s.sample_size());
+  for (auto& p : s.pixels) p = static_cast<uint8_t>(rng.next_u64() & 0xFF);
+  s.labels.resize(count);
+  for (auto& l : s.labels) l = static_cast<int32_t>(rng.next_u64() % classes);
+  return s;
+}
+
+// Host tensors that track a HostBatch's shape, reallocated only when it changes.
+struct BatchTensors {
+  Tensor images, labels;
+  void fill(const io::HostBatch& b) {
+    const Shape s{b.n, b.c, b.h, b.w};
+    if (!images.defined() || !(images.shape() == s)) {
+      images = Tensor::zeros(s);
+      labels = Tensor::zeros(Shape{b.n}, DType::i32);
+    }
+    std::memcpy(images.data(), b.images.data(), b.images.size() * sizeof(float));
+    std::memcpy(labels.data(), b.labels.data(), b.labels.size() * sizeof(int32_t));
+  }
+};
+
+std::string format_duration(double s) {
+  const int t = static_cast<int>(std::lround(s));
+  std::ostringstream os;
+  os << t / 60 << "m" << std::setw(2) << std::setfill('0') << t % 60 << "s";
+  return os.str();
+}
+
+optim::OptimizerOptions optimizer_options(const OptimConfig& o) {
+  return optim::OptimizerOptions{
+      .kind = o.name == "lars" ? optim::OptimizerKind::lars : optim::OptimizerKind::sgd,
+      .momentum = o.momentum,
+      .nesterov = o.nesterov,
+      .weight_decay = o.weight_decay,
+      .decay_bn_and_bias = o.decay_bn_and_bias};
+}
+
+}  // namespace
+
+DataSplits load_data(const Config& cfg) {
+  DataSplits d;
+  const auto& dc = cfg.data;
+  if (dc.kind == "synthetic") {
+    d.train = synthetic_set(dc, cfg.model.in_channels, cfg.model.num_classes,
+                            dc.train_limit > 0 ? dc.train_limit : dc.synthetic_size, cfg.train.seed);
+    d.test = synthetic_set(dc, cfg.model.in_channels, cfg.model.num_classes,
+                           dc.test_limit > 0 ? dc.test_limit : dc.synthetic_size / 4, cfg.train.seed + 1);
+  } else {
+    d.train = io::load_fashion_mnist(dc.root, io::Split::train, dc.train_limit);
+    d.test = io::load_fashion_mnist(dc.root, io::Split::test, dc.test_limit);
+  }
+  if (d.train.channels != cfg.model.in_channels)
+    RN_FAIL(cfg.source << ": 'model.in_channels' is " << cfg.model.in_channels << " but data '"
+                       << dc.kind << "' has " << d.train.channels << " channel(s)");
+  if (d.train.num_classes > cfg.model.num_classes)
+    RN_FAIL(cfg.source << ": 'model.num_classes' is " << cfg.model.num_classes << " but data '"
+                       << dc.kind << "' has labels up to " << d.train.num_classes - 1);
+  if (d.train.count < dc.batch_size)
+    RN_FAIL(cfg.source << ": 'data.batch_size' " << dc.batch_size << " exceeds the "
+                       << d.train.count << " training samples");
+  return d;
+}
+
+EvalResult evaluate(StepRunner& runner, const io::ImageSet& data, const io::ImageSet& norm_source,
+                    int batch_size, int workers) {
+  io::DistributedSampler sampler(data.count, 0, /*shuffle=*/false, 0, 1, /*wrap=*/false);
+  io::LoaderOptions lo{.batch_size = batch_size, .workers = workers, .prefetch = 2, .drop_last = false,
+                       .norm = io::compute_normalization(norm_source)};
+  io::Loader loader(data, sampler, lo);
+  loader.start_epoch(0);
+  io::HostBatch b;
+  BatchTensors t;
+  EvalResult r;
+  double loss_sum = 0;
+  int64_t top1 = 0, top5 = 0;
+  while (loader.next(b)) {
+    t.fill(b);
+    LossStats s = runner.eval_step(t.images, t.labels);
+    loss_sum += s.loss * b.n;
+    top1 += s.top1;
+    top5 += s.top5;
+    r.samples += b.n;
+  }
+  r.loss = loss_sum / r.samples;
+  r.top1 = static_cast<double>(top1) / r.samples;
+  r.top5 = static_cast<double>(top5) / r.samples;
+  return r;
+}
+
+TrainResult train(const Config& cfg) {
+  const auto t_start = Clock::now();
+  // Fail on a bad model name before reading any data.
+  models::ModelSpec spec;
+  try {
+    spec = models::model_spec(cfg.model.name, cfg.model.in_channels, cfg.model.num_classes);
+  } catch (const Error& e) {
+    RN_FAIL(cfg.source << ": 'model.name': " << e.what());
+  }
+  spec.zero_init_residual = cfg.model.zero_init_residual;
+  if (cfg.train.precision != "fp32" && cfg.train.device == "cpu")
+    RN_FAIL(cfg.source << ": 'train.precision' " << cfg.train.precision
+                       << " is not supported on cpu; use fp32");
+
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(cfg.run_dir, ec);
+  if (ec) RN_FAIL("run_dir '" << cfg.run_dir << "': cannot create: " << ec.message());
+  {
+    std::ofstream f(fs::path(cfg.run_dir) / "config.yaml");
+    if (!(f << to_yaml(cfg))) RN_FAIL("run_dir '" << cfg.run_dir << "': cannot write config.yaml");
+  }
+  add_log_file((fs::path(cfg.run_dir) / "train.log").string());
+
+  DataSplits data = load_data(cfg);
+  const int threads = cfg.train.threads > 0 ? cfg.train.threads
+                                            : std::max(1u, std::thread::hardware_concurrency());
+  auto backend = make_backend(
+      Device{cfg.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0}, threads);
+  auto net = models::build_model(*backend, spec, cfg.train.seed);
+  StepRunner runner(*backend, *net, optimizer_options(cfg.optim),
+                    CrossEntropyParams{static_cast<float>(cfg.optim.label_smoothing)});
+  RN_LOG(info) << "model " << spec.name << ": " << net->num_parameters() << " parameters, "
+               << net->macs(Shape{1, spec.in_channels, data.train.height, data.train.width}) / 1e6
+               << " M multiply-adds per image; backend " << backend->name();
+  RN_LOG(info) << "data " << cfg.data.kind << ": " << data.train.count << " train, "
+               << data.test.count << " test samples of " << data.train.channels << "x"
+               << data.train.height << "x" << data.train.width;
+
+  io::DistributedSampler sampler(data.train.count, cfg.train.seed, /*shuffle=*/true, 0, 1, /*wrap=*/true);
+  io::LoaderOptions lo{.batch_size = cfg.data.batch_size,
+                       .workers = cfg.data.workers,
+                       .prefetch = cfg.data.prefetch,
+                       .drop_last = true,
+                       .augment = {cfg.data.augment.crop_pad, cfg.data.augment.hflip},
+                       .norm = io::compute_normalization(data.train),
+                       .seed = cfg.train.seed};
+  io::Loader loader(data.train, sampler, lo);
+  const int64_t steps_per_epoch = loader.batches_per_epoch();
+  optim::LrSchedule schedule(optim::LrScheduleOptions{.kind = cfg.optim.schedule,
+                                                      .base_lr = cfg.optim.lr,
+                                                      .milestones = cfg.optim.milestones,
+                                                      .gamma = cfg.optim.gamma,
+                                                      .warmup_epochs = cfg.optim.warmup_epochs,
+                                                      .total_epochs = cfg.train.epochs,
+                                                      .steps_per_epoch = steps_per_epoch});
+  int64_t total_steps = steps_per_epoch * cfg.train.epochs;
+  if (cfg.train.max_steps > 0) total_steps = std::min(total_steps, cfg.train.max_steps);
+
+  std::ofstream metrics(fs::path(cfg.run_dir) / "metrics.jsonl", std::ios::app);
+  if (!metrics) RN_FAIL("run_dir '" << cfg.run_dir << "': cannot write metrics.jsonl");
+
+  TrainResult result;
+  io::HostBatch batch;
+  BatchTensors bt;
+  int64_t step = 0;
+  double train_time = 0;
+  int64_t train_images = 0;
+  for (int epoch = 0; epoch < cfg.train.epochs && step < total_steps; ++epoch) {
+    loader.start_epoch(epoch);
+    const auto t_epoch = Clock::now();
+    double loss_sum = 0, window_loss = 0;
+    int64_t seen = 0, correct = 0, window_seen = 0;
+    auto t_window = Clock::now();
+    double lr = 0;
+    while (step < total_steps && loader.next(batch)) {
+      bt.fill(batch);
+      lr = schedule.lr_at(step);
+      const LossStats s = runner.train_step(bt.images, bt.labels, lr);
+      if (!std::isfinite(s.loss))
+        RN_FAIL("training diverged at step " << step << " (loss " << s.loss
+                                             << "); lower 'optim.lr' or add warm-up");
+      ++step;
+      loss_sum += s.loss * batch.n, window_loss += s.loss * batch.n;
+      correct += s.top1;
+      seen += batch.n, window_seen += batch.n;
+      if (step % cfg.train.log_every == 0 || step == total_steps) {
+        const double ips = window_seen / seconds_since(t_window);
+        const double eta = (total_steps - step) * cfg.data.batch_size / ips;
+        RN_LOG(info) << "epoch " << epoch + 1 << "/" << cfg.train.epochs << " step " << step << "/"
+                     << total_steps << "  loss " << std::fixed << std::setprecision(4)
+                     << window_loss / window_seen << "  lr " << std::setprecision(5) << lr << "  "
+                     << std::setprecision(1) << ips << " img/s  ETA " << format_duration(eta);
+        window_loss = 0, window_seen = 0, t_window = Clock::now();
+      }
+    }
+    const double epoch_train_s = seconds_since(t_epoch);
+    train_time += epoch_train_s;
+    train_images += seen;
+    const auto t_eval = Clock::now();
+    result.test = evaluate(runner, data.test, data.train, cfg.data.test_batch_size, cfg.data.workers);
+    const double eval_s = seconds_since(t_eval);
+    result.epochs = epoch + 1;
+    std::ostringstream line;
+    line << std::setprecision(6) << "{\"epoch\": " << epoch + 1 << ", \"step\": " << step
+         << ", \"train_loss\": " << loss_sum / std::max<int64_t>(seen, 1)
+         << ", \"train_top1\": " << static_cast<double>(correct) / std::max<int64_t>(seen, 1)
+         << ", \"test_loss\": " << result.test.loss << ", \"test_top1\": " << result.test.top1
+         << ", \"test_top5\": " << result.test.top5 << ", \"lr\": " << lr
+         << ", \"img_per_s\": " << seen / epoch_train_s << ", \"epoch_train_s\": " << epoch_train_s
+         << ", \"eval_s\": " << eval_s << ", \"wall_s\": " << seconds_since(t_start) << "}";
+    metrics << line.str() << "\n" << std::flush;
+    RN_LOG(info) << "epoch " << epoch + 1 << " done: train loss " << std::fixed << std::setprecision(4)
+                 << loss_sum / std::max<int64_t>(seen, 1) << ", test top-1 " << result.test.top1
+                 << " top-5 " << result.test.top5 << " (" << std::setprecision(1)
+                 << seen / epoch_train_s << " img/s, epoch " << epoch_train_s << " s, eval "
+                 << eval_s << " s)";
+  }
+  result.steps = step;
+  result.wall_s = seconds_since(t_start);
+  result.train_img_per_s = train_images / std::max(train_time, 1e-9);
+  return result;
+}
+
+}  // namespace rn::launch

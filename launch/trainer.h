@@ -1,0 +1,38 @@
+// The training loop of `resnet train`: data, model, schedule, progress lines, per-epoch
+// evaluation and metrics.jsonl; and the evaluation loop it shares with `resnet eval`.
+#pragma once
+
+#include <string>
+
+#include "io/image_set.h"
+#include "launch/config.h"
+#include "launch/step.h"
+
+namespace rn::launch {
+
+struct EvalResult {
+  double loss = 0, top1 = 0, top5 = 0;
+  int64_t samples = 0;
+};
+
+struct TrainResult {
+  int epochs = 0;
+  int64_t steps = 0;
+  double wall_s = 0;
+  double train_img_per_s = 0;
+  EvalResult test;
+};
+
+// The data sets a config names (train and test splits), validated against the model.
+struct DataSplits {
+  io::ImageSet train, test;
+};
+DataSplits load_data(const Config& cfg);
+
+// Evaluates every sample of `data` once, in batches of `batch_size`.
+EvalResult evaluate(StepRunner& runner, const io::ImageSet& data, const io::ImageSet& norm_source,
+                    int batch_size, int workers);
+
+TrainResult train(const Config& cfg);
+
+}  // namespace rn::launch

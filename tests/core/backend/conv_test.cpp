@@ -1,0 +1,274 @@
+// Convolution: forward, backward-data and backward-weights against a direct loop in double and
+// against finite differences, over strides, padding, kernels, dilation, groups and odd shapes.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "core/backend/backend.h"
+#include "core/check.h"
+#include "tests/core/gradient_check.h"
+
+namespace rn {
+namespace {
+
+using test::all_close;
+using test::gradient_matches;
+using test::plain_desc;
+using test::plain_values;
+using test::random_values;
+using test::upload_values;
+
+struct ConvCase {
+  std::string name;
+  Shape x;  // N x C x H x W
+  ConvParams p;
+};
+
+std::ostream& operator<<(std::ostream& os, const ConvCase& c) { return os << c.name; }
+
+int64_t out_size(int64_t in, const ConvParams& p) {
+  return (in + 2 * p.pad - (p.dilation * (p.kernel - 1) + 1)) / p.stride + 1;
+}
+
+// A direct convolution in double, and its gradients by scattering each product back.
+class ReferenceConv {
+ public:
+  ReferenceConv(const Shape& x, const ConvParams& p)
+      : p_(p), n_(x[0]), c_(x[1]), h_(x[2]), w_(x[3]), oh_(out_size(h_, p)), ow_(out_size(w_, p)) {}
+
+  Shape y_shape() const { return Shape{n_, p_.out_channels, oh_, ow_}; }
+  Shape w_shape() const { return Shape{p_.out_channels, c_ / p_.groups, p_.kernel, p_.kernel}; }
+
+  std::vector<double> forward(const std::vector<float>& x, const std::vector<float>& w,
+                              const std::vector<float>& b) const {
+    std::vector<double> y(static_cast<size_t>(y_shape().numel()), 0.0);
+    visit([&](int64_t xi, int64_t wi, int64_t yi, int64_t o) {
+      y[yi] += static_cast<double>(x[xi]) * w[wi];
+    });
+    if (p_.bias)
+      for (size_t i = 0; i < y.size(); ++i) y[i] += b[(i / (oh_ * ow_)) % p_.out_channels];
+    return y;
+  }
+
+  void backward(const std::vector<float>& x, const std::vector<float>& w,
+                const std::vector<float>& dy, std::vector<double>& dx, std::vector<double>& dw,
+                std::vector<double>& db) const {
+    dx.assign(x.size(), 0.0);
+    dw.assign(w.size(), 0.0);
+    db.assign(static_cast<size_t>(p_.out_channels), 0.0);
+    visit([&](int64_t xi, int64_t wi, int64_t yi, int64_t o) {
+      dx[xi] += static_cast<double>(dy[yi]) * w[wi];
+      dw[wi] += static_cast<double>(dy[yi]) * x[xi];
+    });
+    for (size_t i = 0; i < dy.size(); ++i) db[(i / (oh_ * ow_)) % p_.out_channels] += dy[i];
+  }
+
+ private:
+  // Calls f(x index, w index, y index, output channel) for every product of the convolution.
+  template <typename F>
+  void visit(F f) const {
+    const int64_t og = p_.out_channels / p_.groups, cg = c_ / p_.groups, k = p_.kernel;
+    for (int64_t n = 0; n < n_; ++n)
+      for (int64_t o = 0; o < p_.out_channels; ++o)
+        for (int64_t oy = 0; oy < oh_; ++oy)
+          for (int64_t ox = 0; ox < ow_; ++ox)
+            for (int64_t ci = 0; ci < cg; ++ci)
+              for (int64_t ky = 0; ky < k; ++ky)
+                for (int64_t kx = 0; kx < k; ++kx) {
+                  const int64_t iy = oy * p_.stride - p_.pad + ky * p_.dilation;
+                  const int64_t ix = ox * p_.stride - p_.pad + kx * p_.dilation;
+                  if (iy < 0 || iy >= h_ || ix < 0 || ix >= w_) continue;
+                  const int64_t c = (o / og) * cg + ci;
+                  f(((n * c_ + c) * h_ + iy) * w_ + ix, ((o * cg + ci) * k + ky) * k + kx,
+                    ((n * p_.out_channels + o) * oh_ + oy) * ow_ + ox, o);
+                }
+  }
+
+  ConvParams p_;
+  int64_t n_, c_, h_, w_, oh_, ow_;
+};
+
+class ConvTest : public ::testing::TestWithParam<ConvCase> {
+ protected:
+  void SetUp() override {
+    const ConvCase& c = GetParam();
+    ref_ = std::make_unique<ReferenceConv>(c.x, c.p);
+    op_ = be_->make_conv(c.p, plain_desc(c.x), /*training=*/true);
+    xv_ = random_values(c.x.numel(), 11);
+    wv_ = random_values(ref_->w_shape().numel(), 12);
+    bv_ = random_values(c.p.out_channels, 13);
+    rv_ = random_values(ref_->y_shape().numel(), 14);
+  }
+
+  // The op's output for input values `x` and weight values `w`, as plain values.
+  std::vector<float> run_forward(const std::vector<float>& x, const std::vector<float>& w,
+                                 const std::vector<float>& b) {
+    const ConvCase& c = GetParam();
+    Tensor xt = upload_values(*be_, c.x, x);
+    Tensor wt = upload_values(*be_, ref_->w_shape(), w);
+    Tensor bt = upload_values(*be_, Shape{c.p.out_channels}, b);
+    Tensor y = be_->allocate(op_->output_desc());
+    op_->forward(xt, wt, c.p.bias ? &bt : nullptr, y);
+    return plain_values(*be_, y);
+  }
+
+  std::unique_ptr<Backend> be_ = test::make_test_backend();
+  std::unique_ptr<ReferenceConv> ref_;
+  std::unique_ptr<ConvOp> op_;
+  std::vector<float> xv_, wv_, bv_, rv_;
+};
+
+TEST_P(ConvTest, OutputShapeFollowsTheConvolutionArithmetic) {
+  EXPECT_EQ(op_->output_desc().shape, ref_->y_shape());
+  EXPECT_EQ(op_->weight_desc().shape, ref_->w_shape());
+}
+
+TEST_P(ConvTest, ForwardMatchesDirectConvolution) {
+  EXPECT_TRUE(all_close(run_forward(xv_, wv_, bv_), ref_->forward(xv_, wv_, bv_), 1e-4, 1e-4));
+}
+
+TEST_P(ConvTest, ForwardTakesWeightsInThePreferredLayout) {
+  const ConvCase& c = GetParam();
+  Tensor w = test::upload_as(*be_, op_->weight_desc(), wv_);
+  Tensor x = upload_values(*be_, c.x, xv_);
+  Tensor b = upload_values(*be_, Shape{c.p.out_channels}, bv_);
+  Tensor y = be_->allocate(op_->output_desc());
+  op_->forward(x, w, c.p.bias ? &b : nullptr, y);
+  EXPECT_TRUE(all_close(plain_values(*be_, y), ref_->forward(xv_, wv_, bv_), 1e-4, 1e-4));
+}
+
+TEST_P(ConvTest, BackwardDataMatchesReferenceAndFiniteDifferences) {
+  const ConvCase& c = GetParam();
+  Tensor dy = upload_values(*be_, ref_->y_shape(), rv_);
+  Tensor w = upload_values(*be_, ref_->w_shape(), wv_);
+  Tensor dx = be_->allocate(plain_desc(c.x));
+  op_->backward_data(dy, w, dx);
+  const std::vector<float> got = plain_values(*be_, dx);
+
+  std::vector<double> dx_ref, dw_ref, db_ref;
+  ref_->backward(xv_, wv_, rv_, dx_ref, dw_ref, db_ref);
+  EXPECT_TRUE(all_close(got, dx_ref, 1e-4, 1e-4));
+  EXPECT_TRUE(gradient_matches([&](const std::vector<float>& x) { return run_forward(x, wv_, bv_); },
+                               xv_, rv_, got, {.max_points = 120}));
+}
+
+TEST_P(ConvTest, BackwardWeightsMatchesReferenceAndFiniteDifferences) {
+  const ConvCase& c = GetParam();
+  Tensor x = upload_values(*be_, c.x, xv_);
+  Tensor dy = upload_values(*be_, ref_->y_shape(), rv_);
+  // The gradient in the op's preferred layout, as the layers keep it.
+  Tensor dw = be_->allocate(op_->weight_desc());
+  Tensor db = be_->allocate(plain_desc(Shape{c.p.out_channels}));
+  op_->backward_weights(x, dy, dw, c.p.bias ? &db : nullptr);
+  const std::vector<float> got_w = plain_values(*be_, dw);
+
+  std::vector<double> dx_ref, dw_ref, db_ref;
+  ref_->backward(xv_, wv_, rv_, dx_ref, dw_ref, db_ref);
+  EXPECT_TRUE(all_close(got_w, dw_ref, 1e-4, 1e-4));
+  EXPECT_TRUE(gradient_matches([&](const std::vector<float>& w) { return run_forward(xv_, w, bv_); },
+                               wv_, rv_, got_w, {.max_points = 120}));
+  if (c.p.bias) {
+    const std::vector<float> got_b = plain_values(*be_, db);
+    EXPECT_TRUE(all_close(got_b, db_ref, 1e-4, 1e-4));
+    EXPECT_TRUE(gradient_matches(
+        [&](const std::vector<float>& b) { return run_forward(xv_, wv_, b); }, bv_, rv_, got_b));
+  }
+}
+
+TEST_P(ConvTest, BackwardWeightsWritesPlainGradients) {
+  const ConvCase& c = GetParam();
+  Tensor x = upload_values(*be_, c.x, xv_);
+  Tensor dy = upload_values(*be_, ref_->y_shape(), rv_);
+  Tensor dw = be_->allocate(plain_desc(ref_->w_shape()));
+  Tensor db = be_->allocate(plain_desc(Shape{c.p.out_channels}));
+  op_->backward_weights(x, dy, dw, c.p.bias ? &db : nullptr);
+  std::vector<double> dx_ref, dw_ref, db_ref;
+  ref_->backward(xv_, wv_, rv_, dx_ref, dw_ref, db_ref);
+  EXPECT_TRUE(all_close(plain_values(*be_, dw), dw_ref, 1e-4, 1e-4));
+}
+
+TEST_P(ConvTest, RepeatedCallsGiveTheSameResult) {
+  // The op binds fresh pointers on each call and reuses its buffers: a second input must not see
+  // the first one's data.
+  const std::vector<float> first = run_forward(xv_, wv_, bv_);
+  const std::vector<float> x2 = random_values(GetParam().x.numel(), 99);
+  EXPECT_TRUE(all_close(run_forward(x2, wv_, bv_), ref_->forward(x2, wv_, bv_), 1e-4, 1e-4));
+  EXPECT_TRUE(all_close(run_forward(xv_, wv_, bv_), first, 0.0));
+}
+
+ConvParams conv(int out, int kernel, int stride, int pad, int groups = 1, bool bias = false,
+                int dilation = 1) {
+  return ConvParams{.out_channels = out,
+                    .kernel = kernel,
+                    .stride = stride,
+                    .pad = pad,
+                    .dilation = dilation,
+                    .groups = groups,
+                    .bias = bias};
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, ConvTest,
+    ::testing::Values(ConvCase{"k3s1p1_c3to16", Shape{2, 3, 7, 5}, conv(16, 3, 1, 1)},
+                      ConvCase{"k3s1p0_c3to8_bias", Shape{2, 3, 6, 8}, conv(8, 3, 1, 0, 1, true)},
+                      ConvCase{"k3s2p1_c16to24_bias", Shape{2, 16, 9, 6}, conv(24, 3, 2, 1, 1, true)},
+                      ConvCase{"k1s1p0_c24to16", Shape{2, 24, 5, 7}, conv(16, 1, 1, 0)},
+                      ConvCase{"k1s2p0_c16to32", Shape{2, 16, 7, 6}, conv(32, 1, 2, 0)},
+                      ConvCase{"k7s2p3_c3to16_bias", Shape{1, 3, 11, 13}, conv(16, 7, 2, 3, 1, true)},
+                      ConvCase{"k3_dilation2_c16to16", Shape{1, 16, 9, 8}, conv(16, 3, 1, 2, 1, false, 2)},
+                      ConvCase{"groups2_c16to24", Shape{2, 16, 6, 5}, conv(24, 3, 1, 1, 2)},
+                      ConvCase{"groups4_c24to16_bias", Shape{2, 24, 5, 6}, conv(16, 3, 2, 1, 4, true)},
+                      ConvCase{"depthwise_c16_s2", Shape{2, 16, 7, 9}, conv(16, 3, 2, 1, 16)},
+                      ConvCase{"depthwise_c24_s1", Shape{1, 24, 6, 5}, conv(24, 3, 1, 1, 24)},
+                      ConvCase{"c1to3", Shape{3, 1, 5, 4}, conv(3, 3, 1, 1)}),
+    [](const ::testing::TestParamInfo<ConvCase>& info) { return info.param.name; });
+
+class ConvLayoutTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Backend> be_ = test::make_test_backend();
+};
+
+TEST_F(ConvLayoutTest, AcceptsBlockedInputAndWritesPlainOutput) {
+  const Shape xs{2, 16, 6, 7};
+  const ConvParams p = conv(24, 3, 1, 1);
+  const TensorDesc blocked = test::blocked_desc(*be_, xs);
+  auto op = be_->make_conv(p, blocked, true);
+  ReferenceConv ref(xs, p);
+  const std::vector<float> xv = random_values(xs.numel(), 1), wv = random_values(ref.w_shape().numel(), 2);
+  Tensor x = test::upload_as(*be_, blocked, xv);
+  Tensor w = upload_values(*be_, ref.w_shape(), wv);
+  Tensor y = be_->allocate(plain_desc(ref.y_shape()));
+  op->forward(x, w, nullptr, y);
+  EXPECT_TRUE(all_close(y.to_vector(), ref.forward(xv, wv, {}), 1e-4, 1e-4));
+
+  // Backward data into a plain gradient, from a plain dy.
+  const std::vector<float> dyv = random_values(ref.y_shape().numel(), 3);
+  Tensor dx = be_->allocate(plain_desc(xs));
+  op->backward_data(upload_values(*be_, ref.y_shape(), dyv), w, dx);
+  std::vector<double> dx_ref, dw_ref, db_ref;
+  ref.backward(xv, wv, dyv, dx_ref, dw_ref, db_ref);
+  EXPECT_TRUE(all_close(dx.to_vector(), dx_ref, 1e-4, 1e-4));
+}
+
+TEST_F(ConvLayoutTest, RejectsAnInputOfAnotherShape) {
+  auto op = be_->make_conv(conv(16, 3, 1, 1), plain_desc(Shape{2, 3, 8, 8}), true);
+  Tensor x = be_->allocate(plain_desc(Shape{2, 3, 9, 8}));
+  Tensor w = be_->allocate(plain_desc(Shape{16, 3, 3, 3}));
+  Tensor y = be_->allocate(op->output_desc());
+  EXPECT_THROW(op->forward(x, w, nullptr, y), Error);
+}
+
+TEST_F(ConvLayoutTest, RejectsChannelsNotDivisibleByGroups) {
+  EXPECT_THROW(be_->make_conv(conv(16, 3, 1, 1, 3), plain_desc(Shape{1, 12, 8, 8}), true), Error);
+  EXPECT_THROW(be_->make_conv(conv(16, 3, 1, 1, 3), plain_desc(Shape{1, 16, 8, 8}), true), Error);
+}
+
+TEST_F(ConvLayoutTest, RejectsAKernelLargerThanThePaddedInput) {
+  EXPECT_THROW(be_->make_conv(conv(8, 7, 1, 0), plain_desc(Shape{1, 3, 5, 5}), true), Error);
+}
+
+}  // namespace
+}  // namespace rn

@@ -1,0 +1,221 @@
+// Shared pieces of the layer, unit and network tests: parameter access by name, and a
+// finite-difference check of a module's input and parameter gradients that skips the points where
+// a ReLU or max-pooling kink lies within one step (as Caffe's gradient checker does).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/nn/module.h"
+#include "tests/core/gradient_check.h"
+
+namespace rn::test {
+
+// The named parameters and buffers of `m`, in collection order.
+struct Collected {
+  std::vector<nn::NamedParameter> params;
+  std::vector<nn::NamedBuffer> buffers;
+};
+
+inline Collected collect_all(nn::Module& m) {
+  Collected c;
+  m.collect("", c.params, c.buffers);
+  return c;
+}
+
+inline std::vector<std::string> param_names(nn::Module& m) {
+  std::vector<std::string> names;
+  for (const auto& p : collect_all(m).params) names.push_back(p.name);
+  return names;
+}
+
+inline std::vector<std::string> buffer_names(nn::Module& m) {
+  std::vector<std::string> names;
+  for (const auto& b : collect_all(m).buffers) names.push_back(b.name);
+  return names;
+}
+
+// The parameter called `name`; fails the test (and returns null) when there is none.
+inline nn::Parameter* find_param(nn::Module& m, const std::string& name) {
+  for (const auto& p : collect_all(m).params)
+    if (p.name == name) return p.param;
+  ADD_FAILURE() << "no parameter named " << name;
+  return nullptr;
+}
+
+inline Tensor* find_buffer(nn::Module& m, const std::string& name) {
+  for (const auto& b : collect_all(m).buffers)
+    if (b.name == name) return b.tensor;
+  ADD_FAILURE() << "no buffer named " << name;
+  return nullptr;
+}
+
+// Overwrites a tensor of any layout with row-major `values` of its logical shape.
+inline void write_values(Backend& be, Tensor& t, const std::vector<float>& values) {
+  be.reorder(upload_values(be, t.shape(), values), t);
+}
+
+struct FiniteDifferenceOptions {
+  // The step for element i is step * max(1, |x_i|).
+  double step = 1e-2;
+  // |analytic - numeric| / max(|numeric|, scale) must stay below this, where
+  // scale = max(floor, scale_fraction * the RMS of the analytic gradient over the checked points).
+  double tolerance = 2e-2;
+  double floor = 1e-3;
+  double scale_fraction = 0.05;
+  // Every element when 0, else this many seeded picks.
+  int64_t max_points = 0;
+  uint32_t seed = 1234;
+  // A point whose one-sided differences disagree by more than tolerance * scale has a kink within
+  // one step; it is skipped, but the check fails when more than this fraction is skipped.
+  double max_skipped_fraction = 0.2;
+};
+
+// Checks `analytic` against central differences of the scalar `loss` around `x`.
+inline ::testing::AssertionResult finite_differences_match(
+    const std::function<double(const std::vector<float>&)>& loss, const std::vector<float>& x,
+    const std::vector<float>& analytic, const FiniteDifferenceOptions& o = {}) {
+  if (analytic.size() != x.size())
+    return ::testing::AssertionFailure()
+           << "analytic gradient has " << analytic.size() << " values for " << x.size()
+           << " inputs";
+  GradientCheckOptions pick;
+  pick.max_points = o.max_points;
+  pick.seed = o.seed;
+  const std::vector<int64_t> points = check_points(static_cast<int64_t>(x.size()), pick);
+  double sq = 0;
+  for (int64_t i : points) sq += static_cast<double>(analytic[i]) * analytic[i];
+  const double scale =
+      std::max(o.floor, o.scale_fraction * std::sqrt(sq / static_cast<double>(points.size())));
+
+  const double l0 = loss(x);
+  std::vector<float> xp = x;
+  double worst = -1, worst_numeric = 0, largest = 0;
+  int64_t worst_at = -1, skipped = 0;
+  for (int64_t i : points) {
+    const float x0 = x[i];
+    const double h = o.step * std::max(1.0, std::abs(static_cast<double>(x0)));
+    const float up = static_cast<float>(x0 + h), down = static_cast<float>(x0 - h);
+    xp[i] = up;
+    const double l_up = loss(xp);
+    xp[i] = down;
+    const double l_down = loss(xp);
+    xp[i] = x0;
+    const double forward = (l_up - l0) / (static_cast<double>(up) - x0);
+    const double backward = (l0 - l_down) / (x0 - static_cast<double>(down));
+    const double numeric =
+        (l_up - l_down) / (static_cast<double>(up) - static_cast<double>(down));
+    largest = std::max(largest, std::abs(numeric));
+    if (std::abs(forward - backward) > o.tolerance * std::max(std::abs(numeric), scale)) {
+      ++skipped;
+      continue;
+    }
+    const double err = std::abs(analytic[i] - numeric) / std::max(std::abs(numeric), scale);
+    if (!(err <= worst)) {
+      worst = std::isnan(err) ? INFINITY : err;
+      worst_at = i;
+      worst_numeric = numeric;
+    }
+  }
+  if (largest < 1e-6)
+    return ::testing::AssertionFailure() << "numeric gradient is zero at every checked point";
+  if (skipped > o.max_skipped_fraction * static_cast<double>(points.size()))
+    return ::testing::AssertionFailure()
+           << skipped << " of " << points.size() << " points lie at a kink";
+  if (worst < o.tolerance) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure()
+         << "element " << worst_at << ": analytic " << analytic[worst_at] << ", numeric "
+         << worst_numeric << " (relative error " << worst << ", tolerance " << o.tolerance
+         << ", scale " << scale << ", " << skipped << " kinks skipped)";
+}
+
+// The plain descriptor of `shape`, or the blocked activation layout the networks run in.
+inline TensorDesc input_desc(Backend& be, const Shape& shape, bool blocked) {
+  return blocked ? blocked_desc(be, shape) : plain_desc(shape);
+}
+
+// The gradients one backward pass gives, as row-major host values.
+struct ModuleGradients {
+  Shape output_shape;
+  std::vector<float> output;
+  std::vector<float> dx;
+  std::map<std::string, std::vector<float>> params;
+};
+
+// Forward of `x` in training mode, then backward of the projection loss L = sum_j y_j r_j
+// (r uploaded in the output's own layout, as a network's loss gradient would be).
+inline ModuleGradients run_forward_backward(Backend& be, nn::Module& m, const TensorDesc& x_desc,
+                                            const std::vector<float>& x,
+                                            const std::vector<float>& r) {
+  m.set_training(true);
+  ModuleGradients g;
+  Tensor y = m.forward(upload_as(be, x_desc, x));
+  g.output_shape = y.shape();
+  g.output = plain_values(be, y);
+  EXPECT_EQ(g.output.size(), r.size()) << "projection has the wrong size";
+  Tensor dx = m.backward(upload_as(be, y.desc(), r));
+  if (dx.defined()) g.dx = plain_values(be, dx);
+  for (const auto& p : collect_all(m).params) g.params[p.name] = plain_values(be, p.param->grad);
+  return g;
+}
+
+// The projection loss of one training-mode forward pass.
+inline double projected_loss(Backend& be, nn::Module& m, const TensorDesc& x_desc,
+                             const std::vector<float>& x, const std::vector<float>& r) {
+  return dot(plain_values(be, m.forward(upload_as(be, x_desc, x))), r);
+}
+
+struct ModuleCheckOptions {
+  FiniteDifferenceOptions fd;
+  // Points per tensor (0: all) for the input and for the parameters.
+  int64_t input_points = 0;
+  int64_t param_points = 0;
+  uint32_t projection_seed = 99;
+  bool blocked_input = false;  // feed the input in the blocked layout instead of the plain one
+};
+
+// Checks the input gradient and every parameter gradient of `m` (in training mode) against
+// finite differences of L = sum_j m(x)_j r_j. Restores every parameter afterwards.
+inline void expect_module_gradients(Backend& be, nn::Module& m, const Shape& x_shape,
+                                    const std::vector<float>& x,
+                                    const ModuleCheckOptions& o = {}) {
+  m.set_training(true);
+  const Shape y_shape = m.output_shape(x_shape);
+  const std::vector<float> r = random_values(y_shape.numel(), o.projection_seed);
+  const TensorDesc x_desc = input_desc(be, x_shape, o.blocked_input);
+  const ModuleGradients g = run_forward_backward(be, m, x_desc, x, r);
+  ASSERT_EQ(g.output_shape, y_shape);
+
+  FiniteDifferenceOptions fd = o.fd;
+  fd.max_points = o.input_points;
+  ASSERT_FALSE(g.dx.empty()) << "no input gradient";
+  EXPECT_TRUE(finite_differences_match(
+      [&](const std::vector<float>& xv) {
+        return projected_loss(be, m, x_desc, xv, r);
+      },
+      x, g.dx, fd))
+      << "input gradient";
+
+  fd.max_points = o.param_points;
+  for (const auto& np : collect_all(m).params) {
+    nn::Parameter& p = *np.param;
+    const std::vector<float> w0 = plain_values(be, p.value);
+    ASSERT_EQ(static_cast<int64_t>(w0.size()), p.shape.numel()) << np.name;
+    EXPECT_TRUE(finite_differences_match(
+        [&](const std::vector<float>& wv) {
+          write_values(be, p.value, wv);
+          return projected_loss(be, m, x_desc, x, r);
+        },
+        w0, g.params.at(np.name), fd))
+        << "gradient of " << np.name;
+    write_values(be, p.value, w0);
+  }
+}
+
+}  // namespace rn::test

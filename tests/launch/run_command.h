@@ -1,0 +1,57 @@
+// Runs the built `resnet` binary in a shell and captures its exit code, stdout and stderr.
+#pragma once
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace rn::test {
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out, err;
+  // The non-empty lines of stderr.
+  std::vector<std::string> err_lines() const {
+    std::vector<std::string> lines;
+    std::istringstream is(err);
+    for (std::string l; std::getline(is, l);)
+      if (!l.empty()) lines.push_back(l);
+    return lines;
+  }
+};
+
+inline std::string resnet_binary() { return std::string(RN_BINARY_DIR) + "/resnet"; }
+
+inline std::string read_text(const std::filesystem::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// `args` is appended to the binary's path as shell text.
+inline CommandResult run_resnet(const std::string& args) {
+  namespace fs = std::filesystem;
+  static int counter = 0;
+  const fs::path err_file = fs::temp_directory_path() /
+                            ("rn_cmd_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + ".err");
+  const std::string cmd = resnet_binary() + " " + args + " 2>" + err_file.string();
+  CommandResult r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) r.out.append(buf, n);
+  const int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.err = read_text(err_file);
+  fs::remove(err_file);
+  return r;
+}
+
+}  // namespace rn::test

@@ -1,0 +1,161 @@
+// `resnet train` end to end: a CI-sized run on a Fashion-MNIST subset learns, and every bad input
+// (data files, config keys and values, model names) gives one clear line and a non-zero exit.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "run_command.h"
+
+namespace fs = std::filesystem;
+using rn::test::read_text;
+using rn::test::run_resnet;
+
+namespace {
+
+const std::string kData = "/usr/share/datasets/fashion-mnist";
+
+class TrainTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists(rn::test::resnet_binary())) GTEST_SKIP() << "resnet binary not built";
+    dir_ = fs::temp_directory_path() /
+           ("rn_train_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // A small config in the test's directory; `extra` is appended YAML.
+  std::string write_config(const std::string& body) {
+    const fs::path p = dir_ / "config.yaml";
+    std::ofstream(p) << body;
+    return p.string();
+  }
+  std::string base_config(const std::string& root = kData) {
+    return "run_dir: " + (dir_ / "run").string() +
+           "\nmodel: {name: resnet20, in_channels: 1, num_classes: 10}\n"
+           "data: {kind: fashion_mnist, root: " + root +
+           ", batch_size: 64, test_batch_size: 250, train_limit: 3200, test_limit: 1000, workers: 1}\n"
+           "optim: {lr: 0.1, momentum: 0.9, weight_decay: 1.0e-4, schedule: cosine}\n"
+           "train: {epochs: 2, seed: 1, threads: 2, log_every: 25}\n";
+  }
+  // Copies of the four data files, plain (uncompressed), for corrupting.
+  void write_idx(const fs::path& p, uint32_t magic, const std::vector<uint32_t>& dims,
+                 size_t payload) {
+    std::ofstream f(p, std::ios::binary);
+    auto be32 = [&](uint32_t v) {
+      const char b[4] = {char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+      f.write(b, 4);
+    };
+    be32(magic);
+    for (auto d : dims) be32(d);
+    std::string data(payload, '\0');
+    for (size_t i = 0; i < payload; ++i) data[i] = static_cast<char>(i % 10);
+    f.write(data.data(), static_cast<std::streamsize>(payload));
+  }
+  fs::path make_data(uint32_t image_magic = 0x803, size_t train_images = 100,
+                     size_t train_labels = 100, size_t pixel_bytes = 100 * 784) {
+    const fs::path root = dir_ / "data";
+    fs::create_directories(root);
+    write_idx(root / "train-images-idx3-ubyte", image_magic, {uint32_t(train_images), 28, 28}, pixel_bytes);
+    write_idx(root / "train-labels-idx1-ubyte", 0x801, {uint32_t(train_labels)}, train_labels);
+    write_idx(root / "t10k-images-idx3-ubyte", 0x803, {50, 28, 28}, 50 * 784);
+    write_idx(root / "t10k-labels-idx1-ubyte", 0x801, {50}, 50);
+    return root;
+  }
+  // Expects a failure whose stderr is exactly one line containing every one of `needles`.
+  void expect_one_line_error(const std::string& args, const std::vector<std::string>& needles) {
+    const auto r = run_resnet(args);
+    EXPECT_NE(r.exit_code, 0) << r.err;
+    const auto lines = r.err_lines();
+    ASSERT_EQ(lines.size(), 1u) << r.err;
+    for (const auto& n : needles) EXPECT_NE(lines[0].find(n), std::string::npos) << lines[0];
+  }
+
+  fs::path dir_;
+};
+
+double json_number(const std::string& line, const std::string& key) {
+  std::smatch m;
+  std::regex re("\"" + key + "\": ([-0-9.eE+]+)");
+  if (!std::regex_search(line, m, re)) return NAN;
+  return std::stod(m[1]);
+}
+
+TEST_F(TrainTest, SubsetTrainingLearns) {
+  if (!fs::exists(kData)) GTEST_SKIP() << "Fashion-MNIST not installed";
+  const auto r = run_resnet("train --config " + write_config(base_config()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("final: resnet20"), std::string::npos) << r.out;
+  std::istringstream metrics(read_text(dir_ / "run" / "metrics.jsonl"));
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(metrics, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 2u);
+  for (const char* key : {"epoch", "step", "train_loss", "train_top1", "test_top1", "test_top5",
+                          "lr", "img_per_s", "wall_s"})
+    EXPECT_FALSE(std::isnan(json_number(lines[0], key))) << key << " missing in " << lines[0];
+  EXPECT_EQ(json_number(lines[1], "step"), 100);  // 3200 / 64 * 2
+  // The loss falls from the first epoch to the second and from chance level (ln 10 = 2.30).
+  EXPECT_LT(json_number(lines[1], "train_loss"), json_number(lines[0], "train_loss"));
+  EXPECT_LT(json_number(lines[1], "train_loss"), 1.2);
+  // Chance is 0.1 top-1 and 0.5 top-5.
+  EXPECT_GT(json_number(lines[1], "test_top1"), 0.6);
+  EXPECT_GT(json_number(lines[1], "test_top5"), 0.95);
+  EXPECT_TRUE(fs::exists(dir_ / "run" / "config.yaml"));
+}
+
+TEST_F(TrainTest, MissingDataDirectory) {
+  expect_one_line_error("train --config " + write_config(base_config("/nonexistent/fmnist")),
+                        {"data.root", "/nonexistent/fmnist", "no such directory"});
+}
+
+TEST_F(TrainTest, TruncatedIdxFile) {
+  const auto root = make_data(0x803, 100, 100, 100 * 784 - 500);
+  expect_one_line_error("train --config " + write_config(base_config(root.string())),
+                        {"train-images-idx3-ubyte", "truncated"});
+}
+
+TEST_F(TrainTest, WrongMagicNumber) {
+  const auto root = make_data(0x804);
+  expect_one_line_error("train --config " + write_config(base_config(root.string())),
+                        {"train-images-idx3-ubyte", "magic"});
+}
+
+TEST_F(TrainTest, LabelCountMismatch) {
+  const auto root = make_data(0x803, 100, 90);
+  expect_one_line_error("train --config " + write_config(base_config(root.string())),
+                        {"train-labels-idx1-ubyte", "100", "90"});
+}
+
+TEST_F(TrainTest, UnknownConfigKey) {
+  expect_one_line_error("train --config " + write_config(base_config() + "extra_key: 1\n"),
+                        {"config.yaml", "unknown key 'extra_key'"});
+  expect_one_line_error("train --config " + write_config(base_config()) + " --set optim.lrr=0.1",
+                        {"optim.lrr", "lr"});
+}
+
+TEST_F(TrainTest, WrongType) {
+  expect_one_line_error("train --config " + write_config(base_config()) + " --set train.epochs=many",
+                        {"train.epochs", "many"});
+}
+
+TEST_F(TrainTest, NegativeLearningRate) {
+  expect_one_line_error("train --config " + write_config(base_config()) + " --set optim.lr=-0.1",
+                        {"optim.lr", "-0.1"});
+}
+
+TEST_F(TrainTest, UnknownModelName) {
+  expect_one_line_error("train --config " + write_config(base_config()) + " --set model.name=resnet21",
+                        {"model.name", "resnet21", "resnet20", "resnext50_32x4d"});
+}
+
+TEST_F(TrainTest, MissingConfigFile) {
+  expect_one_line_error("train --config " + (dir_ / "absent.yaml").string(), {"absent.yaml"});
+}
+
+}  // namespace
