@@ -21,7 +21,7 @@ Args::Args(const std::string& command, const std::vector<std::string>& argv, con
   for (size_t i = 0; i < argv.size(); ++i) {
     std::string a = argv[i];
     if (a.rfind("--", 0) != 0)
-      RN_FAIL("resnet " << command << ": unexpected argument '" << a << "'; flags: " << list_flags(spec));
+      RN_FAIL("unexpected argument '" << a << "'; flags: " << list_flags(spec));
     std::string name = a.substr(2), value;
     const bool inline_value = name.find('=') != std::string::npos;
     if (inline_value) {
@@ -29,18 +29,18 @@ Args::Args(const std::string& command, const std::vector<std::string>& argv, con
       name = name.substr(0, name.find('='));
     }
     if (spec.switches.count(name)) {
-      if (inline_value) RN_FAIL("resnet " << command << ": --" << name << " takes no value");
+      if (inline_value) RN_FAIL("--" << name << " takes no value");
       values_[name].push_back("");
       continue;
     }
     const bool one = spec.values.count(name), many = spec.repeated.count(name);
     if (!one && !many)
-      RN_FAIL("resnet " << command << ": unknown flag --" << name << "; flags: " << list_flags(spec));
+      RN_FAIL("unknown flag --" << name << "; flags: " << list_flags(spec));
     if (!inline_value) {
-      if (i + 1 >= argv.size()) RN_FAIL("resnet " << command << ": --" << name << " needs a value");
+      if (i + 1 >= argv.size()) RN_FAIL("--" << name << " needs a value");
       value = argv[++i];
     }
-    if (one && values_.count(name)) RN_FAIL("resnet " << command << ": --" << name << " given twice");
+    if (one && values_.count(name)) RN_FAIL("--" << name << " given twice");
     values_[name].push_back(value);
   }
 }
@@ -53,7 +53,7 @@ std::string Args::get(const std::string& name, const std::string& fallback) cons
 }
 
 std::string Args::required(const std::string& name) const {
-  if (!has(name)) RN_FAIL("resnet " << command_ << ": --" << name << " is required");
+  if (!has(name)) RN_FAIL("--" << name << " is required");
   return get(name);
 }
 
@@ -63,7 +63,7 @@ int Args::get_int(const std::string& name, int fallback) const {
   int out = 0;
   auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
   if (ec != std::errc() || p != v.data() + v.size())
-    RN_FAIL("resnet " << command_ << ": --" << name << " must be an integer, got '" << v << "'");
+    RN_FAIL("--" << name << " must be an integer, got '" << v << "'");
   return out;
 }
 

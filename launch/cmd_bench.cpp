@@ -61,9 +61,9 @@ int run_bench(const std::vector<std::string>& argv) {
             iters = args.get_int("iters", 10);
   const int threads = args.get_int("threads", static_cast<int>(std::thread::hardware_concurrency()));
   if (batch < 1 || warmup < 0 || iters < 1 || threads < 1 || d.classes < 1)
-    RN_FAIL("resnet bench: --batch, --iters, --threads and --classes must be positive, --warmup >= 0");
+    RN_FAIL("--batch, --iters, --threads and --classes must be positive, --warmup >= 0");
   const std::string dev = args.get("device", "cpu");
-  if (dev != "cpu" && dev != "cuda") RN_FAIL("resnet bench: --device must be cpu or cuda, got '" << dev << "'");
+  if (dev != "cpu" && dev != "cuda") RN_FAIL("--device must be cpu or cuda, got '" << dev << "'");
   auto backend = make_backend(Device{dev == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0}, threads);
   auto net = models::build_model(*backend, models::model_spec(name, d.channels, d.classes), 0);
   StepRunner runner(*backend, *net, optim::OptimizerOptions{.momentum = 0.9, .weight_decay = 5e-4},

@@ -24,7 +24,7 @@ int run_info(const std::vector<std::string>& argv) {
     d.width = static_cast<int>(dims[2]);
   }
   d.classes = args.get_int("classes", d.classes);
-  if (d.classes < 1) RN_FAIL("resnet info: --classes must be positive");
+  if (d.classes < 1) RN_FAIL("--classes must be positive");
   auto backend = make_cpu_backend(1);
   auto net = models::build_model(*backend, models::model_spec(name, d.channels, d.classes), 0);
   const Shape in{1, d.channels, d.height, d.width};

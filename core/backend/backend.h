@@ -83,6 +83,8 @@ class Backend {
   // zero and stay zero.
   virtual void relu_forward(const Tensor& x, Tensor& y) = 0;
   virtual void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) = 0;  // from output
+  // dx = y > 0 ? a + b : 0: ReLU's backward of a gradient that arrives as a sum.
+  virtual void relu_backward_add(const Tensor& y, const Tensor& a, const Tensor& b, Tensor& dx) = 0;
   virtual void add(const Tensor& a, const Tensor& b, Tensor& y, bool relu) = 0;  // y = a + b [relu]
   virtual void add_inplace(Tensor& y, const Tensor& x) = 0;                       // y += x
   virtual void axpby(Tensor& y, float a, const Tensor& x, float b) = 0;        // y = a*x + b*y

@@ -158,11 +158,11 @@ Tensor Sequential::forward_impl(const Tensor& x) {
   return h;
 }
 
-Tensor Sequential::backward_impl(const Tensor& dy) {
-  Tensor g = dy;
+GradSum Sequential::backward_sum_impl(const GradSum& dy) {
+  GradSum g = dy;
   for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
-    g = it->second->backward(g);
-    if (!g.defined()) break;  // the first layer needs no input gradient
+    g = it->second->backward_sum(g);
+    if (!g.a.defined()) break;  // the first layer needs no input gradient
   }
   return g;
 }

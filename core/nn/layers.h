@@ -162,7 +162,8 @@ class Sequential final : public Module {
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
-  Tensor backward_impl(const Tensor& dy) override;
+  Tensor backward_impl(const Tensor& dy) override { return materialize(backward_sum_impl({dy, {}})); }
+  GradSum backward_sum_impl(const GradSum& dy) override;
 
  private:
   std::vector<std::pair<std::string, std::unique_ptr<Module>>> children_;

@@ -16,7 +16,20 @@ Tensor Module::forward(const Tensor& x) {
 Tensor Module::backward(const Tensor& dy) {
   RN_CHECK(training_, "[module] backward in inference mode");
   RN_CHECK(dy.defined(), "[module] backward of an undefined gradient");
-  return backward_impl(dy);
+  return materialize(backward_sum_impl(GradSum{dy, {}}));
+}
+
+GradSum Module::backward_sum(const GradSum& dy) {
+  RN_CHECK(training_, "[module] backward in inference mode");
+  RN_CHECK(dy.a.defined(), "[module] backward of an undefined gradient");
+  return backward_sum_impl(dy);
+}
+
+Tensor Module::materialize(const GradSum& g) {
+  if (!g.b.defined() || !g.a.defined()) return g.a;
+  Tensor out = backend_.allocate(g.a.desc());
+  backend_.add(g.a, as_desc(g.b, g.a.desc()), out, false);
+  return out;
 }
 
 Tensor Module::as_desc(const Tensor& t, const TensorDesc& want) {

@@ -24,6 +24,12 @@ struct Parameter {
   }
 };
 
+// A gradient that is still a sum of two tensors (a residual branch's and its shortcut's): the
+// module receiving it may fold the addition into its own first pass. `b` may be undefined.
+struct GradSum {
+  Tensor a, b;
+};
+
 struct NamedParameter {
   std::string name;
   Parameter* param;
@@ -44,6 +50,7 @@ class Module {
 
   Tensor forward(const Tensor& x);
   Tensor backward(const Tensor& dy);
+  GradSum backward_sum(const GradSum& dy);
 
   virtual void set_training(bool on) { training_ = on; }
   bool training() const { return training_; }
@@ -61,6 +68,10 @@ class Module {
  protected:
   virtual Tensor forward_impl(const Tensor& x) = 0;
   virtual Tensor backward_impl(const Tensor& dy) = 0;
+  // Modules that can fuse an incoming sum override this; the default adds first.
+  virtual GradSum backward_sum_impl(const GradSum& dy) { return {backward_impl(materialize(dy)), {}}; }
+  // a + b as one tensor (a itself when b is undefined).
+  Tensor materialize(const GradSum& g);
   static std::string join(const std::string& prefix, const std::string& name) {
     return prefix.empty() ? name : prefix + "." + name;
   }

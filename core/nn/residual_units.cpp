@@ -59,23 +59,25 @@ Tensor ResidualUnit::forward_impl(const Tensor& x) {
   return y;
 }
 
-Tensor ResidualUnit::backward_impl(const Tensor& dy) {
-  Tensor g = dy;
+GradSum ResidualUnit::backward_sum_impl(const GradSum& dy) {
+  Tensor g;
   if (shortcut_ && relu_after_sum_) {
-    g = backend_.allocate(saved_y_.desc());
-    backend_.relu_backward(saved_y_, as_desc(dy, saved_y_.desc()), g);
+    const TensorDesc& d = saved_y_.desc();
+    g = backend_.allocate(d);
+    if (dy.b.defined())
+      backend_.relu_backward_add(saved_y_, as_desc(dy.a, d), as_desc(dy.b, d), g);
+    else
+      backend_.relu_backward(saved_y_, as_desc(dy.a, d), g);
     saved_y_ = Tensor();
+  } else {
+    g = materialize(dy);
   }
   Tensor da = branch_.backward(g);
-  if (!shortcut_) return preact_ ? preact_->backward(da) : da;
+  if (!shortcut_) return {preact_ ? preact_->backward(da) : da, {}};
   Tensor ds = shortcut_->backward(g);
-  if (preact_ && !shortcut_from_preact_) {
-    Tensor dx = preact_->backward(da);
-    backend_.add_inplace(dx, as_desc(ds, dx.desc()));
-    return dx;
-  }
-  backend_.add_inplace(da, as_desc(ds, da.desc()));
-  return preact_ ? preact_->backward(da) : da;
+  if (preact_ && !shortcut_from_preact_) return {preact_->backward(da), ds};
+  if (preact_) return {preact_->backward(materialize({da, ds})), {}};
+  return {da, ds};
 }
 
 namespace {

@@ -35,7 +35,10 @@ class ResidualUnit : public Module {
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
-  Tensor backward_impl(const Tensor& dy) override;
+  Tensor backward_impl(const Tensor& dy) override { return materialize(backward_sum_impl({dy, {}})); }
+  // The unit's input gradient is branch + shortcut: returned as a sum, so that the unit below
+  // folds the addition into its ReLU backward.
+  GradSum backward_sum_impl(const GradSum& dy) override;
   // Adds the shortcut: projection options make a 1x1 conv (+ BN for the original units).
   void make_shortcut(const UnitOptions& o, int out_channels, bool with_bn, InitRng& rng);
 

@@ -27,6 +27,7 @@ class CpuBackend final : public Backend {
 
   void relu_forward(const Tensor& x, Tensor& y) override;
   void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  void relu_backward_add(const Tensor& y, const Tensor& a, const Tensor& b, Tensor& dx) override;
   void add(const Tensor& a, const Tensor& b, Tensor& y, bool relu) override;
   void add_inplace(Tensor& y, const Tensor& x) override;
   void axpby(Tensor& y, float a, const Tensor& x, float b) override;

@@ -89,6 +89,19 @@ void CpuBackend::relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
   for (int64_t i = 0; i < n; ++i) o[i] = out[i] > 0.f ? g[i] : 0.f;
 }
 
+void CpuBackend::relu_backward_add(const Tensor& y, const Tensor& a, const Tensor& b, Tensor& dx) {
+  check_same("relu_backward_add", y, a);
+  check_same("relu_backward_add", y, b);
+  check_same("relu_backward_add", y, dx);
+  const float* out = y.data_as<float>();
+  const float* p = a.data_as<float>();
+  const float* q = b.data_as<float>();
+  float* o = dx.data_as<float>();
+  const int64_t n = float_count(y);
+#pragma omp parallel for if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) o[i] = out[i] > 0.f ? p[i] + q[i] : 0.f;
+}
+
 void CpuBackend::add(const Tensor& a, const Tensor& b, Tensor& y, bool relu) {
   check_same("add", a, b);
   check_same("add", a, y);
@@ -143,6 +156,13 @@ void CpuBackend::fill(Tensor& t, float value) {
   const int64_t n = float_count(t);
   if (value == 0.f) {
     std::memset(o, 0, t.bytes());
+    return;
+  }
+  if (t.bytes() > static_cast<size_t>(t.numel()) * sizeof(float)) {
+    // Padded blocks must stay zero: fill the logical values, then lay them out.
+    Tensor plain = Tensor::zeros(t.shape());
+    fill(plain, value);
+    reorder(plain, t);
     return;
   }
 #pragma omp parallel for if (n > kParallelGrain)
