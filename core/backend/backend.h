@@ -65,10 +65,14 @@ class Backend {
 
   // A buffer for `desc`, recycled through the backend's pool (no system allocation in steady state).
   virtual Tensor allocate(const TensorDesc& desc) = 0;
+  // A buffer that lives as long as the model (parameters, optimizer state, running statistics):
+  // taken outside the pool, so that replacing it returns the memory at once.
+  virtual Tensor allocate_persistent(const TensorDesc& desc) = 0;
   // The layout of `like`'s family (same format tag) for another shape of the same rank.
   virtual LayoutPtr layout_like(const TensorDesc& like, const Shape& shape) = 0;
   // The plain (row-major) host tensor `t` copied to this device, and back.
   virtual Tensor upload(const Tensor& host) = 0;
+  virtual Tensor upload_persistent(const Tensor& host) = 0;
   virtual Tensor download(const Tensor& t) = 0;  // plain host copy, whatever the layout
 
   virtual std::unique_ptr<ConvOp> make_conv(const ConvParams& p, const TensorDesc& x,

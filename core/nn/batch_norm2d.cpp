@@ -12,10 +12,10 @@ BatchNorm2d::BatchNorm2d(Backend& be, int channels, bool fuse_relu, bool zero_ga
   p_.fuse_relu = fuse_relu;
   gamma_ = make_parameter(Shape{channels}, std::vector<float>(channels, zero_gamma ? 0.f : 1.f), true);
   beta_ = make_parameter(Shape{channels}, std::vector<float>(channels, 0.f), true);
-  running_mean_ = backend_.upload(Tensor::zeros(Shape{channels}));
-  running_var_ = backend_.upload(Tensor::from_vector(Shape{channels}, std::vector<float>(channels, 1.f)));
-  batch_mean_ = backend_.upload(Tensor::zeros(Shape{channels}));
-  batch_var_ = backend_.upload(Tensor::zeros(Shape{channels}));
+  running_mean_ = backend_.upload_persistent(Tensor::zeros(Shape{channels}));
+  running_var_ = backend_.upload_persistent(Tensor::from_vector(Shape{channels}, std::vector<float>(channels, 1.f)));
+  batch_mean_ = backend_.upload_persistent(Tensor::zeros(Shape{channels}));
+  batch_var_ = backend_.upload_persistent(Tensor::zeros(Shape{channels}));
 }
 
 void BatchNorm2d::collect(const std::string& prefix, std::vector<NamedParameter>& params,
@@ -55,7 +55,7 @@ Tensor BatchNorm2d::backward_impl(const Tensor& dy) {
   RN_CHECK(saved_x_.defined(), "[batch_norm] backward without a training forward");
   Tensor dx = backend_.allocate(saved_x_.desc());
   op_->backward(saved_x_, dy, gamma_.value, batch_mean_, batch_var_,
-                p_.fuse_relu ? &saved_ws_ : nullptr, dx, gamma_.grad, beta_.grad);
+                p_.fuse_relu ? &saved_ws_ : nullptr, dx, grad_buffer(gamma_), grad_buffer(beta_));
   gamma_.mark_ready();
   beta_.mark_ready();
   saved_x_ = Tensor();

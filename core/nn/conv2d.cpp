@@ -50,7 +50,7 @@ Tensor Conv2d::forward_impl(const Tensor& x) {
 
 Tensor Conv2d::backward_impl(const Tensor& dy) {
   RN_CHECK(saved_x_.defined(), "[conv] backward without a training forward");
-  op_->backward_weights(saved_x_, dy, weight_.grad, p_.bias ? &bias_.grad : nullptr);
+  op_->backward_weights(saved_x_, dy, grad_buffer(weight_), p_.bias ? &grad_buffer(bias_) : nullptr);
   weight_.mark_ready();
   if (p_.bias) bias_.mark_ready();
   Tensor dx;

@@ -76,7 +76,7 @@ Tensor Linear::forward_impl(const Tensor& x) {
 
 Tensor Linear::backward_impl(const Tensor& dy) {
   RN_CHECK(saved_x_.defined(), "[linear] backward without a training forward");
-  op_->backward_weights(saved_x_, dy, weight_.grad, has_bias_ ? &bias_.grad : nullptr);
+  op_->backward_weights(saved_x_, dy, grad_buffer(weight_), has_bias_ ? &grad_buffer(bias_) : nullptr);
   weight_.mark_ready();
   if (has_bias_) bias_.mark_ready();
   Tensor dx;

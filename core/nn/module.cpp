@@ -43,24 +43,29 @@ Parameter Module::make_parameter(const Shape& shape, const std::vector<float>& v
                                  bool no_decay) {
   Parameter p;
   p.shape = shape;
-  p.value = backend_.upload(Tensor::from_vector(shape, values));
+  p.value = backend_.upload_persistent(Tensor::from_vector(shape, values));
   p.no_decay = no_decay;
   relayout(p, p.value.desc());
   return p;
 }
 
 void Module::relayout(Parameter& p, const TensorDesc& want) {
-  if (!p.value.desc().same_layout(want)) p.value = as_desc(p.value, want);
-  if (p.momentum.defined() && !p.momentum.desc().same_layout(want))
-    p.momentum = as_desc(p.momentum, want);
-  if (!p.momentum.defined()) {
-    p.momentum = backend_.allocate(want);
-    backend_.fill(p.momentum, 0.f);
-  }
-  if (!p.grad.defined() || !p.grad.desc().same_layout(want)) {
-    p.grad = backend_.allocate(want);
-    backend_.fill(p.grad, 0.f);
-  }
+  auto move = [&](Tensor& t) {
+    if (t.defined() && t.desc().same_layout(want)) return;
+    Tensor moved = backend_.allocate_persistent(want);
+    if (t.defined()) backend_.reorder(t, moved);
+    else backend_.fill(moved, 0.f);
+    t = moved;
+  };
+  move(p.value);
+  move(p.momentum);
+  p.grad = Tensor();
+}
+
+Tensor& Module::grad_buffer(Parameter& p) {
+  if (!p.grad.defined() || !p.grad.desc().same_layout(p.value.desc()))
+    p.grad = backend_.allocate(p.value.desc());
+  return p.grad;
 }
 
 }  // namespace rn::nn

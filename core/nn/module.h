@@ -12,7 +12,9 @@
 namespace rn::nn {
 
 // A trainable tensor. `shape` is the canonical (torchvision) shape; value, grad and momentum
-// share whatever layout the backend prefers for it.
+// share whatever layout the backend prefers for it. `grad` holds a step's gradient from backward
+// until the optimizer's update, which hands it back to the pool (as PyTorch's
+// zero_grad(set_to_none=True)), so gradients and the forward's activations never peak together.
 struct Parameter {
   Shape shape;
   Tensor value, grad, momentum;
@@ -79,8 +81,10 @@ class Module {
   Tensor as_desc(const Tensor& t, const TensorDesc& want);
   // A fresh parameter of canonical `shape` from host values, on the backend.
   Parameter make_parameter(const Shape& shape, const std::vector<float>& values, bool no_decay);
-  // Moves a parameter (value and optimizer state) into the layout `want`, allocating its grad.
+  // Moves a parameter (value and optimizer state) into the layout `want`.
   void relayout(Parameter& p, const TensorDesc& want);
+  // The parameter's gradient buffer for backward to overwrite, taken from the pool if it has none.
+  Tensor& grad_buffer(Parameter& p);
 
   Backend& backend_;
   bool training_ = true;

@@ -10,6 +10,7 @@ Optimizer::Optimizer(Backend& backend, std::vector<nn::NamedParameter> params,
 void Optimizer::step(double lr) {
   for (auto& np : params_) {
     nn::Parameter& p = *np.param;
+    if (!p.grad.defined()) continue;  // not reached by this step's backward
     const bool decay = options_.decay_bn_and_bias || !p.no_decay;
     const float wd = decay ? static_cast<float>(options_.weight_decay) : 0.f;
     if (options_.kind == OptimizerKind::lars) {
@@ -28,6 +29,7 @@ void Optimizer::step(double lr) {
                                   options_.nesterov},
                         p.value, p.grad, p.momentum);
   }
+  for (auto& np : params_) np.param->grad = Tensor();
 }
 
 }  // namespace rn::optim

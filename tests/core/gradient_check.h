@@ -39,7 +39,8 @@ inline std::vector<float> random_values(int64_t n, uint32_t seed, float lo = -1.
 // than `gap`, so max pooling has no ties and a step below gap / 2 never changes the arg max.
 inline std::vector<float> distinct_values(int64_t n, uint32_t seed, float gap) {
   std::vector<float> v(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) v[i] = gap * (static_cast<float>(i) - 0.5f * static_cast<float>(n));
+  for (int64_t i = 0; i < n; ++i)
+    v[i] = gap * (static_cast<float>(i) - 0.5f * static_cast<float>(n));
   std::shuffle(v.begin(), v.end(), std::mt19937(seed));
   return v;
 }
@@ -55,7 +56,9 @@ inline std::vector<float> plain_values(Backend& be, const Tensor& t) {
 }
 
 // The plain f32 descriptor of `shape`.
-inline TensorDesc plain_desc(const Shape& shape) { return TensorDesc{shape, DType::f32, nullptr}; }
+inline TensorDesc plain_desc(const Shape& shape) {
+  return TensorDesc{shape, DType::f32, nullptr};
+}
 
 // `values` (row-major) on the backend in the plain layout of `shape`.
 inline Tensor upload_values(Backend& be, const Shape& shape, const std::vector<float>& values) {
@@ -146,9 +149,8 @@ template <typename F>
                                             const std::vector<float>& analytic,
                                             const GradientCheckOptions& o = {}) {
   if (analytic.size() != x.size())
-    return ::testing::AssertionFailure()
-           << "analytic gradient has " << analytic.size() << " values for " << x.size()
-           << " inputs";
+    return ::testing::AssertionFailure() << "analytic gradient has " << analytic.size()
+                                         << " values for " << x.size() << " inputs";
   std::vector<float> xp = x;
   double worst = -1, largest = 0;
   int64_t worst_at = -1;
@@ -165,8 +167,8 @@ template <typename F>
     if (y_up.size() != r.size() || y_down.size() != r.size())
       return ::testing::AssertionFailure()
              << "forward gave " << y_up.size() << " outputs for " << r.size() << " projections";
-    const double numeric = (dot(y_up, r) - dot(y_down, r)) /
-                           (static_cast<double>(up) - static_cast<double>(down));
+    const double numeric =
+        (dot(y_up, r) - dot(y_down, r)) / (static_cast<double>(up) - static_cast<double>(down));
     const double err = std::abs(analytic[i] - numeric) / std::max(o.floor, std::abs(numeric));
     largest = std::max(largest, std::abs(numeric));
     if (!(err <= worst)) {
@@ -180,8 +182,7 @@ template <typename F>
   if (worst < o.tolerance) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure()
          << "element " << worst_at << ": analytic " << analytic[worst_at] << ", numeric "
-         << worst_numeric << " (relative error " << worst << ", tolerance " << o.tolerance
-         << ")";
+         << worst_numeric << " (relative error " << worst << ", tolerance " << o.tolerance << ")";
 }
 
 }  // namespace rn::test

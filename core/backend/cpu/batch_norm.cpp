@@ -110,6 +110,7 @@ class CpuBatchNorm final : public BatchNormOp {
       bwd_.bind(DNNL_ARG_WORKSPACE, workspace->data());
     }
     bwd_.run(ctx_);
+    dy_.release();
   }
 
  private:

@@ -71,6 +71,7 @@ class CpuConv final : public ConvOp {
     }
     fwd_.run(ctx_);
     fwd_y_.finish(ctx_, y);
+    fwd_x_.release(), fwd_w_.release();
   }
 
   void backward_data(const Tensor& dy, const Tensor& w, Tensor& dx) override {
@@ -80,6 +81,7 @@ class CpuConv final : public ConvOp {
         .bind(DNNL_ARG_DIFF_SRC, bd_dx_.get(ctx_, dx, md_of(dx.desc()), bd_dx_md_))
         .run(ctx_);
     bd_dx_.finish(ctx_, dx);
+    bd_dy_.release(), bd_w_.release();
   }
 
   void backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias) override {
@@ -93,6 +95,7 @@ class CpuConv final : public ConvOp {
     }
     bwd_weights_.run(ctx_);
     bw_dw_.finish(ctx_, dw);
+    bw_x_.release(), bw_dy_.release();
   }
 
  private:

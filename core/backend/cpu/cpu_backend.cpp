@@ -35,6 +35,17 @@ LayoutPtr CpuBackend::layout_like(const TensorDesc& like, const Shape& shape) {
   return desc_of(shape, memory::desc(to_dims(shape), dnnl_type(like.dtype), tag), like.dtype).layout;
 }
 
+Tensor CpuBackend::allocate_persistent(const TensorDesc& desc) {
+  return Tensor(desc, std::make_shared<Storage>(host_allocator(), desc.bytes(), Device{}));
+}
+
+Tensor CpuBackend::upload_persistent(const Tensor& host) {
+  RN_CHECK(host.is_plain(), "[upload] expects a plain host tensor");
+  Tensor t = allocate_persistent(host.desc());
+  std::memcpy(t.data(), host.data(), host.bytes());
+  return t;
+}
+
 Tensor CpuBackend::upload(const Tensor& host) {
   RN_CHECK(host.is_plain(), "[upload] expects a plain host tensor");
   Tensor t = allocate(host.desc());
@@ -43,6 +54,7 @@ Tensor CpuBackend::upload(const Tensor& host) {
 }
 
 Tensor CpuBackend::download(const Tensor& t) {
+  RN_CHECK(t.defined(), "[download] undefined tensor");
   Tensor out = Tensor::zeros(t.shape(), t.dtype());
   if (t.is_plain()) {
     std::memcpy(out.data(), t.data(), t.bytes());

@@ -15,8 +15,10 @@ class CpuBackend final : public Backend {
   std::string name() const override;
 
   Tensor allocate(const TensorDesc& desc) override { return ctx_.allocate(desc); }
+  Tensor allocate_persistent(const TensorDesc& desc) override;
   LayoutPtr layout_like(const TensorDesc& like, const Shape& shape) override;
   Tensor upload(const Tensor& host) override;
+  Tensor upload_persistent(const Tensor& host) override;
   Tensor download(const Tensor& t) override;
 
   std::unique_ptr<ConvOp> make_conv(const ConvParams& p, const TensorDesc& x, bool training) override;

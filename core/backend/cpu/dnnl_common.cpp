@@ -67,26 +67,28 @@ TensorDesc desc_of(const Shape& shape, const memory::desc& md, DType t) {
 PoolAllocator::~PoolAllocator() { trim(); }
 
 void* PoolAllocator::allocate(size_t bytes) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = free_.find(bytes);
-    if (it != free_.end() && !it->second.empty()) {
-      void* p = it->second.back();
-      it->second.pop_back();
-      held_ -= bytes;
-      return p;
-    }
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = free_.lower_bound(bytes);
+  if (it != free_.end() && it->first <= 2 * bytes) {
+    void* p = it->second;
+    held_ -= it->first;
+    free_.erase(it);
+    return p;
   }
-  return host_allocator().allocate(bytes);
+  void* p = host_allocator().allocate(bytes);
+  real_size_[p] = bytes;
+  return p;
 }
 
-void PoolAllocator::release(void* ptr, size_t bytes) noexcept {
+void PoolAllocator::release(void* ptr, size_t) noexcept {
   std::lock_guard<std::mutex> lock(mu_);
+  auto it = real_size_.find(ptr);
   try {
-    free_[bytes].push_back(ptr);
-    held_ += bytes;
+    free_.emplace(it->second, ptr);
+    held_ += it->second;
   } catch (...) {
-    host_allocator().release(ptr, bytes);
+    host_allocator().release(ptr, it->second);
+    real_size_.erase(it);
   }
 }
 
@@ -97,8 +99,10 @@ size_t PoolAllocator::held_bytes() const {
 
 void PoolAllocator::trim() {
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto& [bytes, ptrs] : free_)
-    for (void* p : ptrs) host_allocator().release(p, bytes);
+  for (auto& [bytes, p] : free_) {
+    host_allocator().release(p, bytes);
+    real_size_.erase(p);
+  }
   free_.clear();
   held_ = 0;
 }
@@ -176,8 +180,7 @@ const void* InputAdapter::get(DnnlContext& ctx, const Tensor& t, const memory::d
                               const memory::desc& want) {
   if (t_md == want) return t.data();
   if (!(reorder_.from() == t_md) || !(reorder_.to() == want)) reorder_ = Reorderer(ctx, t_md, want);
-  if (!buffer_.defined() || buffer_.bytes() != want.get_size())
-    buffer_ = ctx.allocate(desc_of(Shape(want.dims()), want));
+  buffer_ = ctx.allocate(desc_of(Shape(want.dims()), want));
   reorder_.run(ctx, t.data(), buffer_.data());
   return buffer_.data();
 }
@@ -187,14 +190,14 @@ void* OutputAdapter::get(DnnlContext& ctx, Tensor& t, const memory::desc& t_md,
   pending_ = !(t_md == have);
   if (!pending_) return t.data();
   if (!(reorder_.from() == have) || !(reorder_.to() == t_md)) reorder_ = Reorderer(ctx, have, t_md);
-  if (!buffer_.defined() || buffer_.bytes() != have.get_size())
-    buffer_ = ctx.allocate(desc_of(Shape(have.dims()), have));
+  buffer_ = ctx.allocate(desc_of(Shape(have.dims()), have));
   return buffer_.data();
 }
 
 void OutputAdapter::finish(DnnlContext& ctx, Tensor& t) {
   if (pending_) reorder_.run(ctx, buffer_.data(), t.data());
   pending_ = false;
+  buffer_ = Tensor();
 }
 
 }  // namespace rn::cpu

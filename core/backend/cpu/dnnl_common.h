@@ -2,6 +2,7 @@
 // the buffer pool, and prebuilt primitive calls that bind new pointers without allocating.
 #pragma once
 
+#include <map>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <unordered_map>
@@ -49,8 +50,10 @@ memory::desc md_of(const TensorDesc& d);
 // The TensorDesc of logical `shape` laid out as `md`; plain when md is the plain layout of shape.
 TensorDesc desc_of(const Shape& shape, const memory::desc& md, DType t = DType::f32);
 
-// Recycles buffers by exact size: after the first training step every request is a hit, so a
-// step neither calls malloc nor page-faults. Thread-safe (loader threads may upload).
+// Recycles buffers: a request takes the smallest idle buffer of at least its size and at most
+// twice it (best fit, so that a backward pass reuses the forward's freed activations of other
+// sizes), else a new one. After the first training steps every request is a hit, so a step
+// neither calls malloc nor page-faults. Thread-safe (loader threads may upload).
 class PoolAllocator final : public Allocator {
  public:
   ~PoolAllocator() override;
@@ -61,7 +64,8 @@ class PoolAllocator final : public Allocator {
 
  private:
   mutable std::mutex mu_;
-  std::unordered_map<size_t, std::vector<void*>> free_;
+  std::multimap<size_t, void*> free_;            // idle buffers by real size
+  std::unordered_map<void*, size_t> real_size_;  // every buffer handed out, by address
   size_t held_ = 0;
 };
 
@@ -124,6 +128,9 @@ class InputAdapter {
  public:
   const void* get(DnnlContext& ctx, const Tensor& t, const memory::desc& t_md,
                   const memory::desc& want);
+  // Returns the reorder buffer to the pool once the primitive has run, so that ops share
+  // these buffers instead of each keeping its own (for ResNet-50, a copy of every weight).
+  void release() { buffer_ = Tensor(); }
 
  private:
   Reorderer reorder_;

@@ -18,36 +18,28 @@ void check_same(const char* op, const Tensor& a, const Tensor& b) {
            "[" << op << "] operands differ: " << a.desc().str() << " vs " << b.desc().str());
 }
 
-// Offset of element (n, c, h, w) in a plain or single-level blocked 4-D descriptor.
-class BlockedIndexer {
+// Strides of a 4-D plain or channel-blocked descriptor (nchw, nhwc, nChw8c, nChw16c): only the
+// channel may be blocked, so an element's offset is base(n, c) + h * stride_h + w * stride_w.
+class ChannelBlockedIndexer {
  public:
-  explicit BlockedIndexer(const memory::desc& md) {
+  explicit ChannelBlockedIndexer(const memory::desc& md) {
     const auto& d = md.data;
-    RN_CHECK(d.ndims == 4 && d.format_kind == dnnl_blocked,
-             "[shortcut] needs a 4-D blocked layout");
+    RN_CHECK(d.ndims == 4 && d.format_kind == dnnl_blocked, "[shortcut] needs a 4-D blocked layout");
     const auto& b = d.format_desc.blocking;
-    for (int i = 0; i < 4; ++i) stride_[i] = b.strides[i], block_[i] = 1;
-    for (int i = 0; i < b.inner_nblks; ++i) {
-      RN_CHECK(block_[b.inner_idxs[i]] == 1, "[shortcut] multi-level blocking unsupported");
-      block_[b.inner_idxs[i]] = b.inner_blks[i];
-    }
-    int64_t mult = 1;
-    for (int i = b.inner_nblks - 1; i >= 0; --i) {
-      inner_mult_[b.inner_idxs[i]] = mult;
-      mult *= b.inner_blks[i];
-    }
+    RN_CHECK(b.inner_nblks == 0 || (b.inner_nblks == 1 && b.inner_idxs[0] == 1),
+             "[shortcut] only the channel dimension may be blocked");
+    for (int i = 0; i < 4; ++i) stride_[i] = b.strides[i];
+    block_ = b.inner_nblks ? b.inner_blks[0] : 1;
     offset0_ = d.offset0;
   }
-  int64_t operator()(int64_t n, int64_t c, int64_t h, int64_t w) const {
-    const int64_t idx[4] = {n, c, h, w};
-    int64_t off = offset0_;
-    for (int i = 0; i < 4; ++i)
-      off += (idx[i] / block_[i]) * stride_[i] + (idx[i] % block_[i]) * inner_mult_[i];
-    return off;
+  int64_t base(int64_t n, int64_t c) const {
+    return offset0_ + n * stride_[0] + (c / block_) * stride_[1] + c % block_;
   }
+  int64_t stride_h() const { return stride_[2]; }
+  int64_t stride_w() const { return stride_[3]; }
 
  private:
-  int64_t stride_[4], block_[4], inner_mult_[4] = {0, 0, 0, 0}, offset0_ = 0;
+  int64_t stride_[4], block_ = 1, offset0_ = 0;
 };
 
 // Runs f(x_offset, y_offset) for every (n, c, h, w) of y whose channel maps into x.
@@ -58,13 +50,17 @@ void for_each_shortcut_pair(const Tensor& x, const Tensor& y, int stride, F f) {
   RN_CHECK(xs[0] == ys[0] && ys[1] >= xs[1] && ys[2] == (xs[2] + stride - 1) / stride &&
                ys[3] == (xs[3] + stride - 1) / stride,
            "[shortcut] " << xs.str() << " cannot map to " << ys.str() << " with stride " << stride);
-  const BlockedIndexer xi(md_of(x.desc())), yi(md_of(y.desc()));
+  const ChannelBlockedIndexer xi(md_of(x.desc())), yi(md_of(y.desc()));
   const int64_t before = (ys[1] - xs[1]) / 2;
+  const int64_t xh = xi.stride_h() * stride, xw = xi.stride_w() * stride;
+  const int64_t yh = yi.stride_h(), yw = yi.stride_w();
 #pragma omp parallel for collapse(2)
   for (int64_t n = 0; n < ys[0]; ++n)
-    for (int64_t c = 0; c < xs[1]; ++c)
+    for (int64_t c = 0; c < xs[1]; ++c) {
+      const int64_t xb = xi.base(n, c), yb = yi.base(n, c + before);
       for (int64_t h = 0; h < ys[2]; ++h)
-        for (int64_t w = 0; w < ys[3]; ++w) f(xi(n, c, h * stride, w * stride), yi(n, c + before, h, w));
+        for (int64_t w = 0; w < ys[3]; ++w) f(xb + h * xh + w * xw, yb + h * yh + w * yw);
+    }
 }
 
 }  // namespace

@@ -42,6 +42,7 @@ class CpuLinear final : public LinearOp {
         .bind(DNNL_ARG_DST, y.data());
     if (p_.bias) fwd_.bind(DNNL_ARG_BIAS, bias->data());
     fwd_.run(ctx_);
+    x_.release();
   }
 
   void backward_data(const Tensor& dy, const Tensor& w, Tensor& dx) override {
@@ -78,6 +79,7 @@ class CpuLinear final : public LinearOp {
         .bind(DNNL_ARG_DIFF_WEIGHTS, dw.data());
     if (p_.bias) bwd_weights_.bind(DNNL_ARG_DIFF_BIAS, dbias->data());
     bwd_weights_.run(ctx_);
+    xw_.release();
   }
 
  private:

@@ -74,6 +74,7 @@ class CpuPool final : public PoolOp {
     }
     bwd_.run(ctx_);
     dx_.finish(ctx_, dx);
+    dy_.release();
   }
 
  private:

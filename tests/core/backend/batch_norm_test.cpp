@@ -34,7 +34,9 @@ struct BatchNormCase {
   bool fuse_relu = false;
 };
 
-std::ostream& operator<<(std::ostream& os, const BatchNormCase& c) { return os << c.name; }
+std::ostream& operator<<(std::ostream& os, const BatchNormCase& c) {
+  return os << c.name;
+}
 
 // Per-channel statistics and the normalised values, in double.
 struct ReferenceBatchNorm {
@@ -43,7 +45,8 @@ struct ReferenceBatchNorm {
       : n(s[0]), c(s[1]), hw(s[2] * s[3]), mean(c, 0.0), var(c, 0.0), xhat(x.size()), y(x.size()) {
     const double m = static_cast<double>(n * hw);
     for (int64_t i = 0; i < n * c * hw; ++i) mean[channel(i)] += x[i] / m;
-    for (int64_t i = 0; i < n * c * hw; ++i) var[channel(i)] += std::pow(x[i] - mean[channel(i)], 2) / m;
+    for (int64_t i = 0; i < n * c * hw; ++i)
+      var[channel(i)] += std::pow(x[i] - mean[channel(i)], 2) / m;
     for (int64_t i = 0; i < n * c * hw; ++i) {
       const int64_t ch = channel(i);
       xhat[i] = (x[i] - mean[ch]) / std::sqrt(var[ch] + kEps);
@@ -70,8 +73,8 @@ struct ReferenceBatchNorm {
     dx.resize(g.size());
     for (int64_t i = 0; i < n * c * hw; ++i) {
       const int64_t ch = channel(i);
-      dx[i] = gamma[ch] / std::sqrt(var[ch] + kEps) *
-              (g[i] - dbeta[ch] / m - xhat[i] * dgamma[ch] / m);
+      dx[i] =
+          gamma[ch] / std::sqrt(var[ch] + kEps) * (g[i] - dbeta[ch] / m - xhat[i] * dgamma[ch] / m);
     }
   }
 
@@ -86,8 +89,8 @@ class BatchNormTest : public ::testing::TestWithParam<BatchNormCase> {
     const BatchNormCase& p = GetParam();
     const int64_t c = p.x[1], hw = p.x[2] * p.x[3], count = p.x[0] * hw;
     x_desc_ = p.blocked ? test::blocked_desc(*be_, p.x) : plain_desc(p.x);
-    op_ = be_->make_batch_norm(BatchNormParams{.eps = kEps, .fuse_relu = p.fuse_relu}, x_desc_,
-                               true);
+    op_ =
+        be_->make_batch_norm(BatchNormParams{.eps = kEps, .fuse_relu = p.fuse_relu}, x_desc_, true);
     // Each channel gets its own offset and spread. With the fused ReLU every channel holds pairs
     // +-a with a >= 0.5, so no normalised value lies near the kink at zero (beta is zero there).
     const std::vector<float> u = random_values(p.x.numel(), 21, 0.f, 1.f);
@@ -123,8 +126,9 @@ class BatchNormTest : public ::testing::TestWithParam<BatchNormCase> {
     Outputs o{be_->allocate(op_->output_desc()), be_->allocate(plain_desc(Shape{c})),
               be_->allocate(plain_desc(Shape{c})), Tensor()};
     if (GetParam().fuse_relu) o.workspace = be_->allocate(op_->workspace_desc());
-    op_->forward_training(xt, upload_values(*be_, Shape{c}, gamma), upload_values(*be_, Shape{c}, beta),
-                          o.y, o.mean, o.var, GetParam().fuse_relu ? &o.workspace : nullptr);
+    op_->forward_training(xt, upload_values(*be_, Shape{c}, gamma),
+                          upload_values(*be_, Shape{c}, beta), o.y, o.mean, o.var,
+                          GetParam().fuse_relu ? &o.workspace : nullptr);
     return o;
   }
 
@@ -165,8 +169,9 @@ TEST_P(BatchNormTest, InferenceUsesTheGivenStatistics) {
   std::vector<double> expected(xv_.size());
   for (size_t i = 0; i < xv_.size(); ++i) {
     const int64_t ch = (static_cast<int64_t>(i) / hw) % c;
-    expected[i] = gamma_[ch] * (xv_[i] - static_cast<double>(mean[ch])) / std::sqrt(var[ch] + kEps) +
-                  beta_[ch];
+    expected[i] =
+        gamma_[ch] * (xv_[i] - static_cast<double>(mean[ch])) / std::sqrt(var[ch] + kEps) +
+        beta_[ch];
     if (p.fuse_relu) expected[i] = std::max(expected[i], 0.0);
   }
   EXPECT_TRUE(all_close(plain_values(*be_, y), expected, 2e-5, 2e-5));
@@ -198,12 +203,12 @@ TEST_P(BatchNormTest, BackwardMatchesClosedFormAndFiniteDifferences) {
   EXPECT_TRUE(gradient_matches(
       [&](const std::vector<float>& v) { return training_output(v, gamma_, beta_); }, xv_, rv_,
       got_dx, o));
-  EXPECT_TRUE(gradient_matches(
-      [&](const std::vector<float>& v) { return training_output(xv_, v, beta_); }, gamma_, rv_,
-      got_dgamma, o));
-  EXPECT_TRUE(gradient_matches(
-      [&](const std::vector<float>& v) { return training_output(xv_, gamma_, v); }, beta_, rv_,
-      got_dbeta, o));
+  EXPECT_TRUE(
+      gradient_matches([&](const std::vector<float>& v) { return training_output(xv_, v, beta_); },
+                       gamma_, rv_, got_dgamma, o));
+  EXPECT_TRUE(
+      gradient_matches([&](const std::vector<float>& v) { return training_output(xv_, gamma_, v); },
+                       beta_, rv_, got_dbeta, o));
 }
 
 TEST_P(BatchNormTest, OnlyTheFusedReluCutsTheNegativeSide) {

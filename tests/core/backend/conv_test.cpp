@@ -27,7 +27,9 @@ struct ConvCase {
   ConvParams p;
 };
 
-std::ostream& operator<<(std::ostream& os, const ConvCase& c) { return os << c.name; }
+std::ostream& operator<<(std::ostream& os, const ConvCase& c) {
+  return os << c.name;
+}
 
 int64_t out_size(int64_t in, const ConvParams& p) {
   return (in + 2 * p.pad - (p.dilation * (p.kernel - 1) + 1)) / p.stride + 1;
@@ -151,8 +153,9 @@ TEST_P(ConvTest, BackwardDataMatchesReferenceAndFiniteDifferences) {
   std::vector<double> dx_ref, dw_ref, db_ref;
   ref_->backward(xv_, wv_, rv_, dx_ref, dw_ref, db_ref);
   EXPECT_TRUE(all_close(got, dx_ref, 1e-4, 1e-4));
-  EXPECT_TRUE(gradient_matches([&](const std::vector<float>& x) { return run_forward(x, wv_, bv_); },
-                               xv_, rv_, got, {.max_points = 120}));
+  EXPECT_TRUE(
+      gradient_matches([&](const std::vector<float>& x) { return run_forward(x, wv_, bv_); }, xv_,
+                       rv_, got, {.max_points = 120}));
 }
 
 TEST_P(ConvTest, BackwardWeightsMatchesReferenceAndFiniteDifferences) {
@@ -168,8 +171,9 @@ TEST_P(ConvTest, BackwardWeightsMatchesReferenceAndFiniteDifferences) {
   std::vector<double> dx_ref, dw_ref, db_ref;
   ref_->backward(xv_, wv_, rv_, dx_ref, dw_ref, db_ref);
   EXPECT_TRUE(all_close(got_w, dw_ref, 1e-4, 1e-4));
-  EXPECT_TRUE(gradient_matches([&](const std::vector<float>& w) { return run_forward(xv_, w, bv_); },
-                               wv_, rv_, got_w, {.max_points = 120}));
+  EXPECT_TRUE(
+      gradient_matches([&](const std::vector<float>& w) { return run_forward(xv_, w, bv_); }, wv_,
+                       rv_, got_w, {.max_points = 120}));
   if (c.p.bias) {
     const std::vector<float> got_b = plain_values(*be_, db);
     EXPECT_TRUE(all_close(got_b, db_ref, 1e-4, 1e-4));
@@ -212,18 +216,19 @@ ConvParams conv(int out, int kernel, int stride, int pad, int groups = 1, bool b
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, ConvTest,
-    ::testing::Values(ConvCase{"k3s1p1_c3to16", Shape{2, 3, 7, 5}, conv(16, 3, 1, 1)},
-                      ConvCase{"k3s1p0_c3to8_bias", Shape{2, 3, 6, 8}, conv(8, 3, 1, 0, 1, true)},
-                      ConvCase{"k3s2p1_c16to24_bias", Shape{2, 16, 9, 6}, conv(24, 3, 2, 1, 1, true)},
-                      ConvCase{"k1s1p0_c24to16", Shape{2, 24, 5, 7}, conv(16, 1, 1, 0)},
-                      ConvCase{"k1s2p0_c16to32", Shape{2, 16, 7, 6}, conv(32, 1, 2, 0)},
-                      ConvCase{"k7s2p3_c3to16_bias", Shape{1, 3, 11, 13}, conv(16, 7, 2, 3, 1, true)},
-                      ConvCase{"k3_dilation2_c16to16", Shape{1, 16, 9, 8}, conv(16, 3, 1, 2, 1, false, 2)},
-                      ConvCase{"groups2_c16to24", Shape{2, 16, 6, 5}, conv(24, 3, 1, 1, 2)},
-                      ConvCase{"groups4_c24to16_bias", Shape{2, 24, 5, 6}, conv(16, 3, 2, 1, 4, true)},
-                      ConvCase{"depthwise_c16_s2", Shape{2, 16, 7, 9}, conv(16, 3, 2, 1, 16)},
-                      ConvCase{"depthwise_c24_s1", Shape{1, 24, 6, 5}, conv(24, 3, 1, 1, 24)},
-                      ConvCase{"c1to3", Shape{3, 1, 5, 4}, conv(3, 3, 1, 1)}),
+    ::testing::Values(
+        ConvCase{"k3s1p1_c3to16", Shape{2, 3, 7, 5}, conv(16, 3, 1, 1)},
+        ConvCase{"k3s1p0_c3to8_bias", Shape{2, 3, 6, 8}, conv(8, 3, 1, 0, 1, true)},
+        ConvCase{"k3s2p1_c16to24_bias", Shape{2, 16, 9, 6}, conv(24, 3, 2, 1, 1, true)},
+        ConvCase{"k1s1p0_c24to16", Shape{2, 24, 5, 7}, conv(16, 1, 1, 0)},
+        ConvCase{"k1s2p0_c16to32", Shape{2, 16, 7, 6}, conv(32, 1, 2, 0)},
+        ConvCase{"k7s2p3_c3to16_bias", Shape{1, 3, 11, 13}, conv(16, 7, 2, 3, 1, true)},
+        ConvCase{"k3_dilation2_c16to16", Shape{1, 16, 9, 8}, conv(16, 3, 1, 2, 1, false, 2)},
+        ConvCase{"groups2_c16to24", Shape{2, 16, 6, 5}, conv(24, 3, 1, 1, 2)},
+        ConvCase{"groups4_c24to16_bias", Shape{2, 24, 5, 6}, conv(16, 3, 2, 1, 4, true)},
+        ConvCase{"depthwise_c16_s2", Shape{2, 16, 7, 9}, conv(16, 3, 2, 1, 16)},
+        ConvCase{"depthwise_c24_s1", Shape{1, 24, 6, 5}, conv(24, 3, 1, 1, 24)},
+        ConvCase{"c1to3", Shape{3, 1, 5, 4}, conv(3, 3, 1, 1)}),
     [](const ::testing::TestParamInfo<ConvCase>& info) { return info.param.name; });
 
 class ConvLayoutTest : public ::testing::Test {
@@ -237,7 +242,8 @@ TEST_F(ConvLayoutTest, AcceptsBlockedInputAndWritesPlainOutput) {
   const TensorDesc blocked = test::blocked_desc(*be_, xs);
   auto op = be_->make_conv(p, blocked, true);
   ReferenceConv ref(xs, p);
-  const std::vector<float> xv = random_values(xs.numel(), 1), wv = random_values(ref.w_shape().numel(), 2);
+  const std::vector<float> xv = random_values(xs.numel(), 1),
+                           wv = random_values(ref.w_shape().numel(), 2);
   Tensor x = test::upload_as(*be_, blocked, xv);
   Tensor w = upload_values(*be_, ref.w_shape(), wv);
   Tensor y = be_->allocate(plain_desc(ref.y_shape()));

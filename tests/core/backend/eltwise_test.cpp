@@ -223,7 +223,8 @@ TEST(EltwiseParallelTest, LargeTensorsMatchTheElementwiseDefinition) {
     for (int64_t c = 0; c < 40; ++c)
       for (int64_t h = 0; h < 20; ++h)
         for (int64_t w = 0; w < 21; ++w)
-          shortcut[((n * 80 + c + 20) * 20 + h) * 21 + w] = av[((n * 40 + c) * 40 + 2 * h) * 41 + 2 * w];
+          shortcut[((n * 80 + c + 20) * 20 + h) * 21 + w] =
+              av[((n * 40 + c) * 40 + 2 * h) * 41 + 2 * w];
   EXPECT_EQ(got, shortcut);
 }
 
@@ -235,7 +236,9 @@ struct ShortcutCase {
   bool blocked;
 };
 
-std::ostream& operator<<(std::ostream& os, const ShortcutCase& c) { return os << c.name; }
+std::ostream& operator<<(std::ostream& os, const ShortcutCase& c) {
+  return os << c.name;
+}
 
 class ShortcutTest : public ::testing::TestWithParam<ShortcutCase> {
  protected:

@@ -31,7 +31,9 @@ struct LinearCase {
   bool bias;
 };
 
-std::ostream& operator<<(std::ostream& os, const LinearCase& c) { return os << c.name; }
+std::ostream& operator<<(std::ostream& os, const LinearCase& c) {
+  return os << c.name;
+}
 
 class LinearTest : public ::testing::TestWithParam<LinearCase> {
  protected:
@@ -51,7 +53,8 @@ class LinearTest : public ::testing::TestWithParam<LinearCase> {
     for (int64_t n = 0; n < kN; ++n)
       for (int64_t o = 0; o < kOut; ++o) {
         double s = GetParam().bias ? bv_[o] : 0.0;
-        for (int64_t k = 0; k < kK; ++k) s += static_cast<double>(xv_[n * kK + k]) * wv_[o * kK + k];
+        for (int64_t k = 0; k < kK; ++k)
+          s += static_cast<double>(xv_[n * kK + k]) * wv_[o * kK + k];
         y[n * kOut + o] = s;
       }
     return y;
@@ -99,8 +102,9 @@ TEST_P(LinearTest, BackwardDataMatchesReferenceAndFiniteDifferences) {
 TEST_P(LinearTest, BackwardWeightsMatchesReferenceAndFiniteDifferences) {
   Tensor dw = be_->allocate(plain_desc(Shape{kOut, kK}));
   Tensor db = be_->allocate(plain_desc(Shape{kOut}));
-  op_->backward_weights(test::upload_as(*be_, x_desc_, xv_), upload_values(*be_, Shape{kN, kOut}, rv_),
-                        dw, GetParam().bias ? &db : nullptr);
+  op_->backward_weights(test::upload_as(*be_, x_desc_, xv_),
+                        upload_values(*be_, Shape{kN, kOut}, rv_), dw,
+                        GetParam().bias ? &db : nullptr);
   const std::vector<float> got_w = dw.to_vector();
   std::vector<double> expected_w(kOut * kK, 0.0), expected_b(kOut, 0.0);
   for (int64_t n = 0; n < kN; ++n)

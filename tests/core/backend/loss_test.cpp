@@ -136,17 +136,17 @@ TEST_F(CrossEntropyCountTest, CountsTop1AndTop5) {
 TEST_F(CrossEntropyCountTest, LabelOutsideTheClassesThrows) {
   Tensor z = upload_values(*be_, Shape{2, kK}, random_values(2 * kK, 1));
   Tensor dz = be_->allocate(plain_desc(Shape{2, kK}));
-  EXPECT_THROW(be_->softmax_cross_entropy(z, labels_tensor(*be_, {0, static_cast<int32_t>(kK)}), {},
-                                          &dz),
-               Error);
+  EXPECT_THROW(
+      be_->softmax_cross_entropy(z, labels_tensor(*be_, {0, static_cast<int32_t>(kK)}), {}, &dz),
+      Error);
   EXPECT_THROW(be_->softmax_cross_entropy(z, labels_tensor(*be_, {-1, 0}), {}, &dz), Error);
 }
 
 TEST_F(CrossEntropyCountTest, WrongLabelCountOrTypeThrows) {
   Tensor z = upload_values(*be_, Shape{2, kK}, random_values(2 * kK, 1));
   EXPECT_THROW(be_->softmax_cross_entropy(z, labels_tensor(*be_, {0, 1, 2}), {}, nullptr), Error);
-  EXPECT_THROW(be_->softmax_cross_entropy(z, upload_values(*be_, Shape{2}, {0.f, 1.f}), {}, nullptr),
-               Error);
+  EXPECT_THROW(
+      be_->softmax_cross_entropy(z, upload_values(*be_, Shape{2}, {0.f, 1.f}), {}, nullptr), Error);
 }
 
 TEST(CrossEntropyParallelTest, LargeBatchMatchesTheReference) {
@@ -159,15 +159,17 @@ TEST(CrossEntropyParallelTest, LargeBatchMatchesTheReference) {
   for (int64_t i = 0; i < n; ++i) {
     const float* row = z.data() + i * k;
     // Every third row labels its arg max, the others a class picked by the row number.
-    labels[i] = static_cast<int32_t>(i % 3 == 0 ? std::max_element(row, row + k) - row : (7 * i) % k);
-    const int64_t greater = std::count_if(row, row + k, [&](float v) { return v > row[labels[i]]; });
+    labels[i] =
+        static_cast<int32_t>(i % 3 == 0 ? std::max_element(row, row + k) - row : (7 * i) % k);
+    const int64_t greater =
+        std::count_if(row, row + k, [&](float v) { return v > row[labels[i]]; });
     top1 += greater == 0;
     top5 += greater < 5;
   }
   Tensor dz = be->allocate(plain_desc(Shape{n, k}));
-  const LossStats s = be->softmax_cross_entropy(upload_values(*be, Shape{n, k}, z),
-                                                labels_tensor(*be, labels),
-                                                CrossEntropyParams{.label_smoothing = 0.1f}, &dz);
+  const LossStats s =
+      be->softmax_cross_entropy(upload_values(*be, Shape{n, k}, z), labels_tensor(*be, labels),
+                                CrossEntropyParams{.label_smoothing = 0.1f}, &dz);
   std::vector<double> grad;
   const double expected = reference_loss(z, labels, 0.1, &grad);
   EXPECT_NEAR(s.loss, expected, 1e-5 * expected);

@@ -45,7 +45,9 @@ struct SgdCase {
   SgdParams p;
 };
 
-std::ostream& operator<<(std::ostream& os, const SgdCase& c) { return os << c.name; }
+std::ostream& operator<<(std::ostream& os, const SgdCase& c) {
+  return os << c.name;
+}
 
 // torch.optim.SGD (dampening 0): d = g + wd w; m = mu m + d (m = d on the first step, the same
 // from a zero buffer); d = nesterov ? d + mu m : m; w -= lr d.
@@ -79,7 +81,9 @@ class SgdTest : public ::testing::TestWithParam<SgdCase> {
   std::unique_ptr<Backend> be_ = test::make_test_backend();
 };
 
-TEST_P(SgdTest, ThreeStepsMatchPyTorch) { check_steps(plain_desc(Shape{7, 5})); }
+TEST_P(SgdTest, ThreeStepsMatchPyTorch) {
+  check_steps(plain_desc(Shape{7, 5}));
+}
 
 TEST_P(SgdTest, ThreeStepsMatchPyTorchInTheConvolutionWeightLayout) {
   // 24 x 24 x 3 x 3 weights are padded to whole blocks in the convolution's layout.
@@ -93,8 +97,9 @@ INSTANTIATE_TEST_SUITE_P(
                       SgdCase{"momentum", {.lr = 0.1f, .momentum = 0.9f}},
                       SgdCase{"momentum_wd", {.lr = 0.05f, .momentum = 0.9f, .weight_decay = 0.1f}},
                       SgdCase{"nesterov", {.lr = 0.1f, .momentum = 0.9f, .nesterov = true}},
-                      SgdCase{"nesterov_wd",
-                              {.lr = 0.1f, .momentum = 0.8f, .weight_decay = 0.2f, .nesterov = true}},
+                      SgdCase{
+                          "nesterov_wd",
+                          {.lr = 0.1f, .momentum = 0.8f, .weight_decay = 0.2f, .nesterov = true}},
                       SgdCase{"wd_only", {.lr = 0.3f, .momentum = 0.f, .weight_decay = 0.05f}}),
     [](const ::testing::TestParamInfo<SgdCase>& info) { return info.param.name; });
 

@@ -31,7 +31,9 @@ struct PoolCase {
   bool blocked = false;
 };
 
-std::ostream& operator<<(std::ostream& os, const PoolCase& c) { return os << c.name; }
+std::ostream& operator<<(std::ostream& os, const PoolCase& c) {
+  return os << c.name;
+}
 
 // Window arithmetic and direct pooling in double. Max pooling skips the padding; average pooling
 // divides by the full window, as PyTorch's count_include_pad=True (these windows never reach past
@@ -171,10 +173,18 @@ TEST_P(PoolTest, BackwardWritesAPlainGradient) {
   EXPECT_TRUE(all_close(dx.to_vector(), ref_->backward(xv_, rv_), 1e-5, 1e-5));
 }
 
-PoolParams max3s2() { return PoolParams{.kind = PoolKind::max, .kernel = 3, .stride = 2, .pad = 1}; }
-PoolParams avg3s2() { return PoolParams{.kind = PoolKind::avg, .kernel = 3, .stride = 2, .pad = 1}; }
-PoolParams avg2s2() { return PoolParams{.kind = PoolKind::avg, .kernel = 2, .stride = 2, .pad = 0}; }
-PoolParams global_avg() { return PoolParams{.kind = PoolKind::avg, .global = true}; }
+PoolParams max3s2() {
+  return PoolParams{.kind = PoolKind::max, .kernel = 3, .stride = 2, .pad = 1};
+}
+PoolParams avg3s2() {
+  return PoolParams{.kind = PoolKind::avg, .kernel = 3, .stride = 2, .pad = 1};
+}
+PoolParams avg2s2() {
+  return PoolParams{.kind = PoolKind::avg, .kernel = 2, .stride = 2, .pad = 0};
+}
+PoolParams global_avg() {
+  return PoolParams{.kind = PoolKind::avg, .global = true};
+}
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, PoolTest,
