@@ -34,20 +34,20 @@ std::string str_cat(const Args&... args) {
 }  // namespace rn
 
 // A user-facing precondition: `msg` is streamed, e.g. RN_CHECK(n > 0, "[conv] batch " << n).
-#define RN_CHECK(cond, msg)                                               \
-  do {                                                                    \
-    if (!(cond)) {                                                        \
-      std::ostringstream rn_check_os_;                                    \
-      rn_check_os_ << msg;                                                \
+#define RN_CHECK(cond, msg)                                                     \
+  do {                                                                          \
+    if (!(cond)) {                                                              \
+      std::ostringstream rn_check_os_;                                          \
+      rn_check_os_ << msg;                                                      \
       ::rn::detail::throw_error(rn_check_os_.str(), #cond, __FILE__, __LINE__); \
-    }                                                                     \
+    }                                                                           \
   } while (0)
 
 // Throws an input error whose message stands alone (no file:line): for bad configs, flags and
 // data files the user must fix, where the source location would only be noise.
-#define RN_FAIL(msg)                        \
-  do {                                      \
-    std::ostringstream rn_fail_os_;         \
-    rn_fail_os_ << msg;                     \
-    throw ::rn::Error(rn_fail_os_.str());   \
+#define RN_FAIL(msg)                      \
+  do {                                    \
+    std::ostringstream rn_fail_os_;       \
+    rn_fail_os_ << msg;                   \
+    throw ::rn::Error(rn_fail_os_.str()); \
   } while (0)

@@ -11,20 +11,28 @@ namespace rn {
 
 size_t dtype_size(DType t) {
   switch (t) {
-    case DType::f32: return 4;
-    case DType::bf16: return 2;
-    case DType::f16: return 2;
-    case DType::i32: return 4;
+    case DType::f32:
+      return 4;
+    case DType::bf16:
+      return 2;
+    case DType::f16:
+      return 2;
+    case DType::i32:
+      return 4;
   }
   return 0;
 }
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::f32: return "f32";
-    case DType::bf16: return "bf16";
-    case DType::f16: return "f16";
-    case DType::i32: return "i32";
+    case DType::f32:
+      return "f32";
+    case DType::bf16:
+      return "bf16";
+    case DType::f16:
+      return "f16";
+    case DType::i32:
+      return "i32";
   }
   return "?";
 }
@@ -83,7 +91,9 @@ Storage::Storage(Allocator& alloc, size_t bytes, Device device)
   ptr_ = alloc_.allocate(bytes);
 }
 
-Storage::~Storage() { alloc_.release(ptr_, bytes_); }
+Storage::~Storage() {
+  alloc_.release(ptr_, bytes_);
+}
 
 Tensor::Tensor(TensorDesc desc, std::shared_ptr<Storage> storage)
     : desc_(std::move(desc)), storage_(std::move(storage)) {

@@ -34,8 +34,7 @@ Args::Args(const std::string& command, const std::vector<std::string>& argv, con
       continue;
     }
     const bool one = spec.values.count(name), many = spec.repeated.count(name);
-    if (!one && !many)
-      RN_FAIL("unknown flag --" << name << "; flags: " << list_flags(spec));
+    if (!one && !many) RN_FAIL("unknown flag --" << name << "; flags: " << list_flags(spec));
     if (!inline_value) {
       if (i + 1 >= argv.size()) RN_FAIL("--" << name << " needs a value");
       value = argv[++i];
@@ -45,7 +44,9 @@ Args::Args(const std::string& command, const std::vector<std::string>& argv, con
   }
 }
 
-bool Args::has(const std::string& name) const { return values_.count(name) > 0; }
+bool Args::has(const std::string& name) const {
+  return values_.count(name) > 0;
+}
 
 std::string Args::get(const std::string& name, const std::string& fallback) const {
   auto it = values_.find(name);
@@ -81,13 +82,14 @@ std::vector<int64_t> parse_dims(const std::string& text, size_t count, const std
     int64_t v = 0;
     auto [p, ec] = std::from_chars(text.data() + start, text.data() + end, v);
     if (ec != std::errc() || p != text.data() + end || v <= 0)
-      RN_FAIL(what << " must be " << count << " positive integers joined by 'x' (e.g. 3x224x224), got '"
-                   << text << "'");
+      RN_FAIL(what << " must be " << count
+                   << " positive integers joined by 'x' (e.g. 3x224x224), got '" << text << "'");
     dims.push_back(v);
     start = end + 1;
   }
   if (dims.size() != count)
-    RN_FAIL(what << " must be " << count << " positive integers joined by 'x', got '" << text << "'");
+    RN_FAIL(what << " must be " << count << " positive integers joined by 'x', got '" << text
+                 << "'");
   return dims;
 }
 

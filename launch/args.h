@@ -10,9 +10,9 @@
 namespace rn::launch {
 
 struct FlagSpec {
-  std::set<std::string> values;      // take one value
-  std::set<std::string> repeated;    // take one value, may repeat
-  std::set<std::string> switches;    // take none
+  std::set<std::string> values;    // take one value
+  std::set<std::string> repeated;  // take one value, may repeat
+  std::set<std::string> switches;  // take none
 };
 
 class Args {

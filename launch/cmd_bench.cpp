@@ -59,12 +59,14 @@ int run_bench(const std::vector<std::string>& argv) {
   d.classes = args.get_int("classes", d.classes);
   const int batch = args.get_int("batch", 16), warmup = args.get_int("warmup", 3),
             iters = args.get_int("iters", 10);
-  const int threads = args.get_int("threads", static_cast<int>(std::thread::hardware_concurrency()));
+  const int threads =
+      args.get_int("threads", static_cast<int>(std::thread::hardware_concurrency()));
   if (batch < 1 || warmup < 0 || iters < 1 || threads < 1 || d.classes < 1)
     RN_FAIL("--batch, --iters, --threads and --classes must be positive, --warmup >= 0");
   const std::string dev = args.get("device", "cpu");
   if (dev != "cpu" && dev != "cuda") RN_FAIL("--device must be cpu or cuda, got '" << dev << "'");
-  auto backend = make_backend(Device{dev == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0}, threads);
+  auto backend =
+      make_backend(Device{dev == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0}, threads);
   auto net = models::build_model(*backend, models::model_spec(name, d.channels, d.classes), 0);
   StepRunner runner(*backend, *net, optim::OptimizerOptions{.momentum = 0.9, .weight_decay = 5e-4},
                     CrossEntropyParams{});
@@ -73,7 +75,8 @@ int run_bench(const std::vector<std::string>& argv) {
   const Shape in{batch, d.channels, d.height, d.width};
   Tensor images = Tensor::from_vector(in, rng.normal_vector(in.numel(), 1.0));
   Tensor labels = Tensor::zeros(Shape{batch}, DType::i32);
-  for (int i = 0; i < batch; ++i) labels.data_as<int32_t>()[i] = static_cast<int32_t>(rng.next_u64() % d.classes);
+  for (int i = 0; i < batch; ++i)
+    labels.data_as<int32_t>()[i] = static_cast<int32_t>(rng.next_u64() % d.classes);
 
   const int64_t macs = net->macs(Shape{1, d.channels, d.height, d.width});
   double train_ips = 0, infer_ips = 0, train_med = 0, infer_med = 0;
@@ -94,25 +97,30 @@ int run_bench(const std::vector<std::string>& argv) {
     infer_ips = batch / infer_med;
   }
   // Training is counted as three forward passes (forward, backward-data, backward-weights).
-  const double train_gflops = train_ips * 3 * 2 * macs / 1e9, infer_gflops = infer_ips * 2 * macs / 1e9;
+  const double train_gflops = train_ips * 3 * 2 * macs / 1e9,
+               infer_gflops = infer_ips * 2 * macs / 1e9;
   if (args.flag("json")) {
     char buf[1024];
-    std::snprintf(buf, sizeof(buf),
-                  "{\"model\": \"%s\", \"input\": [%d, %d, %d], \"batch\": %d, \"device\": \"%s\", "
-                  "\"threads\": %d, \"train_img_per_s\": %.2f, \"infer_img_per_s\": %.2f, "
-                  "\"train_iter_s_median\": %.4f, \"infer_iter_s_median\": %.4f, \"fwd_macs_per_img\": %lld, "
-                  "\"train_gflops\": %.1f, \"infer_gflops\": %.1f, \"peak_rss_mib\": %.1f, \"backend\": \"%s\"}",
-                  name.c_str(), d.channels, d.height, d.width, batch, dev.c_str(), threads, train_ips,
-                  infer_ips, train_med, infer_med, static_cast<long long>(macs), train_gflops,
-                  infer_gflops, peak_rss_mib(), backend->name().c_str());
+    std::snprintf(
+        buf, sizeof(buf),
+        "{\"model\": \"%s\", \"input\": [%d, %d, %d], \"batch\": %d, \"device\": \"%s\", "
+        "\"threads\": %d, \"train_img_per_s\": %.2f, \"infer_img_per_s\": %.2f, "
+        "\"train_iter_s_median\": %.4f, \"infer_iter_s_median\": %.4f, \"fwd_macs_per_img\": %lld, "
+        "\"train_gflops\": %.1f, \"infer_gflops\": %.1f, \"peak_rss_mib\": %.1f, \"backend\": "
+        "\"%s\"}",
+        name.c_str(), d.channels, d.height, d.width, batch, dev.c_str(), threads, train_ips,
+        infer_ips, train_med, infer_med, static_cast<long long>(macs), train_gflops, infer_gflops,
+        peak_rss_mib(), backend->name().c_str());
     std::cout << buf << "\n";
   } else {
     std::printf("%s %dx%dx%d batch %d on %s\n", name.c_str(), d.channels, d.height, d.width, batch,
                 backend->name().c_str());
     if (train_ips > 0)
-      std::printf("  train  %9.1f img/s  (%.4f s/iter, %.1f GFLOP/s)\n", train_ips, train_med, train_gflops);
+      std::printf("  train  %9.1f img/s  (%.4f s/iter, %.1f GFLOP/s)\n", train_ips, train_med,
+                  train_gflops);
     if (infer_ips > 0)
-      std::printf("  infer  %9.1f img/s  (%.4f s/iter, %.1f GFLOP/s)\n", infer_ips, infer_med, infer_gflops);
+      std::printf("  infer  %9.1f img/s  (%.4f s/iter, %.1f GFLOP/s)\n", infer_ips, infer_med,
+                  infer_gflops);
     std::printf("  peak resident memory %.1f MiB\n", peak_rss_mib());
   }
   return 0;

@@ -13,10 +13,11 @@ int run_train(const std::vector<std::string>& argv) {
   init_logging(0, args.flag("verbose"));
   const Config cfg = load_config(args.required("config"), args.all("set"));
   const TrainResult r = train(cfg);
-  std::printf("final: %s after %d epoch(s), %lld steps, %.1f s: test top-1 %.4f, top-5 %.4f "
-              "(%lld test samples), %.1f train img/s\n",
-              cfg.model.name.c_str(), r.epochs, static_cast<long long>(r.steps), r.wall_s, r.test.top1,
-              r.test.top5, static_cast<long long>(r.test.samples), r.train_img_per_s);
+  std::printf(
+      "final: %s after %d epoch(s), %lld steps, %.1f s: test top-1 %.4f, top-5 %.4f "
+      "(%lld test samples), %.1f train img/s\n",
+      cfg.model.name.c_str(), r.epochs, static_cast<long long>(r.steps), r.wall_s, r.test.top1,
+      r.test.top5, static_cast<long long>(r.test.samples), r.train_img_per_s);
   return 0;
 }
 

@@ -23,7 +23,8 @@ LossStats StepRunner::train_step(const Tensor& images, const Tensor& labels, dou
 LossStats StepRunner::eval_step(const Tensor& images, const Tensor& labels) {
   net_.set_training(false);
   Tensor logits = net_.forward(backend_.upload(images));
-  return backend_.softmax_cross_entropy(logits, backend_.upload(labels), CrossEntropyParams{}, nullptr);
+  return backend_.softmax_cross_entropy(logits, backend_.upload(labels), CrossEntropyParams{},
+                                        nullptr);
 }
 
 Tensor StepRunner::predict(const Tensor& images) {

@@ -77,10 +77,12 @@ DataSplits load_data(const Config& cfg) {
   DataSplits d;
   const auto& dc = cfg.data;
   if (dc.kind == "synthetic") {
-    d.train = synthetic_set(dc, cfg.model.in_channels, cfg.model.num_classes,
-                            dc.train_limit > 0 ? dc.train_limit : dc.synthetic_size, cfg.train.seed);
+    d.train =
+        synthetic_set(dc, cfg.model.in_channels, cfg.model.num_classes,
+                      dc.train_limit > 0 ? dc.train_limit : dc.synthetic_size, cfg.train.seed);
     d.test = synthetic_set(dc, cfg.model.in_channels, cfg.model.num_classes,
-                           dc.test_limit > 0 ? dc.test_limit : dc.synthetic_size / 4, cfg.train.seed + 1);
+                           dc.test_limit > 0 ? dc.test_limit : dc.synthetic_size / 4,
+                           cfg.train.seed + 1);
   } else {
     d.train = io::load_fashion_mnist(dc.root, io::Split::train, dc.train_limit);
     d.test = io::load_fashion_mnist(dc.root, io::Split::test, dc.test_limit);
@@ -100,7 +102,10 @@ DataSplits load_data(const Config& cfg) {
 EvalResult evaluate(StepRunner& runner, const io::ImageSet& data, const io::ImageSet& norm_source,
                     int batch_size, int workers) {
   io::DistributedSampler sampler(data.count, 0, /*shuffle=*/false, 0, 1, /*wrap=*/false);
-  io::LoaderOptions lo{.batch_size = batch_size, .workers = workers, .prefetch = 2, .drop_last = false,
+  io::LoaderOptions lo{.batch_size = batch_size,
+                       .workers = workers,
+                       .prefetch = 2,
+                       .drop_last = false,
                        .norm = io::compute_normalization(norm_source)};
   io::Loader loader(data, sampler, lo);
   loader.start_epoch(0);
@@ -148,8 +153,8 @@ TrainResult train(const Config& cfg) {
   add_log_file((fs::path(cfg.run_dir) / "train.log").string());
 
   DataSplits data = load_data(cfg);
-  const int threads = cfg.train.threads > 0 ? cfg.train.threads
-                                            : std::max(1u, std::thread::hardware_concurrency());
+  const int threads =
+      cfg.train.threads > 0 ? cfg.train.threads : std::max(1u, std::thread::hardware_concurrency());
   auto backend = make_backend(
       Device{cfg.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0}, threads);
   auto net = models::build_model(*backend, spec, cfg.train.seed);
@@ -162,7 +167,8 @@ TrainResult train(const Config& cfg) {
                << data.test.count << " test samples of " << data.train.channels << "x"
                << data.train.height << "x" << data.train.width;
 
-  io::DistributedSampler sampler(data.train.count, cfg.train.seed, /*shuffle=*/true, 0, 1, /*wrap=*/true);
+  io::DistributedSampler sampler(data.train.count, cfg.train.seed, /*shuffle=*/true, 0, 1,
+                                 /*wrap=*/true);
   io::LoaderOptions lo{.batch_size = cfg.data.batch_size,
                        .workers = cfg.data.workers,
                        .prefetch = cfg.data.prefetch,
@@ -223,7 +229,8 @@ TrainResult train(const Config& cfg) {
     train_time += epoch_train_s;
     train_images += seen;
     const auto t_eval = Clock::now();
-    result.test = evaluate(runner, data.test, data.train, cfg.data.test_batch_size, cfg.data.workers);
+    result.test =
+        evaluate(runner, data.test, data.train, cfg.data.test_batch_size, cfg.data.workers);
     const double eval_s = seconds_since(t_eval);
     result.epochs = epoch + 1;
     std::ostringstream line;
@@ -235,11 +242,11 @@ TrainResult train(const Config& cfg) {
          << ", \"img_per_s\": " << seen / epoch_train_s << ", \"epoch_train_s\": " << epoch_train_s
          << ", \"eval_s\": " << eval_s << ", \"wall_s\": " << seconds_since(t_start) << "}";
     metrics << line.str() << "\n" << std::flush;
-    RN_LOG(info) << "epoch " << epoch + 1 << " done: train loss " << std::fixed << std::setprecision(4)
-                 << loss_sum / std::max<int64_t>(seen, 1) << ", test top-1 " << result.test.top1
-                 << " top-5 " << result.test.top5 << " (" << std::setprecision(1)
-                 << seen / epoch_train_s << " img/s, epoch " << epoch_train_s << " s, eval "
-                 << eval_s << " s)";
+    RN_LOG(info) << "epoch " << epoch + 1 << " done: train loss " << std::fixed
+                 << std::setprecision(4) << loss_sum / std::max<int64_t>(seen, 1) << ", test top-1 "
+                 << result.test.top1 << " top-5 " << result.test.top5 << " ("
+                 << std::setprecision(1) << seen / epoch_train_s << " img/s, epoch "
+                 << epoch_train_s << " s, eval " << eval_s << " s)";
   }
   result.steps = step;
   result.wall_s = seconds_since(t_start);

@@ -63,7 +63,8 @@ class Backend {
   virtual Device device() const = 0;
   virtual std::string name() const = 0;
 
-  // A buffer for `desc`, recycled through the backend's pool (no system allocation in steady state).
+  // A buffer for `desc`, recycled through the backend's pool (no system allocation in steady
+  // state).
   virtual Tensor allocate(const TensorDesc& desc) = 0;
   // A buffer that lives as long as the model (parameters, optimizer state, running statistics):
   // taken outside the pool, so that replacing it returns the memory at once.
@@ -90,8 +91,8 @@ class Backend {
   // dx = y > 0 ? a + b : 0: ReLU's backward of a gradient that arrives as a sum.
   virtual void relu_backward_add(const Tensor& y, const Tensor& a, const Tensor& b, Tensor& dx) = 0;
   virtual void add(const Tensor& a, const Tensor& b, Tensor& y, bool relu) = 0;  // y = a + b [relu]
-  virtual void add_inplace(Tensor& y, const Tensor& x) = 0;                       // y += x
-  virtual void axpby(Tensor& y, float a, const Tensor& x, float b) = 0;        // y = a*x + b*y
+  virtual void add_inplace(Tensor& y, const Tensor& x) = 0;                      // y += x
+  virtual void axpby(Tensor& y, float a, const Tensor& x, float b) = 0;          // y = a*x + b*y
   // Shortcut option A: identity subsampled by `stride`, zero-padded from x's channels to y's,
   // the new channels split evenly before and after (as the CIFAR ResNets of the paper).
   virtual void pad_shortcut_forward(const Tensor& x, int stride, Tensor& y) = 0;

@@ -18,13 +18,16 @@ Network::Network(Backend& be, ModelSpec spec, uint64_t seed) : Module(be), spec_
            "[model] " << s.name << ": in_channels and num_classes must be positive");
   nn::InitRng rng(seed);
   const bool imagenet = s.stem == StemKind::imagenet;
-  body_.emplace<Conv2d>("conv1", s.in_channels,
-                        imagenet ? ConvParams{.out_channels = s.stem_channels, .kernel = 7, .stride = 2, .pad = 3}
-                                 : ConvParams{.out_channels = s.stem_channels, .kernel = 3, .stride = 1, .pad = 1},
-                        rng);
+  body_.emplace<Conv2d>(
+      "conv1", s.in_channels,
+      imagenet ? ConvParams{.out_channels = s.stem_channels, .kernel = 7, .stride = 2, .pad = 3}
+               : ConvParams{.out_channels = s.stem_channels, .kernel = 3, .stride = 1, .pad = 1},
+      rng);
   // A CIFAR pre-activation net's first unit normalises the stem's output itself.
   if (imagenet || !s.preact) body_.emplace<BatchNorm2d>("bn1", s.stem_channels, true);
-  if (imagenet) body_.emplace<Pool2d>("maxpool", PoolParams{.kind = PoolKind::max, .kernel = 3, .stride = 2, .pad = 1});
+  if (imagenet)
+    body_.emplace<Pool2d>("maxpool",
+                          PoolParams{.kind = PoolKind::max, .kernel = 3, .stride = 2, .pad = 1});
 
   const int expansion = s.block == BlockKind::bottleneck ? BottleneckUnit::kExpansion : 1;
   int channels = s.stem_channels;
@@ -40,10 +43,14 @@ Network::Network(Backend& be, ModelSpec spec, uint64_t seed) : Module(be), spec_
                         .shortcut = s.shortcut,
                         .zero_init_last_bn = s.zero_init_residual};
       const std::string name = std::to_string(b);
-      if (s.preact && s.block == BlockKind::basic) seq.emplace<nn::PreActBasicUnit>(name, o, rng);
-      else if (s.preact) seq.emplace<nn::PreActBottleneckUnit>(name, o, rng);
-      else if (s.block == BlockKind::basic) seq.emplace<BasicUnit>(name, o, rng, s.plain);
-      else seq.emplace<BottleneckUnit>(name, o, rng, s.plain);
+      if (s.preact && s.block == BlockKind::basic)
+        seq.emplace<nn::PreActBasicUnit>(name, o, rng);
+      else if (s.preact)
+        seq.emplace<nn::PreActBottleneckUnit>(name, o, rng);
+      else if (s.block == BlockKind::basic)
+        seq.emplace<BasicUnit>(name, o, rng, s.plain);
+      else
+        seq.emplace<BottleneckUnit>(name, o, rng, s.plain);
       channels = s.planes[stage] * expansion;
     }
   }
@@ -84,7 +91,8 @@ int Network::depth() const {
     for (size_t stage = 0; stage < s.blocks.size(); ++stage) {
       for (int b = 0; b < s.blocks[stage]; ++b) {
         const bool reshapes = (stage > 0 && b == 0) || channels != s.planes[stage] * expansion;
-        projections += s.shortcut == nn::ShortcutKind::C || (s.shortcut == nn::ShortcutKind::B && reshapes);
+        projections +=
+            s.shortcut == nn::ShortcutKind::C || (s.shortcut == nn::ShortcutKind::B && reshapes);
         channels = s.planes[stage] * expansion;
       }
     }

@@ -1,5 +1,6 @@
 // The named networks: ImageNet ResNets (torchvision names), ResNeXt and wide ResNets, CIFAR
 // ResNets and their plain counterparts, pre-activation ResNets and CIFAR ResNeXt-29.
+#include <cctype>
 #include <functional>
 #include <map>
 
@@ -64,18 +65,54 @@ ModelSpec resnext29(int cardinality, int width) {
 const std::vector<std::pair<std::string, std::function<ModelSpec()>>>& zoo() {
   using B = BlockKind;
   static const std::vector<std::pair<std::string, std::function<ModelSpec()>>> z = {
-      {"resnet18", [] { return imagenet(B::basic, {2, 2, 2, 2}); }},
-      {"resnet34", [] { return imagenet(B::basic, {3, 4, 6, 3}); }},
-      {"resnet50", [] { return imagenet(B::bottleneck, {3, 4, 6, 3}); }},
-      {"resnet101", [] { return imagenet(B::bottleneck, {3, 4, 23, 3}); }},
-      {"resnet152", [] { return imagenet(B::bottleneck, {3, 8, 36, 3}); }},
-      {"resnet200", [] { return imagenet(B::bottleneck, {3, 24, 36, 3}); }},
-      {"resnext50_32x4d", [] { return imagenet(B::bottleneck, {3, 4, 6, 3}, 32, 4); }},
-      {"resnext101_32x4d", [] { return imagenet(B::bottleneck, {3, 4, 23, 3}, 32, 4); }},
-      {"resnext101_32x8d", [] { return imagenet(B::bottleneck, {3, 4, 23, 3}, 32, 8); }},
-      {"resnext101_64x4d", [] { return imagenet(B::bottleneck, {3, 4, 23, 3}, 64, 4); }},
-      {"wide_resnet50_2", [] { return imagenet(B::bottleneck, {3, 4, 6, 3}, 1, 128); }},
-      {"wide_resnet101_2", [] { return imagenet(B::bottleneck, {3, 4, 23, 3}, 1, 128); }},
+      {"resnet18",
+       [] {
+         return imagenet(B::basic, {2, 2, 2, 2});
+       }},
+      {"resnet34",
+       [] {
+         return imagenet(B::basic, {3, 4, 6, 3});
+       }},
+      {"resnet50",
+       [] {
+         return imagenet(B::bottleneck, {3, 4, 6, 3});
+       }},
+      {"resnet101",
+       [] {
+         return imagenet(B::bottleneck, {3, 4, 23, 3});
+       }},
+      {"resnet152",
+       [] {
+         return imagenet(B::bottleneck, {3, 8, 36, 3});
+       }},
+      {"resnet200",
+       [] {
+         return imagenet(B::bottleneck, {3, 24, 36, 3});
+       }},
+      {"resnext50_32x4d",
+       [] {
+         return imagenet(B::bottleneck, {3, 4, 6, 3}, 32, 4);
+       }},
+      {"resnext101_32x4d",
+       [] {
+         return imagenet(B::bottleneck, {3, 4, 23, 3}, 32, 4);
+       }},
+      {"resnext101_32x8d",
+       [] {
+         return imagenet(B::bottleneck, {3, 4, 23, 3}, 32, 8);
+       }},
+      {"resnext101_64x4d",
+       [] {
+         return imagenet(B::bottleneck, {3, 4, 23, 3}, 64, 4);
+       }},
+      {"wide_resnet50_2",
+       [] {
+         return imagenet(B::bottleneck, {3, 4, 6, 3}, 1, 128);
+       }},
+      {"wide_resnet101_2",
+       [] {
+         return imagenet(B::bottleneck, {3, 4, 23, 3}, 1, 128);
+       }},
       {"resnet20", [] { return cifar(20, false); }},
       {"resnet32", [] { return cifar(32, false); }},
       {"resnet44", [] { return cifar(44, false); }},
@@ -87,12 +124,27 @@ const std::vector<std::pair<std::string, std::function<ModelSpec()>>>& zoo() {
       {"plain44", [] { return cifar(44, true); }},
       {"plain56", [] { return cifar(56, true); }},
       {"plain110", [] { return cifar(110, true); }},
-      {"plain18", [] { auto s = imagenet(B::basic, {2, 2, 2, 2}); s.plain = true; return s; }},
-      {"plain34", [] { auto s = imagenet(B::basic, {3, 4, 6, 3}); s.plain = true; return s; }},
+      {"plain18",
+       [] {
+         auto s = imagenet(B::basic, {2, 2, 2, 2});
+         s.plain = true;
+         return s;
+       }},
+      {"plain34",
+       [] {
+         auto s = imagenet(B::basic, {3, 4, 6, 3});
+         s.plain = true;
+         return s;
+       }},
       {"preact_resnet110", [] { return cifar_preact(110, B::basic); }},
       {"preact_resnet164", [] { return cifar_preact(164, B::bottleneck); }},
       {"preact_resnet1001", [] { return cifar_preact(1001, B::bottleneck); }},
-      {"preact_resnet200", [] { auto s = imagenet(B::bottleneck, {3, 24, 36, 3}); s.preact = true; return s; }},
+      {"preact_resnet200",
+       [] {
+         auto s = imagenet(B::bottleneck, {3, 24, 36, 3});
+         s.preact = true;
+         return s;
+       }},
       {"resnext29_8x64d", [] { return resnext29(8, 64); }},
       {"resnext29_16x64d", [] { return resnext29(16, 64); }},
   };
@@ -107,10 +159,33 @@ std::vector<std::string> known_models() {
   return names;
 }
 
+namespace {
+
+// "resnext29_<C>x<d>d": the CIFAR ResNeXt-29 template at any cardinality C and bottleneck width d
+// (the paper's Table 7 names two, 8x64d and 16x64d; smaller ones suit a CPU).
+bool parse_resnext29(const std::string& name, int& cardinality, int& width) {
+  const std::string prefix = "resnext29_";
+  if (name.rfind(prefix, 0) != 0 || name.size() < prefix.size() + 4 || name.back() != 'd')
+    return false;
+  const std::string body = name.substr(prefix.size(), name.size() - prefix.size() - 1);
+  const size_t x = body.find('x');
+  if (x == std::string::npos || x == 0 || x + 1 >= body.size()) return false;
+  for (size_t i = 0; i < body.size(); ++i)
+    if (i != x && !std::isdigit(static_cast<unsigned char>(body[i]))) return false;
+  if (body.size() > 9) return false;
+  cardinality = std::stoi(body.substr(0, x));
+  width = std::stoi(body.substr(x + 1));
+  return cardinality >= 1 && width >= 1;
+}
+
+}  // namespace
+
 ModelSpec model_spec(const std::string& name, int in_channels, int num_classes) {
+  int cardinality = 0, width = 0;
+  const bool is_resnext29 = parse_resnext29(name, cardinality, width);
   for (const auto& [n, make] : zoo()) {
-    if (n != name) continue;
-    ModelSpec s = make();
+    if (n != name && !(is_resnext29 && n == "resnext29_8x64d")) continue;
+    ModelSpec s = is_resnext29 ? resnext29(cardinality, width) : make();
     s.name = name;
     s.in_channels = in_channels;
     s.num_classes = num_classes;
@@ -118,7 +193,9 @@ ModelSpec model_spec(const std::string& name, int in_channels, int num_classes) 
   }
   std::string list;
   for (const auto& n : known_models()) list += (list.empty() ? "" : ", ") + n;
-  RN_FAIL("unknown model '" << name << "'; known models: " << list);
+  RN_FAIL("unknown model '" << name << "'; known models: " << list
+                            << " (and resnext29_<C>x<d>d for any "
+                               "cardinality C and width d)");
 }
 
 }  // namespace rn::models

@@ -10,10 +10,12 @@ BatchNorm2d::BatchNorm2d(Backend& be, int channels, bool fuse_relu, bool zero_ga
     : Module(be), channels_(channels), momentum_(momentum) {
   p_.eps = eps;
   p_.fuse_relu = fuse_relu;
-  gamma_ = make_parameter(Shape{channels}, std::vector<float>(channels, zero_gamma ? 0.f : 1.f), true);
+  gamma_ =
+      make_parameter(Shape{channels}, std::vector<float>(channels, zero_gamma ? 0.f : 1.f), true);
   beta_ = make_parameter(Shape{channels}, std::vector<float>(channels, 0.f), true);
   running_mean_ = backend_.upload_persistent(Tensor::zeros(Shape{channels}));
-  running_var_ = backend_.upload_persistent(Tensor::from_vector(Shape{channels}, std::vector<float>(channels, 1.f)));
+  running_var_ = backend_.upload_persistent(
+      Tensor::from_vector(Shape{channels}, std::vector<float>(channels, 1.f)));
   batch_mean_ = backend_.upload_persistent(Tensor::zeros(Shape{channels}));
   batch_var_ = backend_.upload_persistent(Tensor::zeros(Shape{channels}));
 }

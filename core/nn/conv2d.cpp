@@ -14,7 +14,8 @@ Conv2d::Conv2d(Backend& be, int in_channels, const ConvParams& p, InitRng& rng)
   const Shape ws{p.out_channels, in_channels / p.groups, p.kernel, p.kernel};
   const double fan_out = static_cast<double>(p.out_channels) * p.kernel * p.kernel;
   weight_ = make_parameter(ws, rng.normal_vector(ws.numel(), std::sqrt(2.0 / fan_out)), false);
-  if (p.bias) bias_ = make_parameter(Shape{p.out_channels}, std::vector<float>(p.out_channels), true);
+  if (p.bias)
+    bias_ = make_parameter(Shape{p.out_channels}, std::vector<float>(p.out_channels), true);
 }
 
 void Conv2d::collect(const std::string& prefix, std::vector<NamedParameter>& params,
@@ -37,8 +38,8 @@ int64_t Conv2d::macs(const Shape& in) const {
 Tensor Conv2d::forward_impl(const Tensor& x) {
   RN_CHECK(x.shape().rank() == 4 && x.shape()[1] == in_channels_,
            "[conv] expects " << in_channels_ << " input channels, got " << x.shape().str());
-  op_ = &plans_.get(x.desc(), training_,
-                    [&] { return backend_.make_conv(p_, x.desc(), training_); });
+  op_ =
+      &plans_.get(x.desc(), training_, [&] { return backend_.make_conv(p_, x.desc(), training_); });
   // The training plan decides the weights' layout; an inference plan that prefers another one
   // reorders them on the fly instead of moving the optimizer state back and forth.
   if (training_ || weight_.value.is_plain()) relayout(weight_, op_->weight_desc());
@@ -50,7 +51,8 @@ Tensor Conv2d::forward_impl(const Tensor& x) {
 
 Tensor Conv2d::backward_impl(const Tensor& dy) {
   RN_CHECK(saved_x_.defined(), "[conv] backward without a training forward");
-  op_->backward_weights(saved_x_, dy, grad_buffer(weight_), p_.bias ? &grad_buffer(bias_) : nullptr);
+  op_->backward_weights(saved_x_, dy, grad_buffer(weight_),
+                        p_.bias ? &grad_buffer(bias_) : nullptr);
   weight_.mark_ready();
   if (p_.bias) bias_.mark_ready();
   Tensor dx;

@@ -19,7 +19,7 @@ class InitRng {
     return z ^ (z >> 31);
   }
   double uniform() { return (next_u64() >> 11) * 0x1.0p-53; }  // [0, 1)
-  double normal() {                                           // Box-Muller
+  double normal() {                                            // Box-Muller
     const double u1 = 1.0 - uniform(), u2 = uniform();
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
   }

@@ -29,10 +29,12 @@ Shape Pool2d::output_shape(const Shape& in) const {
 }
 
 Tensor Pool2d::forward_impl(const Tensor& x) {
-  op_ = &plans_.get(x.desc(), training_, [&] { return backend_.make_pool(p_, x.desc(), training_); });
+  op_ =
+      &plans_.get(x.desc(), training_, [&] { return backend_.make_pool(p_, x.desc(), training_); });
   Tensor y = backend_.allocate(op_->output_desc());
   Tensor ws;
-  if (training_ && op_->workspace_desc().shape.rank() > 0) ws = backend_.allocate(op_->workspace_desc());
+  if (training_ && op_->workspace_desc().shape.rank() > 0)
+    ws = backend_.allocate(op_->workspace_desc());
   op_->forward(x, y, ws.defined() ? &ws : nullptr);
   if (training_) saved_x_desc_ = x.desc(), saved_ws_ = ws;
   return y;
@@ -50,7 +52,8 @@ Linear::Linear(Backend& be, int in_features, int out_features, InitRng& rng, boo
   const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
   weight_ = make_parameter(Shape{out_features, in_features},
                            rng.uniform_vector(int64_t{out_features} * in_features, bound), false);
-  if (bias) bias_ = make_parameter(Shape{out_features}, rng.uniform_vector(out_features, bound), true);
+  if (bias)
+    bias_ = make_parameter(Shape{out_features}, rng.uniform_vector(out_features, bound), true);
 }
 
 void Linear::collect(const std::string& prefix, std::vector<NamedParameter>& params,
@@ -59,7 +62,9 @@ void Linear::collect(const std::string& prefix, std::vector<NamedParameter>& par
   if (has_bias_) params.push_back({join(prefix, "bias"), &bias_});
 }
 
-Shape Linear::output_shape(const Shape& in) const { return Shape{in[0], out_features_}; }
+Shape Linear::output_shape(const Shape& in) const {
+  return Shape{in[0], out_features_};
+}
 
 Tensor Linear::forward_impl(const Tensor& x) {
   RN_CHECK(x.shape()[1] == in_features_,
@@ -76,7 +81,8 @@ Tensor Linear::forward_impl(const Tensor& x) {
 
 Tensor Linear::backward_impl(const Tensor& dy) {
   RN_CHECK(saved_x_.defined(), "[linear] backward without a training forward");
-  op_->backward_weights(saved_x_, dy, grad_buffer(weight_), has_bias_ ? &grad_buffer(bias_) : nullptr);
+  op_->backward_weights(saved_x_, dy, grad_buffer(weight_),
+                        has_bias_ ? &grad_buffer(bias_) : nullptr);
   weight_.mark_ready();
   if (has_bias_) bias_.mark_ready();
   Tensor dx;
@@ -89,7 +95,8 @@ Tensor Linear::backward_impl(const Tensor& dy) {
 }
 
 Shape PadShortcut::output_shape(const Shape& in) const {
-  return Shape{in[0], out_channels_, (in[2] + stride_ - 1) / stride_, (in[3] + stride_ - 1) / stride_};
+  return Shape{in[0], out_channels_, (in[2] + stride_ - 1) / stride_,
+               (in[3] + stride_ - 1) / stride_};
 }
 
 Tensor PadShortcut::forward_impl(const Tensor& x) {

@@ -148,7 +148,8 @@ class Sequential final : public Module {
   Module& add(std::string name, std::unique_ptr<Module> m);
   template <typename M, typename... Args>
   M& emplace(std::string name, Args&&... args) {
-    return static_cast<M&>(add(std::move(name), std::make_unique<M>(backend_, std::forward<Args>(args)...)));
+    return static_cast<M&>(
+        add(std::move(name), std::make_unique<M>(backend_, std::forward<Args>(args)...)));
   }
   size_t size() const { return children_.size(); }
   Module& at(size_t i) { return *children_[i].second; }
@@ -162,7 +163,9 @@ class Sequential final : public Module {
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
-  Tensor backward_impl(const Tensor& dy) override { return materialize(backward_sum_impl({dy, {}})); }
+  Tensor backward_impl(const Tensor& dy) override {
+    return materialize(backward_sum_impl({dy, {}}));
+  }
   GradSum backward_sum_impl(const GradSum& dy) override;
 
  private:

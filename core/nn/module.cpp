@@ -53,8 +53,10 @@ void Module::relayout(Parameter& p, const TensorDesc& want) {
   auto move = [&](Tensor& t) {
     if (t.defined() && t.desc().same_layout(want)) return;
     Tensor moved = backend_.allocate_persistent(want);
-    if (t.defined()) backend_.reorder(t, moved);
-    else backend_.fill(moved, 0.f);
+    if (t.defined())
+      backend_.reorder(t, moved);
+    else
+      backend_.fill(moved, 0.f);
     t = moved;
   };
   move(p.value);

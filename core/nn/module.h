@@ -71,7 +71,9 @@ class Module {
   virtual Tensor forward_impl(const Tensor& x) = 0;
   virtual Tensor backward_impl(const Tensor& dy) = 0;
   // Modules that can fuse an incoming sum override this; the default adds first.
-  virtual GradSum backward_sum_impl(const GradSum& dy) { return {backward_impl(materialize(dy)), {}}; }
+  virtual GradSum backward_sum_impl(const GradSum& dy) {
+    return {backward_impl(materialize(dy)), {}};
+  }
   // a + b as one tensor (a itself when b is undefined).
   Tensor materialize(const GradSum& g);
   static std::string join(const std::string& prefix, const std::string& name) {

@@ -33,14 +33,14 @@ void ResidualUnit::make_shortcut(const UnitOptions& o, int out_channels, bool wi
   projection_ = o.shortcut == ShortcutKind::C || (o.shortcut == ShortcutKind::B && reshapes);
   if (projection_) {
     auto seq = std::make_unique<Sequential>(backend_);
-    seq->emplace<Conv2d>("0", o.in_channels,
-                         ConvParams{.out_channels = out_channels, .kernel = 1, .stride = o.stride, .pad = 0},
-                         rng);
+    seq->emplace<Conv2d>(
+        "0", o.in_channels,
+        ConvParams{.out_channels = out_channels, .kernel = 1, .stride = o.stride, .pad = 0}, rng);
     if (with_bn) seq->emplace<BatchNorm2d>("1", out_channels, false);
     shortcut_ = std::move(seq);
   } else if (reshapes) {
-    RN_CHECK(out_channels >= o.in_channels,
-             "[shortcut] option A cannot reduce channels " << o.in_channels << " -> " << out_channels);
+    RN_CHECK(out_channels >= o.in_channels, "[shortcut] option A cannot reduce channels "
+                                                << o.in_channels << " -> " << out_channels);
     shortcut_ = std::make_unique<PadShortcut>(backend_, out_channels, o.stride);
   } else {
     shortcut_ = std::make_unique<Identity>(backend_);

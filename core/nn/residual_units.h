@@ -35,7 +35,9 @@ class ResidualUnit : public Module {
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
-  Tensor backward_impl(const Tensor& dy) override { return materialize(backward_sum_impl({dy, {}})); }
+  Tensor backward_impl(const Tensor& dy) override {
+    return materialize(backward_sum_impl({dy, {}}));
+  }
   // The unit's input gradient is branch + shortcut: returned as a sum, so that the unit below
   // folds the addition into its ReLU backward.
   GradSum backward_sum_impl(const GradSum& dy) override;

@@ -16,12 +16,14 @@ void Optimizer::step(double lr) {
     if (options_.kind == OptimizerKind::lars) {
       // LARS leaves BN parameters and biases to plain SGD, as You et al.
       if (p.no_decay) {
-        backend_.sgd_update(SgdParams{static_cast<float>(lr), static_cast<float>(options_.momentum), wd, false},
-                            p.value, p.grad, p.momentum);
+        backend_.sgd_update(
+            SgdParams{static_cast<float>(lr), static_cast<float>(options_.momentum), wd, false},
+            p.value, p.grad, p.momentum);
       } else {
-        backend_.lars_update(LarsParams{static_cast<float>(lr), static_cast<float>(options_.momentum), wd,
-                                        static_cast<float>(options_.lars_eta)},
-                             p.value, p.grad, p.momentum);
+        backend_.lars_update(
+            LarsParams{static_cast<float>(lr), static_cast<float>(options_.momentum), wd,
+                       static_cast<float>(options_.lars_eta)},
+            p.value, p.grad, p.momentum);
       }
       continue;
     }

@@ -25,7 +25,9 @@ struct CommandResult {
   }
 };
 
-inline std::string resnet_binary() { return std::string(RN_BINARY_DIR) + "/resnet"; }
+inline std::string resnet_binary() {
+  return std::string(RN_BINARY_DIR) + "/resnet";
+}
 
 inline std::string read_text(const std::filesystem::path& p) {
   std::ifstream f(p);
@@ -38,8 +40,8 @@ inline std::string read_text(const std::filesystem::path& p) {
 inline CommandResult run_resnet(const std::string& args) {
   namespace fs = std::filesystem;
   static int counter = 0;
-  const fs::path err_file = fs::temp_directory_path() /
-                            ("rn_cmd_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + ".err");
+  const fs::path err_file = fs::temp_directory_path() / ("rn_cmd_" + std::to_string(::getpid()) +
+                                                         "_" + std::to_string(counter++) + ".err");
   const std::string cmd = resnet_binary() + " " + args + " 2>" + err_file.string();
   CommandResult r;
   FILE* p = ::popen(cmd.c_str(), "r");

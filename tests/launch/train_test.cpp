@@ -39,8 +39,10 @@ class TrainTest : public ::testing::Test {
   std::string base_config(const std::string& root = kData) {
     return "run_dir: " + (dir_ / "run").string() +
            "\nmodel: {name: resnet20, in_channels: 1, num_classes: 10}\n"
-           "data: {kind: fashion_mnist, root: " + root +
-           ", batch_size: 64, test_batch_size: 250, train_limit: 3200, test_limit: 1000, workers: 1}\n"
+           "data: {kind: fashion_mnist, root: " +
+           root +
+           ", batch_size: 64, test_batch_size: 250, train_limit: 3200, test_limit: 1000, workers: "
+           "1}\n"
            "optim: {lr: 0.1, momentum: 0.9, weight_decay: 1.0e-4, schedule: cosine}\n"
            "train: {epochs: 2, seed: 1, threads: 2, log_every: 25}\n";
   }
@@ -62,7 +64,8 @@ class TrainTest : public ::testing::Test {
                      size_t train_labels = 100, size_t pixel_bytes = 100 * 784) {
     const fs::path root = dir_ / "data";
     fs::create_directories(root);
-    write_idx(root / "train-images-idx3-ubyte", image_magic, {uint32_t(train_images), 28, 28}, pixel_bytes);
+    write_idx(root / "train-images-idx3-ubyte", image_magic, {uint32_t(train_images), 28, 28},
+              pixel_bytes);
     write_idx(root / "train-labels-idx1-ubyte", 0x801, {uint32_t(train_labels)}, train_labels);
     write_idx(root / "t10k-images-idx3-ubyte", 0x803, {50, 28, 28}, 50 * 784);
     write_idx(root / "t10k-labels-idx1-ubyte", 0x801, {50}, 50);
@@ -140,8 +143,9 @@ TEST_F(TrainTest, UnknownConfigKey) {
 }
 
 TEST_F(TrainTest, WrongType) {
-  expect_one_line_error("train --config " + write_config(base_config()) + " --set train.epochs=many",
-                        {"train.epochs", "many"});
+  expect_one_line_error(
+      "train --config " + write_config(base_config()) + " --set train.epochs=many",
+      {"train.epochs", "many"});
 }
 
 TEST_F(TrainTest, NegativeLearningRate) {
@@ -150,8 +154,9 @@ TEST_F(TrainTest, NegativeLearningRate) {
 }
 
 TEST_F(TrainTest, UnknownModelName) {
-  expect_one_line_error("train --config " + write_config(base_config()) + " --set model.name=resnet21",
-                        {"model.name", "resnet21", "resnet20", "resnext50_32x4d"});
+  expect_one_line_error(
+      "train --config " + write_config(base_config()) + " --set model.name=resnet21",
+      {"model.name", "resnet21", "resnet20", "resnext50_32x4d"});
 }
 
 TEST_F(TrainTest, MissingConfigFile) {

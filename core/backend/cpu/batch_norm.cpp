@@ -12,7 +12,8 @@ class CpuBatchNorm final : public BatchNormOp {
  public:
   CpuBatchNorm(DnnlContext& ctx, const BatchNormParams& p, const TensorDesc& x)
       : ctx_(ctx), p_(p), x_desc_(x), md_(md_of(x)) {
-    RN_CHECK(x.shape.rank() == 4, "[batch_norm] input must be N x C x H x W, got " << x.shape.str());
+    RN_CHECK(x.shape.rank() == 4,
+             "[batch_norm] input must be N x C x H x W, got " << x.shape.str());
     flags_ = normalization_flags::use_scale | normalization_flags::use_shift;
     if (p.fuse_relu) flags_ = flags_ | normalization_flags::fuse_norm_relu;
     dnnl::batch_normalization_forward::desc d(prop_kind::forward_training, md_,
@@ -20,9 +21,10 @@ class CpuBatchNorm final : public BatchNormOp {
     train_pd_ = RN_DNNL_CHECK(
         dnnl::batch_normalization_forward::primitive_desc(d, DnnlContext::attr(), ctx.engine()));
     stat_md_ = train_pd_.mean_desc();
-    ws_desc_ = p.fuse_relu ? desc_of(Shape{static_cast<int64_t>(train_pd_.workspace_desc().get_size())},
-                                     train_pd_.workspace_desc())
-                           : TensorDesc{};
+    ws_desc_ = p.fuse_relu
+                   ? desc_of(Shape{static_cast<int64_t>(train_pd_.workspace_desc().get_size())},
+                             train_pd_.workspace_desc())
+                   : TensorDesc{};
   }
 
   const TensorDesc& output_desc() const override { return x_desc_; }
@@ -33,7 +35,7 @@ class CpuBatchNorm final : public BatchNormOp {
     check(x);
     if (!train_.valid()) {
       std::vector<std::pair<int, memory::desc>> args = {
-          {DNNL_ARG_SRC, md_},         {DNNL_ARG_DST, md_},        {DNNL_ARG_MEAN, stat_md_},
+          {DNNL_ARG_SRC, md_},           {DNNL_ARG_DST, md_},        {DNNL_ARG_MEAN, stat_md_},
           {DNNL_ARG_VARIANCE, stat_md_}, {DNNL_ARG_SCALE, stat_md_}, {DNNL_ARG_SHIFT, stat_md_}};
       if (p_.fuse_relu) args.push_back({DNNL_ARG_WORKSPACE, train_pd_.workspace_desc()});
       train_ = BoundPrimitive(dnnl::batch_normalization_forward(train_pd_), ctx_.engine(), args,
@@ -61,11 +63,14 @@ class CpuBatchNorm final : public BatchNormOp {
                                                 flags_ | normalization_flags::use_global_stats);
       auto pd = RN_DNNL_CHECK(
           dnnl::batch_normalization_forward::primitive_desc(d, DnnlContext::attr(), ctx_.engine()));
-      infer_ = BoundPrimitive(
-          dnnl::batch_normalization_forward(pd), ctx_.engine(),
-          {{DNNL_ARG_SRC, md_}, {DNNL_ARG_DST, md_}, {DNNL_ARG_MEAN, stat_md_},
-           {DNNL_ARG_VARIANCE, stat_md_}, {DNNL_ARG_SCALE, stat_md_}, {DNNL_ARG_SHIFT, stat_md_}},
-          pd.scratchpad_desc().get_size());
+      infer_ = BoundPrimitive(dnnl::batch_normalization_forward(pd), ctx_.engine(),
+                              {{DNNL_ARG_SRC, md_},
+                               {DNNL_ARG_DST, md_},
+                               {DNNL_ARG_MEAN, stat_md_},
+                               {DNNL_ARG_VARIANCE, stat_md_},
+                               {DNNL_ARG_SCALE, stat_md_},
+                               {DNNL_ARG_SHIFT, stat_md_}},
+                              pd.scratchpad_desc().get_size());
     }
     infer_.bind(DNNL_ARG_SRC, x.data())
         .bind(DNNL_ARG_DST, y.data())
@@ -85,11 +90,15 @@ class CpuBatchNorm final : public BatchNormOp {
                                                  static_cast<float>(p_.eps), flags_);
       auto pd = RN_DNNL_CHECK(dnnl::batch_normalization_backward::primitive_desc(
           d, DnnlContext::attr(), ctx_.engine(), train_pd_));
-      std::vector<std::pair<int, memory::desc>> args = {
-          {DNNL_ARG_SRC, md_},           {DNNL_ARG_DIFF_DST, md_},     {DNNL_ARG_MEAN, stat_md_},
-          {DNNL_ARG_VARIANCE, stat_md_}, {DNNL_ARG_SCALE, stat_md_},   {DNNL_ARG_DIFF_SRC, md_},
-          {DNNL_ARG_SHIFT, stat_md_},
-          {DNNL_ARG_DIFF_SCALE, stat_md_}, {DNNL_ARG_DIFF_SHIFT, stat_md_}};
+      std::vector<std::pair<int, memory::desc>> args = {{DNNL_ARG_SRC, md_},
+                                                        {DNNL_ARG_DIFF_DST, md_},
+                                                        {DNNL_ARG_MEAN, stat_md_},
+                                                        {DNNL_ARG_VARIANCE, stat_md_},
+                                                        {DNNL_ARG_SCALE, stat_md_},
+                                                        {DNNL_ARG_DIFF_SRC, md_},
+                                                        {DNNL_ARG_SHIFT, stat_md_},
+                                                        {DNNL_ARG_DIFF_SCALE, stat_md_},
+                                                        {DNNL_ARG_DIFF_SHIFT, stat_md_}};
       if (p_.fuse_relu) args.push_back({DNNL_ARG_WORKSPACE, train_pd_.workspace_desc()});
       bwd_ = BoundPrimitive(dnnl::batch_normalization_backward(pd), ctx_.engine(), args,
                             pd.scratchpad_desc().get_size());

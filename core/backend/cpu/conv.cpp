@@ -134,10 +134,11 @@ class CpuConv final : public ConvOp {
     bd_dx_md_ = pd.diff_src_desc();
     bd_w_md_ = pd.weights_desc();
     bd_dy_md_ = pd.diff_dst_desc();
-    bwd_data_ = BoundPrimitive(
-        dnnl::convolution_backward_data(pd), ctx_.engine(),
-        {{DNNL_ARG_DIFF_SRC, bd_dx_md_}, {DNNL_ARG_WEIGHTS, bd_w_md_}, {DNNL_ARG_DIFF_DST, bd_dy_md_}},
-        pd.scratchpad_desc().get_size());
+    bwd_data_ = BoundPrimitive(dnnl::convolution_backward_data(pd), ctx_.engine(),
+                               {{DNNL_ARG_DIFF_SRC, bd_dx_md_},
+                                {DNNL_ARG_WEIGHTS, bd_w_md_},
+                                {DNNL_ARG_DIFF_DST, bd_dy_md_}},
+                               pd.scratchpad_desc().get_size());
   }
 
   void make_backward_weights() {
@@ -146,8 +147,8 @@ class CpuConv final : public ConvOp {
       memory::desc x_any(to_dims(x_shape_), f32, Tag::any), y_any(to_dims(y_shape_), f32, Tag::any);
       auto d = p_.bias ? dnnl::convolution_backward_weights::desc(
                              algorithm::convolution_direct, x_any, wmd,
-                             memory::desc({p_.out_channels}, f32, Tag::a), y_any,
-                             desc_args_.stride, desc_args_.dilate, desc_args_.pad, desc_args_.pad)
+                             memory::desc({p_.out_channels}, f32, Tag::a), y_any, desc_args_.stride,
+                             desc_args_.dilate, desc_args_.pad, desc_args_.pad)
                        : dnnl::convolution_backward_weights::desc(
                              algorithm::convolution_direct, x_any, wmd, y_any, desc_args_.stride,
                              desc_args_.dilate, desc_args_.pad, desc_args_.pad);

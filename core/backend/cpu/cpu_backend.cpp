@@ -32,7 +32,8 @@ LayoutPtr CpuBackend::layout_like(const TensorDesc& like, const Shape& shape) {
     tag = b.inner_blks[0] == 16 ? Tag::nChw16c : b.inner_blks[0] == 8 ? Tag::nChw8c : Tag::nChw4c;
   }
   RN_CHECK(tag != Tag::undef, "[layout] no tag for " << like.str());
-  return desc_of(shape, memory::desc(to_dims(shape), dnnl_type(like.dtype), tag), like.dtype).layout;
+  return desc_of(shape, memory::desc(to_dims(shape), dnnl_type(like.dtype), tag), like.dtype)
+      .layout;
 }
 
 Tensor CpuBackend::allocate_persistent(const TensorDesc& desc) {

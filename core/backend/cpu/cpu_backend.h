@@ -21,10 +21,12 @@ class CpuBackend final : public Backend {
   Tensor upload_persistent(const Tensor& host) override;
   Tensor download(const Tensor& t) override;
 
-  std::unique_ptr<ConvOp> make_conv(const ConvParams& p, const TensorDesc& x, bool training) override;
+  std::unique_ptr<ConvOp> make_conv(const ConvParams& p, const TensorDesc& x,
+                                    bool training) override;
   std::unique_ptr<BatchNormOp> make_batch_norm(const BatchNormParams& p, const TensorDesc& x,
                                                bool training) override;
-  std::unique_ptr<PoolOp> make_pool(const PoolParams& p, const TensorDesc& x, bool training) override;
+  std::unique_ptr<PoolOp> make_pool(const PoolParams& p, const TensorDesc& x,
+                                    bool training) override;
   std::unique_ptr<LinearOp> make_linear(const LinearParams& p, const TensorDesc& x) override;
 
   void relu_forward(const Tensor& x, Tensor& y) override;

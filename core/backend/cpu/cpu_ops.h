@@ -15,10 +15,11 @@ std::unique_ptr<BatchNormOp> make_batch_norm(DnnlContext& ctx, const BatchNormPa
                                              const TensorDesc& x, bool training);
 std::unique_ptr<PoolOp> make_pool(DnnlContext& ctx, const PoolParams& p, const TensorDesc& x,
                                   bool training);
-std::unique_ptr<LinearOp> make_linear(DnnlContext& ctx, const LinearParams& p,
-                                      const TensorDesc& x);
+std::unique_ptr<LinearOp> make_linear(DnnlContext& ctx, const LinearParams& p, const TensorDesc& x);
 
 // True when oneDNN fell back to its reference (slow) implementation.
-inline bool is_reference_impl(const char* impl) { return std::string(impl).rfind("ref", 0) == 0; }
+inline bool is_reference_impl(const char* impl) {
+  return std::string(impl).rfind("ref", 0) == 0;
+}
 
 }  // namespace rn::cpu

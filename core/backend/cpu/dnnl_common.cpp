@@ -34,19 +34,26 @@ std::string DnnlLayout::str() const {
 
 memory::data_type dnnl_type(DType t) {
   switch (t) {
-    case DType::f32: return memory::data_type::f32;
-    case DType::bf16: return memory::data_type::bf16;
-    case DType::f16: return memory::data_type::f16;
-    case DType::i32: return memory::data_type::s32;
+    case DType::f32:
+      return memory::data_type::f32;
+    case DType::bf16:
+      return memory::data_type::bf16;
+    case DType::f16:
+      return memory::data_type::f16;
+    case DType::i32:
+      return memory::data_type::s32;
   }
   return memory::data_type::undef;
 }
 
-memory::dims to_dims(const Shape& s) { return memory::dims(s.dims().begin(), s.dims().end()); }
+memory::dims to_dims(const Shape& s) {
+  return memory::dims(s.dims().begin(), s.dims().end());
+}
 
 memory::desc plain_md(const memory::dims& dims, DType t) {
   memory::dims strides(dims.size(), 1);
-  for (int i = static_cast<int>(dims.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * dims[i + 1];
+  for (int i = static_cast<int>(dims.size()) - 2; i >= 0; --i)
+    strides[i] = strides[i + 1] * dims[i + 1];
   return memory::desc(dims, dnnl_type(t), strides);
 }
 
@@ -64,7 +71,9 @@ TensorDesc desc_of(const Shape& shape, const memory::desc& md, DType t) {
   return TensorDesc{shape, t, std::make_shared<DnnlLayout>(md)};
 }
 
-PoolAllocator::~PoolAllocator() { trim(); }
+PoolAllocator::~PoolAllocator() {
+  trim();
+}
 
 void* PoolAllocator::allocate(size_t bytes) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -168,8 +177,9 @@ Reorderer::Reorderer(DnnlContext& ctx, const memory::desc& from, const memory::d
     : from_(from), to_(to) {
   auto pd = RN_DNNL_CHECK(
       dnnl::reorder::primitive_desc(ctx.engine(), from, ctx.engine(), to, DnnlContext::attr()));
-  prim_ = BoundPrimitive(dnnl::reorder(pd), ctx.engine(), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}},
-                         pd.scratchpad_desc().get_size());
+  prim_ =
+      BoundPrimitive(dnnl::reorder(pd), ctx.engine(), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}},
+                     pd.scratchpad_desc().get_size());
 }
 
 void Reorderer::run(DnnlContext& ctx, const void* src, void* dst) {

@@ -12,15 +12,14 @@
 #include "core/tensor.h"
 
 // Wraps a oneDNN call; dnnl::error carries the library's own message and status.
-#define RN_DNNL_CHECK(expr)                                                                  \
-  [&]() -> decltype(auto) {                                                                  \
-    try {                                                                                    \
-      return expr;                                                                           \
-    } catch (const dnnl::error& e) {                                                         \
-      ::rn::detail::throw_error(::rn::str_cat("oneDNN: ", e.what(), " (status ", e.status, \
-                                              ")"),                                          \
-                                #expr, __FILE__, __LINE__);                                  \
-    }                                                                                        \
+#define RN_DNNL_CHECK(expr)                                                                      \
+  [&]() -> decltype(auto) {                                                                      \
+    try {                                                                                        \
+      return expr;                                                                               \
+    } catch (const dnnl::error& e) {                                                             \
+      ::rn::detail::throw_error(::rn::str_cat("oneDNN: ", e.what(), " (status ", e.status, ")"), \
+                                #expr, __FILE__, __LINE__);                                      \
+    }                                                                                            \
   }()
 
 namespace rn::cpu {

@@ -11,7 +11,9 @@ namespace {
 // Below this many floats a parallel region costs more than it saves.
 constexpr int64_t kParallelGrain = 1 << 15;
 
-int64_t float_count(const Tensor& t) { return static_cast<int64_t>(t.bytes() / sizeof(float)); }
+int64_t float_count(const Tensor& t) {
+  return static_cast<int64_t>(t.bytes() / sizeof(float));
+}
 
 void check_same(const char* op, const Tensor& a, const Tensor& b) {
   RN_CHECK(a.desc().same_layout(b.desc()),
@@ -24,7 +26,8 @@ class ChannelBlockedIndexer {
  public:
   explicit ChannelBlockedIndexer(const memory::desc& md) {
     const auto& d = md.data;
-    RN_CHECK(d.ndims == 4 && d.format_kind == dnnl_blocked, "[shortcut] needs a 4-D blocked layout");
+    RN_CHECK(d.ndims == 4 && d.format_kind == dnnl_blocked,
+             "[shortcut] needs a 4-D blocked layout");
     const auto& b = d.format_desc.blocking;
     RN_CHECK(b.inner_nblks == 0 || (b.inner_nblks == 1 && b.inner_idxs[0] == 1),
              "[shortcut] only the channel dimension may be blocked");

@@ -100,7 +100,8 @@ class CpuLinear final : public LinearOp {
 
 }  // namespace
 
-std::unique_ptr<LinearOp> make_linear(DnnlContext& ctx, const LinearParams& p, const TensorDesc& x) {
+std::unique_ptr<LinearOp> make_linear(DnnlContext& ctx, const LinearParams& p,
+                                      const TensorDesc& x) {
   return std::make_unique<CpuLinear>(ctx, p, x);
 }
 

@@ -19,7 +19,8 @@ LossStats CpuBackend::softmax_cross_entropy(const Tensor& logits, const Tensor& 
   const double eps = p.label_smoothing;
   // Checked before the parallel loop: an exception must not leave an OpenMP region.
   for (int64_t i = 0; i < n; ++i)
-    RN_CHECK(y[i] >= 0 && y[i] < k, "[cross_entropy] label " << y[i] << " outside [0, " << k << ")");
+    RN_CHECK(y[i] >= 0 && y[i] < k,
+             "[cross_entropy] label " << y[i] << " outside [0, " << k << ")");
   double loss = 0;
   int64_t top1 = 0, top5 = 0;
 #pragma omp parallel for reduction(+ : loss, top1, top5) if (n * k > 65536)
@@ -28,7 +29,8 @@ LossStats CpuBackend::softmax_cross_entropy(const Tensor& logits, const Tensor& 
     const int32_t label = y[i];
     const float mx = *std::max_element(row, row + k);
     double sum = 0, sum_z = 0;
-    for (int64_t j = 0; j < k; ++j) sum += std::exp(static_cast<double>(row[j] - mx)), sum_z += row[j];
+    for (int64_t j = 0; j < k; ++j)
+      sum += std::exp(static_cast<double>(row[j] - mx)), sum_z += row[j];
     const double log_sum = std::log(sum) + mx;
     // (1 - eps) * -log p_y + eps * mean_j(-log p_j), as PyTorch's label_smoothing.
     loss += (1 - eps) * (log_sum - row[label]) + eps * (log_sum - sum_z / k);

@@ -8,8 +8,8 @@ namespace {
 
 void check_update(const char* op, const Tensor& w, const Tensor& g, const Tensor& m) {
   RN_CHECK(w.desc().same_layout(g.desc()) && w.desc().same_layout(m.desc()),
-           "[" << op << "] weight, gradient and momentum layouts differ: " << w.desc().str()
-               << ", " << g.desc().str() << ", " << m.desc().str());
+           "[" << op << "] weight, gradient and momentum layouts differ: " << w.desc().str() << ", "
+               << g.desc().str() << ", " << m.desc().str());
 }
 
 }  // namespace

@@ -19,16 +19,18 @@ class CpuPool final : public PoolOp {
     RN_CHECK(oh > 0 && ow > 0, "[pool] input " << x.shape.str() << " too small for kernel " << kh);
     y_shape_ = Shape{n, c, oh, ow};
     // PyTorch's AvgPool2d counts padding by default (count_include_pad=True).
-    alg_ = p.kind == PoolKind::max ? algorithm::pooling_max : algorithm::pooling_avg_include_padding;
+    alg_ =
+        p.kind == PoolKind::max ? algorithm::pooling_max : algorithm::pooling_avg_include_padding;
     stride_ = {s, s};
     kernel_ = {kh, kw};
     pad_ = {pad, pad};
     const bool need_ws = training && p.kind == PoolKind::max;
-    dnnl::pooling_forward::desc d(need_ws ? prop_kind::forward_training : prop_kind::forward_inference,
-                                  alg_, x_md_,
-                                  memory::desc(to_dims(y_shape_), memory::data_type::f32, Tag::any),
-                                  stride_, kernel_, pad_, pad_);
-    fwd_pd_ = RN_DNNL_CHECK(dnnl::pooling_forward::primitive_desc(d, DnnlContext::attr(), ctx.engine()));
+    dnnl::pooling_forward::desc d(
+        need_ws ? prop_kind::forward_training : prop_kind::forward_inference, alg_, x_md_,
+        memory::desc(to_dims(y_shape_), memory::data_type::f32, Tag::any), stride_, kernel_, pad_,
+        pad_);
+    fwd_pd_ =
+        RN_DNNL_CHECK(dnnl::pooling_forward::primitive_desc(d, DnnlContext::attr(), ctx.engine()));
     y_md_ = fwd_pd_.dst_desc();
     out_desc_ = desc_of(y_shape_, y_md_);
     std::vector<std::pair<int, memory::desc>> args = {{DNNL_ARG_SRC, x_md_}, {DNNL_ARG_DST, y_md_}};

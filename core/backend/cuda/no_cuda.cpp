@@ -5,10 +5,13 @@
 namespace rn {
 
 std::unique_ptr<Backend> make_cuda_backend(int) {
-  RN_FAIL("train.device 'cuda': this resnet was built without CUDA (CUDA toolkit, cuDNN and NCCL "
-          "were not found at configure time)");
+  RN_FAIL(
+      "train.device 'cuda': this resnet was built without CUDA (CUDA toolkit, cuDNN and NCCL "
+      "were not found at configure time)");
 }
 
-bool cuda_available() { return false; }
+bool cuda_available() {
+  return false;
+}
 
 }  // namespace rn
