@@ -10,8 +10,7 @@
 namespace rn::cpu {
 
 CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_max_threads()) {
-  // oneDNN runs on OpenMP: the thread count is OpenMP's.
-  omp_set_num_threads(threads_);
+  ctx_.set_threads(threads_);
 }
 
 std::string CpuBackend::name() const {

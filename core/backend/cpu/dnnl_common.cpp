@@ -1,6 +1,8 @@
 // The oneDNN context, layouts, pool and primitive binding shared by every CPU op.
 #include "core/backend/cpu/dnnl_common.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -166,6 +168,7 @@ BoundPrimitive& BoundPrimitive::bind(int arg, const void* ptr) {
 
 void BoundPrimitive::run(DnnlContext& ctx) {
   if (scratchpad_bytes_ > 0) bind(DNNL_ARG_SCRATCHPAD, ctx.scratchpad(scratchpad_bytes_));
+  omp_set_num_threads(ctx.threads());
   try {
     prim_.execute(ctx.stream(), args_);
   } catch (const dnnl::error& e) {

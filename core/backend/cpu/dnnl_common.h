@@ -78,6 +78,10 @@ class DnnlContext {
   dnnl::stream& stream() { return stream_; }
   PoolAllocator& pool() { return pool_; }
   void* scratchpad(size_t bytes);
+  // oneDNN runs on OpenMP, whose thread count is per calling thread, not per backend: every
+  // primitive run sets this backend's count first.
+  void set_threads(int n) { threads_ = n; }
+  int threads() const { return threads_; }
   Tensor allocate(const TensorDesc& d);
   // A primitive attribute asking for user-provided scratchpad.
   static dnnl::primitive_attr attr();
@@ -88,6 +92,7 @@ class DnnlContext {
   PoolAllocator pool_;
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
+  int threads_ = 1;
 };
 
 // One primitive with its argument memories built once; each run binds the current pointers.

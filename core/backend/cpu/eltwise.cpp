@@ -47,7 +47,7 @@ class ChannelBlockedIndexer {
 
 // Runs f(x_offset, y_offset) for every (n, c, h, w) of y whose channel maps into x.
 template <typename F>
-void for_each_shortcut_pair(const Tensor& x, const Tensor& y, int stride, F f) {
+void for_each_shortcut_pair(const Tensor& x, const Tensor& y, int stride, int threads, F f) {
   const Shape& xs = x.shape();
   const Shape& ys = y.shape();
   RN_CHECK(xs[0] == ys[0] && ys[1] >= xs[1] && ys[2] == (xs[2] + stride - 1) / stride &&
@@ -57,7 +57,7 @@ void for_each_shortcut_pair(const Tensor& x, const Tensor& y, int stride, F f) {
   const int64_t before = (ys[1] - xs[1]) / 2;
   const int64_t xh = xi.stride_h() * stride, xw = xi.stride_w() * stride;
   const int64_t yh = yi.stride_h(), yw = yi.stride_w();
-#pragma omp parallel for collapse(2)
+#pragma omp parallel for collapse(2) num_threads(threads)
   for (int64_t n = 0; n < ys[0]; ++n)
     for (int64_t c = 0; c < xs[1]; ++c) {
       const int64_t xb = xi.base(n, c), yb = yi.base(n, c + before);
@@ -73,7 +73,7 @@ void CpuBackend::relu_forward(const Tensor& x, Tensor& y) {
   const float* a = x.data_as<float>();
   float* o = y.data_as<float>();
   const int64_t n = float_count(x);
-#pragma omp parallel for if (n > kParallelGrain)
+#pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) o[i] = a[i] > 0.f ? a[i] : 0.f;
 }
 
@@ -84,7 +84,7 @@ void CpuBackend::relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
   const float* g = dy.data_as<float>();
   float* o = dx.data_as<float>();
   const int64_t n = float_count(y);
-#pragma omp parallel for if (n > kParallelGrain)
+#pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) o[i] = out[i] > 0.f ? g[i] : 0.f;
 }
 
@@ -97,7 +97,7 @@ void CpuBackend::relu_backward_add(const Tensor& y, const Tensor& a, const Tenso
   const float* q = b.data_as<float>();
   float* o = dx.data_as<float>();
   const int64_t n = float_count(y);
-#pragma omp parallel for if (n > kParallelGrain)
+#pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) o[i] = out[i] > 0.f ? p[i] + q[i] : 0.f;
 }
 
@@ -109,10 +109,10 @@ void CpuBackend::add(const Tensor& a, const Tensor& b, Tensor& y, bool relu) {
   float* o = y.data_as<float>();
   const int64_t n = float_count(a);
   if (relu) {
-#pragma omp parallel for if (n > kParallelGrain)
+#pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
     for (int64_t i = 0; i < n; ++i) o[i] = std::max(p[i] + q[i], 0.f);
   } else {
-#pragma omp parallel for if (n > kParallelGrain)
+#pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
     for (int64_t i = 0; i < n; ++i) o[i] = p[i] + q[i];
   }
 }
@@ -122,7 +122,7 @@ void CpuBackend::add_inplace(Tensor& y, const Tensor& x) {
   const float* p = x.data_as<float>();
   float* o = y.data_as<float>();
   const int64_t n = float_count(x);
-#pragma omp parallel for if (n > kParallelGrain)
+#pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) o[i] += p[i];
 }
 
@@ -131,7 +131,7 @@ void CpuBackend::axpby(Tensor& y, float a, const Tensor& x, float b) {
   const float* p = x.data_as<float>();
   float* o = y.data_as<float>();
   const int64_t n = float_count(x);
-#pragma omp parallel for if (n > kParallelGrain)
+#pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) o[i] = a * p[i] + b * o[i];
 }
 
@@ -139,7 +139,7 @@ void CpuBackend::pad_shortcut_forward(const Tensor& x, int stride, Tensor& y) {
   fill(y, 0.f);
   const float* xp = x.data_as<float>();
   float* yp = y.data_as<float>();
-  for_each_shortcut_pair(x, y, stride, [&](int64_t xo, int64_t yo) { yp[yo] = xp[xo]; });
+  for_each_shortcut_pair(x, y, stride, threads_, [&](int64_t xo, int64_t yo) { yp[yo] = xp[xo]; });
 }
 
 void CpuBackend::pad_shortcut_backward(const Tensor& dy, int stride, Tensor& dx) {
@@ -147,7 +147,7 @@ void CpuBackend::pad_shortcut_backward(const Tensor& dy, int stride, Tensor& dx)
   fill(dx, 0.f);
   const float* g = dy.data_as<float>();
   float* o = dx.data_as<float>();
-  for_each_shortcut_pair(dx, dy, stride, [&](int64_t xo, int64_t yo) { o[xo] = g[yo]; });
+  for_each_shortcut_pair(dx, dy, stride, threads_, [&](int64_t xo, int64_t yo) { o[xo] = g[yo]; });
 }
 
 void CpuBackend::fill(Tensor& t, float value) {
@@ -164,14 +164,14 @@ void CpuBackend::fill(Tensor& t, float value) {
     reorder(plain, t);
     return;
   }
-#pragma omp parallel for if (n > kParallelGrain)
+#pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) o[i] = value;
 }
 
 void CpuBackend::scale(Tensor& t, float factor) {
   float* o = t.data_as<float>();
   const int64_t n = float_count(t);
-#pragma omp parallel for if (n > kParallelGrain)
+#pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) o[i] *= factor;
 }
 

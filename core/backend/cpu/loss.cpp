@@ -23,7 +23,7 @@ LossStats CpuBackend::softmax_cross_entropy(const Tensor& logits, const Tensor& 
              "[cross_entropy] label " << y[i] << " outside [0, " << k << ")");
   double loss = 0;
   int64_t top1 = 0, top5 = 0;
-#pragma omp parallel for reduction(+ : loss, top1, top5) if (n * k > 65536)
+#pragma omp parallel for num_threads(threads_) reduction(+ : loss, top1, top5) if (n * k > 65536)
   for (int64_t i = 0; i < n; ++i) {
     const float* row = z + i * k;
     const int32_t label = y[i];

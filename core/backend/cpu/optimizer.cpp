@@ -22,14 +22,14 @@ void CpuBackend::sgd_update(const SgdParams& p, Tensor& w, const Tensor& g, Tens
   const int64_t n = static_cast<int64_t>(w.bytes() / sizeof(float));
   const float lr = p.lr, mu = p.momentum, wd = p.weight_decay;
   if (p.nesterov) {
-#pragma omp parallel for simd if (n > 32768)
+#pragma omp parallel for simd num_threads(threads_) if (n > 32768)
     for (int64_t i = 0; i < n; ++i) {
       const float d = gp[i] + wd * wp[i];
       mp[i] = mu * mp[i] + d;
       wp[i] -= lr * (d + mu * mp[i]);
     }
   } else {
-#pragma omp parallel for simd if (n > 32768)
+#pragma omp parallel for simd num_threads(threads_) if (n > 32768)
     for (int64_t i = 0; i < n; ++i) {
       mp[i] = mu * mp[i] + gp[i] + wd * wp[i];
       wp[i] -= lr * mp[i];
@@ -44,14 +44,14 @@ void CpuBackend::lars_update(const LarsParams& p, Tensor& w, const Tensor& g, Te
   float* mp = m.data_as<float>();
   const int64_t n = static_cast<int64_t>(w.bytes() / sizeof(float));
   double w2 = 0, g2 = 0;
-#pragma omp parallel for reduction(+ : w2, g2) if (n > 32768)
+#pragma omp parallel for num_threads(threads_) reduction(+ : w2, g2) if (n > 32768)
   for (int64_t i = 0; i < n; ++i) w2 += double(wp[i]) * wp[i], g2 += double(gp[i]) * gp[i];
   const double wn = std::sqrt(w2), gn = std::sqrt(g2);
   const double denom = gn + p.weight_decay * wn;
   // A zero weight or gradient norm falls back to the plain learning rate.
   const float trust = (wn > 0 && gn > 0) ? static_cast<float>(p.eta * wn / denom) : 1.f;
   const float lr = p.lr * trust, mu = p.momentum, wd = p.weight_decay;
-#pragma omp parallel for simd if (n > 32768)
+#pragma omp parallel for simd num_threads(threads_) if (n > 32768)
   for (int64_t i = 0; i < n; ++i) {
     mp[i] = mu * mp[i] + lr * (gp[i] + wd * wp[i]);
     wp[i] -= mp[i];
