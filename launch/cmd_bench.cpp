@@ -50,19 +50,13 @@ int run_bench(const std::vector<std::string>& argv) {
                      {},
                      {"json", "train-only", "infer-only"}});
   const std::string name = args.required("model");
-  DefaultInput d = default_input(name);
-  if (args.has("input")) {
-    auto dims = parse_dims(args.get("input"), 3, "--input");
-    d.channels = static_cast<int>(dims[0]), d.height = static_cast<int>(dims[1]),
-    d.width = static_cast<int>(dims[2]);
-  }
-  d.classes = args.get_int("classes", d.classes);
+  const DefaultInput d = input_from_args(args, name);
   const int batch = args.get_int("batch", 16), warmup = args.get_int("warmup", 3),
             iters = args.get_int("iters", 10);
   const int threads =
       args.get_int("threads", static_cast<int>(std::thread::hardware_concurrency()));
-  if (batch < 1 || warmup < 0 || iters < 1 || threads < 1 || d.classes < 1)
-    RN_FAIL("--batch, --iters, --threads and --classes must be positive, --warmup >= 0");
+  if (batch < 1 || warmup < 0 || iters < 1 || threads < 1)
+    RN_FAIL("--batch, --iters and --threads must be positive, --warmup >= 0");
   const std::string dev = args.get("device", "cpu");
   if (dev != "cpu" && dev != "cuda") RN_FAIL("--device must be cpu or cuda, got '" << dev << "'");
   auto backend =

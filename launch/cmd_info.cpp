@@ -14,10 +14,8 @@ DefaultInput default_input(const std::string& model) {
   return {3, 224, 224, 1000};
 }
 
-int run_info(const std::vector<std::string>& argv) {
-  Args args("info", argv, FlagSpec{{"model", "input", "classes"}, {}, {"json"}});
-  const std::string name = args.required("model");
-  DefaultInput d = default_input(name);
+DefaultInput input_from_args(const Args& args, const std::string& model) {
+  DefaultInput d = default_input(model);
   if (args.has("input")) {
     auto dims = parse_dims(args.get("input"), 3, "--input");
     d.channels = static_cast<int>(dims[0]), d.height = static_cast<int>(dims[1]),
@@ -25,6 +23,13 @@ int run_info(const std::vector<std::string>& argv) {
   }
   d.classes = args.get_int("classes", d.classes);
   if (d.classes < 1) RN_FAIL("--classes must be positive");
+  return d;
+}
+
+int run_info(const std::vector<std::string>& argv) {
+  Args args("info", argv, FlagSpec{{"model", "input", "classes"}, {}, {"json"}});
+  const std::string name = args.required("model");
+  const DefaultInput d = input_from_args(args, name);
   auto backend = make_cpu_backend(1);
   auto net = models::build_model(*backend, models::model_spec(name, d.channels, d.classes), 0);
   const Shape in{1, d.channels, d.height, d.width};

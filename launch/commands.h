@@ -16,5 +16,8 @@ struct DefaultInput {
   int channels, height, width, classes;
 };
 DefaultInput default_input(const std::string& model);
+class Args;
+// default_input overridden by --input CxHxW and --classes N.
+DefaultInput input_from_args(const Args& args, const std::string& model);
 
 }  // namespace rn::launch
