@@ -61,7 +61,8 @@ void Module::relayout(Parameter& p, const TensorDesc& want) {
   };
   move(p.value);
   move(p.momentum);
-  p.grad = Tensor();
+  // A gradient in the old layout no longer matches; grad_buffer takes a new one at backward.
+  if (p.grad.defined() && !p.grad.desc().same_layout(want)) p.grad = Tensor();
 }
 
 Tensor& Module::grad_buffer(Parameter& p) {
