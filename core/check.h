@@ -54,14 +54,14 @@ std::string str_cat(const Args&... args) {
 
 // An MPI call that must return MPI_SUCCESS; the message is MPI_Error_string's. Expands only where
 // <mpi.h> is included (the distributed library), so core itself stays free of MPI.
-#define RN_MPI_CHECK(expr)                                                                    \
-  do {                                                                                        \
-    int rn_mpi_rc_ = (expr);                                                                  \
-    if (rn_mpi_rc_ != MPI_SUCCESS) {                                                          \
-      char rn_mpi_msg_[MPI_MAX_ERROR_STRING];                                                 \
-      int rn_mpi_len_ = 0;                                                                    \
-      MPI_Error_string(rn_mpi_rc_, rn_mpi_msg_, &rn_mpi_len_);                                \
+#define RN_MPI_CHECK(expr)                                                                     \
+  do {                                                                                         \
+    int rn_mpi_rc_ = (expr);                                                                   \
+    if (rn_mpi_rc_ != MPI_SUCCESS) {                                                           \
+      char rn_mpi_msg_[MPI_MAX_ERROR_STRING];                                                  \
+      int rn_mpi_len_ = 0;                                                                     \
+      MPI_Error_string(rn_mpi_rc_, rn_mpi_msg_, &rn_mpi_len_);                                 \
       ::rn::detail::throw_error(std::string("[mpi] ") + std::string(rn_mpi_msg_, rn_mpi_len_), \
-                                #expr, __FILE__, __LINE__);                                   \
-    }                                                                                         \
+                                #expr, __FILE__, __LINE__);                                    \
+    }                                                                                          \
   } while (0)

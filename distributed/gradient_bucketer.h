@@ -1,0 +1,66 @@
+// GradientBucketer: sums parameter gradients across ranks in buckets while backward is still
+// running, so that communication overlaps the remaining backward computation (as PyTorch DDP).
+#pragma once
+
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "core/nn/module.h"
+#include "distributed/communicator.h"
+
+namespace rn::distributed {
+
+class GradientBucketer {
+ public:
+  static constexpr size_t kDefaultBucketBytes = size_t{25} << 20;
+  static constexpr size_t kDefaultFirstBucketBytes = size_t{1} << 20;
+
+  // Buckets take the parameters in reverse order (backward produces the last layers' gradients
+  // first); the first bucket is small so that communication starts early. Installs an
+  // `on_grad_ready` hook on every parameter, removed again by the destructor.
+  GradientBucketer(Backend& backend, Communicator& comm, std::vector<nn::NamedParameter> params,
+                   size_t bucket_bytes = kDefaultBucketBytes,
+                   size_t first_bucket_bytes = kDefaultFirstBucketBytes);
+  ~GradientBucketer();
+  GradientBucketer(const GradientBucketer&) = delete;
+  GradientBucketer& operator=(const GradientBucketer&) = delete;
+
+  // Waits for every bucket, averages (divides by the number of ranks) and writes the result back
+  // into each parameter's `grad`. Throws, naming them, when some gradients never became ready.
+  void finish();
+
+  size_t num_buckets() const { return buckets_.size(); }
+  // The parameter names of bucket `i`, in the order they are packed.
+  std::vector<std::string> bucket_names(size_t i) const;
+
+ private:
+  struct Bucket {
+    std::vector<size_t> members;  // indices into params_
+    std::vector<bool> ready;
+    size_t num_ready = 0;
+    std::vector<float> flat;      // host buffer the all-reduce works on
+    std::vector<size_t> offsets;  // floats, one per member, where its gradient starts
+    std::unique_ptr<Request> request;
+  };
+  struct Slot {
+    size_t bucket, index;
+  };
+
+  void on_ready(nn::Parameter& p);
+  void launch(Bucket& b);
+  void pack(Bucket& b);
+  void unpack(Bucket& b);
+  void progress();
+  void reset();
+
+  Backend& backend_;
+  Communicator& comm_;
+  std::vector<nn::NamedParameter> params_;
+  std::vector<Bucket> buckets_;
+  std::unordered_map<const nn::Parameter*, Slot> slots_;
+  // Buckets start in index order on every rank (collectives must be issued in one order).
+  size_t next_launch_ = 0;
+};
+
+}  // namespace rn::distributed

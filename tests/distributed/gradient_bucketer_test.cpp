@@ -1,0 +1,198 @@
+// GradientBucketer: every rank ends with the mean gradient, whatever the bucket sizes, for fake
+// gradients and for a real network's backward (against the shards computed one after another).
+#include "distributed/gradient_bucketer.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <deque>
+#include <random>
+
+#include "core/check.h"
+#include "core/models/model_spec.h"
+
+namespace rn::distributed {
+namespace {
+
+// Parameters with canonical shapes of a small network; gradients are integers so that sums are
+// exact and every bucketing must give bit-identical means.
+struct FakeParameters {
+  std::deque<nn::Parameter> storage;
+  std::vector<nn::NamedParameter> named;
+  explicit FakeParameters(int rank) {
+    const std::vector<Shape> shapes{{16, 3, 3, 3}, {16},     {16}, {32, 16, 3, 3},
+                                    {32},          {10, 32}, {10}};
+    for (size_t k = 0; k < shapes.size(); ++k) {
+      nn::Parameter& p = storage.emplace_back();
+      p.shape = shapes[k];
+      p.value = Tensor::zeros(shapes[k]);
+      p.grad = Tensor::zeros(shapes[k]);
+      float* g = p.grad.data_as<float>();
+      for (int64_t i = 0; i < p.grad.numel(); ++i)
+        g[i] = static_cast<float>((rank + 1) * int(k + 1) + int(i % 13));
+      named.push_back({"p" + std::to_string(k), &p});
+    }
+  }
+  static float expected(int ranks, size_t k, int64_t i) {
+    float sum = static_cast<float>(ranks * (ranks + 1) / 2 * int(k + 1) + ranks * int(i % 13));
+    return sum * (1.0f / static_cast<float>(ranks));
+  }
+};
+
+std::vector<std::vector<float>> run_fake(Communicator& comm, size_t bucket_bytes,
+                                         size_t first_bucket_bytes, size_t* num_buckets) {
+  auto backend = make_cpu_backend(1);
+  FakeParameters fake(comm.rank());
+  GradientBucketer bucketer(*backend, comm, fake.named, bucket_bytes, first_bucket_bytes);
+  *num_buckets = bucketer.num_buckets();
+  for (size_t k = fake.storage.size(); k-- > 0;) fake.storage[k].mark_ready();
+  bucketer.finish();
+  std::vector<std::vector<float>> out;
+  for (auto& p : fake.storage) out.push_back(p.grad.to_vector());
+  return out;
+}
+
+TEST(GradientBucketer, MeanOfFakeGradientsForAnyBucketSize) {
+  auto comm = make_communicator();
+  size_t one_each = 0, one_bucket = 0, defaults = 0;
+  auto a = run_fake(*comm, 1, 1, &one_each);
+  auto b = run_fake(*comm, size_t{1} << 40, size_t{1} << 40, &one_bucket);
+  auto c = run_fake(*comm, GradientBucketer::kDefaultBucketBytes,
+                    GradientBucketer::kDefaultFirstBucketBytes, &defaults);
+  EXPECT_EQ(one_each, 7u);
+  EXPECT_EQ(one_bucket, 1u);
+  EXPECT_EQ(defaults, 1u);  // 22 KiB fit the first bucket
+  for (size_t k = 0; k < a.size(); ++k)
+    for (size_t i = 0; i < a[k].size(); ++i) {
+      ASSERT_EQ(a[k][i], FakeParameters::expected(comm->size(), k, int64_t(i))) << k << "," << i;
+      ASSERT_EQ(b[k][i], a[k][i]);
+      ASSERT_EQ(c[k][i], a[k][i]);
+    }
+}
+
+TEST(GradientBucketer, BucketsFollowReverseOrderWithASmallFirstBucket) {
+  SingleProcessCommunicator comm;
+  auto backend = make_cpu_backend(1);
+  FakeParameters fake(0);
+  // 1728 B, 64, 64, 18432, 128, 1280, 40: first bucket <= 1400 B, then <= 2000 B;
+  // a parameter larger than a bucket gets one of its own.
+  GradientBucketer bucketer(*backend, comm, fake.named, 2000, 1400);
+  ASSERT_EQ(bucketer.num_buckets(), 4u);
+  EXPECT_EQ(bucketer.bucket_names(0), (std::vector<std::string>{"p6", "p5"}));
+  EXPECT_EQ(bucketer.bucket_names(1), (std::vector<std::string>{"p4"}));
+  EXPECT_EQ(bucketer.bucket_names(2), (std::vector<std::string>{"p3"}));
+  EXPECT_EQ(bucketer.bucket_names(3), (std::vector<std::string>{"p2", "p1", "p0"}));
+}
+
+TEST(GradientBucketer, ReadyOutOfOrderStillAverages) {
+  auto comm = make_communicator();
+  auto backend = make_cpu_backend(1);
+  FakeParameters fake(comm->rank());
+  GradientBucketer bucketer(*backend, *comm, fake.named, 1, 1);
+  for (auto& p : fake.storage) p.mark_ready();  // forward order: last bucket first
+  bucketer.finish();
+  for (size_t k = 0; k < fake.storage.size(); ++k) {
+    auto g = fake.storage[k].grad.to_vector();
+    for (size_t i = 0; i < g.size(); ++i)
+      ASSERT_EQ(g[i], FakeParameters::expected(comm->size(), k, int64_t(i)));
+  }
+}
+
+TEST(GradientBucketer, GradientNeverReadyIsAnErrorNamingIt) {
+  auto comm = make_communicator();
+  auto backend = make_cpu_backend(1);
+  FakeParameters fake(comm->rank());
+  GradientBucketer bucketer(*backend, *comm, fake.named, 1, 1);
+  for (size_t k = 0; k < fake.storage.size(); ++k)
+    if (k != 3) fake.storage[k].mark_ready();
+  try {
+    bucketer.finish();
+    FAIL() << "finish() should have thrown";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("p3"), std::string::npos) << e.what();
+  }
+  // The next step starts clean.
+  for (size_t k = fake.storage.size(); k-- > 0;) fake.storage[k].mark_ready();
+  bucketer.finish();
+}
+
+TEST(GradientBucketer, ReadyTwiceIsAnError) {
+  SingleProcessCommunicator comm;
+  auto backend = make_cpu_backend(1);
+  FakeParameters fake(0);
+  GradientBucketer bucketer(*backend, comm, fake.named);
+  fake.storage[0].mark_ready();
+  EXPECT_THROW(fake.storage[0].mark_ready(), Error);
+}
+
+// One shard: 2 images 1x8x8 and their labels, the same on every rank for a given index.
+struct Shard {
+  Tensor images, labels;
+};
+
+Shard make_shard(int index) {
+  std::mt19937 gen(1234 + index);
+  std::normal_distribution<float> normal;
+  std::vector<float> x(2 * 64);
+  for (float& v : x) v = normal(gen);
+  Shard s{Tensor::from_vector({2, 1, 8, 8}, x), Tensor::zeros({2}, DType::i32)};
+  for (int i = 0; i < 2; ++i) s.labels.data_as<int32_t>()[i] = int32_t(gen() % 10);
+  return s;
+}
+
+void forward_backward(Backend& be, models::Network& net, const Shard& s) {
+  net.set_training(true);
+  Tensor logits = net.forward(be.upload(s.images));
+  Tensor dlogits = be.allocate(logits.desc());
+  be.softmax_cross_entropy(logits, be.upload(s.labels), CrossEntropyParams{}, &dlogits);
+  net.backward(dlogits);
+}
+
+void expect_mean_of_shards(size_t bucket_bytes, size_t first_bucket_bytes) {
+  auto comm = make_communicator();
+  const int n = comm->size();
+  auto be = make_cpu_backend(1);
+  const auto spec = models::model_spec("resnet20", 1, 10);
+
+  auto ref_net = models::build_model(*be, spec, 7);
+  auto ref_params = ref_net->parameters();
+  std::vector<std::vector<double>> mean(ref_params.size());
+  for (int s = 0; s < n; ++s) {
+    forward_backward(*be, *ref_net, make_shard(s));
+    for (size_t k = 0; k < ref_params.size(); ++k) {
+      auto g = be->download(ref_params[k].param->grad).to_vector();
+      mean[k].resize(g.size());
+      for (size_t i = 0; i < g.size(); ++i) mean[k][i] += g[i] / double(n);
+    }
+  }
+
+  auto net = models::build_model(*be, spec, 7);
+  auto params = net->parameters();
+  GradientBucketer bucketer(*be, *comm, params, bucket_bytes, first_bucket_bytes);
+  for (int step = 0; step < 2; ++step) {
+    forward_backward(*be, *net, make_shard(comm->rank()));
+    bucketer.finish();
+    for (size_t k = 0; k < params.size(); ++k) {
+      auto g = be->download(params[k].param->grad).to_vector();
+      ASSERT_EQ(g.size(), mean[k].size());
+      double scale = 1e-12;
+      for (double v : mean[k]) scale = std::max(scale, std::abs(v));
+      for (size_t i = 0; i < g.size(); ++i)
+        ASSERT_NEAR(g[i], mean[k][i], 1e-4 * scale)
+            << params[k].name << "[" << i << "] step " << step << " rank " << comm->rank();
+    }
+  }
+}
+
+TEST(GradientBucketer, ResNet20MeanOfShardsSmallBuckets) {
+  expect_mean_of_shards(16 << 10, 4 << 10);
+}
+
+TEST(GradientBucketer, ResNet20MeanOfShardsDefaultBuckets) {
+  expect_mean_of_shards(GradientBucketer::kDefaultBucketBytes,
+                        GradientBucketer::kDefaultFirstBucketBytes);
+}
+
+}  // namespace
+}  // namespace rn::distributed
