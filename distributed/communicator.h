@@ -54,4 +54,10 @@ std::unique_ptr<Communicator> make_mpi_communicator();
 // initialised; otherwise a single-process communicator.
 std::unique_ptr<Communicator> make_communicator();
 
+// Ends every rank of the job (MPI_Abort) when MPI is running with more than one rank, so that
+// an error on one rank leaves none waiting in a collective; a no-op otherwise.
+void abort_job(int code);
+// This process's rank in the job: MPI's when MPI is running, else 0.
+int job_rank();
+
 }  // namespace rn::distributed

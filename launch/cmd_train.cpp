@@ -8,11 +8,12 @@
 
 namespace rn::launch {
 
-int run_train(const std::vector<std::string>& argv) {
+int run_train(const std::vector<std::string>& argv, distributed::Communicator& comm) {
   Args args("train", argv, FlagSpec{{"config"}, {"set"}, {"verbose"}});
-  init_logging(0, args.flag("verbose"));
+  init_logging(comm.rank(), args.flag("verbose"));
   const Config cfg = load_config(args.required("config"), args.all("set"));
-  const TrainResult r = train(cfg);
+  const TrainResult r = train(cfg, comm);
+  if (comm.rank() != 0) return 0;
   std::printf(
       "final: %s after %d epoch(s), %lld steps, %.1f s: test top-1 %.4f, top-5 %.4f "
       "(%lld test samples), %.1f train img/s\n",

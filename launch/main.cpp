@@ -1,10 +1,14 @@
 // The `resnet` executable: dispatches to a subcommand; every error is caught here and printed once.
+#include <chrono>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/check.h"
+#include "distributed/communicator.h"
 #include "launch/commands.h"
 
 namespace {
@@ -29,14 +33,26 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::vector<std::string> rest(argv + 2, argv + argc);
+  // Declared outside the try: MPI must still be running when the error is handled.
+  std::unique_ptr<rn::distributed::Communicator> comm;
   try {
     if (cmd == "info") return rn::launch::run_info(rest);
     if (cmd == "bench") return rn::launch::run_bench(rest);
-    if (cmd == "train") return rn::launch::run_train(rest);
+    if (cmd == "train") {
+      comm = rn::distributed::make_communicator();
+      return rn::launch::run_train(rest, *comm);
+    }
     std::cerr << "resnet: unknown command '" << cmd << "'\n" << kUsage;
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "resnet " << cmd << ": error: " << e.what() << "\n";
+    // An error every rank meets (a bad config) is printed once: rank 0 prints and ends the job
+    // while the others wait a moment. An error of one rank alone is printed by that rank.
+    const int rank = rn::distributed::job_rank();
+    if (rank > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    std::cerr << "resnet " << cmd
+              << ": error: " << (rank > 0 ? "[rank " + std::to_string(rank) + "] " : "") << e.what()
+              << std::endl;
+    rn::distributed::abort_job(1);
     return 1;
   }
 }

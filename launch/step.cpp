@@ -16,6 +16,7 @@ LossStats StepRunner::train_step(const Tensor& images, const Tensor& labels, dou
     dlogits_ = backend_.allocate(logits.desc());
   LossStats s = backend_.softmax_cross_entropy(logits, y, loss_, &dlogits_);
   net_.backward(dlogits_);
+  if (sync_) sync_();
   optimizer_.step(lr);
   return s;
 }

@@ -2,6 +2,7 @@
 // forward, loss, backward, optimizer update. Shared by `train`, `eval` and `bench`.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "core/models/model_spec.h"
@@ -19,6 +20,8 @@ class StepRunner {
   // Inference only: the logits as a plain host tensor.
   Tensor predict(const Tensor& images);
   optim::Optimizer& optimizer() { return optimizer_; }
+  // Runs between backward and the update (the data-parallel gradient all-reduce).
+  void set_gradient_sync(std::function<void()> sync) { sync_ = std::move(sync); }
 
  private:
   Backend& backend_;
@@ -26,6 +29,7 @@ class StepRunner {
   optim::Optimizer optimizer_;
   CrossEntropyParams loss_;
   Tensor dlogits_;
+  std::function<void()> sync_;
 };
 
 }  // namespace rn::launch

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +14,7 @@
 #include "core/check.h"
 #include "core/nn/init.h"
 #include "core/optim/lr_schedule.h"
+#include "distributed/gradient_bucketer.h"
 #include "io/fashion_mnist.h"
 #include "io/loader.h"
 #include "launch/logging.h"
@@ -100,8 +102,9 @@ DataSplits load_data(const Config& cfg) {
 }
 
 EvalResult evaluate(StepRunner& runner, const io::ImageSet& data, const io::ImageSet& norm_source,
-                    int batch_size, int workers) {
-  io::DistributedSampler sampler(data.count, 0, /*shuffle=*/false, 0, 1, /*wrap=*/false);
+                    int batch_size, int workers, distributed::Communicator& comm) {
+  io::DistributedSampler sampler(data.count, 0, /*shuffle=*/false, comm.rank(), comm.size(),
+                                 /*wrap=*/false);
   io::LoaderOptions lo{.batch_size = batch_size,
                        .workers = workers,
                        .prefetch = 2,
@@ -122,13 +125,27 @@ EvalResult evaluate(StepRunner& runner, const io::ImageSet& data, const io::Imag
     top5 += s.top5;
     r.samples += b.n;
   }
-  r.loss = loss_sum / r.samples;
-  r.top1 = static_cast<double>(top1) / r.samples;
-  r.top5 = static_cast<double>(top5) / r.samples;
+  // Ranks may hold one batch more or less: the sums are reduced once, at the end.
+  r.samples = static_cast<int64_t>(comm.all_reduce_sum(static_cast<double>(r.samples)));
+  r.loss = comm.all_reduce_sum(loss_sum) / r.samples;
+  r.top1 = comm.all_reduce_sum(static_cast<double>(top1)) / r.samples;
+  r.top5 = comm.all_reduce_sum(static_cast<double>(top5)) / r.samples;
   return r;
 }
 
-TrainResult train(const Config& cfg) {
+TrainResult train(const Config& cfg, distributed::Communicator& comm) {
+  const int rank = comm.rank(), world = comm.size();
+  const bool lead = rank == 0;
+  // Every rank must run the same job: compare the resolved configs before touching any data.
+  {
+    const std::string text = to_yaml(cfg);
+    const auto hashes = comm.all_gather(std::hash<std::string>{}(text));
+    for (int r = 1; r < world; ++r)
+      if (hashes[r] != hashes[0])
+        RN_FAIL("rank " << r
+                        << "'s resolved config differs from rank 0's (same file and --set "
+                           "flags on every rank?)");
+  }
   const auto t_start = Clock::now();
   // Fail on a bad model name before reading any data.
   models::ModelSpec spec;
@@ -143,31 +160,47 @@ TrainResult train(const Config& cfg) {
                        << " is not supported on cpu; use fp32");
 
   namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(cfg.run_dir, ec);
-  if (ec) RN_FAIL("run_dir '" << cfg.run_dir << "': cannot create: " << ec.message());
-  {
+  if (lead) {
+    std::error_code ec;
+    fs::create_directories(cfg.run_dir, ec);
+    if (ec) RN_FAIL("run_dir '" << cfg.run_dir << "': cannot create: " << ec.message());
     std::ofstream f(fs::path(cfg.run_dir) / "config.yaml");
     if (!(f << to_yaml(cfg))) RN_FAIL("run_dir '" << cfg.run_dir << "': cannot write config.yaml");
+    add_log_file((fs::path(cfg.run_dir) / "train.log").string());
   }
-  add_log_file((fs::path(cfg.run_dir) / "train.log").string());
 
   DataSplits data = load_data(cfg);
+  // 0 threads: this node's cores shared by its ranks (oversubscribed OpenMP threads slow
+  // everything down many times).
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  const int local_ranks = local ? std::max(1, std::atoi(local)) : 1;
   const int threads =
-      cfg.train.threads > 0 ? cfg.train.threads : std::max(1u, std::thread::hardware_concurrency());
+      cfg.train.threads > 0
+          ? cfg.train.threads
+          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_ranks);
   auto backend = make_backend(
       Device{cfg.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0}, threads);
   auto net = models::build_model(*backend, spec, cfg.train.seed);
+  // Every replica starts from rank 0's weights and statistics.
+  for (auto& p : net->parameters())
+    comm.broadcast(p.param->value.data(), p.param->value.bytes(), 0);
+  for (auto& b : net->buffers()) comm.broadcast(b.tensor->data(), b.tensor->bytes(), 0);
   StepRunner runner(*backend, *net, optimizer_options(cfg.optim),
                     CrossEntropyParams{static_cast<float>(cfg.optim.label_smoothing)});
+  std::unique_ptr<distributed::GradientBucketer> bucketer;
+  if (world > 1) {
+    bucketer = std::make_unique<distributed::GradientBucketer>(*backend, comm, net->parameters());
+    runner.set_gradient_sync([&] { bucketer->finish(); });
+  }
   RN_LOG(info) << "model " << spec.name << ": " << net->num_parameters() << " parameters, "
                << net->macs(Shape{1, spec.in_channels, data.train.height, data.train.width}) / 1e6
                << " M multiply-adds per image; backend " << backend->name();
   RN_LOG(info) << "data " << cfg.data.kind << ": " << data.train.count << " train, "
                << data.test.count << " test samples of " << data.train.channels << "x"
-               << data.train.height << "x" << data.train.width;
+               << data.train.height << "x" << data.train.width << "; " << world << " rank(s) x "
+               << cfg.data.batch_size << " per rank";
 
-  io::DistributedSampler sampler(data.train.count, cfg.train.seed, /*shuffle=*/true, 0, 1,
+  io::DistributedSampler sampler(data.train.count, cfg.train.seed, /*shuffle=*/true, rank, world,
                                  /*wrap=*/true);
   io::LoaderOptions lo{.batch_size = cfg.data.batch_size,
                        .workers = cfg.data.workers,
@@ -188,8 +221,11 @@ TrainResult train(const Config& cfg) {
   int64_t total_steps = steps_per_epoch * cfg.train.epochs;
   if (cfg.train.max_steps > 0) total_steps = std::min(total_steps, cfg.train.max_steps);
 
-  std::ofstream metrics(fs::path(cfg.run_dir) / "metrics.jsonl", std::ios::app);
-  if (!metrics) RN_FAIL("run_dir '" << cfg.run_dir << "': cannot write metrics.jsonl");
+  std::ofstream metrics;
+  if (lead) {
+    metrics.open(fs::path(cfg.run_dir) / "metrics.jsonl", std::ios::app);
+    if (!metrics) RN_FAIL("run_dir '" << cfg.run_dir << "': cannot write metrics.jsonl");
+  }
 
   TrainResult result;
   io::HostBatch batch;
@@ -216,7 +252,7 @@ TrainResult train(const Config& cfg) {
       correct += s.top1;
       seen += batch.n, window_seen += batch.n;
       if (step % cfg.train.log_every == 0 || step == total_steps) {
-        const double ips = window_seen / seconds_since(t_window);
+        const double ips = world * window_seen / seconds_since(t_window);
         const double eta = (total_steps - step) * cfg.data.batch_size / ips;
         RN_LOG(info) << "epoch " << epoch + 1 << "/" << cfg.train.epochs << " step " << step << "/"
                      << total_steps << "  loss " << std::fixed << std::setprecision(4)
@@ -226,11 +262,15 @@ TrainResult train(const Config& cfg) {
       }
     }
     const double epoch_train_s = seconds_since(t_epoch);
+    // Training metrics over every rank's samples.
+    loss_sum = comm.all_reduce_sum(loss_sum);
+    correct = static_cast<int64_t>(comm.all_reduce_sum(static_cast<double>(correct)));
+    seen = static_cast<int64_t>(comm.all_reduce_sum(static_cast<double>(seen)));
     train_time += epoch_train_s;
     train_images += seen;
     const auto t_eval = Clock::now();
     result.test =
-        evaluate(runner, data.test, data.train, cfg.data.test_batch_size, cfg.data.workers);
+        evaluate(runner, data.test, data.train, cfg.data.test_batch_size, cfg.data.workers, comm);
     const double eval_s = seconds_since(t_eval);
     result.epochs = epoch + 1;
     std::ostringstream line;
@@ -241,7 +281,7 @@ TrainResult train(const Config& cfg) {
          << ", \"test_top5\": " << result.test.top5 << ", \"lr\": " << lr
          << ", \"img_per_s\": " << seen / epoch_train_s << ", \"epoch_train_s\": " << epoch_train_s
          << ", \"eval_s\": " << eval_s << ", \"wall_s\": " << seconds_since(t_start) << "}";
-    metrics << line.str() << "\n" << std::flush;
+    if (lead) metrics << line.str() << "\n" << std::flush;
     RN_LOG(info) << "epoch " << epoch + 1 << " done: train loss " << std::fixed
                  << std::setprecision(4) << loss_sum / std::max<int64_t>(seen, 1) << ", test top-1 "
                  << result.test.top1 << " top-5 " << result.test.top5 << " ("

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "distributed/communicator.h"
 #include "io/image_set.h"
 #include "launch/config.h"
 #include "launch/step.h"
@@ -29,10 +30,12 @@ struct DataSplits {
 };
 DataSplits load_data(const Config& cfg);
 
-// Evaluates every sample of `data` once, in batches of `batch_size`.
+// Evaluates every sample of `data` once across the ranks of `comm`, in batches of `batch_size`.
 EvalResult evaluate(StepRunner& runner, const io::ImageSet& data, const io::ImageSet& norm_source,
-                    int batch_size, int workers);
+                    int batch_size, int workers, distributed::Communicator& comm);
 
-TrainResult train(const Config& cfg);
+// Trains on every rank of `comm` (one replica each, gradients averaged); rank 0 writes the
+// run directory's files.
+TrainResult train(const Config& cfg, distributed::Communicator& comm);
 
 }  // namespace rn::launch

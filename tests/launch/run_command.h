@@ -29,6 +29,13 @@ inline std::string resnet_binary() {
   return std::string(RN_BINARY_DIR) + "/resnet";
 }
 
+// The prefix that runs `resnet` on `ranks` MPI ranks (as root too, with one thread each).
+inline std::string mpirun_prefix(int ranks) {
+  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 mpirun "
+         "--oversubscribe -np " +
+         std::to_string(ranks) + " ";
+}
+
 inline std::string read_text(const std::filesystem::path& p) {
   std::ifstream f(p);
   std::stringstream ss;
@@ -37,12 +44,12 @@ inline std::string read_text(const std::filesystem::path& p) {
 }
 
 // `args` is appended to the binary's path as shell text.
-inline CommandResult run_resnet(const std::string& args) {
+inline CommandResult run_resnet(const std::string& args, const std::string& prefix = "") {
   namespace fs = std::filesystem;
   static int counter = 0;
   const fs::path err_file = fs::temp_directory_path() / ("rn_cmd_" + std::to_string(::getpid()) +
                                                          "_" + std::to_string(counter++) + ".err");
-  const std::string cmd = resnet_binary() + " " + args + " 2>" + err_file.string();
+  const std::string cmd = prefix + resnet_binary() + " " + args + " 2>" + err_file.string();
   CommandResult r;
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return r;

@@ -163,4 +163,39 @@ TEST_F(TrainTest, MissingConfigFile) {
   expect_one_line_error("train --config " + (dir_ / "absent.yaml").string(), {"absent.yaml"});
 }
 
+bool have_mpirun() {
+  return std::system("command -v mpirun > /dev/null 2>&1") == 0;
+}
+
+TEST_F(TrainTest, TwoRanksTrainOneModel) {
+  if (!fs::exists(kData)) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed";
+  const auto r =
+      run_resnet("train --config " + write_config(base_config()) + " --set train.threads=1",
+                 rn::test::mpirun_prefix(2));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Rank 0 alone prints the result and writes the metrics.
+  EXPECT_EQ(r.out.find("final: resnet20"), r.out.rfind("final: resnet20")) << r.out;
+  std::istringstream metrics(read_text(dir_ / "run" / "metrics.jsonl"));
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(metrics, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 2u);
+  // 3200 samples, 2 ranks x 64 per step: 25 steps an epoch.
+  EXPECT_EQ(json_number(lines[1], "step"), 50);
+  EXPECT_LT(json_number(lines[1], "train_loss"), json_number(lines[0], "train_loss"));
+  EXPECT_GT(json_number(lines[1], "test_top1"), 0.3);
+  EXPECT_NE(r.out.find("(1000 test samples)"), std::string::npos) << r.out;
+}
+
+TEST_F(TrainTest, ErrorOnEveryRankIsPrintedOnceAndEndsTheJob) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed";
+  const auto r = run_resnet("train --config " + write_config(base_config()) + " --set optim.lr=-1",
+                            rn::test::mpirun_prefix(2));
+  EXPECT_NE(r.exit_code, 0);
+  int errors = 0;
+  for (const auto& l : r.err_lines()) errors += l.find("resnet train: error:") != std::string::npos;
+  EXPECT_EQ(errors, 1) << r.err;
+  EXPECT_NE(r.err.find("'optim.lr' must be a positive number"), std::string::npos) << r.err;
+}
+
 }  // namespace
