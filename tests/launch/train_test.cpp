@@ -198,4 +198,22 @@ TEST_F(TrainTest, ErrorOnEveryRankIsPrintedOnceAndEndsTheJob) {
   EXPECT_NE(r.err.find("'optim.lr' must be a positive number"), std::string::npos) << r.err;
 }
 
+TEST_F(TrainTest, DifferentConfigsOnTwoRanksAreAnError) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed";
+  // Rank 1 gets one more --set than rank 0.
+  const fs::path wrapper = dir_ / "rank1_differs.sh";
+  std::ofstream(wrapper)
+      << "#!/bin/sh\nif [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then exec \"$@\" --set "
+         "train.seed=5; else exec \"$@\"; fi\n";
+  fs::permissions(wrapper, fs::perms::owner_all);
+  const auto r = run_resnet("train --config " + write_config(base_config()),
+                            rn::test::mpirun_prefix(2) + wrapper.string() + " ");
+  EXPECT_NE(r.exit_code, 0);
+  int errors = 0;
+  for (const auto& l : r.err_lines()) errors += l.find("resnet train: error:") != std::string::npos;
+  EXPECT_EQ(errors, 1) << r.err;
+  EXPECT_NE(r.err.find("rank 1's resolved config differs from rank 0's"), std::string::npos)
+      << r.err;
+}
+
 }  // namespace
