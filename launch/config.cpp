@@ -66,6 +66,7 @@ void visit(OptimConfig& c, V& v) {
   v.field("milestones", c.milestones);
   v.field("gamma", c.gamma);
   v.field("warmup_epochs", c.warmup_epochs);
+  v.field("scale_lr", c.scale_lr);
 }
 
 template <typename V>

@@ -49,6 +49,9 @@ struct OptimConfig {
   std::vector<double> milestones;      // epochs, may be fractional
   double gamma = 0.1;
   double warmup_epochs = 0;
+  // Multiply lr by the number of ranks (Goyal et al. 2017's linear scaling rule, for the global
+  // batch of ranks x data.batch_size); pair it with warmup_epochs.
+  bool scale_lr = false;
   bool operator==(const OptimConfig&) const = default;
 };
 

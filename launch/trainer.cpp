@@ -211,13 +211,14 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm) {
                        .seed = cfg.train.seed};
   io::Loader loader(data.train, sampler, lo);
   const int64_t steps_per_epoch = loader.batches_per_epoch();
-  optim::LrSchedule schedule(optim::LrScheduleOptions{.kind = cfg.optim.schedule,
-                                                      .base_lr = cfg.optim.lr,
-                                                      .milestones = cfg.optim.milestones,
-                                                      .gamma = cfg.optim.gamma,
-                                                      .warmup_epochs = cfg.optim.warmup_epochs,
-                                                      .total_epochs = cfg.train.epochs,
-                                                      .steps_per_epoch = steps_per_epoch});
+  optim::LrSchedule schedule(
+      optim::LrScheduleOptions{.kind = cfg.optim.schedule,
+                               .base_lr = cfg.optim.scale_lr ? cfg.optim.lr * world : cfg.optim.lr,
+                               .milestones = cfg.optim.milestones,
+                               .gamma = cfg.optim.gamma,
+                               .warmup_epochs = cfg.optim.warmup_epochs,
+                               .total_epochs = cfg.train.epochs,
+                               .steps_per_epoch = steps_per_epoch});
   int64_t total_steps = steps_per_epoch * cfg.train.epochs;
   if (cfg.train.max_steps > 0) total_steps = std::min(total_steps, cfg.train.max_steps);
 

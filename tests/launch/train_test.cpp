@@ -216,4 +216,17 @@ TEST_F(TrainTest, DifferentConfigsOnTwoRanksAreAnError) {
       << r.err;
 }
 
+TEST_F(TrainTest, LinearLrScalingMultipliesByTheRanks) {
+  if (!fs::exists(kData)) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed";
+  const auto r =
+      run_resnet("train --config " + write_config(base_config()) +
+                     " --set train.threads=1 --set train.epochs=1 --set train.max_steps=2"
+                     " --set optim.schedule=constant --set optim.scale_lr=true",
+                 rn::test::mpirun_prefix(2));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string line = read_text(dir_ / "run" / "metrics.jsonl");
+  EXPECT_DOUBLE_EQ(json_number(line, "lr"), 0.2) << line;  // 0.1 x 2 ranks
+}
+
 }  // namespace
