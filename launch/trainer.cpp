@@ -101,7 +101,7 @@ DataSplits load_data(const Config& cfg) {
   return d;
 }
 
-EvalResult evaluate(StepRunner& runner, const io::ImageSet& data, const io::ImageSet& norm_source,
+EvalResult evaluate(StepRunner& runner, const io::ImageSet& data, const io::Normalization& norm,
                     int batch_size, int workers, distributed::Communicator& comm) {
   io::DistributedSampler sampler(data.count, 0, /*shuffle=*/false, comm.rank(), comm.size(),
                                  /*wrap=*/false);
@@ -109,7 +109,7 @@ EvalResult evaluate(StepRunner& runner, const io::ImageSet& data, const io::Imag
                        .workers = workers,
                        .prefetch = 2,
                        .drop_last = false,
-                       .norm = io::compute_normalization(norm_source)};
+                       .norm = norm};
   io::Loader loader(data, sampler, lo);
   loader.start_epoch(0);
   io::HostBatch b;
@@ -202,12 +202,14 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm) {
 
   io::DistributedSampler sampler(data.train.count, cfg.train.seed, /*shuffle=*/true, rank, world,
                                  /*wrap=*/true);
+  // The training set's statistics normalise both splits; computed once.
+  const io::Normalization norm = io::compute_normalization(data.train);
   io::LoaderOptions lo{.batch_size = cfg.data.batch_size,
                        .workers = cfg.data.workers,
                        .prefetch = cfg.data.prefetch,
                        .drop_last = true,
                        .augment = {cfg.data.augment.crop_pad, cfg.data.augment.hflip},
-                       .norm = io::compute_normalization(data.train),
+                       .norm = norm,
                        .seed = cfg.train.seed};
   io::Loader loader(data.train, sampler, lo);
   const int64_t steps_per_epoch = loader.batches_per_epoch();
@@ -271,7 +273,7 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm) {
     train_images += seen;
     const auto t_eval = Clock::now();
     result.test =
-        evaluate(runner, data.test, data.train, cfg.data.test_batch_size, cfg.data.workers, comm);
+        evaluate(runner, data.test, norm, cfg.data.test_batch_size, cfg.data.workers, comm);
     const double eval_s = seconds_since(t_eval);
     result.epochs = epoch + 1;
     std::ostringstream line;

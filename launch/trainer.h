@@ -5,6 +5,7 @@
 #include <string>
 
 #include "distributed/communicator.h"
+#include "io/dataset.h"
 #include "io/image_set.h"
 #include "launch/config.h"
 #include "launch/step.h"
@@ -31,7 +32,7 @@ struct DataSplits {
 DataSplits load_data(const Config& cfg);
 
 // Evaluates every sample of `data` once across the ranks of `comm`, in batches of `batch_size`.
-EvalResult evaluate(StepRunner& runner, const io::ImageSet& data, const io::ImageSet& norm_source,
+EvalResult evaluate(StepRunner& runner, const io::ImageSet& data, const io::Normalization& norm,
                     int batch_size, int workers, distributed::Communicator& comm);
 
 // Trains on every rank of `comm` (one replica each, gradients averaged); rank 0 writes the
