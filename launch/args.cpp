@@ -16,8 +16,7 @@ std::string list_flags(const FlagSpec& s) {
 }
 }  // namespace
 
-Args::Args(const std::string& command, const std::vector<std::string>& argv, const FlagSpec& spec)
-    : command_(command) {
+Args::Args(const std::vector<std::string>& argv, const FlagSpec& spec) {
   for (size_t i = 0; i < argv.size(); ++i) {
     std::string a = argv[i];
     if (a.rfind("--", 0) != 0)

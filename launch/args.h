@@ -18,7 +18,7 @@ struct FlagSpec {
 class Args {
  public:
   // `argv` starts after the subcommand name.
-  Args(const std::string& command, const std::vector<std::string>& argv, const FlagSpec& spec);
+  Args(const std::vector<std::string>& argv, const FlagSpec& spec);
   bool has(const std::string& name) const;
   std::string get(const std::string& name, const std::string& fallback = "") const;
   std::string required(const std::string& name) const;
@@ -27,7 +27,6 @@ class Args {
   bool flag(const std::string& name) const { return has(name); }
 
  private:
-  std::string command_;
   std::map<std::string, std::vector<std::string>> values_;
 };
 

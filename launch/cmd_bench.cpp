@@ -45,7 +45,7 @@ double peak_rss_mib() {
 }  // namespace
 
 int run_bench(const std::vector<std::string>& argv) {
-  Args args("bench", argv,
+  Args args(argv,
             FlagSpec{{"model", "input", "batch", "threads", "device", "warmup", "iters", "classes"},
                      {},
                      {"json", "train-only", "infer-only"}});

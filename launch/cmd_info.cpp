@@ -27,7 +27,7 @@ DefaultInput input_from_args(const Args& args, const std::string& model) {
 }
 
 int run_info(const std::vector<std::string>& argv) {
-  Args args("info", argv, FlagSpec{{"model", "input", "classes"}, {}, {"json"}});
+  Args args(argv, FlagSpec{{"model", "input", "classes"}, {}, {"json"}});
   const std::string name = args.required("model");
   const DefaultInput d = input_from_args(args, name);
   auto backend = make_cpu_backend(1);

@@ -9,7 +9,7 @@
 namespace rn::launch {
 
 int run_train(const std::vector<std::string>& argv, distributed::Communicator& comm) {
-  Args args("train", argv, FlagSpec{{"config"}, {"set"}, {"verbose"}});
+  Args args(argv, FlagSpec{{"config"}, {"set"}, {"verbose"}});
   init_logging(comm.rank(), args.flag("verbose"));
   const Config cfg = load_config(args.required("config"), args.all("set"));
   const TrainResult r = train(cfg, comm);
