@@ -3,8 +3,11 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
+#include <thread>
 
 #include "core/check.h"
 
@@ -14,8 +17,9 @@ namespace {
 
 class DoneRequest final : public Request {
  public:
-  void wait() override {}
+  bool wait_for(double) override { return true; }
   bool test() override { return true; }
+  void abandon() override {}
 };
 
 // Owns an MPI_Request; a destructor that finds it still pending waits for it.
@@ -33,9 +37,26 @@ class MpiRequest final : public Request {
     }
   }
   MPI_Request* handle() { return &request_; }
-  void wait() override {
-    if (request_ == MPI_REQUEST_NULL) return;
-    RN_MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE));
+  bool wait_for(double timeout_s) override {
+    if (request_ == MPI_REQUEST_NULL) return true;
+    if (timeout_s <= 0) {
+      RN_MPI_CHECK(MPI_Wait(&request_, MPI_STATUS_IGNORE));
+      return true;
+    }
+    // MPI_Wait has no deadline: poll. Spin first (a step's collectives finish within
+    // microseconds to milliseconds), then back off so a long wait leaves the core to others.
+    using Clock = std::chrono::steady_clock;
+    const auto start = Clock::now();
+    const auto deadline = start + std::chrono::duration<double>(timeout_s);
+    for (;;) {
+      if (test()) return true;
+      const auto now = Clock::now();
+      if (now >= deadline) return false;
+      if (now - start > std::chrono::milliseconds(10))
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+      else if (now - start > std::chrono::microseconds(200))
+        std::this_thread::yield();
+    }
   }
   bool test() override {
     if (request_ == MPI_REQUEST_NULL) return true;
@@ -43,6 +64,7 @@ class MpiRequest final : public Request {
     RN_MPI_CHECK(MPI_Test(&request_, &done, MPI_STATUS_IGNORE));
     return done != 0;
   }
+  void abandon() override { request_ = MPI_REQUEST_NULL; }
 
  private:
   MPI_Request request_ = MPI_REQUEST_NULL;
@@ -113,28 +135,75 @@ class MpiCommunicator final : public Communicator {
   void broadcast(void* data, size_t bytes, int root) override {
     RN_CHECK(bytes <= static_cast<size_t>(INT32_MAX),
              "[mpi] broadcast of " << bytes << " bytes exceeds MPI's int count");
-    RN_MPI_CHECK(MPI_Bcast(data, static_cast<int>(bytes), MPI_BYTE, root, comm_.get()));
+    char* buf = scratch(data, bytes);
+    MpiRequest r;
+    RN_MPI_CHECK(MPI_Ibcast(buf, static_cast<int>(bytes), MPI_BYTE, root, comm_.get(), r.handle()));
+    finish(r, [&] { return str_cat("broadcast of ", bytes, " bytes from rank ", root); });
+    std::memcpy(data, buf, bytes);
   }
-  void barrier() override { RN_MPI_CHECK(MPI_Barrier(comm_.get())); }
+  void barrier() override {
+    MpiRequest r;
+    RN_MPI_CHECK(MPI_Ibarrier(comm_.get(), r.handle()));
+    finish(r, [] { return std::string("barrier"); });
+  }
   std::vector<uint64_t> all_gather(uint64_t value) override {
+    char* buf = scratch(nullptr, sizeof(uint64_t) * (size_ + 1));
+    std::memcpy(buf, &value, sizeof(uint64_t));
+    MpiRequest r;
+    RN_MPI_CHECK(MPI_Iallgather(buf, 1, MPI_UINT64_T, buf + sizeof(uint64_t), 1, MPI_UINT64_T,
+                                comm_.get(), r.handle()));
+    finish(r, [] { return std::string("all-gather"); });
     std::vector<uint64_t> all(size_);
-    RN_MPI_CHECK(MPI_Allgather(&value, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, comm_.get()));
+    std::memcpy(all.data(), buf + sizeof(uint64_t), sizeof(uint64_t) * size_);
     return all;
   }
-  double all_reduce_sum(double v) override {
-    double out = 0;
-    RN_MPI_CHECK(MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_SUM, comm_.get()));
-    return out;
+  void all_reduce_sum(double* data, size_t count) override {
+    RN_CHECK(count <= static_cast<size_t>(INT32_MAX),
+             "[mpi] all-reduce of " << count << " doubles exceeds MPI's int count");
+    char* buf = scratch(data, count * sizeof(double));
+    MpiRequest r;
+    RN_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, buf, static_cast<int>(count), MPI_DOUBLE, MPI_SUM,
+                                comm_.get(), r.handle()));
+    finish(r, [&] { return str_cat("all-reduce of ", count, " values"); });
+    std::memcpy(data, buf, count * sizeof(double));
   }
+  using Communicator::all_reduce_sum;
 
  private:
+  // The blocking collectives run as non-blocking ones so that a wait can time out, on a scratch
+  // buffer of their own (reused: cross-replica batch norm calls them twice per layer and step).
+  // `data` (when given) is copied into the first `bytes`.
+  char* scratch(const void* data, size_t bytes) {
+    if (!scratch_) scratch_ = std::make_unique<std::vector<char>>();
+    if (scratch_->size() < bytes) scratch_->resize(bytes);
+    if (data && bytes > 0) std::memcpy(scratch_->data(), data, bytes);
+    return scratch_->data();
+  }
+  // On a timeout the scratch buffer is leaked with the request, since MPI may still write into
+  // it; the message is built only then.
+  template <typename Describe>
+  void finish(MpiRequest& r, Describe describe) {
+    if (r.wait_for(timeout_s())) return;
+    r.abandon();
+    (void)scratch_.release();
+    throw_timeout(*this, describe());
+  }
+
   // Declared first: the communicator is freed before MPI is finalised.
   MpiSession session_;
   MpiComm comm_;
   int rank_ = 0, size_ = 1;
+  std::unique_ptr<std::vector<char>> scratch_;
 };
 
 }  // namespace
+
+void throw_timeout(const Communicator& comm, const std::string& what) {
+  throw CollectiveTimeout(str_cat("[watchdog] rank ", comm.rank(), ": ", what,
+                                  " not complete after ", comm.timeout_s(),
+                                  " s (distributed.timeout_s): another rank has stalled or "
+                                  "died; ending the job"));
+}
 
 std::unique_ptr<Request> SingleProcessCommunicator::all_reduce_sum_async(float*, size_t) {
   return std::make_unique<DoneRequest>();

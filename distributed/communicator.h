@@ -5,18 +5,34 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "core/check.h"
+
 namespace rn::distributed {
+
+// A collective that did not complete within the communicator's timeout: some rank has stalled or
+// died. The job cannot continue (a collective cannot be cancelled); `main` aborts it.
+class CollectiveTimeout : public Error {
+ public:
+  using Error::Error;
+};
 
 // An operation in flight. Destroying it waits for it, so a buffer is never freed under MPI.
 class Request {
  public:
   virtual ~Request() = default;
-  virtual void wait() = 0;
+  void wait() { wait_for(0); }
+  // Waits until complete, or until `timeout_s` seconds have passed (0: no limit); returns whether
+  // it completed. An operation not complete stays pending.
+  virtual bool wait_for(double timeout_s) = 0;
   // Whether it is complete; also lets the library move it along (Open MPI progresses
   // non-blocking collectives only inside MPI calls).
   virtual bool test() = 0;
+  // Forgets an operation that will never complete, without waiting (the job is being aborted):
+  // destruction no longer blocks. Its buffer must then outlive the process.
+  virtual void abandon() = 0;
 };
 
 class Communicator {
@@ -26,12 +42,28 @@ class Communicator {
   virtual int size() const = 0;
   // Sums `data` in place across ranks; `data` must stay alive until the request completes.
   virtual std::unique_ptr<Request> all_reduce_sum_async(float* data, size_t count) = 0;
+  // The blocking collectives below throw CollectiveTimeout, naming `what`, when they wait longer
+  // than timeout_s() (the stall watchdog).
   virtual void broadcast(void* data, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
   // Every rank's `value`, in rank order.
   virtual std::vector<uint64_t> all_gather(uint64_t value) = 0;
-  virtual double all_reduce_sum(double v) = 0;
+  virtual void all_reduce_sum(double* data, size_t count) = 0;
+  double all_reduce_sum(double v) {
+    all_reduce_sum(&v, 1);
+    return v;
+  }
+
+  // How long any collective may wait for the other ranks; 0 waits forever.
+  void set_timeout(double seconds) { timeout_s_ = seconds; }
+  double timeout_s() const { return timeout_s_; }
+
+ private:
+  double timeout_s_ = 300;
 };
+
+// The watchdog's error: `what` (the collective) did not complete within comm's timeout.
+[[noreturn]] void throw_timeout(const Communicator& comm, const std::string& what);
 
 // One process: every collective is the identity.
 class SingleProcessCommunicator final : public Communicator {
@@ -42,7 +74,8 @@ class SingleProcessCommunicator final : public Communicator {
   void broadcast(void* data, size_t bytes, int root) override {}
   void barrier() override {}
   std::vector<uint64_t> all_gather(uint64_t value) override { return {value}; }
-  double all_reduce_sum(double v) override { return v; }
+  void all_reduce_sum(double* data, size_t count) override {}
+  using Communicator::all_reduce_sum;
 };
 
 // MPI on a duplicate of MPI_COMM_WORLD (errors returned, not fatal, so they become rn::Error).

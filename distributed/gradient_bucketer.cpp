@@ -1,6 +1,7 @@
 // GradientBucketer: bucket assignment, packing, the asynchronous all-reduce and the averaging.
 #include "distributed/gradient_bucketer.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "core/check.h"
@@ -143,11 +144,30 @@ void GradientBucketer::finish() {
                           << missing << (num_missing > 8 ? ", ..." : "")
                           << " (a parameter unused by forward cannot be bucketed)");
   }
-  for (auto& b : buckets_) {
-    b.request->wait();
+  for (size_t i = 0; i < buckets_.size(); ++i) {
+    Bucket& b = buckets_[i];
+    if (!b.request->wait_for(comm_.timeout_s())) {
+      const double mib = std::round(b.flat.size() * sizeof(float) * 100.0 / (1 << 20)) / 100;
+      const std::string what =
+          str_cat("gradient bucket ", i + 1, "/", buckets_.size(), " (", b.members.size(),
+                  " tensor(s) from ", params_[b.members.front()].name, ", ", mib, " MiB)");
+      abandon();
+      throw_timeout(comm_, what);
+    }
     unpack(b);
   }
   reset();
+}
+
+void GradientBucketer::abandon() {
+  // The job is ending with collectives in flight that can never complete: MPI may still write
+  // into their buffers, so those outlive this object (deliberately leaked).
+  for (auto& b : buckets_) {
+    if (!b.request) continue;
+    b.request->abandon();
+    b.request.reset();
+    new std::vector<float>(std::move(b.flat));
+  }
 }
 
 }  // namespace rn::distributed

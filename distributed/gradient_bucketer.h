@@ -27,7 +27,9 @@ class GradientBucketer {
   GradientBucketer& operator=(const GradientBucketer&) = delete;
 
   // Waits for every bucket, averages (divides by the number of ranks) and writes the result back
-  // into each parameter's `grad`. Throws, naming them, when some gradients never became ready.
+  // into each parameter's `grad`. Throws, naming them, when some gradients never became ready,
+  // and CollectiveTimeout, naming the bucket, when one waits longer than the communicator's
+  // timeout.
   void finish();
 
   size_t num_buckets() const { return buckets_.size(); }
@@ -53,6 +55,7 @@ class GradientBucketer {
   void unpack(Bucket& b);
   void progress();
   void reset();
+  void abandon();
 
   Backend& backend_;
   Communicator& comm_;

@@ -1,5 +1,6 @@
 // `resnet bench`: training (forward + backward + SGD-momentum update) and inference images/s on
-// synthetic data, the median of timed iterations after warm-up.
+// synthetic data, the median of timed iterations after warm-up. Under mpirun each rank trains a
+// replica and the training step is timed twice: with the gradient all-reduce and without it.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include "core/check.h"
 #include "core/models/model_spec.h"
 #include "core/nn/init.h"
+#include "distributed/gradient_bucketer.h"
 #include "launch/args.h"
 #include "launch/commands.h"
 #include "launch/step.h"
@@ -44,17 +46,17 @@ double peak_rss_mib() {
 
 }  // namespace
 
-int run_bench(const std::vector<std::string>& argv) {
-  Args args(argv,
-            FlagSpec{{"model", "input", "batch", "threads", "device", "warmup", "iters", "classes"},
-                     {},
-                     {"json", "train-only", "infer-only"}});
+int run_bench(const std::vector<std::string>& argv, distributed::Communicator& comm) {
+  Args args(argv, FlagSpec{{"model", "input", "batch", "threads", "device", "warmup", "iters",
+                            "classes", "bucket-kib", "first-bucket-kib"},
+                           {},
+                           {"json", "train-only", "infer-only", "allreduce"}});
+  if (args.flag("allreduce")) return run_allreduce_bench(args, comm);
   const std::string name = args.required("model");
   const DefaultInput d = input_from_args(args, name);
   const int batch = args.get_int("batch", 16), warmup = args.get_int("warmup", 3),
             iters = args.get_int("iters", 10);
-  const int threads =
-      args.get_int("threads", static_cast<int>(std::thread::hardware_concurrency()));
+  const int threads = args.get_int("threads", default_threads_per_rank());
   if (batch < 1 || warmup < 0 || iters < 1 || threads < 1)
     RN_FAIL("--batch, --iters and --threads must be positive, --warmup >= 0");
   const std::string dev = args.get("device", "cpu");
@@ -73,14 +75,28 @@ int run_bench(const std::vector<std::string>& argv) {
     labels.data_as<int32_t>()[i] = static_cast<int32_t>(rng.next_u64() % d.classes);
 
   const int64_t macs = net->macs(Shape{1, d.channels, d.height, d.width});
-  double train_ips = 0, infer_ips = 0, train_med = 0, infer_med = 0;
+  const int world = comm.size();
+  double train_ips = 0, infer_ips = 0, train_med = 0, infer_med = 0, local_med = 0;
   if (!args.flag("infer-only")) {
-    auto t = time_iterations(warmup, iters, [&] {
+    const auto train = [&] {
       runner.train_step(images, labels, 0.01);
       backend->synchronize();
-    });
-    train_med = median(t);
-    train_ips = batch / train_med;
+    };
+    if (world > 1) {
+      // Without communication first: every rank steps alone, as a single process would.
+      local_med = median(time_iterations(warmup, iters, train));
+      comm.barrier();
+      distributed::GradientBucketer bucketer(*backend, comm, net->parameters());
+      runner.set_gradient_sync([&] { bucketer.finish(); });
+      train_med = median(time_iterations(warmup, iters, train));
+      runner.set_gradient_sync(nullptr);
+      // Averaged over ranks: equal with communication, each rank its own without.
+      train_med = comm.all_reduce_sum(train_med) / world;
+      local_med = comm.all_reduce_sum(local_med) / world;
+    } else {
+      train_med = median(time_iterations(warmup, iters, train));
+    }
+    train_ips = world * batch / train_med;
   }
   if (!args.flag("train-only")) {
     auto t = time_iterations(warmup, iters, [&] {
@@ -93,6 +109,8 @@ int run_bench(const std::vector<std::string>& argv) {
   // Training is counted as three forward passes (forward, backward-data, backward-weights).
   const double train_gflops = train_ips * 3 * 2 * macs / 1e9,
                infer_gflops = infer_ips * 2 * macs / 1e9;
+  if (comm.rank() != 0) return 0;
+  const double overhead = local_med > 0 ? (train_med - local_med) / train_med : 0;
   if (args.flag("json")) {
     char buf[1024];
     std::snprintf(
@@ -101,10 +119,10 @@ int run_bench(const std::vector<std::string>& argv) {
         "\"threads\": %d, \"train_img_per_s\": %.2f, \"infer_img_per_s\": %.2f, "
         "\"train_iter_s_median\": %.4f, \"infer_iter_s_median\": %.4f, \"fwd_macs_per_img\": %lld, "
         "\"train_gflops\": %.1f, \"infer_gflops\": %.1f, \"peak_rss_mib\": %.1f, \"backend\": "
-        "\"%s\"}",
+        "\"%s\", \"ranks\": %d, \"train_iter_s_no_comm\": %.4f, \"comm_overhead\": %.4f}",
         name.c_str(), d.channels, d.height, d.width, batch, dev.c_str(), threads, train_ips,
         infer_ips, train_med, infer_med, static_cast<long long>(macs), train_gflops, infer_gflops,
-        peak_rss_mib(), backend->name().c_str());
+        peak_rss_mib(), backend->name().c_str(), world, local_med, overhead);
     std::cout << buf << "\n";
   } else {
     std::printf("%s %dx%dx%d batch %d on %s\n", name.c_str(), d.channels, d.height, d.width, batch,
@@ -112,6 +130,11 @@ int run_bench(const std::vector<std::string>& argv) {
     if (train_ips > 0)
       std::printf("  train  %9.1f img/s  (%.4f s/iter, %.1f GFLOP/s)\n", train_ips, train_med,
                   train_gflops);
+    if (world > 1 && train_ips > 0)
+      std::printf(
+          "  %d ranks x batch %d: step %.4f s with gradient all-reduce, %.4f s without; "
+          "communication %.1f%% of the step\n",
+          world, batch, train_med, local_med, 100 * overhead);
     if (infer_ips > 0)
       std::printf("  infer  %9.1f img/s  (%.4f s/iter, %.1f GFLOP/s)\n", infer_ips, infer_med,
                   infer_gflops);

@@ -1,5 +1,9 @@
-// `resnet info`: parameters, multiply-adds and depth of a named network.
+// `resnet info`: parameters, multiply-adds and depth of a named network; and the defaults the
+// subcommands share (input size, threads per rank).
+#include <algorithm>
+#include <cstdlib>
 #include <iostream>
+#include <thread>
 
 #include "core/check.h"
 #include "core/models/model_spec.h"
@@ -24,6 +28,12 @@ DefaultInput input_from_args(const Args& args, const std::string& model) {
   d.classes = args.get_int("classes", d.classes);
   if (d.classes < 1) RN_FAIL("--classes must be positive");
   return d;
+}
+
+int default_threads_per_rank() {
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  const int local_ranks = local ? std::max(1, std::atoi(local)) : 1;
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_ranks);
 }
 
 int run_info(const std::vector<std::string>& argv) {

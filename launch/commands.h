@@ -9,7 +9,9 @@
 namespace rn::launch {
 
 int run_info(const std::vector<std::string>& argv);
-int run_bench(const std::vector<std::string>& argv);
+// `comm`: under mpirun, bench times data-parallel steps (with and without communication) and
+// `bench --allreduce` the gradient all-reduce.
+int run_bench(const std::vector<std::string>& argv, distributed::Communicator& comm);
 // `comm` outlives the call, so that an error can still end every rank (MPI_Abort) in main.
 int run_train(const std::vector<std::string>& argv, distributed::Communicator& comm);
 
@@ -22,5 +24,10 @@ DefaultInput default_input(const std::string& model);
 class Args;
 // default_input overridden by --input CxHxW and --classes N.
 DefaultInput input_from_args(const Args& args, const std::string& model);
+int run_allreduce_bench(const Args& args, distributed::Communicator& comm);
+
+// CPU threads for one rank: this node's cores divided by the ranks mpirun started on it
+// (oversubscribed OpenMP threads slow everything down many times).
+int default_threads_per_rank();
 
 }  // namespace rn::launch

@@ -81,6 +81,14 @@ void visit(TrainConfig& c, V& v) {
 }
 
 template <typename V>
+void visit(DistributedConfig& c, V& v) {
+  v.field("sync_bn", c.sync_bn);
+  v.field("bucket_mib", c.bucket_mib);
+  v.field("first_bucket_mib", c.first_bucket_mib);
+  v.field("timeout_s", c.timeout_s);
+}
+
+template <typename V>
 void visit(CheckpointConfig& c, V& v) {
   v.field("every_epochs", c.every_epochs);
   v.field("keep_last", c.keep_last);
@@ -93,6 +101,7 @@ void visit(Config& c, V& v) {
   v.section("data", c.data);
   v.section("optim", c.optim);
   v.section("train", c.train);
+  v.section("distributed", c.distributed);
   v.section("checkpoint", c.checkpoint);
 }
 
@@ -368,6 +377,14 @@ class Validator {
     one_of("train.precision", t.precision, {"fp32", "bf16", "fp16"});
     require(t.threads >= 0, "train.threads", "0 (automatic) or more", t.threads);
     require(t.log_every >= 1, "train.log_every", "at least 1", t.log_every);
+
+    const DistributedConfig& dp = c.distributed;
+    require(std::isfinite(dp.bucket_mib) && dp.bucket_mib > 0, "distributed.bucket_mib",
+            "a positive number of MiB", dp.bucket_mib);
+    require(std::isfinite(dp.first_bucket_mib) && dp.first_bucket_mib > 0,
+            "distributed.first_bucket_mib", "a positive number of MiB", dp.first_bucket_mib);
+    require(std::isfinite(dp.timeout_s) && dp.timeout_s >= 0, "distributed.timeout_s",
+            "0 (no limit) or more seconds", dp.timeout_s);
 
     require(c.checkpoint.every_epochs >= 1, "checkpoint.every_epochs", "at least 1",
             c.checkpoint.every_epochs);

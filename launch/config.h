@@ -66,6 +66,15 @@ struct TrainConfig {
   bool operator==(const TrainConfig&) const = default;
 };
 
+// Data-parallel training across MPI ranks.
+struct DistributedConfig {
+  bool sync_bn = false;         // batch statistics over the global batch (every rank's samples)
+  double bucket_mib = 25;       // gradient all-reduce bucket size
+  double first_bucket_mib = 1;  // the first (last layers') bucket, small so it starts early
+  double timeout_s = 300;       // a collective waiting longer aborts the job; 0 = wait forever
+  bool operator==(const DistributedConfig&) const = default;
+};
+
 struct CheckpointConfig {
   int every_epochs = 1;
   int keep_last = 3;
@@ -78,6 +87,7 @@ struct Config {
   DataConfig data;
   OptimConfig optim;
   TrainConfig train;
+  DistributedConfig distributed;
   CheckpointConfig checkpoint;
   std::string source;  // where the config came from (a file path), for messages
   bool operator==(const Config&) const = default;

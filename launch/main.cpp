@@ -18,6 +18,7 @@ constexpr const char* kUsage =
     "  train  --config FILE [--set key=value ...]   train a network\n"
     "  info   --model NAME [--input CxHxW] [--classes N] [--json]\n"
     "  bench  --model NAME [--input CxHxW] [--batch B] [--threads T] [--device cpu|cuda] [--json]\n"
+    "  bench  --allreduce [--model NAME]   (under mpirun) gradient all-reduce bandwidth\n"
     "  --version\n";
 
 }  // namespace
@@ -37,7 +38,10 @@ int main(int argc, char** argv) {
   std::unique_ptr<rn::distributed::Communicator> comm;
   try {
     if (cmd == "info") return rn::launch::run_info(rest);
-    if (cmd == "bench") return rn::launch::run_bench(rest);
+    if (cmd == "bench") {
+      comm = rn::distributed::make_communicator();
+      return rn::launch::run_bench(rest, *comm);
+    }
     if (cmd == "train") {
       comm = rn::distributed::make_communicator();
       return rn::launch::run_train(rest, *comm);

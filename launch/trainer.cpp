@@ -13,10 +13,12 @@
 
 #include "core/check.h"
 #include "core/nn/init.h"
+#include "core/nn/layers.h"
 #include "core/optim/lr_schedule.h"
 #include "distributed/gradient_bucketer.h"
 #include "io/fashion_mnist.h"
 #include "io/loader.h"
+#include "launch/commands.h"
 #include "launch/logging.h"
 
 namespace rn::launch {
@@ -136,6 +138,7 @@ EvalResult evaluate(StepRunner& runner, const io::ImageSet& data, const io::Norm
 TrainResult train(const Config& cfg, distributed::Communicator& comm) {
   const int rank = comm.rank(), world = comm.size();
   const bool lead = rank == 0;
+  comm.set_timeout(cfg.distributed.timeout_s);
   // Every rank must run the same job: compare the resolved configs before touching any data.
   {
     const std::string text = to_yaml(cfg);
@@ -170,14 +173,7 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm) {
   }
 
   DataSplits data = load_data(cfg);
-  // 0 threads: this node's cores shared by its ranks (oversubscribed OpenMP threads slow
-  // everything down many times).
-  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-  const int local_ranks = local ? std::max(1, std::atoi(local)) : 1;
-  const int threads =
-      cfg.train.threads > 0
-          ? cfg.train.threads
-          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_ranks);
+  const int threads = cfg.train.threads > 0 ? cfg.train.threads : default_threads_per_rank();
   auto backend = make_backend(
       Device{cfg.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0}, threads);
   auto net = models::build_model(*backend, spec, cfg.train.seed);
@@ -189,12 +185,24 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm) {
                     CrossEntropyParams{static_cast<float>(cfg.optim.label_smoothing)});
   std::unique_ptr<distributed::GradientBucketer> bucketer;
   if (world > 1) {
-    bucketer = std::make_unique<distributed::GradientBucketer>(*backend, comm, net->parameters());
+    const auto mib = [](double m) { return static_cast<size_t>(m * (1 << 20)); };
+    bucketer = std::make_unique<distributed::GradientBucketer>(
+        *backend, comm, net->parameters(), mib(cfg.distributed.bucket_mib),
+        mib(cfg.distributed.first_bucket_mib));
     runner.set_gradient_sync([&] { bucketer->finish(); });
+    if (cfg.distributed.sync_bn)
+      nn::set_batch_norm_sync(*net, [&](double* d, size_t n) { comm.all_reduce_sum(d, n); });
   }
   RN_LOG(info) << "model " << spec.name << ": " << net->num_parameters() << " parameters, "
                << net->macs(Shape{1, spec.in_channels, data.train.height, data.train.width}) / 1e6
                << " M multiply-adds per image; backend " << backend->name();
+  if (world > 1)
+    RN_LOG(info) << "data-parallel: " << world << " ranks, " << bucketer->num_buckets()
+                 << " gradient bucket(s), batch norm "
+                 << (cfg.distributed.sync_bn ? "over the global batch (sync_bn)" : "per rank")
+                 << ", collective timeout "
+                 << (cfg.distributed.timeout_s > 0 ? str_cat(cfg.distributed.timeout_s, " s")
+                                                   : std::string("off"));
   RN_LOG(info) << "data " << cfg.data.kind << ": " << data.train.count << " train, "
                << data.test.count << " test samples of " << data.train.channels << "x"
                << data.train.height << "x" << data.train.width << "; " << world << " rank(s) x "
@@ -246,7 +254,13 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm) {
     while (step < total_steps && loader.next(batch)) {
       bt.fill(batch);
       lr = schedule.lr_at(step);
-      const LossStats s = runner.train_step(bt.images, bt.labels, lr);
+      LossStats s;
+      try {
+        s = runner.train_step(bt.images, bt.labels, lr);
+      } catch (const distributed::CollectiveTimeout& e) {
+        throw distributed::CollectiveTimeout(
+            str_cat(e.what(), "; waiting at step ", step + 1, " (epoch ", epoch + 1, ")"));
+      }
       if (!std::isfinite(s.loss))
         RN_FAIL("training diverged at step " << step << " (loss " << s.loss
                                              << "); lower 'optim.lr' or add warm-up");
@@ -256,7 +270,7 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm) {
       seen += batch.n, window_seen += batch.n;
       if (step % cfg.train.log_every == 0 || step == total_steps) {
         const double ips = world * window_seen / seconds_since(t_window);
-        const double eta = (total_steps - step) * cfg.data.batch_size / ips;
+        const double eta = (total_steps - step) * cfg.data.batch_size * world / ips;
         RN_LOG(info) << "epoch " << epoch + 1 << "/" << cfg.train.epochs << " step " << step << "/"
                      << total_steps << "  loss " << std::fixed << std::setprecision(4)
                      << window_loss / window_seen << "  lr " << std::setprecision(5) << lr << "  "

@@ -97,6 +97,10 @@ class Backend {
   // the new channels split evenly before and after (as the CIFAR ResNets of the paper).
   virtual void pad_shortcut_forward(const Tensor& x, int stride, Tensor& y) = 0;
   virtual void pad_shortcut_backward(const Tensor& dy, int stride, Tensor& dx) = 0;
+  // y += scale[c] * x + shift[c], per channel of N x C x H x W tensors of one layout; scale and
+  // shift are plain C-vectors (the cross-replica batch norm's gradient correction).
+  virtual void channel_affine_add(Tensor& y, const Tensor& x, const Tensor& scale,
+                                  const Tensor& shift) = 0;
 
   // Softmax cross-entropy on N x K logits; writes d(mean loss)/d(logits) when `dlogits` is given.
   virtual LossStats softmax_cross_entropy(const Tensor& logits, const Tensor& labels,

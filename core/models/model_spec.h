@@ -49,6 +49,7 @@ class Network final : public nn::Module {
                std::vector<nn::NamedBuffer>& buffers) override {
     body_.collect(prefix, params, buffers);
   }
+  void for_each_child(const std::function<void(nn::Module&)>& f) override { f(body_); }
   Shape output_shape(const Shape& in) const override { return body_.output_shape(in); }
   int64_t macs(const Shape& in) const override { return body_.macs(in); }
   int weighted_layers() const override { return body_.weighted_layers(); }

@@ -34,6 +34,9 @@ class Conv2d final : public Module {
   Tensor saved_x_;
 };
 
+// Sums per-channel statistics in place across the replicas of a data-parallel job.
+using StatsAllReduce = std::function<void(double* data, size_t count)>;
+
 class BatchNorm2d final : public Module {
  public:
   BatchNorm2d(Backend& be, int channels, bool fuse_relu, bool zero_gamma = false,
@@ -43,6 +46,10 @@ class BatchNorm2d final : public Module {
   Shape output_shape(const Shape& in) const override { return in; }
   int64_t num_batches_tracked() const { return num_batches_tracked_; }
   void set_num_batches_tracked(int64_t n) { num_batches_tracked_ = n; }
+  // Cross-replica ("sync") batch norm: training statistics over the whole global batch, summed
+  // through `all_reduce` in forward (mean, variance) and backward (the two gradient sums); null
+  // goes back to this replica's batch alone. Every replica must run the same layers in order.
+  void set_sync(StatsAllReduce all_reduce) { sync_ = std::move(all_reduce); }
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
@@ -58,7 +65,19 @@ class BatchNorm2d final : public Module {
   PlanCache<BatchNormOp> plans_;
   BatchNormOp* op_ = nullptr;
   Tensor saved_x_, saved_ws_;
+  // Cross-replica mode: an unfused plan for the local statistics and backward, the output kept
+  // for ReLU's gradient, and the global sample count.
+  Tensor forward_sync(const Tensor& x, Tensor& y);
+  Tensor backward_sync(const Tensor& dy);
+  StatsAllReduce sync_;
+  PlanCache<BatchNormOp> unfused_plans_;
+  BatchNormOp* unfused_op_ = nullptr;
+  Tensor saved_y_;
+  double global_count_ = 0;
 };
+
+// Switches every BatchNorm2d under `root` to cross-replica statistics (null: back to local).
+void set_batch_norm_sync(Module& root, const StatsAllReduce& all_reduce);
 
 class ReLU final : public Module {
  public:
@@ -157,6 +176,9 @@ class Sequential final : public Module {
   void set_needs_input_grad(bool on) override;
   void collect(const std::string& prefix, std::vector<NamedParameter>& params,
                std::vector<NamedBuffer>& buffers) override;
+  void for_each_child(const std::function<void(Module&)>& f) override {
+    for (auto& c : children_) f(*c.second);
+  }
   Shape output_shape(const Shape& in) const override;
   int64_t macs(const Shape& in) const override;
   int weighted_layers() const override;

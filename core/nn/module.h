@@ -61,6 +61,8 @@ class Module {
 
   virtual void collect(const std::string& prefix, std::vector<NamedParameter>& params,
                        std::vector<NamedBuffer>& buffers) {}
+  // Calls `f` on each direct child module (containers override it).
+  virtual void for_each_child(const std::function<void(Module&)>& f) {}
   virtual Shape output_shape(const Shape& in) const = 0;
   // Multiply-adds of one forward pass of one sample of shape `in` (C x H x W, batch 1).
   virtual int64_t macs(const Shape& in) const { return 0; }

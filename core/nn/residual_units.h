@@ -29,6 +29,11 @@ class ResidualUnit : public Module {
   void set_training(bool on) override;
   void collect(const std::string& prefix, std::vector<NamedParameter>& params,
                std::vector<NamedBuffer>& buffers) override;
+  void for_each_child(const std::function<void(Module&)>& f) override {
+    if (preact_) f(*preact_);
+    f(branch_);
+    if (shortcut_) f(*shortcut_);
+  }
   Shape output_shape(const Shape& in) const override { return branch_.output_shape(in); }
   int64_t macs(const Shape& in) const override;
   int weighted_layers() const override;

@@ -44,7 +44,11 @@ case "$mode" in
     install_missing "${build_packages[@]}"
     do_build
     cd "$root"
-    "$build/resnet" train --config configs/fashion_mnist_resnet20.yaml "${@:2}"
+    # Two ranks, one core each (train.threads 0 divides the cores among the ranks).
+    mpirun_flags=(--oversubscribe)
+    [ "$(id -u)" -eq 0 ] && mpirun_flags+=(--allow-run-as-root)
+    mpirun "${mpirun_flags[@]}" -np 2 "$build/resnet" train \
+      --config configs/fashion_mnist_resnet20.yaml "${@:2}"
     ;;
   test)
     install_missing "${build_packages[@]}" "${test_packages[@]}"

@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <deque>
 #include <random>
+#include <thread>
 
 #include "core/check.h"
 #include "core/models/model_spec.h"
+#include "tests/distributed/shards.h"
 
 namespace rn::distributed {
 namespace {
@@ -31,7 +34,7 @@ struct FakeParameters {
       float* g = p.grad.data_as<float>();
       for (int64_t i = 0; i < p.grad.numel(); ++i)
         g[i] = static_cast<float>((rank + 1) * int(k + 1) + int(i % 13));
-      named.push_back({"p" + std::to_string(k), &p});
+      named.push_back({str_cat("p", k), &p});
     }
   }
   static float expected(int ranks, size_t k, int64_t i) {
@@ -117,6 +120,56 @@ TEST(GradientBucketer, GradientNeverReadyIsAnErrorNamingIt) {
   bucketer.finish();
 }
 
+// The stall watchdog: rank 1 reaches the all-reduce 2 s late; rank 0, with a 0.5 s timeout, gives
+// up naming the bucket it waits on. (In a job that error ends every rank; here rank 1 then joins
+// and the collective completes, so the next tests run normally.)
+TEST(GradientBucketer, LateRankTripsTheWatchdogNamingTheBucket) {
+  auto comm = make_communicator();
+  if (comm->size() == 1) GTEST_SKIP() << "needs 2 ranks";
+  auto backend = make_cpu_backend(1);
+  FakeParameters fake(comm->rank());
+  GradientBucketer bucketer(*backend, *comm, fake.named, 2000, 1400);
+  if (comm->rank() == 0) comm->set_timeout(0.5);
+  if (comm->rank() == 1) std::this_thread::sleep_for(std::chrono::seconds(2));
+  for (size_t k = fake.storage.size(); k-- > 0;) fake.storage[k].mark_ready();
+  if (comm->rank() == 0) {
+    try {
+      bucketer.finish();
+      ADD_FAILURE() << "finish() should have timed out";
+    } catch (const CollectiveTimeout& e) {
+      EXPECT_NE(std::string(e.what()).find("[watchdog] rank 0: gradient bucket 1/4 (2 tensor(s) "
+                                           "from p6"),
+                std::string::npos)
+          << e.what();
+    }
+    comm->set_timeout(300);
+  } else {
+    bucketer.finish();
+  }
+  comm->barrier();
+}
+
+TEST(Communicator, LateRankTripsTheWatchdogOfABlockingCollective) {
+  auto comm = make_communicator();
+  if (comm->size() == 1) GTEST_SKIP() << "needs 2 ranks";
+  if (comm->rank() == 0) {
+    comm->set_timeout(0.3);
+    try {
+      comm->all_reduce_sum(1.0);
+      ADD_FAILURE() << "all_reduce_sum should have timed out";
+    } catch (const CollectiveTimeout& e) {
+      EXPECT_NE(std::string(e.what()).find("all-reduce of 1 values not complete after 0.3 s"),
+                std::string::npos)
+          << e.what();
+    }
+    comm->set_timeout(300);
+  } else {
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    EXPECT_EQ(comm->all_reduce_sum(1.0), comm->size());
+  }
+  comm->barrier();
+}
+
 TEST(GradientBucketer, ReadyTwiceIsAnError) {
   SingleProcessCommunicator comm;
   auto backend = make_cpu_backend(1);
@@ -124,29 +177,6 @@ TEST(GradientBucketer, ReadyTwiceIsAnError) {
   GradientBucketer bucketer(*backend, comm, fake.named);
   fake.storage[0].mark_ready();
   EXPECT_THROW(fake.storage[0].mark_ready(), Error);
-}
-
-// One shard: 2 images 1x8x8 and their labels, the same on every rank for a given index.
-struct Shard {
-  Tensor images, labels;
-};
-
-Shard make_shard(int index) {
-  std::mt19937 gen(1234 + index);
-  std::normal_distribution<float> normal;
-  std::vector<float> x(2 * 64);
-  for (float& v : x) v = normal(gen);
-  Shard s{Tensor::from_vector({2, 1, 8, 8}, x), Tensor::zeros({2}, DType::i32)};
-  for (int i = 0; i < 2; ++i) s.labels.data_as<int32_t>()[i] = int32_t(gen() % 10);
-  return s;
-}
-
-void forward_backward(Backend& be, models::Network& net, const Shard& s) {
-  net.set_training(true);
-  Tensor logits = net.forward(be.upload(s.images));
-  Tensor dlogits = be.allocate(logits.desc());
-  be.softmax_cross_entropy(logits, be.upload(s.labels), CrossEntropyParams{}, &dlogits);
-  net.backward(dlogits);
 }
 
 void expect_mean_of_shards(size_t bucket_bytes, size_t first_bucket_bytes) {
@@ -159,7 +189,7 @@ void expect_mean_of_shards(size_t bucket_bytes, size_t first_bucket_bytes) {
   auto ref_params = ref_net->parameters();
   std::vector<std::vector<double>> mean(ref_params.size());
   for (int s = 0; s < n; ++s) {
-    forward_backward(*be, *ref_net, make_shard(s));
+    test::forward_backward(*be, *ref_net, test::make_shard(s));
     for (size_t k = 0; k < ref_params.size(); ++k) {
       auto g = be->download(ref_params[k].param->grad).to_vector();
       mean[k].resize(g.size());
@@ -171,7 +201,7 @@ void expect_mean_of_shards(size_t bucket_bytes, size_t first_bucket_bytes) {
   auto params = net->parameters();
   GradientBucketer bucketer(*be, *comm, params, bucket_bytes, first_bucket_bytes);
   for (int step = 0; step < 2; ++step) {
-    forward_backward(*be, *net, make_shard(comm->rank()));
+    test::forward_backward(*be, *net, test::make_shard(comm->rank()));
     bucketer.finish();
     for (size_t k = 0; k < params.size(); ++k) {
       auto g = be->download(params[k].param->grad).to_vector();

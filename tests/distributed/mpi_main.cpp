@@ -11,16 +11,20 @@ namespace {
 class RankFailurePrinter : public ::testing::EmptyTestEventListener {
  public:
   explicit RankFailurePrinter(int rank) : rank_(rank) {}
+  // The test is remembered here: asking UnitTest for it inside OnTestPartResult would take the
+  // lock that UnitTest already holds while reporting, and hang.
+  void OnTestStart(const ::testing::TestInfo& info) override { test_ = &info; }
+  void OnTestEnd(const ::testing::TestInfo&) override { test_ = nullptr; }
   void OnTestPartResult(const ::testing::TestPartResult& r) override {
     if (!r.failed()) return;
-    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::fprintf(stderr, "[rank %d] %s.%s: %s:%d\n%s\n", rank_, test ? test->test_suite_name() : "",
-                 test ? test->name() : "", r.file_name() ? r.file_name() : "?", r.line_number(),
-                 r.summary());
+    std::fprintf(stderr, "[rank %d] %s.%s: %s:%d\n%s\n", rank_,
+                 test_ ? test_->test_suite_name() : "", test_ ? test_->name() : "",
+                 r.file_name() ? r.file_name() : "?", r.line_number(), r.summary());
   }
 
  private:
   int rank_;
+  const ::testing::TestInfo* test_ = nullptr;
 };
 
 }  // namespace

@@ -87,7 +87,7 @@ TEST(Config, DefaultJobIsResnet20OnFashionMnist) {
   const Config c = load_config(std::string(RN_SOURCE_DIR) + "/configs/fashion_mnist_resnet20.yaml");
   EXPECT_EQ(c.model.name, "resnet20");
   EXPECT_EQ(c.run_dir, "runs/fashion_mnist_resnet20");
-  EXPECT_EQ(c.data.batch_size, 128);
+  EXPECT_EQ(c.data.batch_size, 64);  // per rank, on the default job's 2 ranks
   EXPECT_EQ(c.data.augment.crop_pad, 2);
   EXPECT_TRUE(c.data.augment.hflip);
   // 8 epochs with a cosine decay fit the default job's 10-minute budget on a 2-core CPU.
@@ -120,6 +120,10 @@ TEST(Config, KeysAbsentFromTheFileKeepTheirDefaults) {
   EXPECT_TRUE(c.data.augment.hflip);
   EXPECT_EQ(c.data.augment.crop_pad, 0);
   EXPECT_EQ(c.data.batch_size, 128);
+  EXPECT_FALSE(c.distributed.sync_bn);
+  EXPECT_EQ(c.distributed.timeout_s, 300);
+  EXPECT_EQ(c.distributed.bucket_mib, 25);
+  EXPECT_EQ(c.distributed.first_bucket_mib, 1);
 }
 
 TEST(Config, ReadsEveryType) {
@@ -207,7 +211,7 @@ TEST(ConfigErrors, UnknownKeyListsTheValidKeysAtItsLevel) {
   const std::string top = parse_error("epochs: 3\n");
   EXPECT_TRUE(contains(top,
                        "unknown key 'epochs'; valid keys at the top level: run_dir, model, "
-                       "data, optim, train, checkpoint"))
+                       "data, optim, train, distributed, checkpoint"))
       << top;
   const std::string nested = parse_error("data: {augment: {flip: true}}\n");
   EXPECT_TRUE(contains(nested,
@@ -273,6 +277,11 @@ TEST(ConfigErrors, OutOfRangeValuesNameTheirKey) {
       {"train.max_steps=-1", "'train.max_steps'"},
       {"checkpoint.keep_last=0", "'checkpoint.keep_last'"},
       {"checkpoint.every_epochs=0", "'checkpoint.every_epochs'"},
+      {"distributed.timeout_s=-1", "'distributed.timeout_s'"},
+      {"distributed.timeout_s=nan", "'distributed.timeout_s'"},
+      {"distributed.bucket_mib=0", "'distributed.bucket_mib'"},
+      {"distributed.first_bucket_mib=-1", "'distributed.first_bucket_mib'"},
+      {"distributed.sync_bn=maybe", "'distributed.sync_bn'"},
       {"run_dir=''", "'run_dir'"},
   };
   for (const auto& [override_text, key] : cases) {

@@ -2,6 +2,7 @@
 // (data files, config keys and values, model names) gives one clear line and a non-zero exit.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -214,6 +215,66 @@ TEST_F(TrainTest, DifferentConfigsOnTwoRanksAreAnError) {
   EXPECT_EQ(errors, 1) << r.err;
   EXPECT_NE(r.err.find("rank 1's resolved config differs from rank 0's"), std::string::npos)
       << r.err;
+}
+
+// Runs `args` under mpirun -np 2 with each rank started through `wrapper` (a shell script), and
+// times it.
+struct TimedResult {
+  rn::test::CommandResult r;
+  double seconds = 0;
+};
+TimedResult run_two_ranks_wrapped(const fs::path& wrapper, const std::string& script,
+                                  const std::string& args) {
+  std::ofstream(wrapper) << "#!/bin/sh\n" << script;
+  fs::permissions(wrapper, fs::perms::owner_all);
+  const auto t0 = std::chrono::steady_clock::now();
+  TimedResult t{run_resnet(args, rn::test::mpirun_prefix(2) + wrapper.string() + " ")};
+  t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return t;
+}
+
+TEST_F(TrainTest, OneRankFailingAloneEndsEveryRankWithin30Seconds) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed";
+  // Each rank runs in its own directory with a relative data root (as on two nodes): rank 1's
+  // images file is truncated, so rank 1 alone fails while rank 0 waits for it in a collective.
+  for (int rank : {0, 1}) fs::create_directories(dir_ / ("r" + std::to_string(rank)));
+  const fs::path good = make_data();
+  fs::rename(good, dir_ / "r0" / "data");
+  const fs::path bad = make_data(0x803, 100, 100, 1000);
+  fs::rename(bad, dir_ / "r1" / "data");
+  std::string cfg = base_config("data");
+  const auto t = run_two_ranks_wrapped(
+      dir_ / "cd_rank.sh", "cd " + dir_.string() + "/r$OMPI_COMM_WORLD_RANK && exec \"$@\"\n",
+      "train --config " + write_config(cfg) + " --set train.threads=1");
+  EXPECT_NE(t.r.exit_code, 0);
+  EXPECT_LT(t.seconds, 30.0);
+  int errors = 0;
+  for (const auto& l : t.r.err_lines())
+    errors += l.find("resnet train: error:") != std::string::npos;
+  EXPECT_EQ(errors, 1) << t.r.err;
+  EXPECT_NE(t.r.err.find("train-images-idx3-ubyte"), std::string::npos) << t.r.err;
+}
+
+TEST_F(TrainTest, StalledRankTripsTheWatchdogNamingStepAndBucket) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed";
+  // Rank 1 stops itself (SIGSTOP, as a hung node) once training runs; rank 0 waits on its
+  // gradient all-reduce for distributed.timeout_s, reports what it waits on, and ends the job.
+  const fs::path root = make_data(0x803, 2000, 2000, 2000 * 784);
+  const auto t = run_two_ranks_wrapped(
+      dir_ / "stop_rank1.sh",
+      "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (sleep 4; kill -STOP $$) & fi\nexec \"$@\"\n",
+      "train --config " + write_config(base_config(root.string())) +
+          " --set train.threads=1 --set train.epochs=1000 --set data.batch_size=16"
+          " --set distributed.timeout_s=3");
+  EXPECT_NE(t.r.exit_code, 0);
+  EXPECT_LT(t.seconds, 30.0);
+  int errors = 0;
+  for (const auto& l : t.r.err_lines())
+    errors += l.find("resnet train: error:") != std::string::npos;
+  EXPECT_EQ(errors, 1) << t.r.err;
+  EXPECT_NE(t.r.err.find("[watchdog] rank 0: gradient bucket"), std::string::npos) << t.r.err;
+  EXPECT_NE(t.r.err.find("at step"), std::string::npos) << t.r.err;
+  EXPECT_NE(t.r.err.find("distributed.timeout_s"), std::string::npos) << t.r.err;
 }
 
 TEST_F(TrainTest, LinearLrScalingMultipliesByTheRanks) {

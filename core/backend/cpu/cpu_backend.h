@@ -37,6 +37,8 @@ class CpuBackend final : public Backend {
   void axpby(Tensor& y, float a, const Tensor& x, float b) override;
   void pad_shortcut_forward(const Tensor& x, int stride, Tensor& y) override;
   void pad_shortcut_backward(const Tensor& dy, int stride, Tensor& dx) override;
+  void channel_affine_add(Tensor& y, const Tensor& x, const Tensor& scale,
+                          const Tensor& shift) override;
 
   LossStats softmax_cross_entropy(const Tensor& logits, const Tensor& labels,
                                   const CrossEntropyParams& p, Tensor* dlogits) override;

@@ -26,11 +26,10 @@ class ChannelBlockedIndexer {
  public:
   explicit ChannelBlockedIndexer(const memory::desc& md) {
     const auto& d = md.data;
-    RN_CHECK(d.ndims == 4 && d.format_kind == dnnl_blocked,
-             "[shortcut] needs a 4-D blocked layout");
+    RN_CHECK(d.ndims == 4 && d.format_kind == dnnl_blocked, "[eltwise] needs a 4-D blocked layout");
     const auto& b = d.format_desc.blocking;
     RN_CHECK(b.inner_nblks == 0 || (b.inner_nblks == 1 && b.inner_idxs[0] == 1),
-             "[shortcut] only the channel dimension may be blocked");
+             "[eltwise] only the channel dimension may be blocked");
     for (int i = 0; i < 4; ++i) stride_[i] = b.strides[i];
     block_ = b.inner_nblks ? b.inner_blks[0] : 1;
     offset0_ = d.offset0;
@@ -148,6 +147,31 @@ void CpuBackend::pad_shortcut_backward(const Tensor& dy, int stride, Tensor& dx)
   const float* g = dy.data_as<float>();
   float* o = dx.data_as<float>();
   for_each_shortcut_pair(dx, dy, stride, threads_, [&](int64_t xo, int64_t yo) { o[xo] = g[yo]; });
+}
+
+void CpuBackend::channel_affine_add(Tensor& y, const Tensor& x, const Tensor& scale,
+                                    const Tensor& shift) {
+  check_same("channel_affine_add", y, x);
+  const Shape& s = x.shape();
+  RN_CHECK(s.rank() == 4 && scale.numel() == s[1] && shift.numel() == s[1],
+           "[channel_affine_add] " << s.str() << " with " << scale.numel() << " scales and "
+                                   << shift.numel() << " shifts");
+  const ChannelBlockedIndexer ix(md_of(x.desc()));
+  const float* a = scale.data_as<float>();
+  const float* b = shift.data_as<float>();
+  const float* xp = x.data_as<float>();
+  float* o = y.data_as<float>();
+  const int64_t sh = ix.stride_h(), sw = ix.stride_w();
+#pragma omp parallel for collapse(2) num_threads(threads_)
+  for (int64_t n = 0; n < s[0]; ++n)
+    for (int64_t c = 0; c < s[1]; ++c) {
+      const int64_t base = ix.base(n, c);
+      for (int64_t h = 0; h < s[2]; ++h)
+        for (int64_t w = 0; w < s[3]; ++w) {
+          const int64_t i = base + h * sh + w * sw;
+          o[i] += a[c] * xp[i] + b[c];
+        }
+    }
 }
 
 void CpuBackend::fill(Tensor& t, float value) {

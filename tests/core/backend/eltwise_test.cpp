@@ -142,6 +142,20 @@ TEST_P(EltwiseTest, AxpbyScalesBothOperands) {
   EXPECT_EQ(values(b_), bv_);
 }
 
+TEST_P(EltwiseTest, ChannelAffineAddAccumulatesPerChannel) {
+  const int64_t c = kShape[1], hw = kShape[2] * kShape[3];
+  const auto scale = random_values(c, 63), shift = random_values(c, 64);
+  be_->channel_affine_add(a_, b_, be_->upload(Tensor::from_vector(Shape{c}, scale)),
+                          be_->upload(Tensor::from_vector(Shape{c}, shift)));
+  std::vector<float> want(av_.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    const int64_t ch = (static_cast<int64_t>(i) / hw) % c;
+    want[i] = av_[i] + scale[ch] * bv_[i] + shift[ch];
+  }
+  EXPECT_TRUE(all_close(values(a_), want, 1e-6f));
+  EXPECT_TRUE(padding_is_zero(a_));
+}
+
 TEST_P(EltwiseTest, FillSetsEveryElement) {
   be_->fill(a_, 2.5f);
   EXPECT_EQ(values(a_), std::vector<float>(av_.size(), 2.5f));
