@@ -76,6 +76,17 @@ bool mpi_finalized() {
   return finalized != 0;
 }
 
+// Open MPI's non-blocking all-reduce (coll/libnbc) runs every message on fewer than 4 ranks as a
+// binomial reduce + broadcast, which moves the whole gradient bucket through one rank: at 2
+// ranks a 97.5 MiB all-reduce took 113 ms against 47 ms for MPI_Allreduce. The ring algorithm
+// matches MPI_Allreduce there (libnbc picks it itself for large messages from 4 ranks on). The
+// choice is an MCA parameter read at MPI_Init; a user's own setting is kept.
+void prefer_ring_all_reduce() {
+  const char* size = std::getenv("OMPI_COMM_WORLD_SIZE");
+  if (size && std::atoi(size) < 4)
+    setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", /*overwrite=*/0);
+}
+
 // MPI_Init / MPI_Finalize when this process had not initialised MPI itself.
 class MpiSession {
  public:
@@ -83,6 +94,7 @@ class MpiSession {
     int initialized = 0;
     RN_MPI_CHECK(MPI_Initialized(&initialized));
     if (!initialized) {
+      prefer_ring_all_reduce();
       RN_MPI_CHECK(MPI_Init(nullptr, nullptr));
       owned_ = true;
     }

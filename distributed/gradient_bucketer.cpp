@@ -37,7 +37,66 @@ GradientBucketer::GradientBucketer(Backend& backend, Communicator& comm,
 GradientBucketer::~GradientBucketer() {
   for (auto& np : params_) np.param->on_grad_ready = nullptr;
   // Requests still in flight wait in their destructors, before the buffers go.
-  for (auto& b : buckets_) b.request.reset();
+  for (auto& b : buckets_) {
+    b.request.reset();
+    unlend(b);
+  }
+}
+
+namespace {
+
+// A fixed slice of a bucket's buffer, handed out as a tensor's storage.
+class SliceAllocator final : public Allocator {
+ public:
+  explicit SliceAllocator(void* slice) : slice_(slice) {}
+  void* allocate(size_t) override { return slice_; }
+  void release(void*, size_t) noexcept override {}
+
+ private:
+  void* slice_;
+};
+
+}  // namespace
+
+bool GradientBucketer::is_view(const Bucket& b, size_t j) const {
+  return j < b.views.size() && params_[b.members[j]].param->grad.data() == b.views[j].data();
+}
+
+void GradientBucketer::lend(Bucket& b) {
+  for (size_t j = 0; j < b.members.size(); ++j) {
+    nn::Parameter& p = *params_[b.members[j]].param;
+    if (p.grad.device().kind != DeviceKind::cpu) return;  // device gradients: copies
+  }
+  for (size_t j = 0; j < b.members.size(); ++j) {
+    nn::Parameter& p = *params_[b.members[j]].param;
+    const TensorDesc desc = p.grad.desc();
+    b.slices.push_back(std::make_unique<SliceAllocator>(b.flat.data() + b.offsets[j]));
+    b.views.emplace_back(desc, std::make_shared<Storage>(*b.slices.back(), desc.bytes(),
+                                                         Device{DeviceKind::cpu, 0}));
+    // This step's averaged gradient moves into the slice; from the next step on backward
+    // writes there directly.
+    std::memcpy(b.views.back().data(), p.grad.data(), desc.bytes());
+    p.grad = b.views.back();
+    p.grad_source = [view = b.views.back()](const TensorDesc& d) {
+      return d.same_layout(view.desc()) ? view : Tensor();
+    };
+  }
+}
+
+void GradientBucketer::unlend(Bucket& b) {
+  // Gradients still held as slices get buffers of their own before the slices go.
+  for (size_t j = 0; j < b.views.size(); ++j) {
+    nn::Parameter& p = *params_[b.members[j]].param;
+    p.grad_source = nullptr;
+    if (is_view(b, j)) {
+      Tensor own(p.grad.desc(),
+                 std::make_shared<Storage>(host_allocator(), p.grad.bytes(), p.grad.device()));
+      std::memcpy(own.data(), p.grad.data(), p.grad.bytes());
+      p.grad = own;
+    }
+  }
+  b.views.clear();
+  b.slices.clear();
 }
 
 std::vector<std::string> GradientBucketer::bucket_names(size_t i) const {
@@ -67,39 +126,56 @@ void GradientBucketer::pack(Bucket& b) {
   // Gradients are copied as raw bytes: a blocked layout is the same on every rank and its padding
   // is zero, so summing the bytes of the layout sums the gradients.
   size_t total = 0;
-  b.offsets.clear();
-  for (size_t k : b.members) {
-    const Tensor& g = params_[k].param->grad;
-    RN_CHECK(g.dtype() == DType::f32, "[bucketer] gradient of " << params_[k].name << " is "
-                                                                << dtype_name(g.dtype())
-                                                                << ", not f32");
-    b.offsets.push_back(total);
-    total += g.bytes() / sizeof(float);
-  }
-  b.flat.resize(total);
+  std::vector<size_t>& offsets = b.offsets;
+  bool same = !b.views.empty();
   for (size_t j = 0; j < b.members.size(); ++j) {
     const Tensor& g = params_[b.members[j]].param->grad;
+    RN_CHECK(g.dtype() == DType::f32, "[bucketer] gradient of " << params_[b.members[j]].name
+                                                                << " is " << dtype_name(g.dtype())
+                                                                << ", not f32");
+    same = same && g.bytes() == b.views[j].bytes();
+    total += g.bytes() / sizeof(float);
+  }
+  // A layout of another size no longer fits the lent slices (the buffer must not move under them).
+  if (!b.views.empty() && !same) unlend(b);
+  if (b.views.empty()) {
+    offsets.clear();
+    total = 0;
+    for (size_t k : b.members) {
+      offsets.push_back(total);
+      total += params_[k].param->grad.bytes() / sizeof(float);
+    }
+    b.flat.resize(total);
+  }
+  for (size_t j = 0; j < b.members.size(); ++j) {
+    if (is_view(b, j)) continue;  // backward wrote it in place
+    const Tensor& g = params_[b.members[j]].param->grad;
     if (g.device().kind == DeviceKind::cpu) {
-      std::memcpy(b.flat.data() + b.offsets[j], g.data(), g.bytes());
+      std::memcpy(b.flat.data() + offsets[j], g.data(), g.bytes());
     } else {
       Tensor host = backend_.download(g);
-      std::memcpy(b.flat.data() + b.offsets[j], host.data(), host.bytes());
+      std::memcpy(b.flat.data() + offsets[j], host.data(), host.bytes());
     }
   }
 }
 
 void GradientBucketer::unpack(Bucket& b) {
+  // The sum becomes the mean in place, in one pass; only gradients outside the buffer are
+  // copied back.
   const float inv = 1.0f / static_cast<float>(comm_.size());
   for (float& v : b.flat) v *= inv;
   for (size_t j = 0; j < b.members.size(); ++j) {
+    if (is_view(b, j)) continue;
     nn::Parameter& p = *params_[b.members[j]].param;
+    const float* src = b.flat.data() + b.offsets[j];
     if (p.grad.device().kind == DeviceKind::cpu) {
-      std::memcpy(p.grad.data(), b.flat.data() + b.offsets[j], p.grad.bytes());
+      std::memcpy(p.grad.data(), src, p.grad.bytes());
     } else {
       // Device gradients travelled as plain host copies: back through upload and reorder.
-      size_t n = static_cast<size_t>(p.grad.numel());
-      std::vector<float> values(b.flat.begin() + b.offsets[j], b.flat.begin() + b.offsets[j] + n);
-      backend_.reorder(backend_.upload(Tensor::from_vector(p.grad.shape(), values)), p.grad);
+      const size_t n = static_cast<size_t>(p.grad.numel());
+      backend_.reorder(
+          backend_.upload(Tensor::from_vector(p.grad.shape(), std::vector<float>(src, src + n))),
+          p.grad);
     }
   }
 }
@@ -155,6 +231,7 @@ void GradientBucketer::finish() {
       throw_timeout(comm_, what);
     }
     unpack(b);
+    if (b.views.empty()) lend(b);
   }
   reset();
 }

@@ -44,6 +44,10 @@ class GradientBucketer {
     std::vector<float> flat;      // host buffer the all-reduce works on
     std::vector<size_t> offsets;  // floats, one per member, where its gradient starts
     std::unique_ptr<Request> request;
+    // Once the layouts are known (after the first step), host gradients live in `flat` itself:
+    // each member's `grad_source` lends its slice, so no copy goes in or out.
+    std::vector<std::unique_ptr<Allocator>> slices;
+    std::vector<Tensor> views;
   };
   struct Slot {
     size_t bucket, index;
@@ -56,6 +60,9 @@ class GradientBucketer {
   void progress();
   void reset();
   void abandon();
+  void lend(Bucket& b);
+  void unlend(Bucket& b);
+  bool is_view(const Bucket& b, size_t j) const;
 
   Backend& backend_;
   Communicator& comm_;

@@ -66,8 +66,9 @@ void Module::relayout(Parameter& p, const TensorDesc& want) {
 }
 
 Tensor& Module::grad_buffer(Parameter& p) {
-  if (!p.grad.defined() || !p.grad.desc().same_layout(p.value.desc()))
-    p.grad = backend_.allocate(p.value.desc());
+  const auto fits = [&] { return p.grad.defined() && p.grad.desc().same_layout(p.value.desc()); };
+  if (!fits() && p.grad_source) p.grad = p.grad_source(p.value.desc());
+  if (!fits()) p.grad = backend_.allocate(p.value.desc());
   return p.grad;
 }
 

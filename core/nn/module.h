@@ -21,6 +21,10 @@ struct Parameter {
   bool no_decay = false;  // batch-norm parameters and biases may be exempt from weight decay
   // Called as soon as `grad` holds this step's final gradient (gradient bucketing hooks here).
   std::function<void(Parameter&)> on_grad_ready;
+  // Where backward takes `grad` from when set, for a given layout; an undefined result declines
+  // it and the backend's pool serves instead. The gradient bucketer lends slices of its
+  // all-reduce buffers this way, so gradients are summed where backward writes them.
+  std::function<Tensor(const TensorDesc&)> grad_source;
   void mark_ready() {
     if (on_grad_ready) on_grad_ready(*this);
   }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <deque>
 #include <random>
 #include <thread>
@@ -72,6 +73,42 @@ TEST(GradientBucketer, MeanOfFakeGradientsForAnyBucketSize) {
       ASSERT_EQ(b[k][i], a[k][i]);
       ASSERT_EQ(c[k][i], a[k][i]);
     }
+}
+
+// After the first step every gradient lives in its bucket's buffer (lent through grad_source),
+// so backward writes where the all-reduce reads; the means stay exact, and gradients still held
+// when the bucketer goes keep their values.
+TEST(GradientBucketer, LentBuffersAverageInPlaceAndOutliveTheBucketer) {
+  auto comm = make_communicator();
+  auto backend = make_cpu_backend(1);
+  FakeParameters fake(comm->rank());
+  auto bucketer = std::make_unique<GradientBucketer>(*backend, *comm, fake.named, 2000, 1400);
+  const auto expect_means = [&] {
+    for (size_t k = 0; k < fake.storage.size(); ++k) {
+      auto g = fake.storage[k].grad.to_vector();
+      for (size_t i = 0; i < g.size(); ++i)
+        ASSERT_EQ(g[i], FakeParameters::expected(comm->size(), k, int64_t(i))) << k << "," << i;
+    }
+  };
+  for (size_t k = fake.storage.size(); k-- > 0;) fake.storage[k].mark_ready();
+  bucketer->finish();
+  expect_means();
+  FakeParameters fresh(comm->rank());  // this rank's gradients again
+  for (size_t k = fake.storage.size(); k-- > 0;) {
+    nn::Parameter& p = fake.storage[k];
+    ASSERT_TRUE(p.grad_source) << k;
+    Tensor lent = p.grad_source(p.grad.desc());
+    ASSERT_TRUE(lent.defined()) << k;
+    EXPECT_EQ(lent.data(), p.grad.data()) << k;  // the slice it already holds
+    std::memcpy(lent.data(), fresh.storage[k].grad.data(), lent.bytes());
+    p.grad = lent;
+    p.mark_ready();
+  }
+  bucketer->finish();
+  expect_means();
+  bucketer.reset();
+  for (auto& p : fake.storage) EXPECT_FALSE(p.grad_source);
+  expect_means();
 }
 
 TEST(GradientBucketer, BucketsFollowReverseOrderWithASmallFirstBucket) {
