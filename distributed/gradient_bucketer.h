@@ -40,6 +40,7 @@ class GradientBucketer {
     std::vector<bool> ready;
     size_t num_ready = 0;
     std::vector<float> flat;      // host buffer the all-reduce works on
+    Tensor device_flat;           // on a GPU backend, the device buffer NCCL sums instead
     std::vector<size_t> offsets;  // floats, one per member, where its gradient starts
     std::unique_ptr<Request> request;
   };
