@@ -85,7 +85,9 @@ void CudaBackend::lars_update(const LarsParams& p, Tensor& w, const Tensor& g, T
   Tensor norms = allocate(TensorDesc{Shape{4}, DType::f32, nullptr});  // two doubles
   RN_CUDA_CHECK(cudaMemsetAsync(norms.data(), 0, 2 * sizeof(double), ctx_.stream()));
   const unsigned grid = grid_for(n, kBlock);
-  norms_kernel < <<grid<1024 ? grid : 1024, kBlock, 0, ctx_.stream()>>>(
+  // Partial sums of at most 1024 blocks: one atomic each.
+  const unsigned norm_grid = grid < 1024 ? grid : 1024;
+  norms_kernel<<<norm_grid, kBlock, 0, ctx_.stream()>>>(
                      w.data_as<float>(), g.data_as<float>(), n, norms.data_as<double>());
   lars_kernel<<<grid, kBlock, 0, ctx_.stream()>>>(w.data_as<float>(), g.data_as<float>(),
                                                   m.data_as<float>(), n, norms.data_as<double>(),
