@@ -21,7 +21,9 @@ function(_rn_cuda_missing what)
   message(STATUS "CUDA backend: off (${what})")
 endfunction()
 
-if(NOT _rn_cuda_mode STREQUAL "OFF")
+if(_rn_cuda_mode STREQUAL "OFF")
+  message(STATUS "CUDA backend: off (RESNET_CUDA=OFF)")
+else()
   if(NOT DEFINED CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX}
      AND EXISTS /usr/local/cuda/bin/nvcc)
     set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)

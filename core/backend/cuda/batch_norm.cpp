@@ -15,29 +15,21 @@ class CudaBatchNorm final : public BatchNormOp {
     x_desc_ = nhwc_desc(x.shape, x.dtype);
     channels_ = x.shape[1];
     set_tensor_desc(xd_, x_desc_);
-    RN_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(bnd_, xd_, kMode));
     RN_CUDNN_CHECK(
         cudnnSetActivationDescriptor(act_, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
-    ops_ = CUDNN_BATCHNORM_OPS_BN;
-    if (p.fuse_relu) {
-      // Ask cuDNN whether it fuses this case; where it does not, ReLU runs as its own kernel.
-      size_t bytes = 0;
-      if (cudnnGetBatchNormalizationTrainingExReserveSpaceSize(
-              ctx_.cudnn(), kMode, CUDNN_BATCHNORM_OPS_BN_ACTIVATION, act_, xd_, &bytes) ==
-          CUDNN_STATUS_SUCCESS)
-        ops_ = CUDNN_BATCHNORM_OPS_BN_ACTIVATION;
-    }
-    RN_CUDNN_CHECK(cudnnGetBatchNormalizationTrainingExReserveSpaceSize(
-        ctx_.cudnn(), kMode, ops_, activation(), xd_, &reserve_bytes_));
-    RN_CUDNN_CHECK(cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize(
-        ctx_.cudnn(), kMode, ops_, xd_, nullptr, xd_, bnd_, activation(), &fwd_ws_bytes_));
-    RN_CUDNN_CHECK(cudnnGetBatchNormalizationBackwardExWorkspaceSize(ctx_.cudnn(), kMode, ops_, xd_,
-                                                                     xd_, xd_, nullptr, xd_, bnd_,
-                                                                     activation(), &bwd_ws_bytes_));
+    // cuDNN documents the fused BN + ReLU kernel for NHWC half-precision data only; where a
+    // configuration is refused at run time the op falls back (see configure()).
+    const bool try_fused = p.fuse_relu && x.dtype != DType::f32;
+    if (!(try_fused &&
+          configure(CUDNN_BATCHNORM_OPS_BN_ACTIVATION, CUDNN_BATCHNORM_SPATIAL_PERSISTENT)) &&
+        !configure(CUDNN_BATCHNORM_OPS_BN, CUDNN_BATCHNORM_SPATIAL_PERSISTENT) &&
+        !configure(CUDNN_BATCHNORM_OPS_BN, CUDNN_BATCHNORM_SPATIAL))
+      RN_FAIL("[batch_norm] cuDNN offers no batch norm for " << x_desc_.str());
     // The layer keeps the reserve space from forward to backward when fused with ReLU.
     if (p.fuse_relu)
-      ws_desc_ = TensorDesc{Shape{static_cast<int64_t>(std::max<size_t>(reserve_bytes_, 4) / 4)},
-                            DType::f32, nullptr};
+      ws_desc_ =
+          TensorDesc{Shape{static_cast<int64_t>((std::max<size_t>(reserve_bytes_, 4) + 3) / 4)},
+                     DType::f32, nullptr};
     inv_std_ = be.allocate_persistent(TensorDesc{Shape{channels_}, DType::f32, nullptr});
   }
 
@@ -49,16 +41,12 @@ class CudaBatchNorm final : public BatchNormOp {
     Tensor xs = be_.as_layout(x, x_desc_);
     check_out(y);
     RN_CHECK(!p_.fuse_relu || workspace != nullptr, "[batch_norm] fused ReLU needs a workspace");
-    // Without a fused ReLU the reserve space is the op's own, kept until backward.
-    reserve_ = p_.fuse_relu ? *workspace : ctx_.scratch(reserve_bytes_);
-    Tensor ws = ctx_.scratch(fwd_ws_bytes_);
-    const float one = 1.f, zero = 0.f;
-    // Running statistics are the caller's (PyTorch's momentum and unbiased variance): cuDNN
-    // only saves the batch mean and inverse standard deviation here.
-    RN_CUDNN_CHECK(cudnnBatchNormalizationForwardTrainingEx(
-        ctx_.cudnn(), kMode, ops_, &one, &zero, xd_, xs.data(), nullptr, nullptr, xd_, y.data(),
-        bnd_, gamma.data(), beta.data(), 1.0, nullptr, nullptr, p_.eps, mean.data(),
-        inv_std_.data(), activation(), ws.data(), fwd_ws_bytes_, reserve_.data(), reserve_bytes_));
+    cudnnStatus_t st = forward_ex(xs, gamma, beta, y, mean, workspace);
+    while (st == CUDNN_STATUS_NOT_SUPPORTED && fall_back())
+      st = forward_ex(xs, gamma, beta, y, mean, workspace);
+    RN_CHECK(st == CUDNN_STATUS_SUCCESS,
+             "[batch_norm] cudnnBatchNormalizationForwardTrainingEx: " << cudnnGetErrorString(st)
+                                                                       << " for " << x_desc_.str());
     launch_inv_std_to_var(inv_std_.data_as<float>(), var.data_as<float>(), channels_, p_.eps,
                           ctx_.stream());
     if (p_.fuse_relu && ops_ == CUDNN_BATCHNORM_OPS_BN) be_.relu_forward(y, y);
@@ -95,7 +83,7 @@ class CudaBatchNorm final : public BatchNormOp {
     const bool act = ops_ == CUDNN_BATCHNORM_OPS_BN_ACTIVATION;
     const float one = 1.f, zero = 0.f;
     RN_CUDNN_CHECK(cudnnBatchNormalizationBackwardEx(
-        ctx_.cudnn(), kMode, ops_, &one, &zero, &one, &zero, xd_, xs.data(),
+        ctx_.cudnn(), mode_, ops_, &one, &zero, &one, &zero, xd_, xs.data(),
         act ? xd_.get() : nullptr, act ? saved_y_.data() : nullptr, xd_, dys.data(), nullptr,
         nullptr, xd_, dxs.data(), bnd_, gamma.data(), act ? saved_beta_.data() : nullptr,
         dgamma.data(), dbeta.data(), p_.eps, mean.data(), inv_std_.data(), activation(), ws.data(),
@@ -105,8 +93,47 @@ class CudaBatchNorm final : public BatchNormOp {
   }
 
  private:
-  // Persistent per-channel kernels: PyTorch's choice for channels-last batch norm.
-  static constexpr cudnnBatchNormMode_t kMode = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
+  // Takes the (ops, mode) configuration and its workspace and reserve sizes; false when cuDNN
+  // refuses it for this input.
+  bool configure(cudnnBatchNormOps_t ops, cudnnBatchNormMode_t mode) {
+    ops_ = ops, mode_ = mode;
+    return cudnnDeriveBNTensorDescriptor(bnd_, xd_, mode_) == CUDNN_STATUS_SUCCESS &&
+           cudnnGetBatchNormalizationTrainingExReserveSpaceSize(
+               ctx_.cudnn(), mode_, ops_, activation(), xd_, &reserve_bytes_) ==
+               CUDNN_STATUS_SUCCESS &&
+           cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize(
+               ctx_.cudnn(), mode_, ops_, xd_, nullptr, xd_, bnd_, activation(), &fwd_ws_bytes_) ==
+               CUDNN_STATUS_SUCCESS &&
+           cudnnGetBatchNormalizationBackwardExWorkspaceSize(
+               ctx_.cudnn(), mode_, ops_, xd_, xd_, xd_, nullptr, xd_, bnd_, activation(),
+               &bwd_ws_bytes_) == CUDNN_STATUS_SUCCESS;
+  }
+
+  // The next configuration after a run-time refusal: unfused, then the plain spatial kernels.
+  // False when none is left.
+  bool fall_back() {
+    if (ops_ == CUDNN_BATCHNORM_OPS_BN_ACTIVATION &&
+        configure(CUDNN_BATCHNORM_OPS_BN, CUDNN_BATCHNORM_SPATIAL_PERSISTENT))
+      return true;
+    return mode_ != CUDNN_BATCHNORM_SPATIAL &&
+           configure(CUDNN_BATCHNORM_OPS_BN, CUDNN_BATCHNORM_SPATIAL);
+  }
+
+  cudnnStatus_t forward_ex(const Tensor& xs, const Tensor& gamma, const Tensor& beta, Tensor& y,
+                           Tensor& mean, Tensor* workspace) {
+    // The fused op's reserve space is the layer's workspace (kept until backward); otherwise the
+    // op keeps its own.
+    const bool fused = ops_ == CUDNN_BATCHNORM_OPS_BN_ACTIVATION;
+    reserve_ = fused ? *workspace : ctx_.scratch(reserve_bytes_);
+    Tensor ws = ctx_.scratch(fwd_ws_bytes_);
+    const float one = 1.f, zero = 0.f;
+    // Running statistics are the caller's (PyTorch's momentum and unbiased variance): cuDNN
+    // only saves the batch mean and inverse standard deviation here.
+    return cudnnBatchNormalizationForwardTrainingEx(
+        ctx_.cudnn(), mode_, ops_, &one, &zero, xd_, xs.data(), nullptr, nullptr, xd_, y.data(),
+        bnd_, gamma.data(), beta.data(), 1.0, nullptr, nullptr, p_.eps, mean.data(),
+        inv_std_.data(), activation(), ws.data(), fwd_ws_bytes_, reserve_.data(), reserve_bytes_);
+  }
 
   cudnnActivationDescriptor_t activation() const {
     return ops_ == CUDNN_BATCHNORM_OPS_BN_ACTIVATION ? act_.get() : nullptr;
@@ -123,7 +150,9 @@ class CudaBatchNorm final : public BatchNormOp {
   int64_t channels_ = 0;
   TensorDescriptor xd_, bnd_;
   ActivationDescriptor act_;
-  cudnnBatchNormOps_t ops_;
+  cudnnBatchNormOps_t ops_ = CUDNN_BATCHNORM_OPS_BN;
+  // Persistent per-channel kernels first: PyTorch's choice for channels-last batch norm.
+  cudnnBatchNormMode_t mode_ = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
   size_t reserve_bytes_ = 0, fwd_ws_bytes_ = 0, bwd_ws_bytes_ = 0;
   Tensor inv_std_, reserve_, saved_y_, saved_beta_;
 };

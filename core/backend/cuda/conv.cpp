@@ -47,8 +47,7 @@ class CudaConv final : public ConvOp {
                                                    CUDNN_DATA_FLOAT));
     RN_CUDNN_CHECK(cudnnSetConvolutionGroupCount(cd_, p.groups));
     // fp32 may use TF32 tensor cores (the default math); bf16 / fp16 use tensor cores.
-    RN_CUDNN_CHECK(cudnnSetConvolutionMathType(
-        cd_, t == DType::f32 ? CUDNN_DEFAULT_MATH : CUDNN_TENSOR_OP_MATH));
+    search_math_ = t == DType::f32 ? CUDNN_DEFAULT_MATH : CUDNN_TENSOR_OP_MATH;
     key_ = str_cat(dtype_name(t), " x", x.shape.str(), " w", w_desc_.shape.str(), " s", p.stride,
                    " p", p.pad, " d", p.dilation, " g", p.groups);
   }
@@ -61,11 +60,14 @@ class CudaConv final : public ConvOp {
     if (!a.has_fwd) {
       std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
       int returned = 0;
+      // Each search starts from the widest math type; the winner's is set before each call.
+      RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, search_math_));
       RN_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(
           ctx_.cudnn(), xd_, wd_, cd_, yd_, static_cast<int>(perf.size()), &returned, perf.data()));
-      a.fwd = pick(perf, returned, ctx_.workspace_limit(), "forward").algo;
-      a.has_fwd = true;
+      const auto& best = pick(perf, returned, ctx_.workspace_limit(), "forward");
+      a.fwd = best.algo, a.fwd_math = best.mathType, a.has_fwd = true;
     }
+    RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, a.fwd_math));
     size_t ws_bytes = 0;
     RN_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(ctx_.cudnn(), xd_, wd_, cd_, yd_, a.fwd,
                                                            &ws_bytes));
@@ -89,11 +91,14 @@ class CudaConv final : public ConvOp {
     if (!a.has_bwd_data) {
       std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
       int returned = 0;
+      // Each search starts from the widest math type; the winner's is set before each call.
+      RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, search_math_));
       RN_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(
           ctx_.cudnn(), wd_, yd_, cd_, xd_, static_cast<int>(perf.size()), &returned, perf.data()));
-      a.bwd_data = pick(perf, returned, ctx_.workspace_limit(), "backward-data").algo;
-      a.has_bwd_data = true;
+      const auto& best = pick(perf, returned, ctx_.workspace_limit(), "backward-data");
+      a.bwd_data = best.algo, a.bwd_data_math = best.mathType, a.has_bwd_data = true;
     }
+    RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, a.bwd_data_math));
     size_t ws_bytes = 0;
     RN_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(ctx_.cudnn(), wd_, yd_, cd_, xd_,
                                                                 a.bwd_data, &ws_bytes));
@@ -113,11 +118,14 @@ class CudaConv final : public ConvOp {
       std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(
           CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
       int returned = 0;
+      // Each search starts from the widest math type; the winner's is set before each call.
+      RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, search_math_));
       RN_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(
           ctx_.cudnn(), xd_, yd_, cd_, wd_, static_cast<int>(perf.size()), &returned, perf.data()));
-      a.bwd_filter = pick(perf, returned, ctx_.workspace_limit(), "backward-filter").algo;
-      a.has_bwd_filter = true;
+      const auto& best = pick(perf, returned, ctx_.workspace_limit(), "backward-filter");
+      a.bwd_filter = best.algo, a.bwd_filter_math = best.mathType, a.has_bwd_filter = true;
     }
+    RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, a.bwd_filter_math));
     size_t ws_bytes = 0;
     RN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(ctx_.cudnn(), xd_, yd_, cd_, wd_,
                                                                   a.bwd_filter, &ws_bytes));
@@ -144,6 +152,7 @@ class CudaConv final : public ConvOp {
   TensorDescriptor xd_, yd_;
   FilterDescriptor wd_;
   ConvolutionDescriptor cd_;
+  cudnnMathType_t search_math_ = CUDNN_DEFAULT_MATH;
   std::string key_;
 };
 

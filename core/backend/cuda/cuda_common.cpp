@@ -138,7 +138,7 @@ CudaContext::CudaContext(int device) : device_(device) {
   RN_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
   size_t free_bytes = 0, total = 0;
   RN_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
-  workspace_limit_ = free_bytes / 4;
+  workspace_limit_ = std::min(free_bytes / 8, size_t{4} << 30);
 }
 
 CudaContext::~CudaContext() {

@@ -110,6 +110,8 @@ struct ConvAlgos {
   cudnnConvolutionFwdAlgo_t fwd{};
   cudnnConvolutionBwdDataAlgo_t bwd_data{};
   cudnnConvolutionBwdFilterAlgo_t bwd_filter{};
+  // The math type each was measured with (tensor ops or not), set again before each call.
+  cudnnMathType_t fwd_math{}, bwd_data_math{}, bwd_filter_math{};
   bool has_fwd = false, has_bwd_data = false, has_bwd_filter = false;
 };
 
@@ -130,7 +132,8 @@ class CudaContext {
   // A scratch buffer of at least `bytes` from the pool (returned when the tensor goes).
   Tensor scratch(size_t bytes);
   ConvAlgos& conv_algos(const std::string& key) { return algos_[key]; }
-  // Largest workspace an algorithm may ask for: a quarter of the memory free at start-up.
+  // Largest workspace an algorithm may ask for: an eighth of the memory free at start-up, at
+  // most 4 GiB (the pool keeps each size it hands out).
   size_t workspace_limit() const { return workspace_limit_; }
   const cudaDeviceProp& props() const { return props_; }
 

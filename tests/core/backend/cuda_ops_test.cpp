@@ -62,7 +62,9 @@ TEST_P(CudaConvTest, ForwardAndBackwardMatchCpu) {
   Tensor gdb = gpu_->allocate(plain_desc(Shape{p.out_channels}));
   gop->backward_weights(gx, gdy, gdw, p.bias ? &gdb : nullptr);
   EXPECT_TRUE(close(from_gpu(gdw), from_cpu(cdw), c.t)) << "backward weights";
-  if (p.bias) EXPECT_TRUE(close(from_gpu(gdb), from_cpu(cdb), c.t)) << "bias gradient";
+  if (p.bias) {
+    EXPECT_TRUE(close(from_gpu(gdb), from_cpu(cdb), c.t)) << "bias gradient";
+  }
 }
 
 std::vector<ConvCase> conv_cases() {

@@ -88,7 +88,9 @@ TEST_P(CudaTrainingPrecisionTest, LossFallsOnAFixedBatch) {
     EXPECT_LT(last, 0.5 * first) << model << " " << dtype_name(t) << ": " << first << " -> "
                                  << last;
     for (const auto& p : net->parameters()) EXPECT_EQ(p.param->value.dtype(), DType::f32);
-    if (s) EXPECT_LT(scaler.skipped_steps(), 10) << "fp16 overflowed too often";
+    if (s) {
+      EXPECT_LT(scaler.skipped_steps(), 10) << "fp16 overflowed too often";
+    }
   }
 }
 
