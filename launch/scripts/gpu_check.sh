@@ -13,7 +13,7 @@
 #
 # On the GPU machine (one device `run` with carry [".gpu"], timeout_s 540 or so):
 #   bash .gpu/run-on-gpu.sh 'bash launch/scripts/gpu_check.sh run'
-# It runs the CUDA tests of core_tests and launch_tests, then `resnet bench --device cuda` for
+# It runs the CUDA tests of core_tests, launch_tests and distributed_tests (NCCL, one rank), then `resnet bench --device cuda` for
 # resnet50 and resnext50_32x4d (3x224x224, bf16, batch 256) side by side with PyTorch
 # (torch_peer.py train --device cuda --amp bf16 --channels-last) in the same run, and writes
 # everything under $OUT, ending with $OUT/summary.txt (also printed).
@@ -26,14 +26,14 @@ case "$mode" in
   pack)
     build=${RESNET_GPU_BUILD:-build-gpu}
     shared=${RESNET_SHARED:-/work/shared}
-    for p in resnet tests/core_tests tests/launch_tests; do
+    for p in resnet tests/core_tests tests/launch_tests tests/distributed_tests; do
       [ -x "$build/$p" ] || { echo "gpu_check: $build/$p is not built" >&2; exit 2; }
     done
     exclude=$(git rev-parse --git-path info/exclude)
     mkdir -p "$(dirname "$exclude")"
     grep -qx "/.gpu/" "$exclude" 2>/dev/null || echo "/.gpu/" >> "$exclude"
     bash "$shared/device/bundle.sh" .gpu "$build/resnet" "$build/tests/core_tests" \
-      "$build/tests/launch_tests"
+      "$build/tests/launch_tests" "$build/tests/distributed_tests"
     cp "$shared/bench/torch_peer.py" .gpu/
     du -sh .gpu
     exit 0
@@ -60,6 +60,11 @@ status+=("core_tests *Cuda*: exit $? ($(grep -c '^\[       OK \]' "$OUT/core_cud
 timeout 180 launch_tests --gtest_filter='*Cuda*' --gtest_output="xml:$OUT/launch_cuda.xml" \
   > "$OUT/launch_cuda.log" 2>&1
 status+=("launch_tests *Cuda*: exit $? ($(grep -c '^\[       OK \]' "$OUT/launch_cuda.log") passed, $(grep -c '^\[  FAILED  \]' "$OUT/launch_cuda.log") failed lines)")
+
+# One rank (NCCL needs a GPU per rank, and the machine has one): Open MPI runs as a singleton.
+timeout 60 distributed_tests --gtest_filter='*Nccl*:LocalRank*' \
+  --gtest_output="xml:$OUT/distributed_nccl.xml" > "$OUT/distributed_nccl.log" 2>&1
+status+=("distributed_tests *Nccl*: exit $? ($(grep -c '^\[       OK \]' "$OUT/distributed_nccl.log") passed, $(grep -c '^\[  FAILED  \]' "$OUT/distributed_nccl.log") failed lines)")
 
 # 2. Training throughput, ours and PyTorch's, one model after the other on the same GPU.
 for model in resnet50 resnext50_32x4d; do

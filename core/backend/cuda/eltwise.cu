@@ -1,47 +1,11 @@
 // Element-wise kernels of the CUDA backend: ReLU and its gradients, add, axpby, fill, scale,
 // casts, the finiteness check, the zero-padding shortcut, bias rows and batch-norm statistics.
 // Every kernel computes in fp32 whatever the storage type (f32, bf16, f16).
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include "core/backend/cuda/cuda_backend.h"
+#include "core/backend/cuda/kernel_util.cuh"
 
 namespace rn::cuda {
 namespace {
-
-constexpr int kBlock = 256;
-
-__device__ __forceinline__ float to_f(float v) {
-  return v;
-}
-__device__ __forceinline__ float to_f(__nv_bfloat16 v) {
-  return __bfloat162float(v);
-}
-__device__ __forceinline__ float to_f(__half v) {
-  return __half2float(v);
-}
-template <typename T>
-__device__ __forceinline__ T from_f(float v);
-template <>
-__device__ __forceinline__ float from_f<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
-template <>
-__device__ __forceinline__ __half from_f<__half>(float v) {
-  return __float2half_rn(v);
-}
-
-// 16 bytes per load and store: element-wise kernels are bound by memory bandwidth, and one
-// 128-bit access moves four floats or eight bf16 values in a single transaction.
-template <typename T>
-struct alignas(16) Vec {
-  static constexpr int kN = 16 / sizeof(T);
-  T v[kN];
-};
 
 // y = op(a, b, c) over n elements; absent operands (null) read as 0. y may alias an input, so
 // nothing is __restrict__. Buffers come from cudaMalloc (256-byte aligned), so the vector part
@@ -50,8 +14,7 @@ template <typename T, typename Op>
 __global__ void map_kernel(Op op, T* y, const T* a, const T* b, const T* c, int64_t n) {
   using V = Vec<T>;
   const int64_t nv = n / V::kN;
-  const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t stride = grid_stride(), first = thread_index();
   for (int64_t i = first; i < nv; i += stride) {
     V va{}, vb{}, vc{}, vy;
     if (a) va = reinterpret_cast<const V*>(a)[i];
@@ -124,9 +87,7 @@ struct Scale {
 
 template <typename S, typename D>
 __global__ void cast_kernel(const S* x, D* y, int64_t n) {
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
-    y[i] = from_f<D>(to_f(x[i]));
+  for (int64_t i = thread_index(); i < n; i += grid_stride()) y[i] = from_f<D>(to_f(x[i]));
 }
 
 template <typename S>
@@ -149,8 +110,7 @@ void cast_from(const S* x, void* y, DType to, int64_t n, cudaStream_t s) {
 
 template <typename T>
 __global__ void nonfinite_kernel(const T* x, int64_t n, int* flag) {
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+  for (int64_t i = thread_index(); i < n; i += grid_stride())
     if (!isfinite(to_f(x[i]))) *flag = 1;  // a benign race: every writer stores 1
 }
 
@@ -163,8 +123,7 @@ __global__ void shortcut_kernel(bool fwd, const T* in, T* out, int64_t on, int64
                                 int64_t ow, bool out_nhwc, Strides4 is, int64_t ic, int s,
                                 int64_t before) {
   const int64_t total = on * oc * oh * ow;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  for (int64_t i = thread_index(); i < total; i += grid_stride()) {
     int64_t n, c, h, w, r = i;
     if (out_nhwc) {
       c = r % oc, r /= oc, w = r % ow, r /= ow, h = r % oh, n = r / oh;
@@ -187,16 +146,14 @@ __global__ void shortcut_kernel(bool fwd, const T* in, T* out, int64_t on, int64
 template <typename T>
 __global__ void bias_add_kernel(T* y, const float* bias, int64_t rows, int64_t cols) {
   const int64_t total = rows * cols;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+  for (int64_t i = thread_index(); i < total; i += grid_stride())
     y[i] = from_f<T>(to_f(y[i]) + bias[i % cols]);
 }
 
 // One thread per column: neighbouring threads read neighbouring columns (coalesced rows).
 template <typename T>
 __global__ void column_sum_kernel(const T* dy, float* db, int64_t rows, int64_t cols) {
-  for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < cols;
-       j += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  for (int64_t j = thread_index(); j < cols; j += grid_stride()) {
     float sum = 0.f;
     for (int64_t r = 0; r < rows; ++r) sum += to_f(dy[r * cols + j]);
     db[j] = sum;
@@ -204,15 +161,12 @@ __global__ void column_sum_kernel(const T* dy, float* db, int64_t rows, int64_t 
 }
 
 __global__ void inv_std_to_var_kernel(const float* inv, float* var, int64_t c, float eps) {
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < c;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+  for (int64_t i = thread_index(); i < c; i += grid_stride())
     var[i] = fmaxf(1.f / (inv[i] * inv[i]) - eps, 0.f);
 }
 
 __global__ void var_to_inv_std_kernel(const float* var, float* inv, int64_t c, float eps) {
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < c;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
-    inv[i] = rsqrtf(var[i] + eps);
+  for (int64_t i = thread_index(); i < c; i += grid_stride()) inv[i] = rsqrtf(var[i] + eps);
 }
 
 }  // namespace

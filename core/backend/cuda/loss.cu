@@ -3,11 +3,10 @@
 #include <cfloat>
 
 #include "core/backend/cuda/cuda_backend.h"
+#include "core/backend/cuda/kernel_util.cuh"
 
 namespace rn::cuda {
 namespace {
-
-constexpr int kBlock = 256;
 
 // What the kernel returns to the host in one copy.
 struct LossResult {

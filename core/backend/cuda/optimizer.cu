@@ -1,11 +1,10 @@
 // SGD (momentum, Nesterov, weight decay) and LARS updates on fp32 master weights, in place. LARS
 // reads its norms on the device, so an update never waits for the host.
 #include "core/backend/cuda/cuda_backend.h"
+#include "core/backend/cuda/kernel_util.cuh"
 
 namespace rn::cuda {
 namespace {
-
-constexpr int kBlock = 256;
 
 void check_update(const char* op, const Tensor& w, const Tensor& g, const Tensor& m) {
   RN_CHECK(w.desc().same_layout(g.desc()) && w.desc().same_layout(m.desc()),
@@ -20,7 +19,7 @@ void check_update(const char* op, const Tensor& w, const Tensor& g, const Tensor
 __global__ void sgd_kernel(float* w, const float* g, float* m, int64_t n, float lr, float mu,
                            float wd, bool nesterov) {
   const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t first = thread_index();
   auto step = [&](float& wv, float gv, float& mv) {
     const float d = gv + wd * wv;
     mv = mu * mv + d;
@@ -42,8 +41,7 @@ __global__ void sgd_kernel(float* w, const float* g, float* m, int64_t n, float 
 __global__ void norms_kernel(const float* w, const float* g, int64_t n, double* norms) {
   __shared__ double sw[kBlock], sg[kBlock];
   double a = 0, b = 0;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+  for (int64_t i = thread_index(); i < n; i += grid_stride())
     a += double(w[i]) * w[i], b += double(g[i]) * g[i];
   sw[threadIdx.x] = a, sg[threadIdx.x] = b;
   __syncthreads();
@@ -61,8 +59,7 @@ __global__ void lars_kernel(float* w, const float* g, float* m, int64_t n, const
   // A zero weight or gradient norm falls back to the plain learning rate.
   const float trust = (wn > 0 && gn > 0) ? static_cast<float>(eta * wn / (gn + wd * wn)) : 1.f;
   const float rate = lr * trust;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  for (int64_t i = thread_index(); i < n; i += grid_stride()) {
     m[i] = mu * m[i] + rate * (g[i] + wd * w[i]);
     w[i] -= m[i];
   }
@@ -87,8 +84,8 @@ void CudaBackend::lars_update(const LarsParams& p, Tensor& w, const Tensor& g, T
   const unsigned grid = grid_for(n, kBlock);
   // Partial sums of at most 1024 blocks: one atomic each.
   const unsigned norm_grid = grid < 1024 ? grid : 1024;
-  norms_kernel<<<norm_grid, kBlock, 0, ctx_.stream()>>>(
-                     w.data_as<float>(), g.data_as<float>(), n, norms.data_as<double>());
+  norms_kernel<<<norm_grid, kBlock, 0, ctx_.stream()>>>(w.data_as<float>(), g.data_as<float>(), n,
+                                                        norms.data_as<double>());
   lars_kernel<<<grid, kBlock, 0, ctx_.stream()>>>(w.data_as<float>(), g.data_as<float>(),
                                                   m.data_as<float>(), n, norms.data_as<double>(),
                                                   p.lr, p.momentum, p.weight_decay, p.eta);

@@ -2,27 +2,14 @@
 // kernels: the op interface hands backward only the output gradient and a workspace, so max
 // pooling keeps the position of each window's maximum (one byte per output) instead of the
 // input and output that cuDNN's pooling backward would read again.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <cfloat>
 
 #include "core/backend/cuda/cuda_backend.h"
+#include "core/backend/cuda/kernel_util.cuh"
 
 namespace rn::cuda {
 namespace {
 
-constexpr int kBlock = 256;
-
-__device__ __forceinline__ float to_f(float v) {
-  return v;
-}
-__device__ __forceinline__ float to_f(__nv_bfloat16 v) {
-  return __bfloat162float(v);
-}
-__device__ __forceinline__ float to_f(__half v) {
-  return __half2float(v);
-}
 __device__ __forceinline__ void store(float* p, float v) {
   *p = v;
 }
@@ -50,8 +37,7 @@ struct Geometry {
 template <typename T>
 __global__ void pool_forward_kernel(Geometry g, const T* x, T* y, uint8_t* argmax) {
   const int64_t total = g.n * g.oh * g.ow * g.c;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  for (int64_t i = thread_index(); i < total; i += grid_stride()) {
     int64_t r = i;
     const int64_t c = r % g.c;
     r /= g.c;
@@ -90,8 +76,7 @@ __device__ __forceinline__ int64_t clamp_index(int64_t i, int64_t n) {
 template <typename T>
 __global__ void pool_backward_kernel(Geometry g, const T* dy, const uint8_t* argmax, T* dx) {
   const int64_t total = g.n * g.h * g.w * g.c;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
-       i += static_cast<int64_t>(blockDim.x) * gridDim.x) {
+  for (int64_t i = thread_index(); i < total; i += grid_stride()) {
     int64_t r = i;
     const int64_t c = r % g.c;
     r /= g.c;
