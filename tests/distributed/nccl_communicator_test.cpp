@@ -18,7 +18,9 @@ TEST(LocalRank, IsARankOfThisNode) {
   EXPECT_GE(local, 0);
   EXPECT_LT(local, comm->size());
   // All ranks of these tests run on one machine: the node's ranks are the world's.
-  if (comm->size() > 1) EXPECT_EQ(local, comm->rank());
+  if (comm->size() > 1) {
+    EXPECT_EQ(local, comm->rank());
+  }
 }
 
 class NcclTest : public ::testing::Test {

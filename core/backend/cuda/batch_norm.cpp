@@ -31,6 +31,7 @@ class CudaBatchNorm final : public BatchNormOp {
           TensorDesc{Shape{static_cast<int64_t>((std::max<size_t>(reserve_bytes_, 4) + 3) / 4)},
                      DType::f32, nullptr};
     inv_std_ = be.allocate_persistent(TensorDesc{Shape{channels_}, DType::f32, nullptr});
+    running_ = be.allocate_persistent(TensorDesc{Shape{2 * channels_}, DType::f32, nullptr});
   }
 
   const TensorDesc& output_desc() const override { return x_desc_; }
@@ -127,12 +128,14 @@ class CudaBatchNorm final : public BatchNormOp {
     reserve_ = fused ? *workspace : ctx_.scratch(reserve_bytes_);
     Tensor ws = ctx_.scratch(fwd_ws_bytes_);
     const float one = 1.f, zero = 0.f;
-    // Running statistics are the caller's (PyTorch's momentum and unbiased variance): cuDNN
-    // only saves the batch mean and inverse standard deviation here.
+    // Running statistics are the caller's (PyTorch's momentum and unbiased variance): the
+    // caller's mean and variance come from the saved batch mean and inverse standard deviation,
+    // and cuDNN's own running averages go to a scratch pair the op never reads.
     return cudnnBatchNormalizationForwardTrainingEx(
         ctx_.cudnn(), mode_, ops_, &one, &zero, xd_, xs.data(), nullptr, nullptr, xd_, y.data(),
-        bnd_, gamma.data(), beta.data(), 1.0, nullptr, nullptr, p_.eps, mean.data(),
-        inv_std_.data(), activation(), ws.data(), fwd_ws_bytes_, reserve_.data(), reserve_bytes_);
+        bnd_, gamma.data(), beta.data(), 1.0, running_.data_as<float>(),
+        running_.data_as<float>() + channels_, p_.eps, mean.data(), inv_std_.data(), activation(),
+        ws.data(), fwd_ws_bytes_, reserve_.data(), reserve_bytes_);
   }
 
   cudnnActivationDescriptor_t activation() const {
@@ -154,7 +157,7 @@ class CudaBatchNorm final : public BatchNormOp {
   // Persistent per-channel kernels first: PyTorch's choice for channels-last batch norm.
   cudnnBatchNormMode_t mode_ = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
   size_t reserve_bytes_ = 0, fwd_ws_bytes_ = 0, bwd_ws_bytes_ = 0;
-  Tensor inv_std_, reserve_, saved_y_, saved_beta_;
+  Tensor inv_std_, running_, reserve_, saved_y_, saved_beta_;
 };
 
 }  // namespace

@@ -148,6 +148,10 @@ struct PoolCase {
   DType t;
 };
 
+std::ostream& operator<<(std::ostream& os, const PoolCase& c) {
+  return os << c.name << "_" << dtype_name(c.t);
+}
+
 class CudaPoolTest : public test::CudaTest, public ::testing::WithParamInterface<PoolCase> {};
 
 TEST_P(CudaPoolTest, ForwardAndBackwardMatchCpu) {

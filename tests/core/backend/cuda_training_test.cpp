@@ -84,7 +84,7 @@ TEST_P(CudaTrainingPrecisionTest, LossFallsOnAFixedBatch) {
     optim::LossScaler* s = t == DType::f16 ? &scaler : nullptr;
     const double first = step(*gpu_, *net, opt, t, s);
     double last = first;
-    for (int i = 0; i < 30; ++i) last = step(*gpu_, *net, opt, t, s);
+    for (int i = 0; i < 40; ++i) last = step(*gpu_, *net, opt, t, s);
     EXPECT_LT(last, 0.5 * first) << model << " " << dtype_name(t) << ": " << first << " -> "
                                  << last;
     for (const auto& p : net->parameters()) EXPECT_EQ(p.param->value.dtype(), DType::f32);
