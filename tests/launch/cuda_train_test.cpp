@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -63,6 +64,19 @@ TEST_F(CudaTrainTest, WithoutAGpuCudaIsOneClearError) {
     ASSERT_EQ(lines.size(), 1u) << r.err;
     EXPECT_NE(lines[0].find("'cuda'"), std::string::npos) << lines[0];
   }
+}
+
+// The driver library comes with the NVIDIA driver; linking it would stop the binary from starting
+// (even for CPU work) on machines without one. The CUDA runtime loads it itself when needed.
+TEST_F(CudaTrainTest, BinaryDoesNotLinkTheDriver) {
+  FILE* p = ::popen(("ldd " + rn::test::resnet_binary() + " 2>&1").c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[4096];
+  for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) out.append(buf, n);
+  ::pclose(p);
+  EXPECT_EQ(out.find("libcuda.so"), std::string::npos) << out;
+  EXPECT_EQ(out.find("not found"), std::string::npos) << out;
 }
 
 class CudaTrainPrecisionTest : public CudaTrainTest,
