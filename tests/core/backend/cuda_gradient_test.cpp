@@ -2,6 +2,7 @@
 // forward, in fp32 with TF32 turned off. Skipped where no GPU is usable.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <vector>
 
 #include "tests/core/backend/cuda_test_util.h"
@@ -56,9 +57,20 @@ TEST_F(CudaGradientTest, BatchNormFusedWithRelu) {
   const BatchNormParams p{.fuse_relu = true};
   auto op = gpu_->make_batch_norm(p, plain_desc(xs), true);
   const auto xv = random_values(xs.numel(), 1, -2.f, 2.f), gv = random_values(8, 2, .5f, 1.5f),
-             bv = random_values(8, 3, -.3f, .3f), r = random_values(xs.numel(), 4);
+             bv = random_values(8, 3, -.3f, .3f);
+  auto r = random_values(xs.numel(), 4);
   Tensor gamma = to_gpu(Shape{8}, gv), beta = to_gpu(Shape{8}, bv);
   Tensor mean = gpu_->allocate(plain_desc(Shape{8})), var = gpu_->allocate(plain_desc(Shape{8}));
+  {
+    // Outputs whose pre-activation lies near ReLU's kink get no weight in the projected loss, so
+    // that no finite-difference step crosses the kink where it counts.
+    auto unfused = gpu_->make_batch_norm(BatchNormParams{}, plain_desc(xs), true);
+    Tensor z = gpu_->allocate(unfused->output_desc());
+    unfused->forward_training(to_gpu(xs, xv), gamma, beta, z, mean, var, nullptr);
+    const auto zv = from_gpu(z);
+    for (size_t i = 0; i < r.size(); ++i)
+      if (std::abs(zv[i]) < 0.05f) r[i] = 0.f;
+  }
   auto forward = [&](const std::vector<float>& x) {
     Tensor y = gpu_->allocate(op->output_desc()), ws = gpu_->allocate(op->workspace_desc());
     op->forward_training(to_gpu(xs, x), gamma, beta, y, mean, var, &ws);
@@ -72,7 +84,7 @@ TEST_F(CudaGradientTest, BatchNormFusedWithRelu) {
   op->backward(x, dy, gamma, mean, var, &ws, dx, dg, db);
   const auto analytic = from_gpu(dx);
   GradientCheckOptions o = options();
-  o.step = 1e-3;  // stay on one side of ReLU's kink for most points
+  o.step = 1e-3;  // moves a pre-activation by under 0.01
   o.tolerance = 5e-2;
   EXPECT_TRUE(gradient_matches(forward, xv, r, analytic, o));
 }
@@ -82,7 +94,7 @@ TEST_F(CudaGradientTest, PoolingAndLinear) {
   for (PoolParams p : {PoolParams{.kind = PoolKind::max}, PoolParams{.kind = PoolKind::avg},
                        PoolParams{.kind = PoolKind::avg, .global = true}}) {
     auto op = gpu_->make_pool(p, plain_desc(xs), true);
-    const auto xv = test::distinct_values(xs.numel(), 1, 0.05f);  // |x| < 3.6
+    const auto xv = test::distinct_values(xs.numel(), 1, 0.05f);  // |x| < 7.2
     const auto r = random_values(op->output_desc().shape.numel(), 2);
     auto forward = [&](const std::vector<float>& x) {
       Tensor y = gpu_->allocate(op->output_desc());
@@ -97,7 +109,7 @@ TEST_F(CudaGradientTest, PoolingAndLinear) {
     Tensor dx = gpu_->allocate(plain_desc(xs));
     op->backward(to_gpu_as(op->output_desc(), r), ws.defined() ? &ws : nullptr, dx);
     GradientCheckOptions o = options();
-    o.step = 2e-3;  // steps below 0.0075, a third of the gap: the arg max never moves
+    o.step = 2e-3;  // steps below 0.015, under half the gap: the arg max never moves
     EXPECT_TRUE(gradient_matches(forward, xv, r, from_gpu(dx), o))
         << (p.kind == PoolKind::max ? "max"
             : p.global              ? "global avg"
