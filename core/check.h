@@ -2,6 +2,7 @@
 // library's own message, so `main` can print it once and abort all MPI ranks.
 #pragma once
 
+#include <cstdio>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -64,4 +65,50 @@ std::string str_cat(const Args&... args) {
       ::rn::detail::throw_error(std::string("[mpi] ") + std::string(rn_mpi_msg_, rn_mpi_len_), \
                                 #expr, __FILE__, __LINE__);                                    \
     }                                                                                          \
+  } while (0)
+
+// CUDA, cuDNN, cuBLAS and NCCL calls that must succeed; the message is the library's own
+// (cudaGetErrorString, cudnnGetErrorString, cublasGetStatusString, ncclGetErrorString). Like
+// RN_MPI_CHECK they expand only where the library's header is included (the CUDA backend and
+// the NCCL communicator), so a CPU-only build never sees them.
+#define RN_CUDA_CHECK(expr)                                                                   \
+  do {                                                                                        \
+    cudaError_t rn_cuda_rc_ = (expr);                                                         \
+    if (rn_cuda_rc_ != cudaSuccess)                                                           \
+      ::rn::detail::throw_error(::rn::str_cat("[cuda] ", cudaGetErrorName(rn_cuda_rc_), ": ", \
+                                              cudaGetErrorString(rn_cuda_rc_)),               \
+                                #expr, __FILE__, __LINE__);                                   \
+  } while (0)
+
+#define RN_CUDNN_CHECK(expr)                                                                  \
+  do {                                                                                        \
+    cudnnStatus_t rn_cudnn_rc_ = (expr);                                                      \
+    if (rn_cudnn_rc_ != CUDNN_STATUS_SUCCESS)                                                 \
+      ::rn::detail::throw_error(::rn::str_cat("[cudnn] ", cudnnGetErrorString(rn_cudnn_rc_)), \
+                                #expr, __FILE__, __LINE__);                                   \
+  } while (0)
+
+#define RN_CUBLAS_CHECK(expr)                                                                     \
+  do {                                                                                            \
+    cublasStatus_t rn_cublas_rc_ = (expr);                                                        \
+    if (rn_cublas_rc_ != CUBLAS_STATUS_SUCCESS)                                                   \
+      ::rn::detail::throw_error(::rn::str_cat("[cublas] ", cublasGetStatusString(rn_cublas_rc_)), \
+                                #expr, __FILE__, __LINE__);                                       \
+  } while (0)
+
+#define RN_NCCL_CHECK(expr)                                                                       \
+  do {                                                                                            \
+    ncclResult_t rn_nccl_rc_ = (expr);                                                            \
+    if (rn_nccl_rc_ != ncclSuccess)                                                               \
+      ::rn::detail::throw_error(::rn::str_cat("[nccl] ", ncclGetErrorString(rn_nccl_rc_)), #expr, \
+                                __FILE__, __LINE__);                                              \
+  } while (0)
+
+// For destructors, which must not throw: prints the failure to stderr and carries on.
+#define RN_CUDA_CHECK_PRINT(expr)                                                               \
+  do {                                                                                          \
+    cudaError_t rn_cuda_rc_ = (expr);                                                           \
+    if (rn_cuda_rc_ != cudaSuccess)                                                             \
+      std::fprintf(stderr, "[cuda] %s (%s at %s:%d)\n", cudaGetErrorString(rn_cuda_rc_), #expr, \
+                   __FILE__, __LINE__);                                                         \
   } while (0)

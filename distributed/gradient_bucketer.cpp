@@ -136,6 +136,23 @@ void GradientBucketer::pack(Bucket& b) {
     same = same && g.bytes() == b.views[j].bytes();
     total += g.bytes() / sizeof(float);
   }
+  if (backend_.device().kind != DeviceKind::cpu) {
+    // On a GPU the bucket stays on the device and the communicator (NCCL) sums it in place.
+    offsets.clear();
+    total = 0;
+    for (size_t k : b.members) {
+      offsets.push_back(total);
+      total += params_[k].param->grad.bytes() / sizeof(float);
+    }
+    if (!b.device_flat.defined() || b.device_flat.numel() != static_cast<int64_t>(total))
+      b.device_flat = backend_.allocate_persistent(
+          TensorDesc{Shape{static_cast<int64_t>(total)}, DType::f32, nullptr});
+    for (size_t j = 0; j < b.members.size(); ++j) {
+      const Tensor& g = params_[b.members[j]].param->grad;
+      backend_.copy_bytes(g, 0, b.device_flat, offsets[j] * sizeof(float), g.bytes());
+    }
+    return;
+  }
   // A layout of another size no longer fits the lent slices (the buffer must not move under them).
   if (!b.views.empty() && !same) unlend(b);
   if (b.views.empty()) {
@@ -163,6 +180,14 @@ void GradientBucketer::unpack(Bucket& b) {
   // The sum becomes the mean in place, in one pass; only gradients outside the buffer are
   // copied back.
   const float inv = 1.0f / static_cast<float>(comm_.size());
+  if (b.device_flat.defined() && backend_.device().kind != DeviceKind::cpu) {
+    backend_.scale(b.device_flat, inv);
+    for (size_t j = 0; j < b.members.size(); ++j) {
+      nn::Parameter& p = *params_[b.members[j]].param;
+      backend_.copy_bytes(b.device_flat, b.offsets[j] * sizeof(float), p.grad, 0, p.grad.bytes());
+    }
+    return;
+  }
   for (float& v : b.flat) v *= inv;
   for (size_t j = 0; j < b.members.size(); ++j) {
     if (is_view(b, j)) continue;
@@ -182,7 +207,11 @@ void GradientBucketer::unpack(Bucket& b) {
 
 void GradientBucketer::launch(Bucket& b) {
   pack(b);
-  b.request = comm_.all_reduce_sum_async(b.flat.data(), b.flat.size());
+  if (backend_.device().kind != DeviceKind::cpu)
+    b.request = comm_.all_reduce_sum_async(b.device_flat.data_as<float>(),
+                                           static_cast<size_t>(b.device_flat.numel()));
+  else
+    b.request = comm_.all_reduce_sum_async(b.flat.data(), b.flat.size());
 }
 
 void GradientBucketer::progress() {

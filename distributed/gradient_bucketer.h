@@ -42,6 +42,7 @@ class GradientBucketer {
     std::vector<bool> ready;
     size_t num_ready = 0;
     std::vector<float> flat;      // host buffer the all-reduce works on
+    Tensor device_flat;           // on a GPU backend, the device buffer NCCL sums instead
     std::vector<size_t> offsets;  // floats, one per member, where its gradient starts
     std::unique_ptr<Request> request;
     // Once the layouts are known (after the first step), host gradients live in `flat` itself:

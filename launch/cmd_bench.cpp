@@ -48,7 +48,7 @@ double peak_rss_mib() {
 
 int run_bench(const std::vector<std::string>& argv, distributed::Communicator& comm) {
   Args args(argv, FlagSpec{{"model", "input", "batch", "threads", "device", "warmup", "iters",
-                            "classes", "bucket-kib", "first-bucket-kib"},
+                            "classes", "precision", "bucket-kib", "first-bucket-kib"},
                            {},
                            {"json", "train-only", "infer-only", "allreduce"}});
   if (args.flag("allreduce")) return run_allreduce_bench(args, comm);
@@ -61,11 +61,17 @@ int run_bench(const std::vector<std::string>& argv, distributed::Communicator& c
     RN_FAIL("--batch, --iters and --threads must be positive, --warmup >= 0");
   const std::string dev = args.get("device", "cpu");
   if (dev != "cpu" && dev != "cuda") RN_FAIL("--device must be cpu or cuda, got '" << dev << "'");
+  const std::string precision = args.get("precision", "fp32");
+  if (precision != "fp32" && precision != "bf16" && precision != "fp16")
+    RN_FAIL("--precision must be fp32, bf16 or fp16, got '" << precision << "'");
+  if (precision != "fp32" && dev != "cuda")
+    RN_FAIL("--precision " << precision << " needs --device cuda");
   auto backend =
       make_backend(Device{dev == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0}, threads);
   auto net = models::build_model(*backend, models::model_spec(name, d.channels, d.classes), 0);
   StepRunner runner(*backend, *net, optim::OptimizerOptions{.momentum = 0.9, .weight_decay = 5e-4},
                     CrossEntropyParams{});
+  if (precision != "fp32") runner.set_precision(precision == "bf16" ? DType::bf16 : DType::f16);
 
   nn::InitRng rng(1);
   const Shape in{batch, d.channels, d.height, d.width};
@@ -116,17 +122,18 @@ int run_bench(const std::vector<std::string>& argv, distributed::Communicator& c
     std::snprintf(
         buf, sizeof(buf),
         "{\"model\": \"%s\", \"input\": [%d, %d, %d], \"batch\": %d, \"device\": \"%s\", "
+        "\"precision\": \"%s\", "
         "\"threads\": %d, \"train_img_per_s\": %.2f, \"infer_img_per_s\": %.2f, "
         "\"train_iter_s_median\": %.4f, \"infer_iter_s_median\": %.4f, \"fwd_macs_per_img\": %lld, "
         "\"train_gflops\": %.1f, \"infer_gflops\": %.1f, \"peak_rss_mib\": %.1f, \"backend\": "
         "\"%s\", \"ranks\": %d, \"train_iter_s_no_comm\": %.4f, \"comm_overhead\": %.4f}",
-        name.c_str(), d.channels, d.height, d.width, batch, dev.c_str(), threads, train_ips,
-        infer_ips, train_med, infer_med, static_cast<long long>(macs), train_gflops, infer_gflops,
-        peak_rss_mib(), backend->name().c_str(), world, local_med, overhead);
+        name.c_str(), d.channels, d.height, d.width, batch, dev.c_str(), precision.c_str(), threads,
+        train_ips, infer_ips, train_med, infer_med, static_cast<long long>(macs), train_gflops,
+        infer_gflops, peak_rss_mib(), backend->name().c_str(), world, local_med, overhead);
     std::cout << buf << "\n";
   } else {
-    std::printf("%s %dx%dx%d batch %d on %s\n", name.c_str(), d.channels, d.height, d.width, batch,
-                backend->name().c_str());
+    std::printf("%s %dx%dx%d batch %d %s on %s\n", name.c_str(), d.channels, d.height, d.width,
+                batch, precision.c_str(), backend->name().c_str());
     if (train_ips > 0)
       std::printf("  train  %9.1f img/s  (%.4f s/iter, %.1f GFLOP/s)\n", train_ips, train_med,
                   train_gflops);

@@ -17,7 +17,8 @@ constexpr const char* kUsage =
     "usage: resnet <command> [flags]\n"
     "  train  --config FILE [--set key=value ...]   train a network\n"
     "  info   --model NAME [--input CxHxW] [--classes N] [--json]\n"
-    "  bench  --model NAME [--input CxHxW] [--batch B] [--threads T] [--device cpu|cuda] [--json]\n"
+    "  bench  --model NAME [--input CxHxW] [--batch B] [--threads T] [--device cpu|cuda]\n"
+    "         [--precision fp32|bf16|fp16] [--json]\n"
     "  bench  --allreduce [--model NAME]   (under mpirun) gradient all-reduce bandwidth\n"
     "  --version\n";
 

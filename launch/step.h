@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "core/models/model_spec.h"
+#include "core/optim/loss_scaler.h"
 #include "core/optim/optimizer.h"
 
 namespace rn::launch {
@@ -22,14 +23,24 @@ class StepRunner {
   optim::Optimizer& optimizer() { return optimizer_; }
   // Runs between backward and the update (the data-parallel gradient all-reduce).
   void set_gradient_sync(std::function<void()> sync) { sync_ = std::move(sync); }
+  // Mixed precision: activations in `compute` (bf16 or f16; the parameters stay f32 masters).
+  // f16 also scales the loss dynamically.
+  void set_precision(DType compute);
+  DType precision() const { return compute_; }
+  const optim::LossScaler* loss_scaler() const { return scaler_.get(); }
 
  private:
   Backend& backend_;
   models::Network& net_;
   optim::Optimizer optimizer_;
   CrossEntropyParams loss_;
+  // The uploaded batch in the compute type.
+  Tensor to_compute(const Tensor& x);
+
   Tensor dlogits_;
   std::function<void()> sync_;
+  DType compute_ = DType::f32;
+  std::unique_ptr<optim::LossScaler> scaler_;
 };
 
 }  // namespace rn::launch

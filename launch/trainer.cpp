@@ -16,6 +16,7 @@
 #include "core/nn/layers.h"
 #include "core/optim/lr_schedule.h"
 #include "distributed/gradient_bucketer.h"
+#include "distributed/nccl_communicator.h"
 #include "io/fashion_mnist.h"
 #include "io/loader.h"
 #include "launch/commands.h"
@@ -174,20 +175,30 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm) {
 
   DataSplits data = load_data(cfg);
   const int threads = cfg.train.threads > 0 ? cfg.train.threads : default_threads_per_rank();
+  const bool on_gpu = cfg.train.device == "cuda";
+  // One GPU per rank, by the rank's place on its node.
   auto backend = make_backend(
-      Device{cfg.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0}, threads);
+      Device{on_gpu ? DeviceKind::cuda : DeviceKind::cpu, on_gpu ? distributed::local_rank() : 0},
+      threads);
+  // GPU buffers are summed and broadcast by NCCL; MPI keeps the host-side collectives.
+  std::unique_ptr<distributed::Communicator> nccl;
+  if (on_gpu && world > 1) nccl = distributed::make_nccl_communicator(comm, *backend);
+  distributed::Communicator& device_comm = nccl ? *nccl : comm;
   auto net = models::build_model(*backend, spec, cfg.train.seed);
   // Every replica starts from rank 0's weights and statistics.
   for (auto& p : net->parameters())
-    comm.broadcast(p.param->value.data(), p.param->value.bytes(), 0);
-  for (auto& b : net->buffers()) comm.broadcast(b.tensor->data(), b.tensor->bytes(), 0);
+    device_comm.broadcast(p.param->value.data(), p.param->value.bytes(), 0);
+  for (auto& b : net->buffers()) device_comm.broadcast(b.tensor->data(), b.tensor->bytes(), 0);
   StepRunner runner(*backend, *net, optimizer_options(cfg.optim),
                     CrossEntropyParams{static_cast<float>(cfg.optim.label_smoothing)});
+  // bf16 / fp16 activations with f32 master weights (cuda only: checked above).
+  if (cfg.train.precision != "fp32")
+    runner.set_precision(cfg.train.precision == "bf16" ? DType::bf16 : DType::f16);
   std::unique_ptr<distributed::GradientBucketer> bucketer;
   if (world > 1) {
     const auto mib = [](double m) { return static_cast<size_t>(m * (1 << 20)); };
     bucketer = std::make_unique<distributed::GradientBucketer>(
-        *backend, comm, net->parameters(), mib(cfg.distributed.bucket_mib),
+        *backend, device_comm, net->parameters(), mib(cfg.distributed.bucket_mib),
         mib(cfg.distributed.first_bucket_mib));
     runner.set_gradient_sync([&] { bucketer->finish(); });
     if (cfg.distributed.sync_bn)

@@ -115,6 +115,11 @@ class Backend {
   virtual void copy(const Tensor& src, Tensor& dst) = 0;     // same desc
   virtual void reorder(const Tensor& src, Tensor& dst) = 0;  // same shape, any layouts
   virtual void cast(const Tensor& src, Tensor& dst) = 0;     // same shape, f32 <-> bf16 / f16
+  // Whether every element is finite (no inf, no NaN): the overflow check of fp16 loss scaling.
+  virtual bool all_finite(const Tensor& t) = 0;
+  // Raw bytes between two buffers of this backend (gradient buckets pack and unpack with it).
+  virtual void copy_bytes(const Tensor& src, size_t src_offset, Tensor& dst, size_t dst_offset,
+                          size_t bytes) = 0;
 
   virtual void synchronize() = 0;
 };

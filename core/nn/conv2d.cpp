@@ -40,27 +40,50 @@ Tensor Conv2d::forward_impl(const Tensor& x) {
            "[conv] expects " << in_channels_ << " input channels, got " << x.shape().str());
   op_ =
       &plans_.get(x.desc(), training_, [&] { return backend_.make_conv(p_, x.desc(), training_); });
+  const TensorDesc& wd = op_->weight_desc();
+  // Mixed precision: the parameter stays f32 (the master copy the optimizer updates) in the
+  // layout family the op wants, and the op gets a low-precision cast of it each step.
+  TensorDesc master = wd;
+  if (wd.dtype != DType::f32) {
+    master.dtype = DType::f32;
+    master.layout = backend_.layout_like(master, wd.shape);
+  }
   // The training plan decides the weights' layout; an inference plan that prefers another one
   // reorders them on the fly instead of moving the optimizer state back and forth.
-  if (training_ || weight_.value.is_plain()) relayout(weight_, op_->weight_desc());
+  if (training_ || weight_.value.is_plain()) relayout(weight_, master);
+  const Tensor* w = &weight_.value;
+  if (wd.dtype != DType::f32) {
+    low_weight_ = backend_.allocate(wd);
+    backend_.cast(weight_.value, low_weight_);
+    w = &low_weight_;
+  }
   Tensor y = backend_.allocate(op_->output_desc());
-  op_->forward(x, weight_.value, p_.bias ? &bias_.value : nullptr, y);
+  op_->forward(x, *w, p_.bias ? &bias_.value : nullptr, y);
+  if (!training_) low_weight_ = Tensor();
   if (training_) saved_x_ = x;
   return y;
 }
 
 Tensor Conv2d::backward_impl(const Tensor& dy) {
   RN_CHECK(saved_x_.defined(), "[conv] backward without a training forward");
-  op_->backward_weights(saved_x_, dy, grad_buffer(weight_),
-                        p_.bias ? &grad_buffer(bias_) : nullptr);
+  if (low_weight_.defined()) {
+    // The gradient comes in the compute type and is kept in f32, as its master weight.
+    Tensor dw = backend_.allocate(low_weight_.desc());
+    op_->backward_weights(saved_x_, dy, dw, p_.bias ? &grad_buffer(bias_) : nullptr);
+    backend_.cast(dw, grad_buffer(weight_));
+  } else {
+    op_->backward_weights(saved_x_, dy, grad_buffer(weight_),
+                          p_.bias ? &grad_buffer(bias_) : nullptr);
+  }
   weight_.mark_ready();
   if (p_.bias) bias_.mark_ready();
   Tensor dx;
   if (needs_input_grad_) {
     dx = backend_.allocate(saved_x_.desc());
-    op_->backward_data(dy, weight_.value, dx);
+    op_->backward_data(dy, low_weight_.defined() ? low_weight_ : weight_.value, dx);
   }
   saved_x_ = Tensor();
+  low_weight_ = Tensor();
   return dx;
 }
 

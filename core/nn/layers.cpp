@@ -69,13 +69,22 @@ Shape Linear::output_shape(const Shape& in) const {
 Tensor Linear::forward_impl(const Tensor& x) {
   RN_CHECK(x.shape()[1] == in_features_,
            "[linear] expects " << in_features_ << " features, got " << x.shape().str());
-  if (!op_ || !op_desc_.same_layout(x.desc())) {
-    op_ = backend_.make_linear(LinearParams{out_features_, has_bias_}, x.desc());
-    op_desc_ = x.desc();
+  // Mixed precision: the head runs in f32 on an f32 copy of its (small) input.
+  Tensor x32 = x;
+  if (x.dtype() != DType::f32) {
+    TensorDesc d{x.shape(), DType::f32, nullptr};
+    if (x.layout())
+      d.layout = backend_.layout_like(TensorDesc{x.shape(), DType::f32, x.layout()}, x.shape());
+    x32 = backend_.allocate(d);
+    backend_.cast(x, x32);
+  }
+  if (!op_ || !op_desc_.same_layout(x32.desc())) {
+    op_ = backend_.make_linear(LinearParams{out_features_, has_bias_}, x32.desc());
+    op_desc_ = x32.desc();
   }
   Tensor y = backend_.allocate(op_->output_desc());
-  op_->forward(x, weight_.value, has_bias_ ? &bias_.value : nullptr, y);
-  if (training_) saved_x_ = x;
+  op_->forward(x32, weight_.value, has_bias_ ? &bias_.value : nullptr, y);
+  if (training_) saved_x_ = x32, saved_x_desc_ = x.desc();
   return y;
 }
 
@@ -89,6 +98,11 @@ Tensor Linear::backward_impl(const Tensor& dy) {
   if (needs_input_grad_) {
     dx = backend_.allocate(saved_x_.desc());
     op_->backward_data(dy, weight_.value, dx);
+    if (!dx.desc().same_layout(saved_x_desc_)) {
+      Tensor low = backend_.allocate(saved_x_desc_);
+      backend_.cast(dx, low);
+      dx = low;
+    }
   }
   saved_x_ = Tensor();
   return dx;

@@ -32,6 +32,8 @@ class Conv2d final : public Module {
   PlanCache<ConvOp> plans_;
   ConvOp* op_ = nullptr;  // the plan of the last forward
   Tensor saved_x_;
+  // Mixed precision: this step's low-precision copy of the f32 master weights.
+  Tensor low_weight_;
 };
 
 // Sums per-channel statistics in place across the replicas of a data-parallel job.
@@ -132,6 +134,7 @@ class Linear final : public Module {
   std::unique_ptr<LinearOp> op_;
   TensorDesc op_desc_;
   Tensor saved_x_;
+  TensorDesc saved_x_desc_;  // the input's own desc (bf16 / f16 under mixed precision)
 };
 
 class Identity final : public Module {

@@ -1,6 +1,7 @@
 // Element-wise ops written directly as OpenMP loops over the whole (possibly padded, blocked)
 // buffer: every operand shares one layout, and zero padding maps to zero under relu and add.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/backend/cpu/cpu_backend.h"
@@ -202,6 +203,24 @@ void CpuBackend::scale(Tensor& t, float factor) {
 void CpuBackend::copy(const Tensor& src, Tensor& dst) {
   check_same("copy", src, dst);
   std::memcpy(dst.data(), src.data(), src.bytes());
+}
+
+bool CpuBackend::all_finite(const Tensor& t) {
+  RN_CHECK(t.dtype() == DType::f32, "[all_finite] expects f32, got " << t.desc().str());
+  const float* p = t.data_as<float>();
+  const int64_t n = float_count(t);
+  int64_t bad = 0;
+#pragma omp parallel for num_threads(threads_) reduction(+ : bad) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) bad += !std::isfinite(p[i]);
+  return bad == 0;
+}
+
+void CpuBackend::copy_bytes(const Tensor& src, size_t src_offset, Tensor& dst, size_t dst_offset,
+                            size_t bytes) {
+  RN_CHECK(src_offset + bytes <= src.bytes() && dst_offset + bytes <= dst.bytes(),
+           "[copy_bytes] " << bytes << " bytes out of range");
+  std::memcpy(static_cast<char*>(dst.data()) + dst_offset,
+              static_cast<const char*>(src.data()) + src_offset, bytes);
 }
 
 }  // namespace rn::cpu

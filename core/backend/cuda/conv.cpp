@@ -1,0 +1,165 @@
+// Convolution on cuDNN: forward, backward-data and backward-weights, with groups, NHWC
+// activations and OHWI weights (the tensor-core layouts). The fastest algorithm of each problem
+// is measured once (cudnnFind...) and cached in the context for every layer of that shape; its
+// workspace comes from the pool at each call, so a step allocates nothing.
+#include <vector>
+
+#include "core/backend/cuda/cuda_backend.h"
+
+namespace rn::cuda {
+namespace {
+
+// The first measured algorithm that succeeded within the workspace limit (cuDNN sorts by time).
+template <typename Perf>
+const Perf& pick(const std::vector<Perf>& perf, int returned, size_t limit, const char* what) {
+  for (int i = 0; i < returned; ++i)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= limit) return perf[i];
+  RN_FAIL("[conv] cuDNN found no " << what << " algorithm within " << limit
+                                   << " bytes of workspace");
+}
+
+class CudaConv final : public ConvOp {
+ public:
+  CudaConv(CudaBackend& be, const ConvParams& p, const TensorDesc& x)
+      : be_(be), ctx_(be.context()), p_(p) {
+    RN_CHECK(x.shape.rank() == 4, "[conv] input must be N x C x H x W, got " << x.shape.str());
+    RN_CHECK(x.dtype != DType::i32, "[conv] integer input " << x.str());
+    const int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
+    RN_CHECK(p.groups >= 1 && c % p.groups == 0 && p.out_channels % p.groups == 0,
+             "[conv] channels " << c << " -> " << p.out_channels << " not divisible by groups "
+                                << p.groups);
+    const int64_t span = static_cast<int64_t>(p.dilation) * (p.kernel - 1) + 1;
+    const int64_t oh = (h + 2 * p.pad - span) / p.stride + 1;
+    const int64_t ow = (w + 2 * p.pad - span) / p.stride + 1;
+    RN_CHECK(oh > 0 && ow > 0, "[conv] input " << x.shape.str() << " too small for kernel "
+                                               << p.kernel << " stride " << p.stride);
+    const DType t = x.dtype;
+    x_desc_ = nhwc_desc(x.shape, t);
+    out_desc_ = nhwc_desc(Shape{n, p.out_channels, oh, ow}, t);
+    w_desc_ = nhwc_desc(Shape{p.out_channels, c / p.groups, p.kernel, p.kernel}, t);
+    set_tensor_desc(xd_, x_desc_);
+    set_tensor_desc(yd_, out_desc_);
+    RN_CUDNN_CHECK(cudnnSetFilter4dDescriptor(wd_, cudnn_type(t), CUDNN_TENSOR_NHWC, p.out_channels,
+                                              static_cast<int>(c / p.groups), p.kernel, p.kernel));
+    // Accumulation in fp32 for every storage type (bf16 and fp16 included).
+    RN_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(cd_, p.pad, p.pad, p.stride, p.stride,
+                                                   p.dilation, p.dilation, CUDNN_CROSS_CORRELATION,
+                                                   CUDNN_DATA_FLOAT));
+    RN_CUDNN_CHECK(cudnnSetConvolutionGroupCount(cd_, p.groups));
+    // fp32 may use TF32 tensor cores (the default math); bf16 / fp16 use tensor cores.
+    search_math_ = t == DType::f32 ? CUDNN_DEFAULT_MATH : CUDNN_TENSOR_OP_MATH;
+    key_ = str_cat(dtype_name(t), " x", x.shape.str(), " w", w_desc_.shape.str(), " s", p.stride,
+                   " p", p.pad, " d", p.dilation, " g", p.groups);
+  }
+
+  const TensorDesc& output_desc() const override { return out_desc_; }
+  const TensorDesc& weight_desc() const override { return w_desc_; }
+
+  void forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
+    ConvAlgos& a = ctx_.conv_algos(key_);
+    if (!a.has_fwd) {
+      std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
+      int returned = 0;
+      // Each search starts from the widest math type; the winner's is set before each call.
+      RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, search_math_));
+      RN_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(
+          ctx_.cudnn(), xd_, wd_, cd_, yd_, static_cast<int>(perf.size()), &returned, perf.data()));
+      const auto& best = pick(perf, returned, ctx_.workspace_limit(), "forward");
+      a.fwd = best.algo, a.fwd_math = best.mathType, a.has_fwd = true;
+    }
+    RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, a.fwd_math));
+    size_t ws_bytes = 0;
+    RN_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(ctx_.cudnn(), xd_, wd_, cd_, yd_, a.fwd,
+                                                           &ws_bytes));
+    Tensor ws = ctx_.scratch(ws_bytes);
+    Tensor xs = be_.as_layout(x, x_desc_), ws_w = be_.as_layout(w, w_desc_);
+    Tensor ys = y.desc().same_layout(out_desc_) ? y : be_.allocate(out_desc_);
+    const float one = 1.f, zero = 0.f;
+    RN_CUDNN_CHECK(cudnnConvolutionForward(ctx_.cudnn(), &one, xd_, xs.data(), wd_, ws_w.data(),
+                                           cd_, a.fwd, ws.data(), ws_bytes, &zero, yd_, ys.data()));
+    if (p_.bias) {
+      RN_CHECK(bias != nullptr, "[conv] bias expected");
+      // NHWC: the output is a (N*H*W) x O matrix and the bias one row of it.
+      launch_bias_add(out_desc_.dtype, ys.data(), bias->data_as<float>(),
+                      out_desc_.shape.numel() / p_.out_channels, p_.out_channels, ctx_.stream());
+    }
+    if (ys.data() != y.data()) be_.reorder(ys, y);
+  }
+
+  void backward_data(const Tensor& dy, const Tensor& w, Tensor& dx) override {
+    ConvAlgos& a = ctx_.conv_algos(key_);
+    if (!a.has_bwd_data) {
+      std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
+      int returned = 0;
+      // Each search starts from the widest math type; the winner's is set before each call.
+      RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, search_math_));
+      RN_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(
+          ctx_.cudnn(), wd_, yd_, cd_, xd_, static_cast<int>(perf.size()), &returned, perf.data()));
+      const auto& best = pick(perf, returned, ctx_.workspace_limit(), "backward-data");
+      a.bwd_data = best.algo, a.bwd_data_math = best.mathType, a.has_bwd_data = true;
+    }
+    RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, a.bwd_data_math));
+    size_t ws_bytes = 0;
+    RN_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(ctx_.cudnn(), wd_, yd_, cd_, xd_,
+                                                                a.bwd_data, &ws_bytes));
+    Tensor ws = ctx_.scratch(ws_bytes);
+    Tensor dys = be_.as_layout(dy, out_desc_), wl = be_.as_layout(w, w_desc_);
+    Tensor dxs = dx.desc().same_layout(x_desc_) ? dx : be_.allocate(x_desc_);
+    const float one = 1.f, zero = 0.f;
+    RN_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx_.cudnn(), &one, wd_, wl.data(), yd_, dys.data(),
+                                                cd_, a.bwd_data, ws.data(), ws_bytes, &zero, xd_,
+                                                dxs.data()));
+    if (dxs.data() != dx.data()) be_.reorder(dxs, dx);
+  }
+
+  void backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias) override {
+    ConvAlgos& a = ctx_.conv_algos(key_);
+    if (!a.has_bwd_filter) {
+      std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(
+          CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
+      int returned = 0;
+      // Each search starts from the widest math type; the winner's is set before each call.
+      RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, search_math_));
+      RN_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(
+          ctx_.cudnn(), xd_, yd_, cd_, wd_, static_cast<int>(perf.size()), &returned, perf.data()));
+      const auto& best = pick(perf, returned, ctx_.workspace_limit(), "backward-filter");
+      a.bwd_filter = best.algo, a.bwd_filter_math = best.mathType, a.has_bwd_filter = true;
+    }
+    RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, a.bwd_filter_math));
+    size_t ws_bytes = 0;
+    RN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(ctx_.cudnn(), xd_, yd_, cd_, wd_,
+                                                                  a.bwd_filter, &ws_bytes));
+    Tensor ws = ctx_.scratch(ws_bytes);
+    Tensor xs = be_.as_layout(x, x_desc_), dys = be_.as_layout(dy, out_desc_);
+    Tensor dws = dw.desc().same_layout(w_desc_) ? dw : be_.allocate(w_desc_);
+    const float one = 1.f, zero = 0.f;
+    RN_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx_.cudnn(), &one, xd_, xs.data(), yd_,
+                                                  dys.data(), cd_, a.bwd_filter, ws.data(),
+                                                  ws_bytes, &zero, wd_, dws.data()));
+    if (dws.data() != dw.data()) be_.reorder(dws, dw);
+    if (p_.bias) {
+      RN_CHECK(dbias != nullptr, "[conv] bias gradient expected");
+      launch_column_sum(out_desc_.dtype, dys.data(), dbias->data_as<float>(),
+                        out_desc_.shape.numel() / p_.out_channels, p_.out_channels, ctx_.stream());
+    }
+  }
+
+ private:
+  CudaBackend& be_;
+  CudaContext& ctx_;
+  ConvParams p_;
+  TensorDesc x_desc_, out_desc_, w_desc_;
+  TensorDescriptor xd_, yd_;
+  FilterDescriptor wd_;
+  ConvolutionDescriptor cd_;
+  cudnnMathType_t search_math_ = CUDNN_DEFAULT_MATH;
+  std::string key_;
+};
+
+}  // namespace
+
+std::unique_ptr<ConvOp> make_conv(CudaBackend& be, const ConvParams& p, const TensorDesc& x, bool) {
+  return std::make_unique<CudaConv>(be, p, x);
+}
+
+}  // namespace rn::cuda

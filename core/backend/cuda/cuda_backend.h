@@ -1,0 +1,95 @@
+// The CUDA implementation of the Backend interface: cuDNN convolution and batch norm, cuBLAS
+// linear layers, and the project's own kernels for pooling, element-wise ops, loss, optimizers
+// and casts. Activations are NHWC; every call is queued on the context's one stream.
+#pragma once
+
+#include <memory>
+
+#include "core/backend/backend.h"
+#include "core/backend/cuda/cuda_common.h"
+
+namespace rn::cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device);
+  ~CudaBackend() override;
+  Device device() const override { return Device{DeviceKind::cuda, ctx_.device()}; }
+  std::string name() const override;
+
+  Tensor allocate(const TensorDesc& desc) override { return ctx_.allocate(desc); }
+  Tensor allocate_persistent(const TensorDesc& desc) override;
+  LayoutPtr layout_like(const TensorDesc& like, const Shape& shape) override;
+  Tensor upload(const Tensor& host) override;
+  Tensor upload_persistent(const Tensor& host) override;
+  Tensor download(const Tensor& t) override;
+
+  std::unique_ptr<ConvOp> make_conv(const ConvParams& p, const TensorDesc& x,
+                                    bool training) override;
+  std::unique_ptr<BatchNormOp> make_batch_norm(const BatchNormParams& p, const TensorDesc& x,
+                                               bool training) override;
+  std::unique_ptr<PoolOp> make_pool(const PoolParams& p, const TensorDesc& x,
+                                    bool training) override;
+  std::unique_ptr<LinearOp> make_linear(const LinearParams& p, const TensorDesc& x) override;
+
+  void relu_forward(const Tensor& x, Tensor& y) override;
+  void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  void relu_backward_add(const Tensor& y, const Tensor& a, const Tensor& b, Tensor& dx) override;
+  void add(const Tensor& a, const Tensor& b, Tensor& y, bool relu) override;
+  void add_inplace(Tensor& y, const Tensor& x) override;
+  void axpby(Tensor& y, float a, const Tensor& x, float b) override;
+  void pad_shortcut_forward(const Tensor& x, int stride, Tensor& y) override;
+  void pad_shortcut_backward(const Tensor& dy, int stride, Tensor& dx) override;
+  void channel_affine_add(Tensor& y, const Tensor& x, const Tensor& scale,
+                          const Tensor& shift) override;
+
+  LossStats softmax_cross_entropy(const Tensor& logits, const Tensor& labels,
+                                  const CrossEntropyParams& p, Tensor* dlogits) override;
+
+  void sgd_update(const SgdParams& p, Tensor& w, const Tensor& g, Tensor& m) override;
+  void lars_update(const LarsParams& p, Tensor& w, const Tensor& g, Tensor& m) override;
+
+  void fill(Tensor& t, float value) override;
+  void scale(Tensor& t, float factor) override;
+  void copy(const Tensor& src, Tensor& dst) override;
+  void reorder(const Tensor& src, Tensor& dst) override;
+  void cast(const Tensor& src, Tensor& dst) override;
+  bool all_finite(const Tensor& t) override;
+  void copy_bytes(const Tensor& src, size_t src_offset, Tensor& dst, size_t dst_offset,
+                  size_t bytes) override;
+  void synchronize() override;
+
+  CudaContext& context() { return ctx_; }
+  // `t` in layout `want` (same shape and dtype): itself when it already is, else a pooled copy.
+  Tensor as_layout(const Tensor& t, const TensorDesc& want);
+
+ private:
+  // Same-dtype layout change (NCHW <-> NHWC) through cudnnTransformTensor.
+  void transform(const Tensor& src, Tensor& dst);
+
+  CudaContext ctx_;
+  // Pinned host words the loss and finiteness checks return through (one copy, one sync).
+  void* host_result_ = nullptr;
+  Tensor device_result_;
+};
+
+// The op objects, one family per file (conv.cpp, batch_norm.cpp, pool.cu, linear.cpp).
+std::unique_ptr<ConvOp> make_conv(CudaBackend& be, const ConvParams& p, const TensorDesc& x,
+                                  bool training);
+std::unique_ptr<BatchNormOp> make_batch_norm(CudaBackend& be, const BatchNormParams& p,
+                                             const TensorDesc& x);
+std::unique_ptr<PoolOp> make_pool(CudaBackend& be, const PoolParams& p, const TensorDesc& x,
+                                  bool training);
+std::unique_ptr<LinearOp> make_linear(CudaBackend& be, const LinearParams& p, const TensorDesc& x);
+
+// Kernels the op files launch (defined in eltwise.cu).
+void launch_bias_add(DType t, void* y, const float* bias, int64_t rows, int64_t cols,
+                     cudaStream_t s);
+void launch_column_sum(DType t, const void* dy, float* db, int64_t rows, int64_t cols,
+                       cudaStream_t s);
+// var = 1 / inv_std^2 - eps (cuDNN saves the inverse standard deviation; the interface wants
+// the biased variance), and back for backward.
+void launch_inv_std_to_var(const float* inv_std, float* var, int64_t c, double eps, cudaStream_t s);
+void launch_var_to_inv_std(const float* var, float* inv_std, int64_t c, double eps, cudaStream_t s);
+
+}  // namespace rn::cuda

@@ -1,0 +1,139 @@
+// NcclCommunicator: rank 0 creates the NCCL id, MPI broadcasts it, every rank joins with
+// ncclCommInitRank. Collectives run on the communicator's own stream, after an event recorded
+// on the backend's stream (so they see finished gradients) and before the backend's stream
+// continues past the request's wait (so nothing reads a buffer still being reduced).
+#include "distributed/nccl_communicator.h"
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <chrono>
+#include <thread>
+
+#include "core/backend/cuda/cuda_backend.h"
+#include "core/check.h"
+
+namespace rn::distributed {
+namespace {
+
+bool on_device(const void* p) {
+  cudaPointerAttributes a{};
+  if (cudaPointerGetAttributes(&a, p) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return a.type == cudaMemoryTypeDevice || a.type == cudaMemoryTypeManaged;
+}
+
+// One event per collective; waiting queues the dependency on the compute stream instead of
+// blocking the host, so backward keeps the GPU busy while buckets are summed.
+class NcclRequest final : public Request {
+ public:
+  NcclRequest(cudaStream_t compute, cudaStream_t comm) : compute_(compute) {
+    RN_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+    RN_CUDA_CHECK(cudaEventRecord(done_, comm));
+  }
+  ~NcclRequest() override {
+    if (!done_) return;  // abandoned
+    if (!waited_) RN_CUDA_CHECK_PRINT(cudaStreamWaitEvent(compute_, done_, 0));
+    RN_CUDA_CHECK_PRINT(cudaEventDestroy(done_));
+  }
+  // The compute stream waits for the sum without blocking the host. With a timeout (the stall
+  // watchdog) the host also polls the event until it completes or the deadline passes: a peer
+  // that never joins would otherwise hang the GPU silently.
+  bool wait_for(double timeout_s) override {
+    if (!waited_) RN_CUDA_CHECK(cudaStreamWaitEvent(compute_, done_, 0));
+    waited_ = true;
+    if (timeout_s <= 0) return true;
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    while (!test()) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    return true;
+  }
+  bool test() override {
+    const cudaError_t rc = cudaEventQuery(done_);
+    if (rc == cudaErrorNotReady) return false;
+    RN_CUDA_CHECK(rc);
+    return true;
+  }
+  // The job is ending with the collective still queued: the event is left to the process's end.
+  void abandon() override { done_ = nullptr; }
+
+ private:
+  cudaStream_t compute_;
+  cudaEvent_t done_ = nullptr;
+  bool waited_ = false;
+};
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(Communicator& host, Backend& backend) : host_(host) {
+    set_timeout(host.timeout_s());
+    auto* cuda = dynamic_cast<cuda::CudaBackend*>(&backend);
+    RN_CHECK(cuda != nullptr, "[nccl] needs the CUDA backend, got " << backend.name());
+    compute_ = cuda->context().stream();
+    RN_CUDA_CHECK(cudaSetDevice(cuda->context().device()));
+    ncclUniqueId id{};
+    if (host.rank() == 0) RN_NCCL_CHECK(ncclGetUniqueId(&id));
+    host.broadcast(&id, sizeof(id), 0);
+    RN_NCCL_CHECK(ncclCommInitRank(&comm_, host.size(), id, host.rank()));
+    RN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    RN_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
+  }
+
+  ~NcclCommunicator() override {
+    if (stream_) RN_CUDA_CHECK_PRINT(cudaStreamSynchronize(stream_));
+    if (comm_) ncclCommDestroy(comm_);
+    if (ready_) RN_CUDA_CHECK_PRINT(cudaEventDestroy(ready_));
+    if (stream_) RN_CUDA_CHECK_PRINT(cudaStreamDestroy(stream_));
+  }
+
+  int rank() const override { return host_.rank(); }
+  int size() const override { return host_.size(); }
+
+  std::unique_ptr<Request> all_reduce_sum_async(float* data, size_t count) override {
+    if (!on_device(data)) return host_.all_reduce_sum_async(data, count);
+    after_compute();
+    RN_NCCL_CHECK(ncclAllReduce(data, data, count, ncclFloat, ncclSum, comm_, stream_));
+    return std::make_unique<NcclRequest>(compute_, stream_);
+  }
+
+  void broadcast(void* data, size_t bytes, int root) override {
+    if (!on_device(data)) return host_.broadcast(data, bytes, root);
+    after_compute();
+    RN_NCCL_CHECK(ncclBroadcast(data, data, bytes, ncclChar, root, comm_, stream_));
+    NcclRequest done(compute_, stream_);
+    if (!done.wait_for(timeout_s())) {
+      done.abandon();
+      throw_timeout(*this, str_cat("broadcast of ", bytes, " bytes from rank ", root));
+    }
+  }
+
+  void barrier() override { host_.barrier(); }
+  std::vector<uint64_t> all_gather(uint64_t value) override { return host_.all_gather(value); }
+  void all_reduce_sum(double* data, size_t count) override { host_.all_reduce_sum(data, count); }
+  using Communicator::all_reduce_sum;
+
+ private:
+  // The collective may start only once the compute stream has produced its input.
+  void after_compute() {
+    RN_CUDA_CHECK(cudaEventRecord(ready_, compute_));
+    RN_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
+  }
+
+  Communicator& host_;
+  ncclComm_t comm_ = nullptr;
+  cudaStream_t compute_ = nullptr, stream_ = nullptr;
+  cudaEvent_t ready_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& host, Backend& backend) {
+  return std::make_unique<NcclCommunicator>(host, backend);
+}
+
+}  // namespace rn::distributed

@@ -1,0 +1,22 @@
+// NCCL collectives on GPU buffers for data-parallel training on CUDA; MPI bootstraps NCCL and
+// still carries the host-side collectives (config check, metrics, barriers).
+#pragma once
+
+#include <memory>
+
+#include "core/backend/backend.h"
+#include "distributed/communicator.h"
+
+namespace rn::distributed {
+
+// This process's rank among the ranks on its node (MPI_Comm_split_type, shared memory), which
+// picks its GPU; 0 when MPI is not running. Collective: every rank calls it at the same point.
+int local_rank();
+
+// A communicator whose all-reduce and broadcast run NCCL on device buffers of `backend` (a CUDA
+// backend), ordered after the work already queued on the backend's stream, on a stream of its
+// own; host buffers and the other collectives go to `host`, which must outlive it. Throws where
+// the project was built without NCCL.
+std::unique_ptr<Communicator> make_nccl_communicator(Communicator& host, Backend& backend);
+
+}  // namespace rn::distributed

@@ -1,0 +1,198 @@
+// The CUDA backend's own kernels against the CPU backend: element-wise ops, the padding
+// shortcut, the per-channel affine accumulation, casts, the finiteness check, softmax
+// cross-entropy, SGD and LARS, and transfers through the NHWC layout. Skipped where no GPU is
+// usable.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "core/check.h"
+#include "tests/core/backend/cuda_test_util.h"
+
+namespace rn {
+namespace {
+
+using test::plain_desc;
+using test::random_values;
+
+class CudaEltwiseTest : public test::CudaTest {
+ protected:
+  // The GPU's activation layout (NHWC) for `s` in dtype `t`: a 1x1 convolution's output.
+  TensorDesc activation_desc(const Shape& s, DType t) {
+    auto op =
+        gpu_->make_conv(ConvParams{.out_channels = static_cast<int>(s[1]), .kernel = 1, .pad = 0},
+                        TensorDesc{s, t, nullptr}, true);
+    EXPECT_NE(op->output_desc().layout, nullptr);
+    return op->output_desc();
+  }
+};
+
+TEST_F(CudaEltwiseTest, TransfersThroughNhwcAreExact) {
+  const Shape s{2, 5, 3, 7};
+  const auto v = random_values(s.numel(), 1);
+  Tensor t = to_gpu_as(activation_desc(s, DType::f32), v);
+  EXPECT_EQ(from_gpu(t), v);
+  Tensor back = gpu_->allocate(plain_desc(s));
+  gpu_->reorder(t, back);
+  EXPECT_EQ(gpu_->download(back).to_vector(), v);
+}
+
+TEST_F(CudaEltwiseTest, ElementwiseOpsMatchCpu) {
+  // 2*16*5*5 = 800 elements: a whole number of 16-byte vectors in every dtype, plus an odd
+  // shape that leaves a tail.
+  for (const Shape& s : {Shape{2, 16, 5, 5}, Shape{1, 3, 3, 5}})
+    for (DType t : {DType::f32, DType::bf16, DType::f16}) {
+      SCOPED_TRACE(s.str() + " " + dtype_name(t));
+      const auto av = random_values(s.numel(), 1), bv = random_values(s.numel(), 2),
+                 cv = random_values(s.numel(), 3);
+      const TensorDesc d = activation_desc(s, t);
+      Tensor ga = to_gpu_as(d, av), gb = to_gpu_as(d, bv), gc = to_gpu_as(d, cv);
+      Tensor ca = to_cpu(s, av), cb = to_cpu(s, bv), cc = to_cpu(s, cv);
+      Tensor gy = gpu_->allocate(d), cy = cpu_->allocate(plain_desc(s));
+      auto expect_same = [&](const char* what) {
+        EXPECT_TRUE(close(from_gpu(gy), from_cpu(cy), t)) << what;
+      };
+      gpu_->relu_forward(ga, gy), cpu_->relu_forward(ca, cy);
+      expect_same("relu");
+      gpu_->relu_backward(ga, gb, gy), cpu_->relu_backward(ca, cb, cy);
+      expect_same("relu_backward");
+      gpu_->relu_backward_add(ga, gb, gc, gy), cpu_->relu_backward_add(ca, cb, cc, cy);
+      expect_same("relu_backward_add");
+      gpu_->add(ga, gb, gy, false), cpu_->add(ca, cb, cy, false);
+      expect_same("add");
+      gpu_->add(ga, gb, gy, true), cpu_->add(ca, cb, cy, true);
+      expect_same("add relu");
+      gpu_->add_inplace(gy, gc), cpu_->add_inplace(cy, cc);
+      expect_same("add_inplace");
+      gpu_->axpby(gy, 0.3f, ga, 0.7f), cpu_->axpby(cy, 0.3f, ca, 0.7f);
+      expect_same("axpby");
+      gpu_->scale(gy, -2.f), cpu_->scale(cy, -2.f);
+      expect_same("scale");
+      gpu_->fill(gy, 3.5f), cpu_->fill(cy, 3.5f);
+      expect_same("fill");
+      gpu_->fill(gy, 0.f), cpu_->fill(cy, 0.f);
+      expect_same("fill zero");
+    }
+}
+
+TEST_F(CudaEltwiseTest, PadShortcutMatchesCpu) {
+  const Shape xs{2, 4, 7, 7}, ys{2, 8, 4, 4};
+  const auto xv = random_values(xs.numel(), 1), dyv = random_values(ys.numel(), 2);
+  for (DType t : {DType::f32, DType::bf16}) {
+    const TensorDesc xd = activation_desc(xs, t);
+    const TensorDesc yd{ys, t, gpu_->layout_like(xd, ys)};
+    Tensor gx = to_gpu_as(xd, xv), gy = gpu_->allocate(yd);
+    Tensor cx = to_cpu(xs, xv), cy = cpu_->allocate(plain_desc(ys));
+    gpu_->pad_shortcut_forward(gx, 2, gy), cpu_->pad_shortcut_forward(cx, 2, cy);
+    EXPECT_TRUE(close(from_gpu(gy), from_cpu(cy), t)) << "forward " << dtype_name(t);
+    Tensor gdy = to_gpu_as(yd, dyv), gdx = gpu_->allocate(xd);
+    Tensor cdy = to_cpu(ys, dyv), cdx = cpu_->allocate(plain_desc(xs));
+    gpu_->pad_shortcut_backward(gdy, 2, gdx), cpu_->pad_shortcut_backward(cdy, 2, cdx);
+    EXPECT_TRUE(close(from_gpu(gdx), from_cpu(cdx), t)) << "backward " << dtype_name(t);
+  }
+}
+
+TEST_F(CudaEltwiseTest, ChannelAffineAddMatchesCpu) {
+  const Shape s{2, 6, 5, 3};
+  const auto xv = random_values(s.numel(), 1), yv = random_values(s.numel(), 2);
+  const auto scale = random_values(s[1], 3), shift = random_values(s[1], 4);
+  for (DType t : {DType::f32, DType::bf16}) {
+    SCOPED_TRACE(dtype_name(t));
+    const TensorDesc d = activation_desc(s, t);
+    Tensor gx = to_gpu_as(d, xv), gy = to_gpu_as(d, yv);
+    Tensor cx = to_cpu(s, xv), cy = to_cpu(s, yv);
+    gpu_->channel_affine_add(gy, gx, gpu_->upload(Tensor::from_vector(Shape{s[1]}, scale)),
+                             gpu_->upload(Tensor::from_vector(Shape{s[1]}, shift)));
+    cpu_->channel_affine_add(cy, cx, Tensor::from_vector(Shape{s[1]}, scale),
+                             Tensor::from_vector(Shape{s[1]}, shift));
+    EXPECT_TRUE(close(from_gpu(gy), from_cpu(cy), t));
+  }
+}
+
+TEST_F(CudaEltwiseTest, CastsRoundToTheTargetType) {
+  const Shape s{3, 4, 5, 6};
+  const auto v = random_values(s.numel(), 1, -100.f, 100.f);
+  for (DType t : {DType::bf16, DType::f16}) {
+    Tensor low = to_gpu(s, v, t);  // plain f32 -> t
+    Tensor nhwc = gpu_->allocate(activation_desc(s, DType::f32));
+    gpu_->cast(low, nhwc);  // t -> f32 with a layout change
+    const auto back = from_gpu(nhwc);
+    // Round to nearest: within half a unit in the last place (2^-8 for bf16, 2^-11 for fp16).
+    const double ulp = t == DType::bf16 ? 1.0 / 256 : 1.0 / 2048;
+    EXPECT_TRUE(test::all_close(back, v, 1e-3, ulp)) << dtype_name(t);
+  }
+}
+
+TEST_F(CudaEltwiseTest, AllFiniteFindsInfAndNan) {
+  const Shape s{1003};
+  auto v = random_values(s.numel(), 1);
+  EXPECT_TRUE(gpu_->all_finite(to_gpu(s, v)));
+  v[1002] = INFINITY;
+  EXPECT_FALSE(gpu_->all_finite(to_gpu(s, v)));
+  v[1002] = 0.f, v[7] = NAN;
+  EXPECT_FALSE(gpu_->all_finite(to_gpu(s, v)));
+  EXPECT_FALSE(gpu_->all_finite(to_gpu(s, v, DType::f16)));
+}
+
+TEST_F(CudaEltwiseTest, CopyBytesMovesARange) {
+  const auto v = random_values(100, 1);
+  Tensor src = to_gpu(Shape{100}, v), dst = to_gpu(Shape{100}, std::vector<float>(100, 0.f));
+  gpu_->copy_bytes(src, 10 * sizeof(float), dst, 50 * sizeof(float), 20 * sizeof(float));
+  const auto out = from_gpu(dst);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(out[i], (i >= 50 && i < 70) ? v[i - 40] : 0.f) << i;
+}
+
+TEST_F(CudaEltwiseTest, SoftmaxCrossEntropyMatchesCpu) {
+  const int64_t n = 37, k = 10;
+  const auto zv = random_values(n * k, 1, -3.f, 3.f);
+  Tensor labels = Tensor::zeros(Shape{n}, DType::i32);
+  for (int64_t i = 0; i < n; ++i) labels.data_as<int32_t>()[i] = static_cast<int32_t>(i * 7 % k);
+  for (float smoothing : {0.f, 0.1f}) {
+    const CrossEntropyParams p{.label_smoothing = smoothing};
+    Tensor cz = to_cpu(Shape{n, k}, zv), cd = cpu_->allocate(plain_desc(Shape{n, k}));
+    Tensor gz = to_gpu(Shape{n, k}, zv), gd = gpu_->allocate(plain_desc(Shape{n, k}));
+    const LossStats c = cpu_->softmax_cross_entropy(cz, cpu_->upload(labels), p, &cd);
+    const LossStats g = gpu_->softmax_cross_entropy(gz, gpu_->upload(labels), p, &gd);
+    EXPECT_NEAR(g.loss, c.loss, 1e-5 * c.loss);
+    EXPECT_EQ(g.top1, c.top1);
+    EXPECT_EQ(g.top5, c.top5);
+    EXPECT_TRUE(test::all_close(from_gpu(gd), from_cpu(cd), 1e-6, 1e-4));
+  }
+  labels.data_as<int32_t>()[3] = static_cast<int32_t>(k);
+  EXPECT_THROW(gpu_->softmax_cross_entropy(to_gpu(Shape{n, k}, zv), gpu_->upload(labels),
+                                           CrossEntropyParams{}, nullptr),
+               Error);
+}
+
+TEST_F(CudaEltwiseTest, SgdAndLarsUpdatesMatchCpu) {
+  const Shape s{1003};  // not a multiple of four: the vector loop's tail runs too
+  const auto wv = random_values(s.numel(), 1), gv = random_values(s.numel(), 2),
+             mv = random_values(s.numel(), 3);
+  auto run = [&](Backend& be, auto update) {
+    Tensor w = be.upload(Tensor::from_vector(s, wv)), g = be.upload(Tensor::from_vector(s, gv)),
+           m = be.upload(Tensor::from_vector(s, mv));
+    for (int i = 0; i < 3; ++i) update(be, w, g, m);
+    return std::make_pair(be.download(w).to_vector(), be.download(m).to_vector());
+  };
+  for (bool nesterov : {false, true}) {
+    auto sgd = [&](Backend& be, Tensor& w, Tensor& g, Tensor& m) {
+      be.sgd_update(
+          SgdParams{.lr = 0.1f, .momentum = 0.9f, .weight_decay = 1e-3f, .nesterov = nesterov}, w,
+          g, m);
+    };
+    const auto c = run(*cpu_, sgd), g = run(*gpu_, sgd);
+    EXPECT_TRUE(test::all_close(g.first, c.first, 1e-6, 1e-5)) << "sgd weights " << nesterov;
+    EXPECT_TRUE(test::all_close(g.second, c.second, 1e-6, 1e-5)) << "sgd momentum " << nesterov;
+  }
+  auto lars = [&](Backend& be, Tensor& w, Tensor& g, Tensor& m) {
+    be.lars_update(LarsParams{.lr = 0.5f, .momentum = 0.9f, .weight_decay = 1e-3f, .eta = 0.01f}, w,
+                   g, m);
+  };
+  const auto c = run(*cpu_, lars), g = run(*gpu_, lars);
+  EXPECT_TRUE(test::all_close(g.first, c.first, 1e-6, 1e-5)) << "lars weights";
+  EXPECT_TRUE(test::all_close(g.second, c.second, 1e-6, 1e-5)) << "lars momentum";
+}
+
+}  // namespace
+}  // namespace rn
