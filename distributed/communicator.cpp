@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "core/check.h"
+#include "distributed/mpi_comm.h"
 
 namespace rn::distributed {
 
@@ -126,6 +127,7 @@ class MpiCommunicator final : public Communicator {
     RN_MPI_CHECK(MPI_Allreduce(&v, &out, 1, MPI_DOUBLE, MPI_SUM, comm_.get()));
     return out;
   }
+  MPI_Comm handle() const { return comm_.get(); }
 
  private:
   // Declared first: the communicator is freed before MPI is finalised.
@@ -160,6 +162,11 @@ void abort_job(int code) {
   if (!initialized || finalized) return;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+MPI_Comm mpi_comm(const Communicator& comm) {
+  const auto* mpi = dynamic_cast<const MpiCommunicator*>(&comm);
+  return mpi ? mpi->handle() : MPI_COMM_NULL;
 }
 
 int job_rank() {

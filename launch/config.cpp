@@ -83,6 +83,7 @@ void visit(TrainConfig& c, V& v) {
 template <typename V>
 void visit(CheckpointConfig& c, V& v) {
   v.field("every_epochs", c.every_epochs);
+  v.field("every_steps", c.every_steps);
   v.field("keep_last", c.keep_last);
 }
 
@@ -369,8 +370,10 @@ class Validator {
     require(t.threads >= 0, "train.threads", "0 (automatic) or more", t.threads);
     require(t.log_every >= 1, "train.log_every", "at least 1", t.log_every);
 
-    require(c.checkpoint.every_epochs >= 1, "checkpoint.every_epochs", "at least 1",
+    require(c.checkpoint.every_epochs >= 0, "checkpoint.every_epochs", "0 (off) or more",
             c.checkpoint.every_epochs);
+    require(c.checkpoint.every_steps >= 0, "checkpoint.every_steps", "0 (off) or more",
+            c.checkpoint.every_steps);
     require(c.checkpoint.keep_last >= 1, "checkpoint.keep_last", "at least 1",
             c.checkpoint.keep_last);
   }

@@ -272,7 +272,8 @@ TEST(ConfigErrors, OutOfRangeValuesNameTheirKey) {
       {"train.threads=-1", "'train.threads'"},
       {"train.max_steps=-1", "'train.max_steps'"},
       {"checkpoint.keep_last=0", "'checkpoint.keep_last'"},
-      {"checkpoint.every_epochs=0", "'checkpoint.every_epochs'"},
+      {"checkpoint.every_epochs=-1", "'checkpoint.every_epochs'"},
+      {"checkpoint.every_steps=-2", "'checkpoint.every_steps'"},
       {"run_dir=''", "'run_dir'"},
   };
   for (const auto& [override_text, key] : cases) {
