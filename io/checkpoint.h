@@ -75,7 +75,9 @@ CheckpointSummary read_checkpoint_summary(const std::string& path);
 // Every dataset's bytes, each verified against its stored CRC-32 (a mismatch names the dataset
 // and the file). With a communicator, each rank reads its share and broadcasts it, and an error
 // on one rank is thrown on every rank with the same message.
-std::map<std::string, std::vector<char>> read_checkpoint(const std::string& path, MPI_Comm comm);
+// `summary`, when given, receives the file's attributes and dataset list.
+std::map<std::string, std::vector<char>> read_checkpoint(const std::string& path, MPI_Comm comm,
+                                                         CheckpointSummary* summary = nullptr);
 
 // The datasets whose bytes do not match their checksum (empty when all do); one process.
 std::vector<std::string> verify_checkpoint(const std::string& path);

@@ -159,7 +159,8 @@ CheckpointSummary read_checkpoint_summary(const std::string& path) {
   return summarize(file.get(), path);
 }
 
-std::map<std::string, std::vector<char>> read_checkpoint(const std::string& path, MPI_Comm comm) {
+std::map<std::string, std::vector<char>> read_checkpoint(const std::string& path, MPI_Comm comm,
+                                                         CheckpointSummary* summary) {
   const Collective col(comm);
   std::string error;
   CheckpointSummary s;
@@ -196,6 +197,7 @@ std::map<std::string, std::vector<char>> read_checkpoint(const std::string& path
     auto& buf = out[s.datasets[i].path];
     col.broadcast(buf.data(), buf.size(), owner[i]);
   }
+  if (summary) *summary = std::move(s);
   return out;
 }
 

@@ -56,8 +56,8 @@ std::string tracked_name(const std::string& running_mean) {
 
 const std::vector<char>& find(const CheckpointData& data, const std::string& key,
                               const std::string& path) {
-  auto it = data.find(key);
-  if (it == data.end()) RN_FAIL("checkpoint '" << path << "': no dataset '/" << key << "'");
+  auto it = data.tensors.find(key);
+  if (it == data.tensors.end()) RN_FAIL("checkpoint '" << path << "': no dataset '/" << key << "'");
   return it->second;
 }
 
@@ -147,7 +147,9 @@ void save_checkpoint(const std::string& path, models::Network& net, Backend& be,
 }
 
 CheckpointData load_checkpoint(const std::string& path, distributed::Communicator& comm) {
-  return io::read_checkpoint(path, distributed::mpi_comm(comm));
+  CheckpointData d;
+  d.tensors = io::read_checkpoint(path, distributed::mpi_comm(comm), &d.summary);
+  return d;
 }
 
 void restore_model(const CheckpointData& data, const std::string& path, models::Network& net,
@@ -170,23 +172,29 @@ void restore_model(const CheckpointData& data, const std::string& path, models::
   }
   std::set<std::string> expected;
   for (const auto& t : targets) expected.insert(t.key);
+  std::map<std::string, const io::DatasetInfo*> info;
+  for (const auto& d : data.summary.datasets) info[d.path] = &d;
   std::vector<std::string> missing, unexpected, misshaped;
   for (const auto& t : targets) {
-    auto it = data.find(t.key);
-    if (it == data.end())
+    auto it = info.find(t.key);
+    if (it == info.end()) {
       missing.push_back(t.key);
-    else if (it->second.size() != static_cast<size_t>(t.shape.numel()) * sizeof(float))
-      misshaped.push_back(t.key + " (model " + t.shape.str() + ", file has " +
-                          std::to_string(it->second.size() / sizeof(float)) + " values)");
+    } else if (it->second->type != io::EntryType::f32 || Shape(it->second->shape) != t.shape) {
+      std::string file_shape = Shape(it->second->shape).str();
+      if (it->second->type != io::EntryType::f32)
+        file_shape += std::string(" ") + io::entry_type_name(it->second->type);
+      misshaped.push_back(t.key + " (model " + t.shape.str() + ", file " + file_shape + ")");
+    }
   }
-  for (const auto& [key, bytes] : data) {
+  for (const auto& [key, bytes] : data.tensors) {
     const bool tensor =
         key.rfind("model/", 0) == 0 || (with_momentum && key.rfind("optimizer/", 0) == 0);
     if (tensor && !expected.count(key) && !optional.count(key)) unexpected.push_back(key);
   }
   if (!missing.empty() || !unexpected.empty() || !misshaped.empty()) {
     std::ostringstream os;
-    os << "checkpoint '" << path << "' does not fit model " << net.spec().name << ":";
+    os << "checkpoint '" << path << "' (model " << data.summary.header.model
+       << ") does not fit model " << net.spec().name << ":";
     if (!missing.empty()) os << " " << missing.size() << " missing (" << listing(missing) << ");";
     if (!unexpected.empty())
       os << " " << unexpected.size() << " unexpected (" << listing(unexpected) << ");";
@@ -197,7 +205,7 @@ void restore_model(const CheckpointData& data, const std::string& path, models::
     throw Error(msg);
   }
   for (const auto& t : targets) {
-    const auto& bytes = data.at(t.key);
+    const auto& bytes = data.tensors.at(t.key);
     Tensor host = Tensor::zeros(t.shape);
     std::memcpy(host.data(), bytes.data(), bytes.size());
     // Into the tensor's own layout (oneDNN's blocked formats): a reorder, exact for fp32.

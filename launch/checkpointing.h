@@ -46,7 +46,10 @@ void save_checkpoint(const std::string& path, models::Network& net, Backend& be,
                      const TrainerState& state, const std::string& config_yaml,
                      distributed::Communicator& comm);
 
-using CheckpointData = std::map<std::string, std::vector<char>>;
+struct CheckpointData {
+  io::CheckpointSummary summary;
+  std::map<std::string, std::vector<char>> tensors;  // every dataset, by path ("model/fc.bias")
+};
 
 // Reads and verifies a whole checkpoint on every rank of `comm` (collective).
 CheckpointData load_checkpoint(const std::string& path, distributed::Communicator& comm);
