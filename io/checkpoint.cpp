@@ -114,6 +114,19 @@ struct TempFileGuard {
   }
 };
 
+// MPI-IO reports a full disk as a bare "file write failed": say so when it is the likely cause.
+std::string space_note(const std::string& path, const std::vector<size_t>& sizes) {
+  std::error_code ec;
+  const fs::path dir =
+      fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
+  const auto space = fs::space(dir, ec);
+  const size_t need = std::accumulate(sizes.begin(), sizes.end(), size_t{0});
+  if (ec || space.available >= need) return "";
+  return " [the file system of '" + dir.string() + "' has " +
+         std::to_string(space.available >> 20) + " MiB free; the checkpoint needs " +
+         std::to_string((need + (1 << 20) - 1) >> 20) + " MiB]";
+}
+
 }  // namespace
 
 size_t entry_type_size(EntryType t) {
@@ -231,7 +244,7 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& header,
     if (const char* pause = std::getenv("RESNET_TEST_CHECKPOINT_PAUSE_MS"))
       std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(pause)));
   } catch (const std::exception& e) {
-    error = where + "writing '" + tmp + "' failed: " + e.what();
+    error = where + "writing '" + tmp + "' failed: " + e.what() + space_note(path, sizes);
   }
   col.agree(error);
   col.bitwise_or(crcs);
@@ -252,7 +265,7 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& header,
     RN_HDF5_CHECK(H5Fflush(file.get(), H5F_SCOPE_GLOBAL));
     file.close();
   } catch (const std::exception& e) {
-    error = where + "finishing '" + tmp + "' failed: " + e.what();
+    error = where + "finishing '" + tmp + "' failed: " + e.what() + space_note(path, sizes);
   }
   col.agree(error);
 

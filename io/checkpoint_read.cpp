@@ -52,6 +52,8 @@ H5Id open_checkpoint(const std::string& path, MPI_Comm comm) {
     std::string msg = e.what();
     const size_t cut = msg.rfind("; ");
     if (cut != std::string::npos) msg = msg.substr(cut + 2);
+    const size_t expr = msg.find(" (H5Fopen");
+    if (expr != std::string::npos) msg = msg.substr(0, expr);
     RN_FAIL(where << "cannot be opened (damaged or truncated?): " << msg);
   }
 }

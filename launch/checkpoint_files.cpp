@@ -2,9 +2,11 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iomanip>
 
@@ -46,6 +48,16 @@ extern "C" void on_stop_signal(int sig) {
 }
 
 }  // namespace
+
+void check_writable(const std::string& dir) {
+  const fs::path probe = fs::path(dir) / ".write-probe";
+  errno = 0;
+  FILE* f = std::fopen(probe.c_str(), "w");
+  if (!f) RN_FAIL("checkpoint folder '" << dir << "' is not writable: " << std::strerror(errno));
+  std::fclose(f);
+  std::error_code ec;
+  fs::remove(probe, ec);
+}
 
 std::string checkpoint_dir(const Config& cfg) {
   return (fs::path(cfg.run_dir) / "checkpoints").string();

@@ -73,6 +73,8 @@ std::string newest_checkpoint(const Config& cfg);
 // What `--resume` names: "" (start fresh), "auto", or a file; decided on rank 0, the same on all.
 std::string resolve_resume(const Config& cfg, const std::string& resume,
                            distributed::Communicator& comm);
+// Fails now, not hours later at the first checkpoint, when `dir` cannot take a new file.
+void check_writable(const std::string& dir);
 // Rank 0: removes all but the newest `keep_last` checkpoints, and temporary files of writes that
 // never finished (a crashed run's).
 void prune_checkpoints(const Config& cfg, bool remove_temporaries);

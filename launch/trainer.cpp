@@ -241,6 +241,7 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm, const std:
     if (ec)
       RN_FAIL("run_dir '" << cfg.run_dir << "': cannot create checkpoints/: " << ec.message());
     prune_checkpoints(cfg, /*remove_temporaries=*/true);
+    check_writable(checkpoint_dir(cfg));
   }
   const std::string resume_path = resume.empty() ? "" : resolve_resume(cfg, resume, comm);
   if (!resume_path.empty()) {
