@@ -92,22 +92,50 @@ std::string listing(const std::vector<std::string>& names) {
 
 }  // namespace
 
-std::vector<CheckpointEntry> checkpoint_entries(models::Network& net, Backend& be,
-                                                const TrainerState& st,
-                                                const std::string& config_yaml,
-                                                bool with_momentum) {
+std::vector<std::vector<float>> gather_buffers(models::Network& net, Backend& be,
+                                               distributed::Communicator& comm) {
+  std::vector<float> mine;
+  for (const auto& b : net.buffers()) {
+    const Tensor h = be.download(*b.tensor);
+    mine.insert(mine.end(), h.data_as<float>(), h.data_as<float>() + h.numel());
+  }
+  std::vector<std::vector<float>> all(comm.size());
+  for (int r = 0; r < comm.size(); ++r) {
+    all[r] = r == comm.rank() ? mine : std::vector<float>(mine.size());
+    comm.broadcast(all[r].data(), all[r].size() * sizeof(float), r);
+  }
+  return all;
+}
+
+std::vector<CheckpointEntry> checkpoint_entries(
+    models::Network& net, Backend& be, const TrainerState& st, const std::string& config_yaml,
+    bool with_momentum, const std::vector<std::vector<float>>& rank_buffers) {
   std::vector<CheckpointEntry> e;
   for (const auto& p : net.parameters())
     e.push_back(tensor_entry("model/" + p.name, p.param->shape, be, &p.param->value));
+  // Buffers: rank 0's under /model (as PyTorch's DDP saves), every rank's under /trainer.
+  const int64_t w = static_cast<int64_t>(rank_buffers.size());
+  size_t offset = 0;
   for (const auto& b : net.buffers()) {
-    e.push_back(tensor_entry("model/" + b.name, b.tensor->shape(), be, b.tensor));
-    if (const auto n = tracked_name(b.name); !n.empty())
-      e.push_back(scalar_entry<int64_t>("model/" + n, st.step));
+    const int64_t n = b.tensor->numel();
+    const float* rank0 = rank_buffers[0].data() + offset;
+    e.push_back(CheckpointEntry{"model/" + b.name, b.tensor->shape().dims(), EntryType::f32,
+                                [rank0, n](void* dst) { std::memcpy(dst, rank0, n * 4); }});
+    if (const auto tracked = tracked_name(b.name); !tracked.empty())
+      e.push_back(scalar_entry<int64_t>("model/" + tracked, st.step));
+    e.push_back(CheckpointEntry{"trainer/rank_buffers/" + b.name,
+                                {w, n},
+                                EntryType::f32,
+                                [&rank_buffers, offset, n](void* dst) {
+                                  auto* out = static_cast<float*>(dst);
+                                  for (const auto& row : rank_buffers)
+                                    out = std::copy_n(row.data() + offset, n, out);
+                                }});
+    offset += static_cast<size_t>(n);
   }
   if (with_momentum)
     for (const auto& p : net.parameters())
       e.push_back(tensor_entry("optimizer/" + p.name, p.param->shape, be, &p.param->momentum));
-  const int64_t w = st.world_size;
   e.push_back(scalar_entry<int64_t>("trainer/epoch", st.epoch));
   e.push_back(scalar_entry<int64_t>("trainer/batch_in_epoch", st.batch_in_epoch));
   e.push_back(scalar_entry<int64_t>("trainer/step", st.step));
@@ -142,7 +170,8 @@ void save_checkpoint(const std::string& path, models::Network& net, Backend& be,
   h.epoch = state.epoch;
   h.step = state.step;
   h.project_version = RESNET_VERSION;
-  io::write_checkpoint(path, h, checkpoint_entries(net, be, state, config_yaml, true),
+  const auto rank_buffers = gather_buffers(net, be, comm);
+  io::write_checkpoint(path, h, checkpoint_entries(net, be, state, config_yaml, true, rank_buffers),
                        distributed::mpi_comm(comm));
 }
 
@@ -210,6 +239,21 @@ void restore_model(const CheckpointData& data, const std::string& path, models::
     std::memcpy(host.data(), bytes.data(), bytes.size());
     // Into the tensor's own layout (oneDNN's blocked formats): a reorder, exact for fp32.
     be.reorder(be.upload(host), *t.tensor);
+  }
+}
+
+void restore_rank_buffers(const CheckpointData& data, const std::string& path, models::Network& net,
+                          Backend& be, int rank, int world_size) {
+  for (const auto& b : net.buffers()) {
+    const int64_t n = b.tensor->numel();
+    const auto& all = find(data, "trainer/rank_buffers/" + b.name, path);
+    if (all.size() != static_cast<size_t>(n * world_size) * sizeof(float))
+      RN_FAIL("checkpoint '" << path << "': '/trainer/rank_buffers/" << b.name << "' should hold "
+                             << world_size << " x " << n << " values");
+    Tensor host = Tensor::zeros(b.tensor->shape());
+    std::memcpy(host.data(), all.data() + static_cast<size_t>(rank * n) * sizeof(float),
+                static_cast<size_t>(n) * sizeof(float));
+    be.reorder(be.upload(host), *b.tensor);
   }
 }
 

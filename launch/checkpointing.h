@@ -34,12 +34,17 @@ struct TrainerState {
   double loss_scale = 1.0;  // fp32 training does not scale the loss
 };
 
+// Every rank's BN buffers (running statistics, which data-parallel training without SyncBN lets
+// differ between replicas), concatenated per rank in net.buffers() order (collective).
+std::vector<std::vector<float>> gather_buffers(models::Network& net, Backend& be,
+                                               distributed::Communicator& comm);
+
 // The checkpoint datasets of `net`, its momentum (when `with_momentum`), `state` and the
-// config text, in the same order on every rank.
-std::vector<io::CheckpointEntry> checkpoint_entries(models::Network& net, Backend& be,
-                                                    const TrainerState& state,
-                                                    const std::string& config_yaml,
-                                                    bool with_momentum);
+// config text, in the same order on every rank. /model holds rank 0's buffers,
+// /trainer/rank_buffers every rank's (`rank_buffers`, from gather_buffers).
+std::vector<io::CheckpointEntry> checkpoint_entries(
+    models::Network& net, Backend& be, const TrainerState& state, const std::string& config_yaml,
+    bool with_momentum, const std::vector<std::vector<float>>& rank_buffers);
 
 // Writes `path` from every rank of `comm` (collective).
 void save_checkpoint(const std::string& path, models::Network& net, Backend& be,
@@ -58,6 +63,11 @@ CheckpointData load_checkpoint(const std::string& path, distributed::Communicato
 // another network is one error listing the missing, unexpected and wrongly shaped tensors.
 void restore_model(const CheckpointData& data, const std::string& path, models::Network& net,
                    Backend& be, bool with_momentum);
+
+// This rank's own BN buffers from /trainer/rank_buffers: for a resume on the checkpoint's own
+// number of ranks, where it makes every replica continue exactly.
+void restore_rank_buffers(const CheckpointData& data, const std::string& path, models::Network& net,
+                          Backend& be, int rank, int world_size);
 
 // The trainer state of a checkpoint as rank `rank` of `world_size` ranks continues it: the same
 // position when the rank count is unchanged; otherwise the nearest global sample position of the

@@ -249,6 +249,9 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm, const std:
     restore_model(data, resume_path, *net, *backend, /*with_momentum=*/true);
     ckpt =
         restore_trainer_state(data, resume_path, rank, world, cfg.data.batch_size, steps_per_epoch);
+    // On the same number of ranks each replica takes back its own BN statistics.
+    if (data.summary.header.world_size == world)
+      restore_rank_buffers(data, resume_path, *net, *backend, rank, world);
     RN_LOG(info) << "resumed from " << resume_path << " at epoch " << ckpt.epoch + 1 << ", step "
                  << ckpt.step << " (batch " << ckpt.batch_in_epoch << " of the epoch)";
   } else if (resume == "auto") {
