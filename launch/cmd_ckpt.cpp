@@ -78,7 +78,7 @@ int run_inspect(const std::vector<std::string>& argv) {
   return 0;
 }
 
-int run_init(const std::vector<std::string>& argv) {
+int run_init(const std::vector<std::string>& argv, distributed::Communicator& comm) {
   Args args(argv, FlagSpec{{"model", "classes", "in-channels", "seed", "output"}, {}, {}});
   const std::string name = args.required("model");
   const std::string output = args.required("output");
@@ -104,10 +104,12 @@ int run_init(const std::vector<std::string>& argv) {
   Config cfg;
   cfg.model.name = name, cfg.model.in_channels = channels, cfg.model.num_classes = classes;
   cfg.train.seed = seed;
-  TrainerState st{.world_size = 1, .seed = seed};
-  st.loss_sum = {0}, st.correct = {0}, st.seen = {0};
-  distributed::SingleProcessCommunicator single;
-  save_checkpoint(output, *net, *backend, st, to_yaml(cfg), single);
+  // Under mpirun every rank builds the same network and they write the file together.
+  TrainerState st{.world_size = comm.size(), .seed = seed};
+  st.loss_sum.assign(comm.size(), 0), st.correct.assign(comm.size(), 0);
+  st.seen.assign(comm.size(), 0);
+  save_checkpoint(output, *net, *backend, st, to_yaml(cfg), comm);
+  if (comm.rank() != 0) return 0;
   std::printf("wrote %s: %s, %d channel(s), %d classes, seed %llu\n", output.c_str(), name.c_str(),
               channels, classes, static_cast<unsigned long long>(seed));
   return 0;
@@ -115,14 +117,16 @@ int run_init(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-int run_ckpt(const std::vector<std::string>& argv) {
+int run_ckpt(const std::vector<std::string>& argv, distributed::Communicator& comm) {
   const std::string usage =
       "usage: resnet ckpt inspect FILE [--json] | resnet ckpt init --model NAME [--classes N] "
-      "[--in-channels C] --seed S --output FILE";
+      "[--in-channels C] --seed S --output FILE | resnet ckpt bench [--model NAME] [--dir DIR] "
+      "[--repeat N] [--drop-caches] [--json]";
   if (argv.empty()) RN_FAIL(usage);
   const std::vector<std::string> rest(argv.begin() + 1, argv.end());
   if (argv[0] == "inspect") return run_inspect(rest);
-  if (argv[0] == "init") return run_init(rest);
+  if (argv[0] == "init") return run_init(rest, comm);
+  if (argv[0] == "bench") return run_ckpt_bench(rest, comm);
   RN_FAIL("unknown ckpt command '" << argv[0] << "'; " << usage);
 }
 

@@ -18,7 +18,7 @@ constexpr const char* kUsage =
     "  train  --config FILE [--set key=value ...] [--resume auto|FILE]   train a network\n"
     "  eval   --checkpoint FILE [--checkpoint FILE ...] --config FILE [--crops 1|10] [--json]\n"
     "  ckpt   inspect FILE [--json] | init --model NAME [--classes N] [--in-channels C] --seed S\n"
-    "         --output FILE\n"
+    "         --output FILE | bench [--model NAME] [--dir DIR] [--repeat N] [--drop-caches]\n"
     "  info   --model NAME [--input CxHxW] [--classes N] [--json]\n"
     "  bench  --model NAME [--input CxHxW] [--batch B] [--threads T] [--device cpu|cuda] [--json]\n"
     "  --version\n";
@@ -49,7 +49,10 @@ int main(int argc, char** argv) {
       comm = rn::distributed::make_communicator();
       return rn::launch::run_eval(rest, *comm);
     }
-    if (cmd == "ckpt") return rn::launch::run_ckpt(rest);
+    if (cmd == "ckpt") {
+      comm = rn::distributed::make_communicator();
+      return rn::launch::run_ckpt(rest, *comm);
+    }
     std::cerr << "resnet: unknown command '" << cmd << "'\n" << kUsage;
     return 2;
   } catch (const std::exception& e) {
