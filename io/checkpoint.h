@@ -18,13 +18,15 @@ size_t entry_type_size(EntryType t);  // 1 for text
 const char* entry_type_name(EntryType t);
 
 // One dataset to write. `path` is relative to the root ("model/conv1.weight"); its group is
-// created as needed. `fill` writes the dataset's bytes into `dst` and runs only on the rank the
-// dataset is assigned to, so a rank fetches (downloads, reorders) only what it writes.
+// created as needed. `fill` gives the dataset's bytes: it writes them into `scratch` (bytes() long)
+// and returns it, or returns memory of its own that stays valid until the write returns (a plain
+// host tensor, saving a copy). It runs only on the rank the dataset is assigned to, so a rank
+// fetches (downloads, reorders) only what it writes.
 struct CheckpointEntry {
   std::string path;
   std::vector<int64_t> shape;  // empty: a scalar; for text, the string's length in bytes
   EntryType type = EntryType::f32;
-  std::function<void(void* dst)> fill;
+  std::function<const void*(void* scratch)> fill;
   size_t bytes() const;
 };
 

@@ -17,22 +17,60 @@ namespace {
 using io::CheckpointEntry;
 using io::EntryType;
 
-// The tensor's values as a plain host copy, into `dst`.
+// Lends memory the caller owns to a Tensor (a Storage without an allocation of its own).
+class BorrowedMemory final : public Allocator {
+ public:
+  explicit BorrowedMemory(void* data) : data_(data) {}
+  void* allocate(size_t) override { return data_; }
+  void release(void*, size_t) noexcept override {}
+
+ private:
+  void* data_;
+};
+
+// The tensor's values, plain fp32, into `dst`. On the CPU the backend reorders straight into
+// `dst`: a download would allocate and zero a fresh buffer for every tensor, which costs more
+// than writing the file.
 void download_into(Backend& be, const Tensor& t, void* dst) {
-  const Tensor h = be.download(t);
-  std::memcpy(dst, h.data(), static_cast<size_t>(h.numel()) * sizeof(float));
+  const size_t bytes = static_cast<size_t>(t.numel()) * sizeof(float);
+  if (be.device().kind != DeviceKind::cpu) {
+    std::memcpy(dst, be.download(t).data(), bytes);
+    return;
+  }
+  BorrowedMemory mem(dst);
+  Tensor view(TensorDesc{t.shape(), DType::f32, nullptr},
+              std::make_shared<Storage>(mem, bytes, Device{}));
+  be.reorder(t, view);
+}
+
+// Plain fp32 values at `src` into `t`, in whatever layout `t` has.
+void upload_into(Backend& be, const void* src, Tensor& t) {
+  const size_t bytes = static_cast<size_t>(t.numel()) * sizeof(float);
+  BorrowedMemory mem(const_cast<void*>(src));  // only read: it is the reorder's source
+  const Tensor view(TensorDesc{t.shape(), DType::f32, nullptr},
+                    std::make_shared<Storage>(mem, bytes, Device{}));
+  be.reorder(be.device().kind == DeviceKind::cpu ? view : be.upload(view), t);
 }
 
 CheckpointEntry tensor_entry(const std::string& path, const Shape& shape, Backend& be,
                              const Tensor* t) {
-  return CheckpointEntry{path, shape.dims(), EntryType::f32,
-                         [&be, t](void* dst) { download_into(be, *t, dst); }};
+  return CheckpointEntry{
+      path, shape.dims(), EntryType::f32, [&be, t](void* scratch) -> const void* {
+        // A plain host tensor is written from its own memory.
+        if (be.device().kind == DeviceKind::cpu && t->is_plain() && t->dtype() == DType::f32)
+          return t->data();
+        download_into(be, *t, scratch);
+        return scratch;
+      }};
 }
 
 template <typename T>
 CheckpointEntry scalar_entry(const std::string& path, T value) {
   constexpr EntryType type = std::is_same_v<T, double> ? EntryType::f64 : EntryType::i64;
-  return CheckpointEntry{path, {}, type, [value](void* dst) { std::memcpy(dst, &value, 8); }};
+  return CheckpointEntry{path, {}, type, [value](void* dst) {
+                           std::memcpy(dst, &value, 8);
+                           return dst;
+                         }};
 }
 
 template <typename T>
@@ -41,6 +79,7 @@ CheckpointEntry vector_entry(const std::string& path, std::vector<T> values,
   constexpr EntryType type = std::is_same_v<T, double> ? EntryType::f64 : EntryType::i64;
   return CheckpointEntry{path, std::move(shape), type, [v = std::move(values)](void* dst) {
                            std::memcpy(dst, v.data(), v.size() * sizeof(T));
+                           return dst;
                          }};
 }
 
@@ -120,7 +159,7 @@ std::vector<CheckpointEntry> checkpoint_entries(
     const int64_t n = b.tensor->numel();
     const float* rank0 = rank_buffers[0].data() + offset;
     e.push_back(CheckpointEntry{"model/" + b.name, b.tensor->shape().dims(), EntryType::f32,
-                                [rank0, n](void* dst) { std::memcpy(dst, rank0, n * 4); }});
+                                [rank0](void*) -> const void* { return rank0; }});
     if (const auto tracked = tracked_name(b.name); !tracked.empty())
       e.push_back(scalar_entry<int64_t>("model/" + tracked, st.step));
     e.push_back(CheckpointEntry{"trainer/rank_buffers/" + b.name,
@@ -130,6 +169,7 @@ std::vector<CheckpointEntry> checkpoint_entries(
                                   auto* out = static_cast<float*>(dst);
                                   for (const auto& row : rank_buffers)
                                     out = std::copy_n(row.data() + offset, n, out);
+                                  return dst;
                                 }});
     offset += static_cast<size_t>(n);
   }
@@ -153,11 +193,10 @@ std::vector<CheckpointEntry> checkpoint_entries(
   e.push_back(vector_entry("trainer/metrics/loss_sum", st.loss_sum, {w}));
   e.push_back(vector_entry("trainer/metrics/correct", st.correct, {w}));
   e.push_back(vector_entry("trainer/metrics/seen", st.seen, {w}));
-  e.push_back(CheckpointEntry{
-      "config",
-      {static_cast<int64_t>(config_yaml.size())},
-      EntryType::text,
-      [&config_yaml](void* dst) { std::memcpy(dst, config_yaml.data(), config_yaml.size()); }});
+  e.push_back(CheckpointEntry{"config",
+                              {static_cast<int64_t>(config_yaml.size())},
+                              EntryType::text,
+                              [&config_yaml](void*) -> const void* { return config_yaml.data(); }});
   return e;
 }
 
@@ -234,11 +273,8 @@ void restore_model(const CheckpointData& data, const std::string& path, models::
     throw Error(msg);
   }
   for (const auto& t : targets) {
-    const auto& bytes = data.tensors.at(t.key);
-    Tensor host = Tensor::zeros(t.shape);
-    std::memcpy(host.data(), bytes.data(), bytes.size());
     // Into the tensor's own layout (oneDNN's blocked formats): a reorder, exact for fp32.
-    be.reorder(be.upload(host), *t.tensor);
+    upload_into(be, data.tensors.at(t.key).data(), *t.tensor);
   }
 }
 
@@ -250,10 +286,7 @@ void restore_rank_buffers(const CheckpointData& data, const std::string& path, m
     if (all.size() != static_cast<size_t>(n * world_size) * sizeof(float))
       RN_FAIL("checkpoint '" << path << "': '/trainer/rank_buffers/" << b.name << "' should hold "
                              << world_size << " x " << n << " values");
-    Tensor host = Tensor::zeros(b.tensor->shape());
-    std::memcpy(host.data(), all.data() + static_cast<size_t>(rank * n) * sizeof(float),
-                static_cast<size_t>(n) * sizeof(float));
-    be.reorder(be.upload(host), *b.tensor);
+    upload_into(be, all.data() + static_cast<size_t>(rank * n) * sizeof(float), *b.tensor);
   }
 }
 

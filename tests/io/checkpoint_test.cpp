@@ -36,13 +36,25 @@ class CheckpointFileTest : public ::testing::Test {
         {"model/conv1.weight",
          {10, 1, 10, 10},
          EntryType::f32,
-         [this](void* d) { std::memcpy(d, weights_.data(), 4000); }},
-        {"trainer/lr", {}, EntryType::f64, [](void* d) { *static_cast<double*>(d) = 0.125; }},
+         [this](void*) -> const void* { return weights_.data(); }},
+        {"trainer/lr",
+         {},
+         EntryType::f64,
+         [](void* d) {
+           *static_cast<double*>(d) = 0.125;
+           return d;
+         }},
         {"trainer/ints",
          {2, 2},
          EntryType::i64,
-         [this](void* d) { std::memcpy(d, ints_.data(), 32); }},
-        {"config", {5}, EntryType::text, [](void* d) { std::memcpy(d, "a: 1\n", 5); }},
+         [this](void*) -> const void* { return ints_.data(); }},
+        {"config",
+         {5},
+         EntryType::text,
+         [](void* d) {
+           std::memcpy(d, "a: 1\n", 5);
+           return d;
+         }},
     };
   }
   std::string write(const std::string& name) {
