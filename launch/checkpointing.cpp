@@ -304,6 +304,7 @@ TrainerState restore_trainer_state(const CheckpointData& data, const std::string
   const auto loss = vec<double>(data, "trainer/metrics/loss_sum", path, old_world);
   const auto correct = vec<int64_t>(data, "trainer/metrics/correct", path, old_world);
   const auto seen = vec<int64_t>(data, "trainer/metrics/seen", path, old_world);
+  s.seed = static_cast<uint64_t>(vec<int64_t>(data, "trainer/rng_state", path, old_world * 3)[0]);
   s.world_size = world_size;
   s.steps_per_epoch = steps_per_epoch;
   s.loss_sum.assign(world_size, 0.0);

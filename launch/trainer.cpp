@@ -252,6 +252,11 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm, const std:
     // On the same number of ranks each replica takes back its own BN statistics.
     if (data.summary.header.world_size == world)
       restore_rank_buffers(data, resume_path, *net, *backend, rank, world);
+    if (ckpt.seed != cfg.train.seed)
+      RN_LOG(warning) << resume_path << " was trained with train.seed " << ckpt.seed
+                      << "; continuing with " << cfg.train.seed
+                      << " changes the data order and augmentation from here on";
+    ckpt.seed = cfg.train.seed;
     RN_LOG(info) << "resumed from " << resume_path << " at epoch " << ckpt.epoch + 1 << ", step "
                  << ckpt.step << " (batch " << ckpt.batch_in_epoch << " of the epoch)";
   } else if (resume == "auto") {
