@@ -18,7 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-uint32_t crc_of(const std::vector<char>* b) {
+uint32_t crc_of(const Bytes* b) {
   uLong crc = crc32(0L, Z_NULL, 0);
   size_t off = 0;
   while (off < b->size()) {
@@ -137,8 +137,8 @@ CheckpointSummary summarize(hid_t file, const std::string& path) {
   return s;
 }
 
-std::vector<char> read_dataset(hid_t file, const DatasetInfo& d) {
-  std::vector<char> buf(std::max<size_t>(d.bytes, 1));
+Bytes read_dataset(hid_t file, const DatasetInfo& d) {
+  Bytes buf(std::max<size_t>(d.bytes, 1));
   H5Id set(RN_HDF5_CHECK(H5Dopen2(file, d.path.c_str(), H5P_DEFAULT)), H5Dclose);
   H5Id type(RN_HDF5_CHECK(H5Dget_type(set.get())), H5Tclose);
   hid_t mem = type.get();
@@ -162,8 +162,8 @@ CheckpointSummary read_checkpoint_summary(const std::string& path) {
   return summarize(file.get(), path);
 }
 
-std::map<std::string, std::vector<char>> read_checkpoint(const std::string& path, MPI_Comm comm,
-                                                         CheckpointSummary* summary) {
+std::map<std::string, Bytes> read_checkpoint(const std::string& path, MPI_Comm comm,
+                                             CheckpointSummary* summary) {
   const Collective col(comm);
   std::string error;
   CheckpointSummary s;
@@ -178,7 +178,7 @@ std::map<std::string, std::vector<char>> read_checkpoint(const std::string& path
   std::vector<size_t> sizes;
   for (const auto& d : s.datasets) sizes.push_back(d.bytes);
   const std::vector<int> owner = assign_by_bytes(sizes, col.size());
-  std::map<std::string, std::vector<char>> out;
+  std::map<std::string, Bytes> out;
   try {
     // A large dataset's checksum runs on a second core while the next dataset is read.
     std::vector<std::pair<size_t, std::future<uint32_t>>> crcs;
@@ -217,7 +217,7 @@ std::vector<std::string> verify_checkpoint(const std::string& path) {
   const CheckpointSummary s = summarize(file.get(), path);
   std::vector<std::string> bad;
   for (const auto& d : s.datasets) {
-    std::vector<char> buf;
+    Bytes buf;
     try {
       buf = read_dataset(file.get(), d);
     } catch (const std::exception&) {

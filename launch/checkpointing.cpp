@@ -93,8 +93,7 @@ std::string tracked_name(const std::string& running_mean) {
   return running_mean.substr(0, running_mean.size() - suffix.size()) + "num_batches_tracked";
 }
 
-const std::vector<char>& find(const CheckpointData& data, const std::string& key,
-                              const std::string& path) {
+const io::Bytes& find(const CheckpointData& data, const std::string& key, const std::string& path) {
   auto it = data.tensors.find(key);
   if (it == data.tensors.end()) RN_FAIL("checkpoint '" << path << "': no dataset '/" << key << "'");
   return it->second;

@@ -53,7 +53,7 @@ void save_checkpoint(const std::string& path, models::Network& net, Backend& be,
 
 struct CheckpointData {
   io::CheckpointSummary summary;
-  std::map<std::string, std::vector<char>> tensors;  // every dataset, by path ("model/fc.bias")
+  std::map<std::string, io::Bytes> tensors;  // every dataset, by path ("model/fc.bias")
 };
 
 // Reads and verifies a whole checkpoint on every rank of `comm` (collective).

@@ -101,9 +101,9 @@ class CheckpointTest : public ::testing::Test {
   }
 
   // The /model and /optimizer tensors of a checkpoint.
-  static std::map<std::string, std::vector<char>> tensors(const fs::path& p) {
+  static std::map<std::string, io::Bytes> tensors(const fs::path& p) {
     auto all = io::read_checkpoint(p.string(), MPI_COMM_NULL);
-    std::map<std::string, std::vector<char>> out;
+    std::map<std::string, io::Bytes> out;
     for (auto& [k, v] : all)
       if (k.rfind("model/", 0) == 0 || k.rfind("optimizer/", 0) == 0) out[k] = std::move(v);
     return out;
