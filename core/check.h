@@ -112,3 +112,30 @@ std::string str_cat(const Args&... args) {
       std::fprintf(stderr, "[cuda] %s (%s at %s:%d)\n", cudaGetErrorString(rn_cuda_rc_), #expr, \
                    __FILE__, __LINE__);                                                         \
   } while (0)
+
+// An HDF5 call that must not return a negative value; evaluates to the call's result (an id or
+// a status), and the message is the HDF5 error stack's descriptions, innermost last. Expands only
+// where <hdf5.h> is included (the io library), so core itself stays free of HDF5.
+#define RN_HDF5_CHECK(expr)                                                                     \
+  ([&]() {                                                                                      \
+    const auto rn_h5_rc_ = (expr);                                                              \
+    if (rn_h5_rc_ < 0) {                                                                        \
+      std::string rn_h5_msg_;                                                                   \
+      H5Ewalk2(                                                                                 \
+          H5E_DEFAULT, H5E_WALK_DOWNWARD,                                                       \
+          [](unsigned, const H5E_error2_t* e, void* out) -> herr_t {                            \
+            auto& s = *static_cast<std::string*>(out);                                          \
+            std::string d = e->desc ? e->desc : "";                                             \
+            for (auto& c : d)                                                                   \
+              if (c == '\n') c = ' ';                                                           \
+            /* each layer of the stack tends to repeat the one below: keep each text once */    \
+            if (!d.empty() && s.find(d) == std::string::npos) s += (s.empty() ? "" : "; ") + d; \
+            return 0;                                                                           \
+          },                                                                                    \
+          &rn_h5_msg_);                                                                         \
+      H5Eclear2(H5E_DEFAULT);                                                                   \
+      ::rn::detail::throw_error("[hdf5] " + (rn_h5_msg_.empty() ? "call failed" : rn_h5_msg_),  \
+                                #expr, __FILE__, __LINE__);                                     \
+    }                                                                                           \
+    return rn_h5_rc_;                                                                           \
+  }())

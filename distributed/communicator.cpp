@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/check.h"
+#include "distributed/mpi_comm.h"
 
 namespace rn::distributed {
 
@@ -180,6 +181,7 @@ class MpiCommunicator final : public Communicator {
     std::memcpy(data, buf, count * sizeof(double));
   }
   using Communicator::all_reduce_sum;
+  MPI_Comm handle() const { return comm_.get(); }
 
  private:
   // The blocking collectives run as non-blocking ones so that a wait can time out, on a scratch
@@ -241,6 +243,11 @@ void abort_job(int code) {
   if (!initialized || finalized) return;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+}
+
+MPI_Comm mpi_comm(const Communicator& comm) {
+  const auto* mpi = dynamic_cast<const MpiCommunicator*>(&comm);
+  return mpi ? mpi->handle() : MPI_COMM_NULL;
 }
 
 int job_rank() {

@@ -14,6 +14,9 @@ int run_info(const std::vector<std::string>& argv);
 int run_bench(const std::vector<std::string>& argv, distributed::Communicator& comm);
 // `comm` outlives the call, so that an error can still end every rank (MPI_Abort) in main.
 int run_train(const std::vector<std::string>& argv, distributed::Communicator& comm);
+int run_eval(const std::vector<std::string>& argv, distributed::Communicator& comm);
+int run_ckpt(const std::vector<std::string>& argv, distributed::Communicator& comm);
+int run_ckpt_bench(const std::vector<std::string>& argv, distributed::Communicator& comm);
 
 // Default input C x H x W and classes of a named network: ImageNet sizes for the ImageNet
 // networks, CIFAR's for the CIFAR ones.

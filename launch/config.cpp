@@ -91,6 +91,7 @@ void visit(DistributedConfig& c, V& v) {
 template <typename V>
 void visit(CheckpointConfig& c, V& v) {
   v.field("every_epochs", c.every_epochs);
+  v.field("every_steps", c.every_steps);
   v.field("keep_last", c.keep_last);
 }
 
@@ -386,8 +387,10 @@ class Validator {
     require(std::isfinite(dp.timeout_s) && dp.timeout_s >= 0, "distributed.timeout_s",
             "0 (no limit) or more seconds", dp.timeout_s);
 
-    require(c.checkpoint.every_epochs >= 1, "checkpoint.every_epochs", "at least 1",
+    require(c.checkpoint.every_epochs >= 0, "checkpoint.every_epochs", "0 (off) or more",
             c.checkpoint.every_epochs);
+    require(c.checkpoint.every_steps >= 0, "checkpoint.every_steps", "0 (off) or more",
+            c.checkpoint.every_steps);
     require(c.checkpoint.keep_last >= 1, "checkpoint.keep_last", "at least 1",
             c.checkpoint.keep_last);
   }

@@ -76,7 +76,8 @@ struct DistributedConfig {
 };
 
 struct CheckpointConfig {
-  int every_epochs = 1;
+  int every_epochs = 1;     // 0 = off; a checkpoint is also written when training ends
+  int64_t every_steps = 0;  // 0 = off
   int keep_last = 3;
   bool operator==(const CheckpointConfig&) const = default;
 };

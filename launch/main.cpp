@@ -15,7 +15,10 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: resnet <command> [flags]\n"
-    "  train  --config FILE [--set key=value ...]   train a network\n"
+    "  train  --config FILE [--set key=value ...] [--resume auto|FILE]   train a network\n"
+    "  eval   --checkpoint FILE [--checkpoint FILE ...] --config FILE [--crops 1|10] [--json]\n"
+    "  ckpt   inspect FILE [--json] | init --model NAME [--classes N] [--in-channels C] --seed S\n"
+    "         --output FILE | bench [--model NAME] [--dir DIR] [--repeat N] [--drop-caches]\n"
     "  info   --model NAME [--input CxHxW] [--classes N] [--json]\n"
     "  bench  --model NAME [--input CxHxW] [--batch B] [--threads T] [--device cpu|cuda]\n"
     "         [--precision fp32|bf16|fp16] [--json]\n"
@@ -46,6 +49,14 @@ int main(int argc, char** argv) {
     if (cmd == "train") {
       comm = rn::distributed::make_communicator();
       return rn::launch::run_train(rest, *comm);
+    }
+    if (cmd == "eval") {
+      comm = rn::distributed::make_communicator();
+      return rn::launch::run_eval(rest, *comm);
+    }
+    if (cmd == "ckpt") {
+      comm = rn::distributed::make_communicator();
+      return rn::launch::run_ckpt(rest, *comm);
     }
     std::cerr << "resnet: unknown command '" << cmd << "'\n" << kUsage;
     return 2;

@@ -19,6 +19,7 @@
 #include "distributed/nccl_communicator.h"
 #include "io/fashion_mnist.h"
 #include "io/loader.h"
+#include "launch/checkpointing.h"
 #include "launch/commands.h"
 #include "launch/logging.h"
 
@@ -136,7 +137,7 @@ EvalResult evaluate(StepRunner& runner, const io::ImageSet& data, const io::Norm
   return r;
 }
 
-TrainResult train(const Config& cfg, distributed::Communicator& comm) {
+TrainResult train(const Config& cfg, distributed::Communicator& comm, const std::string& resume) {
   const int rank = comm.rank(), world = comm.size();
   const bool lead = rank == 0;
   comm.set_timeout(cfg.distributed.timeout_s);
@@ -249,19 +250,66 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm) {
     if (!metrics) RN_FAIL("run_dir '" << cfg.run_dir << "': cannot write metrics.jsonl");
   }
 
+  // --- checkpoints: resume, then write per checkpoint.every_* and on SIGTERM / SIGUSR1 ---
+  TrainerState ckpt{
+      .steps_per_epoch = steps_per_epoch, .world_size = world, .seed = cfg.train.seed};
+  ckpt.loss_sum.assign(world, 0), ckpt.correct.assign(world, 0), ckpt.seen.assign(world, 0);
+  if (lead) {
+    std::error_code ec;
+    fs::create_directories(checkpoint_dir(cfg), ec);
+    if (ec)
+      RN_FAIL("run_dir '" << cfg.run_dir << "': cannot create checkpoints/: " << ec.message());
+    prune_checkpoints(cfg, /*remove_temporaries=*/true);
+    check_writable(checkpoint_dir(cfg));
+  }
+  const std::string resume_path = resume.empty() ? "" : resolve_resume(cfg, resume, comm);
+  if (!resume_path.empty()) {
+    const CheckpointData data = load_checkpoint(resume_path, comm);
+    restore_model(data, resume_path, *net, *backend, /*with_momentum=*/true);
+    ckpt =
+        restore_trainer_state(data, resume_path, rank, world, cfg.data.batch_size, steps_per_epoch);
+    // On the same number of ranks each replica takes back its own BN statistics.
+    if (data.summary.header.world_size == world)
+      restore_rank_buffers(data, resume_path, *net, *backend, rank, world);
+    if (ckpt.seed != cfg.train.seed)
+      RN_LOG(warning) << resume_path << " was trained with train.seed " << ckpt.seed
+                      << "; continuing with " << cfg.train.seed
+                      << " changes the data order and augmentation from here on";
+    ckpt.seed = cfg.train.seed;
+    RN_LOG(info) << "resumed from " << resume_path << " at epoch " << ckpt.epoch + 1 << ", step "
+                 << ckpt.step << " (batch " << ckpt.batch_in_epoch << " of the epoch)";
+  } else if (resume == "auto") {
+    RN_LOG(info) << "no checkpoint in " << checkpoint_dir(cfg) << ": starting fresh";
+  }
+  StopSignals signals;
+  double train_time = ckpt.train_time_s;
+  int64_t train_images = ckpt.train_images;
+  auto state_at = [&](int64_t epoch, int64_t batch, int64_t at_step) {
+    TrainerState s = ckpt;
+    s.epoch = epoch, s.batch_in_epoch = batch, s.step = at_step, s.lr = schedule.lr_at(at_step);
+    s.train_time_s = train_time, s.train_images = train_images;
+    return s;
+  };
+  // --- end checkpoints ---
+
   TrainResult result;
   io::HostBatch batch;
   BatchTensors bt;
-  int64_t step = 0;
-  double train_time = 0;
-  int64_t train_images = 0;
-  for (int epoch = 0; epoch < cfg.train.epochs && step < total_steps; ++epoch) {
+  int64_t step = ckpt.step;
+  for (int epoch = static_cast<int>(ckpt.epoch); epoch < cfg.train.epochs && step < total_steps;
+       ++epoch) {
     loader.start_epoch(epoch);
     const auto t_epoch = Clock::now();
     double loss_sum = 0, window_loss = 0;
     int64_t seen = 0, correct = 0, window_seen = 0;
+    int64_t batch_in_epoch = 0;
+    if (epoch == ckpt.epoch && ckpt.batch_in_epoch > 0) {  // resumed inside this epoch
+      loader.skip(ckpt.batch_in_epoch);
+      batch_in_epoch = ckpt.batch_in_epoch;
+      loss_sum = ckpt.loss_sum[rank], correct = ckpt.correct[rank], seen = ckpt.seen[rank];
+    }
     auto t_window = Clock::now();
-    double lr = 0;
+    double lr = step > 0 ? schedule.lr_at(step - 1) : 0;  // a resumed epoch may take no step
     while (step < total_steps && loader.next(batch)) {
       bt.fill(batch);
       lr = schedule.lr_at(step);
@@ -288,7 +336,24 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm) {
                      << std::setprecision(1) << ips << " img/s  ETA " << format_duration(eta);
         window_loss = 0, window_seen = 0, t_window = Clock::now();
       }
+      ++batch_in_epoch;
+      const bool stop = stop_requested(signals, comm);
+      if (stop || (cfg.checkpoint.every_steps > 0 && step % cfg.checkpoint.every_steps == 0))
+        result.last_checkpoint =
+            save_run_checkpoint(cfg, *net, *backend, state_at(epoch, batch_in_epoch, step),
+                                loss_sum, correct, seen, comm);
+      if (stop) {
+        RN_LOG(warning) << "stop signal: checkpoint written after step " << step << ", exiting";
+        result.preempted = true;
+        result.steps = step;
+        result.epochs = epoch;
+        result.wall_s = seconds_since(t_start);
+        return result;
+      }
     }
+    const bool epoch_complete = batch_in_epoch == steps_per_epoch;
+    const double local_loss_sum = loss_sum;
+    const int64_t local_correct = correct, local_seen = seen;
     const double epoch_train_s = seconds_since(t_epoch);
     // Training metrics over every rank's samples.
     loss_sum = comm.all_reduce_sum(loss_sum);
@@ -315,6 +380,18 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm) {
                  << result.test.top1 << " top-5 " << result.test.top5 << " ("
                  << std::setprecision(1) << seen / epoch_train_s << " img/s, epoch "
                  << epoch_train_s << " s, eval " << eval_s << " s)";
+    // Checkpoint at the epoch's end, and always once training is over. An epoch cut short by
+    // train.max_steps is saved mid-epoch, so a longer run continues it exactly.
+    const bool last = step >= total_steps || epoch + 1 == cfg.train.epochs;
+    if (last || (epoch_complete && cfg.checkpoint.every_epochs > 0 &&
+                 (epoch + 1) % cfg.checkpoint.every_epochs == 0)) {
+      TrainerState s =
+          epoch_complete ? state_at(epoch + 1, 0, step) : state_at(epoch, batch_in_epoch, step);
+      result.last_checkpoint = epoch_complete
+                                   ? save_run_checkpoint(cfg, *net, *backend, s, 0, 0, 0, comm)
+                                   : save_run_checkpoint(cfg, *net, *backend, s, local_loss_sum,
+                                                         local_correct, local_seen, comm);
+    }
   }
   result.steps = step;
   result.wall_s = seconds_since(t_start);

@@ -23,6 +23,8 @@ struct TrainResult {
   double wall_s = 0;
   double train_img_per_s = 0;
   EvalResult test;
+  bool preempted = false;       // stopped by SIGTERM / SIGUSR1 after writing a checkpoint
+  std::string last_checkpoint;  // the newest checkpoint this run wrote ("" if none)
 };
 
 // The data sets a config names (train and test splits), validated against the model.
@@ -36,7 +38,9 @@ EvalResult evaluate(StepRunner& runner, const io::ImageSet& data, const io::Norm
                     int batch_size, int workers, distributed::Communicator& comm);
 
 // Trains on every rank of `comm` (one replica each, gradients averaged); rank 0 writes the
-// run directory's files.
-TrainResult train(const Config& cfg, distributed::Communicator& comm);
+// run directory's files. `resume`: "" (fresh), "auto" (the newest checkpoint of
+// run_dir/checkpoints, fresh when there is none) or a checkpoint file.
+TrainResult train(const Config& cfg, distributed::Communicator& comm,
+                  const std::string& resume = "");
 
 }  // namespace rn::launch

@@ -276,12 +276,13 @@ TEST(ConfigErrors, OutOfRangeValuesNameTheirKey) {
       {"train.threads=-1", "'train.threads'"},
       {"train.max_steps=-1", "'train.max_steps'"},
       {"checkpoint.keep_last=0", "'checkpoint.keep_last'"},
-      {"checkpoint.every_epochs=0", "'checkpoint.every_epochs'"},
       {"distributed.timeout_s=-1", "'distributed.timeout_s'"},
       {"distributed.timeout_s=nan", "'distributed.timeout_s'"},
       {"distributed.bucket_mib=0", "'distributed.bucket_mib'"},
       {"distributed.first_bucket_mib=-1", "'distributed.first_bucket_mib'"},
       {"distributed.sync_bn=maybe", "'distributed.sync_bn'"},
+      {"checkpoint.every_epochs=-1", "'checkpoint.every_epochs'"},
+      {"checkpoint.every_steps=-2", "'checkpoint.every_steps'"},
       {"run_dir=''", "'run_dir'"},
   };
   for (const auto& [override_text, key] : cases) {

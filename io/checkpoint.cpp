@@ -1,0 +1,293 @@
+// Checkpoint files: the collective HDF5 write (create all datasets together, each rank writes
+// its share independently, checksums as attributes, rename once all are done) and the reads.
+#include "io/checkpoint.h"
+
+#include <fcntl.h>
+#include <hdf5.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <future>
+#include <numeric>
+#include <thread>
+
+#include "core/check.h"
+#include "io/hdf5_handle.h"
+
+namespace rn::io {
+namespace {
+
+namespace fs = std::filesystem;
+
+uint32_t crc_of(const void* data, size_t bytes) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const auto* p = static_cast<const Bytef*>(data);
+  while (bytes > 0) {  // zlib takes a uInt length
+    const uInt n = static_cast<uInt>(std::min<size_t>(bytes, 1u << 30));
+    crc = crc32(crc, p, n);
+    p += n, bytes -= n;
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+std::string iso_time(int64_t seconds) {
+  const std::time_t t = static_cast<std::time_t>(seconds);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// The file's dataset type for `t` (for text, a fixed-length string of `len` bytes).
+H5Id file_type(EntryType t, size_t len) {
+  switch (t) {
+    case EntryType::f32:
+      return H5Id(RN_HDF5_CHECK(H5Tcopy(H5T_IEEE_F32LE)), H5Tclose);
+    case EntryType::f64:
+      return H5Id(RN_HDF5_CHECK(H5Tcopy(H5T_IEEE_F64LE)), H5Tclose);
+    case EntryType::i64:
+      return H5Id(RN_HDF5_CHECK(H5Tcopy(H5T_STD_I64LE)), H5Tclose);
+    case EntryType::text:
+      break;
+  }
+  H5Id s(RN_HDF5_CHECK(H5Tcopy(H5T_C_S1)), H5Tclose);
+  RN_HDF5_CHECK(H5Tset_size(s.get(), std::max<size_t>(len, 1)));
+  return s;
+}
+
+hid_t memory_type(EntryType t) {
+  switch (t) {
+    case EntryType::f32:
+      return H5T_NATIVE_FLOAT;
+    case EntryType::f64:
+      return H5T_NATIVE_DOUBLE;
+    case EntryType::i64:
+      return H5T_NATIVE_INT64;
+    case EntryType::text:
+      break;
+  }
+  return -1;
+}
+
+H5Id dataspace(const CheckpointEntry& e) {
+  if (e.shape.empty() || e.type == EntryType::text)
+    return H5Id(RN_HDF5_CHECK(H5Screate(H5S_SCALAR)), H5Sclose);
+  std::vector<hsize_t> dims(e.shape.begin(), e.shape.end());
+  return H5Id(RN_HDF5_CHECK(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr)),
+              H5Sclose);
+}
+
+// A file access list: MPI-IO with collective metadata under a communicator, else the default.
+H5Id access_list(MPI_Comm comm) {
+  H5Id fapl(RN_HDF5_CHECK(H5Pcreate(H5P_FILE_ACCESS)), H5Pclose);
+  if (comm != MPI_COMM_NULL) {
+    RN_HDF5_CHECK(H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL));
+    // Metadata read by one rank and broadcast, written collectively: without these every rank
+    // reads each object header itself, which slows opening many small datasets.
+    RN_HDF5_CHECK(H5Pset_all_coll_metadata_ops(fapl.get(), true));
+    RN_HDF5_CHECK(H5Pset_coll_metadata_write(fapl.get(), true));
+  }
+  return fapl;
+}
+
+void fsync_path(const fs::path& p) {
+  const int fd = ::open(p.c_str(), O_RDONLY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// Rank 0 removes the temporary file on every way out of the writer but success.
+struct TempFileGuard {
+  std::string path;
+  bool owner;
+  bool keep = false;
+  ~TempFileGuard() {
+    std::error_code ec;
+    if (owner && !keep) fs::remove(path, ec);
+  }
+};
+
+// MPI-IO reports a full disk as a bare "file write failed": say so when it is the likely cause.
+std::string space_note(const std::string& path, const std::vector<size_t>& sizes) {
+  std::error_code ec;
+  const fs::path dir =
+      fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
+  const auto space = fs::space(dir, ec);
+  const size_t need = std::accumulate(sizes.begin(), sizes.end(), size_t{0});
+  if (ec || space.available >= need) return "";
+  return " [the file system of '" + dir.string() + "' has " +
+         std::to_string(space.available >> 20) + " MiB free; the checkpoint needs " +
+         std::to_string((need + (1 << 20) - 1) >> 20) + " MiB]";
+}
+
+}  // namespace
+
+size_t entry_type_size(EntryType t) {
+  switch (t) {
+    case EntryType::f32:
+      return 4;
+    case EntryType::f64:
+      return 8;
+    case EntryType::i64:
+      return 8;
+    case EntryType::text:
+      return 1;
+  }
+  return 1;
+}
+
+const char* entry_type_name(EntryType t) {
+  switch (t) {
+    case EntryType::f32:
+      return "f32";
+    case EntryType::f64:
+      return "f64";
+    case EntryType::i64:
+      return "i64";
+    case EntryType::text:
+      return "text";
+  }
+  return "?";
+}
+
+size_t CheckpointEntry::bytes() const {
+  size_t n = 1;
+  for (auto d : shape) n *= static_cast<size_t>(d);
+  return n * entry_type_size(type);
+}
+
+size_t CheckpointSummary::bytes() const {
+  size_t n = 0;
+  for (const auto& d : datasets) n += d.bytes;
+  return n;
+}
+
+std::vector<int> assign_by_bytes(const std::vector<size_t>& bytes, int world_size) {
+  std::vector<size_t> order(bytes.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return bytes[a] > bytes[b]; });
+  std::vector<size_t> load(world_size, 0);
+  std::vector<int> owner(bytes.size(), 0);
+  for (size_t i : order) {
+    const int r = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    owner[i] = r;
+    load[r] += bytes[i];
+  }
+  return owner;
+}
+
+void write_checkpoint(const std::string& path, const CheckpointHeader& header,
+                      const std::vector<CheckpointEntry>& entries, MPI_Comm comm) {
+  const Collective col(comm);
+  const std::string tmp = path + ".tmp";
+  silence_hdf5_errors();
+  int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  col.broadcast(&now, sizeof(now), 0);
+  std::vector<size_t> sizes;
+  for (const auto& e : entries) sizes.push_back(e.bytes());
+  const std::vector<int> owner = assign_by_bytes(sizes, col.size());
+  TempFileGuard guard{tmp, col.rank() == 0};
+  const std::string where = "checkpoint '" + path + "': ";
+
+  std::string error;
+  H5Id file;
+  std::vector<H5Id> sets;
+  // Collective: every rank creates the same file, groups and datasets.
+  try {
+    H5Id fapl = access_list(comm);
+    file = H5Id(RN_HDF5_CHECK(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get())),
+                H5Fclose);
+    H5Id lcpl(RN_HDF5_CHECK(H5Pcreate(H5P_LINK_CREATE)), H5Pclose);
+    RN_HDF5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1));
+    H5Id dcpl(RN_HDF5_CHECK(H5Pcreate(H5P_DATASET_CREATE)), H5Pclose);
+    // Every byte is written below: filling first would write the file twice.
+    RN_HDF5_CHECK(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER));
+    RN_HDF5_CHECK(H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY));
+    for (const auto& e : entries) {
+      H5Id type = file_type(e.type, e.bytes());
+      H5Id space = dataspace(e);
+      sets.emplace_back(RN_HDF5_CHECK(H5Dcreate2(file.get(), e.path.c_str(), type.get(),
+                                                 space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT)),
+                        H5Dclose);
+    }
+  } catch (const std::exception& e) {
+    error = where + "cannot create '" + tmp + "': " + e.what();
+  }
+  col.agree(error);
+
+  // Independent: each rank writes the datasets assigned to it.
+  std::vector<uint32_t> crcs(entries.size(), 0);
+  try {
+    std::vector<char> buf;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      if (owner[i] != col.rank()) continue;
+      const auto& e = entries[i];
+      buf.resize(std::max({e.bytes(), buf.size(), size_t{1}}));
+      const void* bytes = e.fill(buf.data());
+      // A large dataset's checksum runs on a second core while its bytes go to the file.
+      const bool overlap = e.bytes() >= (1u << 20);
+      auto crc = std::async(overlap ? std::launch::async : std::launch::deferred, crc_of, bytes,
+                            e.bytes());
+      H5Id mtype = e.type == EntryType::text ? file_type(e.type, e.bytes()) : H5Id();
+      const herr_t rc =
+          H5Dwrite(sets[i].get(), e.type == EntryType::text ? mtype.get() : memory_type(e.type),
+                   H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes);
+      crcs[i] = crc.get();
+      RN_HDF5_CHECK(rc);
+    }
+    // A test hook: holds the file half-written so that a test can kill a rank mid-write.
+    if (const char* pause = std::getenv("RESNET_TEST_CHECKPOINT_PAUSE_MS"))
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(pause)));
+  } catch (const std::exception& e) {
+    error = where + "writing '" + tmp + "' failed: " + e.what() + space_note(path, sizes);
+  }
+  col.agree(error);
+  col.bitwise_or(crcs);
+
+  // Collective again: attributes (the same values on every rank), then close.
+  try {
+    for (size_t i = 0; i < entries.size(); ++i) write_attribute(sets[i].get(), "crc32", crcs[i]);
+    const hid_t root = file.get();
+    write_attribute(root, "format", std::string(kCheckpointFormat));
+    write_attribute(root, "format_version", int64_t{kCheckpointFormatVersion});
+    write_attribute(root, "model", header.model);
+    write_attribute(root, "world_size", int64_t{header.world_size});
+    write_attribute(root, "epoch", header.epoch);
+    write_attribute(root, "step", header.step);
+    write_attribute(root, "created", iso_time(now));
+    write_attribute(root, "project_version", header.project_version);
+    sets.clear();
+    RN_HDF5_CHECK(H5Fflush(file.get(), H5F_SCOPE_GLOBAL));
+    file.close();
+  } catch (const std::exception& e) {
+    error = where + "finishing '" + tmp + "' failed: " + e.what() + space_note(path, sizes);
+  }
+  col.agree(error);
+
+  // Every rank is done: rank 0 makes the file durable, then gives it its name.
+  if (col.rank() == 0) {
+    fsync_path(tmp);
+    std::error_code ec;
+    fs::rename(tmp, path, ec);
+    if (ec)
+      error = where + "cannot rename '" + tmp + "': " + ec.message();
+    else
+      guard.keep = true,
+      fsync_path(fs::path(path).parent_path().empty() ? fs::path(".")
+                                                      : fs::path(path).parent_path());
+  }
+  col.agree(error);
+}
+
+}  // namespace rn::io

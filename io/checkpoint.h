@@ -1,0 +1,110 @@
+// HDF5 checkpoint files: written by all ranks together through parallel HDF5 (MPI-IO), each
+// rank writing the datasets assigned to it; read back with per-dataset CRC-32 verification.
+#pragma once
+
+#include <mpi.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace rn::io {
+
+// Element types a checkpoint stores; `text` is one fixed-length string (the config).
+enum class EntryType : uint8_t { f32, f64, i64, text };
+size_t entry_type_size(EntryType t);  // 1 for text
+const char* entry_type_name(EntryType t);
+
+// One dataset to write. `path` is relative to the root ("model/conv1.weight"); its group is
+// created as needed. `fill` gives the dataset's bytes: it writes them into `scratch` (bytes() long)
+// and returns it, or returns memory of its own that stays valid until the write returns (a plain
+// host tensor, saving a copy). It runs only on the rank the dataset is assigned to, so a rank
+// fetches (downloads, reorders) only what it writes.
+struct CheckpointEntry {
+  std::string path;
+  std::vector<int64_t> shape;  // empty: a scalar; for text, the string's length in bytes
+  EntryType type = EntryType::f32;
+  std::function<const void*(void* scratch)> fill;
+  size_t bytes() const;
+};
+
+// The root attributes. `created` is filled in by the writer (rank 0's clock).
+struct CheckpointHeader {
+  std::string model;
+  int world_size = 1;
+  int64_t epoch = 0, step = 0;
+  std::string created;
+  std::string project_version;
+};
+
+inline constexpr const char* kCheckpointFormat = "resnet-checkpoint";
+inline constexpr int kCheckpointFormatVersion = 1;
+
+// Which rank writes (and reads) each of `bytes`: largest first to the least-loaded rank, ties to
+// the lower rank, so every rank computes the same answer.
+std::vector<int> assign_by_bytes(const std::vector<size_t>& bytes, int world_size);
+
+// Writes `path` as `path.tmp` and renames it once every rank has finished and the file is on
+// disk. `comm` is the job's communicator (every rank calls with the same header and entries, in
+// the same order), or MPI_COMM_NULL for a single process without MPI. A failure on any rank
+// throws on every rank with that rank's message; the temporary file is removed and whatever
+// already stood at `path` is untouched.
+void write_checkpoint(const std::string& path, const CheckpointHeader& header,
+                      const std::vector<CheckpointEntry>& entries, MPI_Comm comm);
+
+// A dataset's bytes. The allocator leaves new elements uninitialised: the read overwrites them
+// at once, and zeroing hundreds of megabytes first would cost a tenth of the read.
+template <typename T>
+struct UninitializedAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = UninitializedAllocator<U>;
+  };
+  UninitializedAllocator() = default;
+  template <typename U>
+  UninitializedAllocator(const UninitializedAllocator<U>&) {}
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+using Bytes = std::vector<char, UninitializedAllocator<char>>;
+
+struct DatasetInfo {
+  std::string path;
+  std::vector<int64_t> shape;
+  EntryType type = EntryType::f32;
+  size_t bytes = 0;
+  uint32_t crc32 = 0;  // as stored
+};
+
+struct CheckpointSummary {
+  std::string format;
+  int format_version = 0;
+  CheckpointHeader header;
+  std::vector<DatasetInfo> datasets;  // in the order written
+  size_t bytes() const;
+};
+
+// The root attributes and the list of datasets, without reading any tensor (one process).
+// Throws one line naming the file for a missing, non-HDF5, truncated or foreign file.
+CheckpointSummary read_checkpoint_summary(const std::string& path);
+
+// Every dataset's bytes, each verified against its stored CRC-32 (a mismatch names the dataset
+// and the file). With a communicator, each rank reads its share and broadcasts it, and an error
+// on one rank is thrown on every rank with the same message.
+// `summary`, when given, receives the file's attributes and dataset list.
+std::map<std::string, Bytes> read_checkpoint(const std::string& path, MPI_Comm comm,
+                                             CheckpointSummary* summary = nullptr);
+
+// The datasets whose bytes do not match their checksum (empty when all do); one process.
+std::vector<std::string> verify_checkpoint(const std::string& path);
+
+}  // namespace rn::io

@@ -1,0 +1,106 @@
+// HDF5 attribute helpers and the MPI agreement steps of the checkpoint code.
+#include "io/hdf5_handle.h"
+
+#include <climits>
+
+#include "core/check.h"
+
+namespace rn::io {
+
+void silence_hdf5_errors() {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
+
+namespace {
+
+void write_raw(hid_t obj, const char* name, hid_t file_type, hid_t mem_type, const void* data) {
+  H5Id space(RN_HDF5_CHECK(H5Screate(H5S_SCALAR)), H5Sclose);
+  H5Id attr(RN_HDF5_CHECK(H5Acreate2(obj, name, file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT)),
+            H5Aclose);
+  RN_HDF5_CHECK(H5Awrite(attr.get(), mem_type, data));
+}
+
+H5Id open_attribute(hid_t obj, const char* name) {
+  if (RN_HDF5_CHECK(H5Aexists(obj, name)) <= 0) return H5Id();
+  return H5Id(RN_HDF5_CHECK(H5Aopen(obj, name, H5P_DEFAULT)), H5Aclose);
+}
+
+}  // namespace
+
+void write_attribute(hid_t obj, const char* name, const std::string& value) {
+  H5Id type(RN_HDF5_CHECK(H5Tcopy(H5T_C_S1)), H5Tclose);
+  RN_HDF5_CHECK(H5Tset_size(type.get(), std::max<size_t>(value.size(), 1)));
+  std::string padded = value.empty() ? std::string(1, '\0') : value;
+  write_raw(obj, name, type.get(), type.get(), padded.data());
+}
+
+void write_attribute(hid_t obj, const char* name, int64_t value) {
+  write_raw(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
+}
+
+void write_attribute(hid_t obj, const char* name, uint32_t value) {
+  write_raw(obj, name, H5T_STD_U32LE, H5T_NATIVE_UINT32, &value);
+}
+
+bool read_attribute(hid_t obj, const char* name, std::string& value) {
+  H5Id attr = open_attribute(obj, name);
+  if (attr.get() < 0) return false;
+  H5Id type(RN_HDF5_CHECK(H5Aget_type(attr.get())), H5Tclose);
+  RN_CHECK(H5Tget_class(type.get()) == H5T_STRING, "attribute '" << name << "' is not a string");
+  RN_CHECK(!H5Tis_variable_str(type.get()),
+           "attribute '" << name << "' is a variable-length string");
+  const size_t n = H5Tget_size(type.get());
+  std::string buf(n, '\0');
+  RN_HDF5_CHECK(H5Aread(attr.get(), type.get(), buf.data()));
+  value = buf.substr(0, buf.find('\0'));
+  return true;
+}
+
+bool read_attribute(hid_t obj, const char* name, int64_t& value) {
+  H5Id attr = open_attribute(obj, name);
+  if (attr.get() < 0) return false;
+  H5Id type(RN_HDF5_CHECK(H5Aget_type(attr.get())), H5Tclose);
+  RN_CHECK(H5Tget_class(type.get()) == H5T_INTEGER, "attribute '" << name << "' is not an integer");
+  RN_HDF5_CHECK(H5Aread(attr.get(), H5T_NATIVE_INT64, &value));
+  return true;
+}
+
+Collective::Collective(MPI_Comm comm) : comm_(comm) {
+  if (comm_ == MPI_COMM_NULL) return;
+  RN_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+  RN_MPI_CHECK(MPI_Comm_size(comm_, &size_));
+}
+
+void Collective::broadcast(void* data, size_t bytes, int root) const {
+  if (comm_ == MPI_COMM_NULL) return;
+  auto* p = static_cast<char*>(data);
+  while (bytes > 0) {  // MPI counts are ints
+    const int n = static_cast<int>(std::min<size_t>(bytes, INT_MAX / 2));
+    RN_MPI_CHECK(MPI_Bcast(p, n, MPI_BYTE, root, comm_));
+    p += n, bytes -= n;
+  }
+}
+
+void Collective::agree(const std::string& error) const {
+  if (comm_ == MPI_COMM_NULL) {
+    if (!error.empty()) throw Error(error);
+    return;
+  }
+  const int mine = error.empty() ? size_ : rank_;
+  int first = size_;
+  RN_MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm_));
+  if (first == size_) return;
+  uint64_t len = error.size();
+  broadcast(&len, sizeof(len), first);
+  std::string msg = rank_ == first ? error : std::string(len, '\0');
+  broadcast(msg.data(), len, first);
+  throw Error(msg);
+}
+
+void Collective::bitwise_or(std::vector<uint32_t>& values) const {
+  if (comm_ == MPI_COMM_NULL || values.empty()) return;
+  RN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()),
+                             MPI_UINT32_T, MPI_BOR, comm_));
+}
+
+}  // namespace rn::io

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Checkpoint throughput against dd: writes and reads a ResNet-50 checkpoint (weights + momentum)
+# on 1 and 2 ranks, then dd of the same number of bytes to and from the same folder, in the same
+# run; then how long training pauses for a checkpoint.
+#   bash launch/scripts/bench_checkpoint.sh [DIR] [MODEL]
+# DIR (default /tmp/resnet-checkpoint-bench) should sit on the disk checkpoints go to. As root
+# the page cache is dropped before every read (cold reads, from the disk); otherwise reads are
+# warm and the table says so.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+resnet=${RESNET_BIN:-$root/build/resnet}
+dir=${1:-/tmp/resnet-checkpoint-bench}
+model=${2:-resnet50}
+repeat=${REPEAT:-3}
+mkdir -p "$dir"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+drop=""
+[ "$(id -u)" -eq 0 ] && drop="--drop-caches"
+
+drop_caches() { [ -n "$drop" ] && sync && echo 3 > /proc/sys/vm/drop_caches || true; }
+field() { sed -E "s/.*\"$1\": \"?([^,\"}]*).*/\1/" <<< "$2"; }
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
+
+# dd of `bytes` to and from the folder: MB/s, the median of $repeat runs each.
+dd_rates() {
+  local bytes=$1 mib=$(( ($1 + 1048575) / 1048576 )) w=() r=() t0 t1
+  for _ in $(seq "$repeat"); do
+    t0=$(now); dd if=/dev/zero of="$dir/dd.bin" bs=1M count="$mib" conv=fsync status=none; t1=$(now)
+    w+=("$(calc "$bytes / 1000000 / ($t1 - $t0)")")
+    drop_caches
+    t0=$(now); dd if="$dir/dd.bin" of=/dev/null bs=1M status=none; t1=$(now)
+    r+=("$(calc "$bytes / 1000000 / ($t1 - $t0)")")
+  done
+  rm -f "$dir/dd.bin"
+  printf '%s\n' "${w[@]}" | sort -g | sed -n "$(( (repeat + 1) / 2 ))p"
+  printf '%s\n' "${r[@]}" | sort -g | sed -n "$(( (repeat + 1) / 2 ))p"
+}
+
+printf '%-6s %10s %12s %12s %8s %12s %12s %8s %6s\n' ranks MB write_MB/s dd_MB/s ratio \
+  read_MB/s dd_MB/s ratio cache
+for np in 1 2; do
+  json=$(mpirun --oversubscribe -np "$np" "$resnet" ckpt bench --model "$model" --dir "$dir" \
+    --repeat "$repeat" $drop --json)
+  bytes=$(field bytes "$json")
+  mapfile -t dd < <(dd_rates "$bytes")
+  printf '%-6s %10.1f %12.1f %12.1f %7.0f%% %12.1f %12.1f %7.0f%% %6s\n' "$np" \
+    "$(calc "$bytes / 1000000")" "$(field write_mb_s "$json")" "${dd[0]}" \
+    "$(calc "100 * $(field write_mb_s "$json") / ${dd[0]}")" \
+    "$(field read_mb_s "$json")" "${dd[1]}" \
+    "$(calc "100 * $(field read_mb_s "$json") / ${dd[1]}")" "$(field read_cache "$json")"
+done
+
+# The pause in training: a few steps of the model on small synthetic images, a checkpoint every
+# 2 steps; the trainer logs how long each write held training up.
+cfg="$dir/pause.yaml"
+cat > "$cfg" << EOF
+run_dir: $dir/pause-run
+model: {name: $model, in_channels: 3, num_classes: 1000}
+data: {kind: synthetic, synthetic_size: 64, height: 32, width: 32, batch_size: 4, test_batch_size: 16, test_limit: 16, workers: 1}
+train: {epochs: 1, max_steps: 6, seed: 1, threads: 1, log_every: 100}
+checkpoint: {every_epochs: 0, every_steps: 2, keep_last: 1}
+EOF
+for np in 1 2; do
+  rm -rf "$dir/pause-run"
+  pauses=$(mpirun --oversubscribe -np "$np" "$resnet" train --config "$cfg" 2>&1 |
+    sed -nE 's/.*written in ([0-9.]+) s.*/\1/p' | tr '\n' ' ')
+  echo "training pause per checkpoint on $np rank(s), s: $pauses"
+done
+rm -rf "$dir/pause-run" "$cfg"
