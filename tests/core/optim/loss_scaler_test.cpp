@@ -21,7 +21,7 @@ class LossScalerTest : public ::testing::Test {
     for (int i = 0; i < 2; ++i) {
       params_[i].shape = Shape{5};
       params_[i].grad = be_->upload(Tensor::from_vector(Shape{5}, {8, -16, 32, 0, 4}));
-      named_.push_back({"p" + std::to_string(i), &params_[i]});
+      named_.push_back({str_cat("p", i), &params_[i]});
     }
   }
 
