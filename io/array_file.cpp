@@ -109,28 +109,34 @@ ArrayWriter::ArrayWriter(const std::string& path) : path_(path) {
   file_ = H5Id(id, H5Fclose);
 }
 
-void ArrayWriter::write_f32(const std::string& name, const std::vector<int64_t>& shape,
-                            const float* values) {
+void ArrayWriter::write(const std::string& name, const std::vector<int64_t>& shape, hid_t file_type,
+                        hid_t memory_type, const void* values) {
   const std::vector<hsize_t> dims(shape.begin(), shape.end());
-  H5Id space(RN_HDF5_CHECK(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr)),
+  H5Id space(RN_HDF5_CHECK(dims.empty() ? H5Screate(H5S_SCALAR)
+                                        : H5Screate_simple(static_cast<int>(dims.size()),
+                                                           dims.data(), nullptr)),
              H5Sclose);
   H5Id lcpl(RN_HDF5_CHECK(H5Pcreate(H5P_LINK_CREATE)), H5Pclose);
   RN_HDF5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1));
-  H5Id set(RN_HDF5_CHECK(H5Dcreate2(file_.get(), name.c_str(), H5T_IEEE_F32LE, space.get(),
-                                    lcpl.get(), H5P_DEFAULT, H5P_DEFAULT)),
+  H5Id set(RN_HDF5_CHECK(H5Dcreate2(file_.get(), name.c_str(), file_type, space.get(), lcpl.get(),
+                                    H5P_DEFAULT, H5P_DEFAULT)),
            H5Dclose);
   if (count(shape) > 0)
-    RN_HDF5_CHECK(H5Dwrite(set.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values));
+    RN_HDF5_CHECK(H5Dwrite(set.get(), memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values));
+}
+
+void ArrayWriter::write_f32(const std::string& name, const std::vector<int64_t>& shape,
+                            const float* values) {
+  write(name, shape, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, values);
 }
 
 void ArrayWriter::write_f64(const std::string& name, double value) {
-  H5Id space(RN_HDF5_CHECK(H5Screate(H5S_SCALAR)), H5Sclose);
-  H5Id lcpl(RN_HDF5_CHECK(H5Pcreate(H5P_LINK_CREATE)), H5Pclose);
-  RN_HDF5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1));
-  H5Id set(RN_HDF5_CHECK(H5Dcreate2(file_.get(), name.c_str(), H5T_IEEE_F64LE, space.get(),
-                                    lcpl.get(), H5P_DEFAULT, H5P_DEFAULT)),
-           H5Dclose);
-  RN_HDF5_CHECK(H5Dwrite(set.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value));
+  write(name, {}, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
+}
+
+void ArrayWriter::write_i64(const std::string& name, const std::vector<int64_t>& shape,
+                            const int64_t* values) {
+  write(name, shape, H5T_STD_I64LE, H5T_NATIVE_INT64, values);
 }
 
 }  // namespace rn::io

@@ -39,8 +39,12 @@ class ArrayWriter {
   explicit ArrayWriter(const std::string& path);
   void write_f32(const std::string& name, const std::vector<int64_t>& shape, const float* values);
   void write_f64(const std::string& name, double value);  // a scalar
+  void write_i64(const std::string& name, const std::vector<int64_t>& shape, const int64_t* values);
 
  private:
+  void write(const std::string& name, const std::vector<int64_t>& shape, hid_t file_type,
+             hid_t memory_type, const void* values);
+
   std::string path_;
   H5Id file_;
 };
