@@ -5,14 +5,17 @@ is loaded into the PyTorch model, and on the same inputs the test compares
   - eval-mode logits (`resnet infer`),
   - training-mode loss and every parameter's gradient (`resnet step`),
   - the weights and momentum after one SGD step (momentum 0.9, weight decay 5e-4, Nesterov off
-    and on), and the BN running statistics after that step.
+    and on): against torch.optim.SGD applied to the project's gradients (the update rule), and
+    against PyTorch's whole step (its own gradients too),
+  - the BN running statistics after that step.
 The reference runs in float64 (model.double()) from the same float32 values; the project runs in
-float32. An error is max |ours - reference| / max |reference| over one tensor.
+float32; PyTorch is also run in float32 to show how far float32 itself lies from float64 on this
+input. An error is max |ours - reference| / max |reference| over one tensor; the bounds are TOL.
 
     conformance_test.py RESNET_BINARY MODEL [--break-padding]
 
-Exit status 0 when every tolerance holds, 1 when one does not, 77 (skipped) when torch,
-torchvision or h5py is missing.
+Exit status 0 when every bound holds, 1 when one does not, 77 (skipped) when torch, torchvision
+or h5py is missing.
 """
 import argparse
 import os
@@ -21,8 +24,16 @@ import sys
 import tempfile
 
 SKIP = 77
-TOL = {"logits": 1e-4, "loss": 1e-4, "grad": 1e-3, "weight": 1e-5, "momentum": 1e-3,
-       "bn_stats": 1e-4}
+# Max |ours - reference| / max |reference| per tensor. Where PyTorch's own float32 result lies
+# further than TOL from the float64 reference on the test's input (a deep network's
+# training-mode backward can amplify float32 rounding that much), the bound is FLOOR times
+# PyTorch's own float32 error instead, and the output says so. `weight` and `momentum` are the
+# SGD update applied (float64, torch.optim.SGD) to the project's own gradients: the update rule
+# alone, which rounding cannot excuse; `weight_e2e` is the whole step against PyTorch's.
+TOL = {"logits": 1e-4, "loss": 1e-4, "grad": 1e-3, "bn_stats": 1e-4, "weight": 1e-5,
+       "momentum": 1e-5, "weight_e2e": 1e-5}
+NO_FLOOR = {"weight", "momentum"}
+FLOOR = 3.0
 
 try:
     import h5py
@@ -59,14 +70,26 @@ def rel_err(ours, ref):
 
 class Report:
     def __init__(self):
-        self.worst, self.failed = {}, []
+        self.rows = []  # (kind, name, our error, PyTorch float32's error or None)
 
-    def check(self, kind, name, ours, ref):
-        e = rel_err(ours, ref)
-        if kind not in self.worst or e > self.worst[kind][0]:
-            self.worst[kind] = (e, name)
-        if not e <= TOL[kind]:
-            self.failed.append(f"{kind} {name}: {e:.3g} > {TOL[kind]:g}")
+    def check(self, kind, name, ours, ref64, ref32=None):
+        self.rows.append((kind, name, rel_err(ours, ref64),
+                          None if ref32 is None else rel_err(ref32, ref64)))
+
+    def summary(self):
+        """Per kind: (worst error, its tensor, PyTorch float32's worst, bound); and failures."""
+        kinds, failed = {}, []
+        for kind in TOL:
+            rows = [r for r in self.rows if r[0] == kind]
+            if not rows:
+                continue
+            theirs = max((r[3] for r in rows if r[3] is not None), default=0.0)
+            bound = TOL[kind] if kind in NO_FLOOR or theirs <= TOL[kind] else FLOOR * theirs
+            worst = max(rows, key=lambda r: r[2])
+            kinds[kind] = (worst[2], worst[1], theirs, bound)
+            failed += [f"{kind} {r[1]}: {r[2]:.3g} > {bound:.3g}" for r in rows
+                       if not r[2] <= bound]
+        return kinds, failed
 
 
 def randomise(path, rng):
@@ -116,39 +139,55 @@ def main():
         with h5py.File(inp, "w") as f:
             f["images"], f["labels"] = images, labels
 
-        net = reference_models.build(args.model, c, classes, args.break_padding).double()
         state = {k[len("model/"):]: torch.from_numpy(np.array(v)) for k, v in data.items()
                  if k.startswith("model/")}
-        net.load_state_dict({k: v.double() if v.is_floating_point() else v
-                             for k, v in state.items()}, strict=True)
-        x, y = torch.from_numpy(images).double(), torch.from_numpy(labels)
+        nets = {}
+        for dtype in (torch.float64, torch.float32):  # the reference and PyTorch's own float32
+            net = reference_models.build(args.model, c, classes, args.break_padding).to(dtype)
+            net.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v
+                                 for k, v in state.items()}, strict=True)
+            nets[dtype] = net
+        y = torch.from_numpy(labels)
+        ref = {}
+        for dtype, net in nets.items():
+            x = torch.from_numpy(images).to(dtype)
+            net.eval()
+            with torch.no_grad():
+                logits = net(x).double().numpy()
+            net.train()
+            loss = torch.nn.functional.cross_entropy(net(x), y)
+            loss.backward()
+            params = dict(net.named_parameters())
+            stats = {k: b.double().numpy().copy() for k, b in net.named_buffers()
+                     if k.endswith(("running_mean", "running_var"))}
+            ref[dtype] = dict(logits=logits, loss=loss.item(), stats=stats,
+                              grads={k: p.grad.double().numpy() for k, p in params.items()})
+        r64, r32 = ref[torch.float64], ref[torch.float32]
+        names = list(r64["grads"])
+
+        def sgd(grads, nesterov, dtype):
+            """torch.optim.SGD from the checkpoint's weights and momentum with `grads`."""
+            ps = {k: torch.from_numpy(np.array(data["model/" + k])).to(dtype).requires_grad_()
+                  for k in names}
+            opt = torch.optim.SGD(ps.values(), lr=LR, momentum=MOMENTUM, weight_decay=WD,
+                                  nesterov=nesterov)
+            for k, p in ps.items():
+                p.grad = torch.from_numpy(np.asarray(grads[k])).to(dtype)
+                opt.state[p]["momentum_buffer"] = torch.from_numpy(
+                    np.array(data["optimizer/" + k])).to(dtype)
+            opt.step()
+            return ({k: p.detach().double().numpy() for k, p in ps.items()},
+                    {k: opt.state[p]["momentum_buffer"].double().numpy() for k, p in ps.items()})
 
         # Eval-mode logits.
         out = os.path.join(tmp, "logits.h5")
         run([args.resnet, "infer", "--checkpoint", ckpt, "--input", inp, "--output", out,
              "--threads", str(THREADS)])
-        net.eval()
-        with torch.no_grad():
-            ref = net(x).numpy()
         with h5py.File(out, "r") as f:
-            rep.check("logits", "eval", f["logits"][()], ref)
+            rep.check("logits", "eval", f["logits"][()], r64["logits"], r32["logits"])
 
         # One training step, Nesterov off and on, from the same weights and momentum.
-        params = dict(net.named_parameters())
-        start = {k: v.detach().clone() for k, v in net.state_dict().items()}
         for nesterov in (False, True):
-            net.load_state_dict(start)
-            net.train()
-            net.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(net(x), y)
-            loss.backward()
-            grads = {k: p.grad.detach().clone() for k, p in params.items()}
-            opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WD,
-                                  nesterov=nesterov)
-            for k, p in params.items():
-                opt.state[p]["momentum_buffer"] = torch.from_numpy(
-                    np.array(data["optimizer/" + k])).double()
-            opt.step()
             out = os.path.join(tmp, f"step{int(nesterov)}.h5")
             cmd = [args.resnet, "step", "--checkpoint", ckpt, "--input", inp, "--output", out,
                    "--lr", str(LR), "--momentum", str(MOMENTUM), "--weight-decay", str(WD),
@@ -156,35 +195,46 @@ def main():
             run(cmd + (["--nesterov"] if nesterov else []))
             tag = "nesterov" if nesterov else "momentum"
             with h5py.File(out, "r") as f:
-                rep.check("loss", tag, f["loss"][()], loss.item())
-                for k, p in params.items():
+                ours = {k: f["grad"][k][()] for k in names}
+                rep.check("loss", tag, f["loss"][()], r64["loss"], r32["loss"])
+                own_w, own_m = sgd(ours, nesterov, torch.float64)
+                e2e64, _ = sgd(r64["grads"], nesterov, torch.float64)
+                e2e32, _ = sgd(r32["grads"], nesterov, torch.float32)
+                for k in names:
                     if not nesterov:  # the gradients do not depend on the update
-                        rep.check("grad", k, f["grad"][k][()], grads[k].numpy())
-                    rep.check("weight", f"{k} ({tag})", f["model"][k][()], p.detach().numpy())
-                    rep.check("momentum", f"{k} ({tag})", f["optimizer"][k][()],
-                              opt.state[p]["momentum_buffer"].numpy())
-                for k, b in net.named_buffers():
-                    if k.endswith(("running_mean", "running_var")):
-                        rep.check("bn_stats", f"{k} ({tag})", f["model"][k][()], b.numpy())
+                        rep.check("grad", k, ours[k], r64["grads"][k], r32["grads"][k])
+                    rep.check("weight", f"{k} ({tag})", f["model"][k][()], own_w[k])
+                    rep.check("momentum", f"{k} ({tag})", f["optimizer"][k][()], own_m[k])
+                    rep.check("weight_e2e", f"{k} ({tag})", f["model"][k][()], e2e64[k],
+                              e2e32[k])
+                for k in r64["stats"]:
+                    rep.check("bn_stats", f"{k} ({tag})", f["model"][k][()], r64["stats"][k],
+                              r32["stats"][k])
 
-    print(f"{args.model}: input {batch}x{c}x{h}x{w}, {classes} classes, {len(params)} parameter "
+    print(f"{args.model}: input {batch}x{c}x{h}x{w}, {classes} classes, {len(names)} parameter "
           f"tensors; reference float64 PyTorch {torch.__version__}, torchvision "
           f"{torchvision.__version__}")
-    for kind, (e, name) in rep.worst.items():
-        print(f"  {kind:9s} max rel err {e:.2e} (tolerance {TOL[kind]:g}; worst: {name})")
-    if rep.failed:
-        print(f"FAIL: {len(rep.failed)} comparison(s) beyond tolerance:")
-        for line in rep.failed[:10]:
+    kinds, failed = rep.summary()
+    for kind, (e, name, theirs, bound) in kinds.items():
+        line = f"  {kind:10s} max rel err {e:.2e} (bound {bound:.2g}"
+        if kind not in NO_FLOOR:
+            line += f"; PyTorch float32 {theirs:.2e}"
+            if bound > TOL[kind]:
+                line += f": above {TOL[kind]:g}, so {FLOOR:g}x it"
+        print(line + f"; worst: {name})")
+    if failed:
+        print(f"FAIL: {len(failed)} comparison(s) beyond their bound:")
+        for line in failed[:10]:
             print("  " + line)
     if args.break_padding:
-        # Every kind of comparison must notice the broken reference, not just one.
-        missed = sorted(set(TOL) - {line.split()[0] for line in rep.failed})
+        # Every comparison with PyTorch's own computation must notice the broken reference.
+        missed = sorted(set(TOL) - NO_FLOOR - {line.split()[0] for line in failed})
         if missed:
             print(f"FAIL: the wrong padding went unnoticed by: {', '.join(missed)}")
             return 1
         print("PASS: the deliberately wrong padding is detected")
         return 0
-    if rep.failed:
+    if failed:
         return 1
     print("PASS")
     return 0
