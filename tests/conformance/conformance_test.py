@@ -51,7 +51,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "launch", "scripts"))
 import convert_torchvision as conv  # noqa: E402
 import reference_models  # noqa: E402
 
-THREADS = 2
+THREADS = int(os.environ.get("CONFORMANCE_THREADS", "2"))  # torch and `resnet` alike
 LR, MOMENTUM, WD = 0.1, 0.9, 5e-4
 
 
