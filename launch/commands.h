@@ -17,6 +17,8 @@ int run_train(const std::vector<std::string>& argv, distributed::Communicator& c
 int run_eval(const std::vector<std::string>& argv, distributed::Communicator& comm);
 int run_ckpt(const std::vector<std::string>& argv, distributed::Communicator& comm);
 int run_ckpt_bench(const std::vector<std::string>& argv, distributed::Communicator& comm);
+int run_infer(const std::vector<std::string>& argv, distributed::Communicator& comm);
+int run_step(const std::vector<std::string>& argv, distributed::Communicator& comm);
 
 // Default input C x H x W and classes of a named network: ImageNet sizes for the ImageNet
 // networks, CIFAR's for the CIFAR ones.

@@ -19,6 +19,9 @@ constexpr const char* kUsage =
     "  eval   --checkpoint FILE [--checkpoint FILE ...] --config FILE [--crops 1|10] [--json]\n"
     "  ckpt   inspect FILE [--json] | init --model NAME [--classes N] [--in-channels C] --seed S\n"
     "         --output FILE | bench [--model NAME] [--dir DIR] [--repeat N] [--drop-caches]\n"
+    "  infer  --checkpoint FILE --input X.h5 --output Y.h5 [--batch B] [--threads T]\n"
+    "  step   --checkpoint FILE --input X.h5 --output Y.h5 [--lr LR] [--momentum M]\n"
+    "         [--weight-decay WD] [--nesterov] [--label-smoothing S] [--threads T]\n"
     "  info   --model NAME [--input CxHxW] [--classes N] [--json]\n"
     "  bench  --model NAME [--input CxHxW] [--batch B] [--threads T] [--device cpu|cuda]\n"
     "         [--precision fp32|bf16|fp16] [--json]\n"
@@ -57,6 +60,11 @@ int main(int argc, char** argv) {
     if (cmd == "ckpt") {
       comm = rn::distributed::make_communicator();
       return rn::launch::run_ckpt(rest, *comm);
+    }
+    if (cmd == "infer" || cmd == "step") {
+      comm = rn::distributed::make_communicator();
+      return cmd == "infer" ? rn::launch::run_infer(rest, *comm)
+                            : rn::launch::run_step(rest, *comm);
     }
     std::cerr << "resnet: unknown command '" << cmd << "'\n" << kUsage;
     return 2;

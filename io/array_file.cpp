@@ -1,0 +1,142 @@
+// ArrayReader / ArrayWriter: one HDF5 file of plain datasets, one process.
+#include "io/array_file.h"
+
+#include <filesystem>
+
+#include "core/check.h"
+
+namespace rn::io {
+namespace {
+
+std::string type_name(hid_t type) {
+  const size_t size = H5Tget_size(type);
+  switch (H5Tget_class(type)) {
+    case H5T_FLOAT:
+      return "float" + std::to_string(size * 8);
+    case H5T_INTEGER:
+      return (H5Tget_sign(type) == H5T_SGN_NONE ? "uint" : "int") + std::to_string(size * 8);
+    case H5T_STRING:
+      return "string";
+    default:
+      return "a compound or other non-numeric type";
+  }
+}
+
+std::vector<int64_t> shape_of(hid_t set) {
+  H5Id space(RN_HDF5_CHECK(H5Dget_space(set)), H5Sclose);
+  const int rank = RN_HDF5_CHECK(H5Sget_simple_extent_ndims(space.get()));
+  std::vector<hsize_t> dims(rank);
+  RN_HDF5_CHECK(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr));
+  return std::vector<int64_t>(dims.begin(), dims.end());
+}
+
+int64_t count(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  return n;
+}
+
+}  // namespace
+
+ArrayReader::ArrayReader(const std::string& path) : path_(path) {
+  silence_hdf5_errors();
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) RN_FAIL("'" << path << "': no such file");
+  if (!std::filesystem::is_regular_file(path, ec)) RN_FAIL("'" << path << "': not a regular file");
+  if (H5Fis_hdf5(path.c_str()) <= 0) RN_FAIL("'" << path << "': not an HDF5 file");
+  const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (id < 0) RN_FAIL("'" << path << "': cannot be opened (damaged or truncated?)");
+  file_ = H5Id(id, H5Fclose);
+}
+
+bool ArrayReader::has(const std::string& name) const {
+  // H5Lexists fails (rather than answering no) when a parent group is missing: ask level by level.
+  std::string sofar;
+  size_t start = name.front() == '/' ? 1 : 0;
+  while (start <= name.size()) {
+    size_t end = name.find('/', start);
+    if (end == std::string::npos) end = name.size();
+    sofar.push_back('/');
+    sofar.append(name, start, end - start);
+    if (H5Lexists(file_.get(), sofar.c_str(), H5P_DEFAULT) <= 0) return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+H5Id ArrayReader::open_dataset(const std::string& name) const {
+  if (!has(name)) RN_FAIL("'" << path_ << "': no dataset '" << name << "'");
+  const hid_t id = H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT);
+  if (id < 0) RN_FAIL("'" << path_ << "': '" << name << "' is not a dataset");
+  return H5Id(id, H5Dclose);
+}
+
+FloatArray ArrayReader::read_f32(const std::string& name) const {
+  H5Id set = open_dataset(name);
+  H5Id type(RN_HDF5_CHECK(H5Dget_type(set.get())), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_FLOAT || H5Tget_size(type.get()) != 4)
+    RN_FAIL("'" << path_ << "': dataset '" << name << "' is " << type_name(type.get())
+                << ", expected float32");
+  FloatArray a;
+  a.shape = shape_of(set.get());
+  a.values.resize(count(a.shape));
+  if (!a.values.empty())
+    RN_HDF5_CHECK(
+        H5Dread(set.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.values.data()));
+  return a;
+}
+
+std::vector<int64_t> ArrayReader::read_integers(const std::string& name,
+                                                std::vector<int64_t>* shape) const {
+  H5Id set = open_dataset(name);
+  H5Id type(RN_HDF5_CHECK(H5Dget_type(set.get())), H5Tclose);
+  if (H5Tget_class(type.get()) != H5T_INTEGER)
+    RN_FAIL("'" << path_ << "': dataset '" << name << "' is " << type_name(type.get())
+                << ", expected integers");
+  const std::vector<int64_t> dims = shape_of(set.get());
+  std::vector<int64_t> v(count(dims));
+  // HDF5 converts any integer width and sign to the native int64 on reading.
+  if (!v.empty())
+    RN_HDF5_CHECK(H5Dread(set.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()));
+  if (shape) *shape = dims;
+  return v;
+}
+
+ArrayWriter::ArrayWriter(const std::string& path) : path_(path) {
+  silence_hdf5_errors();
+  const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (id < 0) RN_FAIL("'" << path << "': cannot be created (folder missing or not writable?)");
+  file_ = H5Id(id, H5Fclose);
+}
+
+void ArrayWriter::write(const std::string& name, const std::vector<int64_t>& shape, hid_t file_type,
+                        hid_t memory_type, const void* values) {
+  const std::vector<hsize_t> dims(shape.begin(), shape.end());
+  H5Id space(RN_HDF5_CHECK(dims.empty() ? H5Screate(H5S_SCALAR)
+                                        : H5Screate_simple(static_cast<int>(dims.size()),
+                                                           dims.data(), nullptr)),
+             H5Sclose);
+  H5Id lcpl(RN_HDF5_CHECK(H5Pcreate(H5P_LINK_CREATE)), H5Pclose);
+  RN_HDF5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1));
+  H5Id set(RN_HDF5_CHECK(H5Dcreate2(file_.get(), name.c_str(), file_type, space.get(), lcpl.get(),
+                                    H5P_DEFAULT, H5P_DEFAULT)),
+           H5Dclose);
+  if (count(shape) > 0)
+    RN_HDF5_CHECK(H5Dwrite(set.get(), memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, values));
+}
+
+void ArrayWriter::write_f32(const std::string& name, const std::vector<int64_t>& shape,
+                            const float* values) {
+  write(name, shape, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, values);
+}
+
+void ArrayWriter::write_f64(const std::string& name, double value) {
+  write(name, {}, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
+}
+
+void ArrayWriter::write_i64(const std::string& name, const std::vector<int64_t>& shape,
+                            const int64_t* values) {
+  write(name, shape, H5T_STD_I64LE, H5T_NATIVE_INT64, values);
+}
+
+}  // namespace rn::io

@@ -1,0 +1,52 @@
+// Plain HDF5 array files, the input and output of `resnet infer` and `resnet step`: named
+// datasets of float32 or integers, readable and writable by h5py (no checksums, no attributes).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/hdf5_handle.h"
+
+namespace rn::io {
+
+struct FloatArray {
+  std::vector<int64_t> shape;
+  std::vector<float> values;  // row-major
+};
+
+// Opens an existing array file for reading (one process); every read names the file and the
+// dataset in its one-line error.
+class ArrayReader {
+ public:
+  explicit ArrayReader(const std::string& path);
+  bool has(const std::string& name) const;
+  // A float32 dataset; another type (float64 included: the caller decides, not a silent cast)
+  // is an error.
+  FloatArray read_f32(const std::string& name) const;
+  // An integer dataset of any width and sign, as int64, with its shape.
+  std::vector<int64_t> read_integers(const std::string& name, std::vector<int64_t>* shape) const;
+
+ private:
+  H5Id open_dataset(const std::string& name) const;
+  std::string path_;
+  H5Id file_;
+};
+
+// Creates (or replaces) an array file; parent groups of a dataset are created as needed.
+class ArrayWriter {
+ public:
+  explicit ArrayWriter(const std::string& path);
+  void write_f32(const std::string& name, const std::vector<int64_t>& shape, const float* values);
+  void write_f64(const std::string& name, double value);  // a scalar
+  void write_i64(const std::string& name, const std::vector<int64_t>& shape, const int64_t* values);
+
+ private:
+  void write(const std::string& name, const std::vector<int64_t>& shape, hid_t file_type,
+             hid_t memory_type, const void* values);
+
+  std::string path_;
+  H5Id file_;
+};
+
+}  // namespace rn::io

@@ -1,0 +1,92 @@
+// `resnet step`: one training step from a checkpoint on /images and /labels, writing the loss,
+// every parameter's gradient, and the weights, momentum and BN statistics after the update (the
+// conformance tests compare all of them with PyTorch).
+#include <cstdio>
+#include <stdexcept>
+
+#include "core/check.h"
+#include "core/optim/optimizer.h"
+#include "io/array_file.h"
+#include "launch/args.h"
+#include "launch/checkpoint_network.h"
+#include "launch/commands.h"
+
+namespace rn::launch {
+namespace {
+
+double number(const Args& args, const std::string& name, double fallback) {
+  if (!args.has(name)) return fallback;
+  const std::string v = args.get(name);
+  try {
+    size_t used = 0;
+    const double d = std::stod(v, &used);
+    if (used != v.size()) throw std::invalid_argument("");
+    return d;
+  } catch (const std::exception&) {
+    RN_FAIL("--" << name << " must be a number, got '" << v << "'");
+  }
+}
+
+void write_tensor(io::ArrayWriter& out, Backend& be, const std::string& name, const Shape& shape,
+                  const Tensor& t) {
+  // A plain host copy in the canonical (torchvision) order, whatever layout the backend keeps.
+  const Tensor h = be.download(t);
+  out.write_f32(name, shape.dims(), h.data_as<float>());
+}
+
+}  // namespace
+
+int run_step(const std::vector<std::string>& argv, distributed::Communicator& comm) {
+  Args args(argv, FlagSpec{{"checkpoint", "input", "output", "lr", "momentum", "weight-decay",
+                            "label-smoothing", "threads"},
+                           {},
+                           {"nesterov"}});
+  const std::string ckpt = args.required("checkpoint");
+  const std::string input = args.required("input");
+  const std::string output = args.required("output");
+  const double lr = number(args, "lr", 0.1);
+  optim::OptimizerOptions opt;
+  opt.momentum = number(args, "momentum", 0.9);
+  opt.weight_decay = number(args, "weight-decay", 0.0);
+  opt.nesterov = args.flag("nesterov");
+  const double smoothing = number(args, "label-smoothing", 0.0);
+  if (lr < 0 || opt.momentum < 0 || opt.weight_decay < 0 || smoothing < 0 || smoothing >= 1)
+    RN_FAIL("--lr, --momentum and --weight-decay must be >= 0, --label-smoothing in [0, 1)");
+  const int threads = default_threads(args.get_int("threads", 0));
+  // The momentum buffers come from the checkpoint too: the update continues a run.
+  CheckpointNetwork cn = load_checkpoint_network(ckpt, threads, /*with_momentum=*/true, comm);
+  if (comm.rank() != 0) return 0;
+  Backend& be = *cn.backend;
+  models::Network& net = *cn.net;
+  const io::ArrayReader in(input);
+  const Tensor images = read_images(in, input, cn.in_channels);
+  const Tensor labels = read_labels(in, input, images.shape()[0], cn.classes);
+  optim::Optimizer optimizer(be, net.parameters(), opt);
+
+  net.set_training(true);
+  const Tensor logits = net.forward(be.upload(images));
+  Tensor dlogits = be.allocate(logits.desc());
+  const LossStats loss = be.softmax_cross_entropy(
+      logits, be.upload(labels), CrossEntropyParams{static_cast<float>(smoothing)}, &dlogits);
+  io::ArrayWriter out(output);
+  out.write_f64("/loss", loss.loss);
+  write_tensor(out, be, "/logits", logits.shape(), logits);
+  net.backward(dlogits);
+  // The gradients before the update hands their buffers back.
+  for (const auto& p : net.parameters()) {
+    RN_CHECK(p.param->grad.defined(), "[step] no gradient reached " << p.name);
+    write_tensor(out, be, "/grad/" + p.name, p.param->shape, p.param->grad);
+  }
+  optimizer.step(lr);
+  for (const auto& p : net.parameters()) {
+    write_tensor(out, be, "/model/" + p.name, p.param->shape, p.param->value);
+    write_tensor(out, be, "/optimizer/" + p.name, p.param->shape, p.param->momentum);
+  }
+  for (const auto& b : net.buffers())
+    write_tensor(out, be, "/model/" + b.name, b.tensor->shape(), *b.tensor);
+  std::printf("wrote %s: loss %.6f, %zu gradients, weights after one SGD step (lr %g)\n",
+              output.c_str(), loss.loss, net.parameters().size(), lr);
+  return 0;
+}
+
+}  // namespace rn::launch
