@@ -186,6 +186,9 @@ TEST_P(BatchNormTest, BackwardMatchesClosedFormAndFiniteDifferences) {
   Tensor x = test::upload_as(*be_, x_desc_, xv_);
   Tensor dx = be_->allocate(op_->output_desc());
   Tensor dgamma = be_->allocate(plain_desc(Shape{c})), dbeta = be_->allocate(plain_desc(Shape{c}));
+  // Gradient buffers come from a pool and hold whatever their last use left: backward must
+  // overwrite them, not add to them.
+  be_->fill(dgamma, 5.f), be_->fill(dbeta, -7.f);
   // dy arrives plain here; the op takes it in whatever layout the next layer produced.
   op_->backward(x, upload_values(*be_, p.x, rv_), upload_values(*be_, Shape{c}, gamma_), fwd.mean,
                 fwd.var, p.fuse_relu ? &fwd.workspace : nullptr, dx, dgamma, dbeta);
@@ -230,7 +233,8 @@ INSTANTIATE_TEST_SUITE_P(
                       BatchNormCase{"plain_c3_relu", Shape{2, 3, 5, 4}, false, true},
                       BatchNormCase{"blocked_c16", Shape{2, 16, 5, 3}, true, false},
                       BatchNormCase{"blocked_c24", Shape{2, 24, 3, 5}, true, false},
-                      BatchNormCase{"blocked_c24_relu", Shape{2, 24, 3, 5}, true, true}),
+                      BatchNormCase{"blocked_c24_relu", Shape{2, 24, 3, 5}, true, true},
+                      BatchNormCase{"blocked_c16_relu_28x28", Shape{4, 16, 28, 28}, true, true}),
     [](const ::testing::TestParamInfo<BatchNormCase>& info) { return info.param.name; });
 
 class BatchNormErrorTest : public ::testing::Test {
