@@ -84,10 +84,14 @@ H5Id dataspace(const CheckpointEntry& e) {
               H5Sclose);
 }
 
-// A file access list: MPI-IO with collective metadata under a communicator, else the default.
+// A file access list: MPI-IO with collective metadata when several ranks share the file, else
+// HDF5's POSIX driver (MPI-IO's own layers made one rank's ResNet-50 write take 0.37 s instead
+// of 0.18 s).
 H5Id access_list(MPI_Comm comm) {
   H5Id fapl(RN_HDF5_CHECK(H5Pcreate(H5P_FILE_ACCESS)), H5Pclose);
-  if (comm != MPI_COMM_NULL) {
+  int ranks = 1;
+  if (comm != MPI_COMM_NULL) MPI_Comm_size(comm, &ranks);
+  if (ranks > 1) {
     RN_HDF5_CHECK(H5Pset_fapl_mpio(fapl.get(), comm, MPI_INFO_NULL));
     // Metadata read by one rank and broadcast, written collectively: without these every rank
     // reads each object header itself, which slows opening many small datasets.
