@@ -337,7 +337,13 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm, const std:
         window_loss = 0, window_seen = 0, t_window = Clock::now();
       }
       ++batch_in_epoch;
-      const bool stop = stop_requested(signals, comm);
+      bool stop = false;
+      try {
+        stop = stop_requested(signals, comm);
+      } catch (const distributed::CollectiveTimeout& e) {
+        throw distributed::CollectiveTimeout(str_cat(
+            e.what(), "; in the stop-signal check after step ", step, " (epoch ", epoch + 1, ")"));
+      }
       if (stop || (cfg.checkpoint.every_steps > 0 && step % cfg.checkpoint.every_steps == 0))
         result.last_checkpoint =
             save_run_checkpoint(cfg, *net, *backend, state_at(epoch, batch_in_epoch, step),
