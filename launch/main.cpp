@@ -1,4 +1,6 @@
 // The `resnet` executable: dispatches to a subcommand; every error is caught here and printed once.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstring>
 #include <iostream>
@@ -73,9 +75,13 @@ int main(int argc, char** argv) {
     // while the others wait a moment. An error of one rank alone is printed by that rank.
     const int rank = rn::distributed::job_rank();
     if (rank > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    std::cerr << "resnet " << cmd
-              << ": error: " << (rank > 0 ? "[rank " + std::to_string(rank) + "] " : "") << e.what()
-              << std::endl;
+    // One write(2) of the whole line: mpirun's own messages share the stream, and a line written
+    // in pieces can be split by them.
+    const std::string line =
+        "resnet " + cmd + ": error: " + (rank > 0 ? "[rank " + std::to_string(rank) + "] " : "") +
+        e.what() + "\n";
+    std::cerr.flush();
+    (void)!::write(STDERR_FILENO, line.data(), line.size());
     rn::distributed::abort_job(1);
     return 1;
   }
