@@ -18,13 +18,14 @@
 #include "launch/step.h"
 
 namespace rn::launch {
-namespace {
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
+
+namespace {
 
 template <typename F>
 std::vector<double> time_iterations(int warmup, int iters, F step) {

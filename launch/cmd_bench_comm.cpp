@@ -17,12 +17,6 @@
 namespace rn::launch {
 namespace {
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 template <typename F>
 double median_seconds(distributed::Communicator& comm, int warmup, int iters, F f) {
   std::vector<double> t;

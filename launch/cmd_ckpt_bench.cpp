@@ -26,11 +26,6 @@ bool drop_caches() {
   return static_cast<bool>(f << "3\n" << std::flush);
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 }  // namespace
 
 int run_ckpt_bench(const std::vector<std::string>& argv, distributed::Communicator& comm) {

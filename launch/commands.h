@@ -30,6 +30,8 @@ class Args;
 // default_input overridden by --input CxHxW and --classes N.
 DefaultInput input_from_args(const Args& args, const std::string& model);
 int run_allreduce_bench(const Args& args, distributed::Communicator& comm);
+// The median of timed iterations (the benchmarks' statistic).
+double median(std::vector<double> v);
 
 // CPU threads for one rank: this node's cores divided by the ranks mpirun started on it
 // (oversubscribed OpenMP threads slow everything down many times).
