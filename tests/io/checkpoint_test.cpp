@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "core/check.h"
+#include "tests/scratch_dir.h"
 
 namespace fs = std::filesystem;
 
@@ -18,13 +19,7 @@ namespace {
 
 class CheckpointFileTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("rn_ckpt_io_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = scratch_.dir(); }
   void TearDown() override { fs::remove_all(dir_); }
 
   // Weights of 1000 floats, a scalar, an int vector and a text, with known contents.
@@ -72,6 +67,7 @@ class CheckpointFileTest : public ::testing::Test {
     return "";
   }
 
+  rn::test::ScratchDir scratch_;
   fs::path dir_;
   std::vector<float> weights_;
   std::vector<int64_t> ints_;

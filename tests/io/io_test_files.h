@@ -14,6 +14,7 @@
 
 #include "core/check.h"
 #include "io/image_set.h"
+#include "tests/scratch_dir.h"
 
 namespace rn::io::testing {
 
@@ -28,26 +29,7 @@ inline bool have_fashion_mnist() {
          std::filesystem::exists(fashion_mnist_root() + "/train-images-idx3-ubyte.gz");
 }
 
-// A directory of its own per test, removed afterwards.
-class ScratchDir {
- public:
-  ScratchDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = std::filesystem::temp_directory_path() / ("rn_io_" + std::to_string(::getpid()) + "_" +
-                                                      info->test_suite_name() + "_" + info->name());
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  std::string path() const { return path_.string(); }
-
- private:
-  std::filesystem::path path_;
-};
+using ScratchDir = rn::test::ScratchDir;
 
 inline void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
   std::ofstream f(path, std::ios::binary);

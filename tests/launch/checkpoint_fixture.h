@@ -14,6 +14,7 @@
 
 #include "io/checkpoint.h"
 #include "run_command.h"
+#include "tests/scratch_dir.h"
 
 namespace rn::test {
 
@@ -27,11 +28,7 @@ class CheckpointTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!fs::exists(resnet_binary())) GTEST_SKIP() << "resnet binary not built";
-    dir_ = fs::temp_directory_path() /
-           ("rn_ckpt_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = scratch_.dir();
   }
   void TearDown() override {
     for (const auto& m : mounts_) std::system(("umount " + m + " 2>/dev/null").c_str());
@@ -133,6 +130,7 @@ class CheckpointTest : public ::testing::Test {
     return found;
   }
 
+  rn::test::ScratchDir scratch_;
   fs::path dir_;
   std::vector<std::string> mounts_;
 };

@@ -9,6 +9,7 @@
 
 #include "io/array_file.h"
 #include "run_command.h"
+#include "tests/scratch_dir.h"
 
 namespace rn::test {
 namespace {
@@ -18,11 +19,7 @@ namespace fs = std::filesystem;
 class InferStepTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("rn_infer_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = scratch_.dir();
     ckpt_ = (dir_ / "init.h5").string();
     const auto r = run_resnet(
         "ckpt init --model resnet20 --in-channels 1 --classes 10 --seed 3 --output " + ckpt_);
@@ -59,6 +56,7 @@ class InferStepTest : public ::testing::Test {
     EXPECT_NE(lines[0].find(needle), std::string::npos) << lines[0];
   }
 
+  rn::test::ScratchDir scratch_;
   fs::path dir_;
   std::string ckpt_;
 };

@@ -10,6 +10,7 @@
 #include <regex>
 
 #include "run_command.h"
+#include "tests/scratch_dir.h"
 
 namespace fs = std::filesystem;
 using rn::test::read_text;
@@ -23,11 +24,7 @@ class TrainTest : public ::testing::Test {
  protected:
   void SetUp() override {
     if (!fs::exists(rn::test::resnet_binary())) GTEST_SKIP() << "resnet binary not built";
-    dir_ = fs::temp_directory_path() /
-           ("rn_train_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = scratch_.dir();
   }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -81,6 +78,7 @@ class TrainTest : public ::testing::Test {
     for (const auto& n : needles) EXPECT_NE(lines[0].find(n), std::string::npos) << lines[0];
   }
 
+  rn::test::ScratchDir scratch_;
   fs::path dir_;
 };
 

@@ -11,12 +11,18 @@ the same float32 operations.
         > tests/core/models/pytorch_reference.h
 """
 import math
+import os
+import sys
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.resnet import BasicBlock, Bottleneck
+
+# The CIFAR unit with option-A shortcuts (He et al. 2015) is the conformance tests' own.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "conformance"))
+from reference_models import BasicA  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 
@@ -29,34 +35,6 @@ def random_values(n, seed, lo=-1.0, hi=1.0):
     lo32, hi32 = np.float32(lo), np.float32(hi)
     scaled = (hi32 - lo32) * words.astype(np.float32) * np.float32(1.0 / 16777216.0)
     return torch.tensor((lo32 + scaled).astype(np.float64))
-
-
-class PadShortcut(nn.Module):
-    """Option A: subsample, zero-pad the new channels evenly before and after."""
-
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.before, self.after, self.stride = (cout - cin) // 2, cout - cin - (cout - cin) // 2, stride
-
-    def forward(self, x):
-        return F.pad(x[:, :, :: self.stride, :: self.stride], (0, 0, 0, 0, self.before, self.after))
-
-
-class CifarBasicA(nn.Module):
-    """He et al. 2015, CIFAR: the basic unit with option-A shortcuts."""
-
-    def __init__(self, cin, planes, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        reshapes = stride != 1 or cin != planes
-        self.shortcut = PadShortcut(cin, planes, stride) if reshapes else nn.Identity()
-
-    def forward(self, x):
-        h = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        return F.relu(h + self.shortcut(x))
 
 
 class PreActBottleneck(nn.Module):
@@ -105,7 +83,7 @@ class Network(nn.Module):
                 if preact:
                     units.append(PreActBottleneck(c, p, stride, groups, width_per_group))
                 elif shortcut == "A":
-                    units.append(CifarBasicA(c, p, stride))
+                    units.append(BasicA(c, p, stride))
                 else:
                     down = None
                     if stride != 1 or c != p * expansion:
