@@ -262,7 +262,10 @@ TEST_F(TrainTest, StalledRankTripsTheWatchdogNamingStepAndBucket) {
   const fs::path root = make_data(0x803, 20000, 20000, 20000 * 784);
   const auto t = run_two_ranks_wrapped(
       dir_ / "stop_rank1.sh",
-      "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (sleep 4; kill -STOP $$) & fi\nexec \"$@\"\n",
+      // Once rank 0 has logged training progress (at most a minute), not while starting up.
+      "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (for i in $(seq 600); do grep -q ' step ' " +
+          (dir_ / "run" / "train.log").string() +
+          " 2>/dev/null && break; sleep 0.1; done; kill -STOP $$) & fi\nexec \"$@\"\n",
       "train --config " + write_config(base_config(root.string())) +
           " --set train.threads=1 --set train.epochs=1000 --set data.batch_size=16"
           " --set distributed.timeout_s=3 --set checkpoint.every_epochs=0");
