@@ -10,6 +10,10 @@
 
 namespace rn {
 
+// The output N x out_channels x OH x OW of convolution `p` on an N x C x H x W input; checks that
+// the groups divide both channel counts and that the input is large enough for the kernel.
+Shape conv_output_shape(const ConvParams& p, const Shape& x);
+
 class ConvOp {
  public:
   virtual ~ConvOp() = default;

@@ -25,9 +25,7 @@ void Conv2d::collect(const std::string& prefix, std::vector<NamedParameter>& par
 }
 
 Shape Conv2d::output_shape(const Shape& in) const {
-  const int64_t span = static_cast<int64_t>(p_.dilation) * (p_.kernel - 1) + 1;
-  return Shape{in[0], p_.out_channels, (in[2] + 2 * p_.pad - span) / p_.stride + 1,
-               (in[3] + 2 * p_.pad - span) / p_.stride + 1};
+  return conv_output_shape(p_, in);
 }
 
 int64_t Conv2d::macs(const Shape& in) const {

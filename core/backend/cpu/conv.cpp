@@ -16,16 +16,8 @@ class CpuConv final : public ConvOp {
   CpuConv(DnnlContext& ctx, const ConvParams& p, const TensorDesc& x, bool training)
       : ctx_(ctx), p_(p), x_shape_(x.shape) {
     RN_CHECK(x.shape.rank() == 4, "[conv] input must be N x C x H x W, got " << x.shape.str());
-    const int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
-    RN_CHECK(p.groups >= 1 && c % p.groups == 0 && p.out_channels % p.groups == 0,
-             "[conv] channels " << c << " -> " << p.out_channels << " not divisible by groups "
-                                << p.groups);
-    const int64_t span = static_cast<int64_t>(p.dilation) * (p.kernel - 1) + 1;
-    const int64_t oh = (h + 2 * p.pad - span) / p.stride + 1;
-    const int64_t ow = (w + 2 * p.pad - span) / p.stride + 1;
-    RN_CHECK(oh > 0 && ow > 0, "[conv] input " << x.shape.str() << " too small for kernel "
-                                               << p.kernel << " stride " << p.stride);
-    y_shape_ = Shape{n, p.out_channels, oh, ow};
+    const int64_t c = x.shape[1];
+    y_shape_ = conv_output_shape(p, x.shape);
     w_shape_ = Shape{p.out_channels, c / p.groups, p.kernel, p.kernel};
     w_dims_ = p.groups > 1 ? memory::dims{p.groups, p.out_channels / p.groups, c / p.groups,
                                           p.kernel, p.kernel}

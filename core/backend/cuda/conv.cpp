@@ -24,18 +24,10 @@ class CudaConv final : public ConvOp {
       : be_(be), ctx_(be.context()), p_(p) {
     RN_CHECK(x.shape.rank() == 4, "[conv] input must be N x C x H x W, got " << x.shape.str());
     RN_CHECK(x.dtype != DType::i32, "[conv] integer input " << x.str());
-    const int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
-    RN_CHECK(p.groups >= 1 && c % p.groups == 0 && p.out_channels % p.groups == 0,
-             "[conv] channels " << c << " -> " << p.out_channels << " not divisible by groups "
-                                << p.groups);
-    const int64_t span = static_cast<int64_t>(p.dilation) * (p.kernel - 1) + 1;
-    const int64_t oh = (h + 2 * p.pad - span) / p.stride + 1;
-    const int64_t ow = (w + 2 * p.pad - span) / p.stride + 1;
-    RN_CHECK(oh > 0 && ow > 0, "[conv] input " << x.shape.str() << " too small for kernel "
-                                               << p.kernel << " stride " << p.stride);
+    const int64_t c = x.shape[1];
     const DType t = x.dtype;
     x_desc_ = nhwc_desc(x.shape, t);
-    out_desc_ = nhwc_desc(Shape{n, p.out_channels, oh, ow}, t);
+    out_desc_ = nhwc_desc(conv_output_shape(p, x.shape), t);
     w_desc_ = nhwc_desc(Shape{p.out_channels, c / p.groups, p.kernel, p.kernel}, t);
     set_tensor_desc(xd_, x_desc_);
     set_tensor_desc(yd_, out_desc_);
