@@ -1,6 +1,9 @@
 // `resnet step`: one training step from a checkpoint on /images and /labels, writing the loss,
 // every parameter's gradient, and the weights, momentum and BN statistics after the update (the
-// conformance tests compare all of them with PyTorch).
+// conformance tests compare all of them with PyTorch). With --relu-outputs it also writes every
+// ReLU's output of the forward, in the order they ran, as /relu/00000, /relu/00001, ...: the
+// tests take the ReLU masks from them, because a float32 forward may round an input within a few
+// ulps of 0 to the other side of the kink, where the gradient differs by the whole element.
 #include <cstdio>
 #include <stdexcept>
 
@@ -40,7 +43,7 @@ int run_step(const std::vector<std::string>& argv, distributed::Communicator& co
   Args args(argv, FlagSpec{{"checkpoint", "input", "output", "lr", "momentum", "weight-decay",
                             "label-smoothing", "threads"},
                            {},
-                           {"nesterov"}});
+                           {"nesterov", "relu-outputs"}});
   const std::string ckpt = args.required("checkpoint");
   const std::string input = args.required("input");
   const std::string output = args.required("output");
@@ -63,12 +66,21 @@ int run_step(const std::vector<std::string>& argv, distributed::Communicator& co
   const Tensor labels = read_labels(in, input, images.shape()[0], cn.classes);
   optim::Optimizer optimizer(be, net.parameters(), opt);
 
+  io::ArrayWriter out(output);
+  int relus = 0;
+  if (args.flag("relu-outputs")) {
+    net.set_relu_tap([&](const Tensor& y) {
+      char name[32];
+      std::snprintf(name, sizeof name, "/relu/%05d", relus++);
+      write_tensor(out, be, name, y.shape(), y);
+    });
+  }
   net.set_training(true);
   const Tensor logits = net.forward(be.upload(images));
   Tensor dlogits = be.allocate(logits.desc());
+  net.set_relu_tap(nullptr);
   const LossStats loss = be.softmax_cross_entropy(
       logits, be.upload(labels), CrossEntropyParams{static_cast<float>(smoothing)}, &dlogits);
-  io::ArrayWriter out(output);
   out.write_f64("/loss", loss.loss);
   write_tensor(out, be, "/logits", logits.shape(), logits);
   net.backward(dlogits);

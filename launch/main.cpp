@@ -24,6 +24,7 @@ constexpr const char* kUsage =
     "  infer  --checkpoint FILE --input X.h5 --output Y.h5 [--batch B] [--threads T]\n"
     "  step   --checkpoint FILE --input X.h5 --output Y.h5 [--lr LR] [--momentum M]\n"
     "         [--weight-decay WD] [--nesterov] [--label-smoothing S] [--threads T]\n"
+    "         [--relu-outputs]\n"
     "  info   --model NAME [--input CxHxW] [--classes N] [--json]\n"
     "  bench  --model NAME [--input CxHxW] [--batch B] [--threads T] [--device cpu|cuda]\n"
     "         [--precision fp32|bf16|fp16] [--json]\n"

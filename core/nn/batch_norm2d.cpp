@@ -55,6 +55,7 @@ Tensor BatchNorm2d::forward_impl(const Tensor& x) {
   ++num_batches_tracked_;
   saved_x_ = x;
   saved_ws_ = ws;
+  if (p_.fuse_relu) tap_relu(y);
   return y;
 }
 
@@ -117,7 +118,10 @@ Tensor BatchNorm2d::forward_sync(const Tensor& x, Tensor& y) {
                  batch_var_, 1.f - mom);
   ++num_batches_tracked_;
   saved_x_ = x;
-  if (p_.fuse_relu) saved_y_ = y;
+  if (p_.fuse_relu) {
+    saved_y_ = y;
+    tap_relu(y);
+  }
   return y;
 }
 

@@ -9,7 +9,10 @@ namespace rn::nn {
 Tensor ReLU::forward_impl(const Tensor& x) {
   Tensor y = backend_.allocate(x.desc());
   backend_.relu_forward(x, y);
-  if (training_) saved_y_ = y;
+  if (training_) {
+    saved_y_ = y;
+    tap_relu(y);
+  }
   return y;
 }
 

@@ -5,6 +5,11 @@
 
 namespace rn::nn {
 
+void Module::set_relu_tap(const ReluTap& tap) {
+  relu_tap_ = tap;
+  for_each_child([&](Module& child) { child.set_relu_tap(tap); });
+}
+
 Tensor Module::forward(const Tensor& x) {
   RN_CHECK(x.defined(), "[module] forward of an undefined tensor");
   RN_CHECK(x.device() == backend_.device(), "[module] input on " << device_name(x.device())

@@ -30,6 +30,9 @@ struct Parameter {
   }
 };
 
+// Sees a ReLU's output (see Module::set_relu_tap).
+using ReluTap = std::function<void(const Tensor& relu_output)>;
+
 // A gradient that is still a sum of two tensors (a residual branch's and its shortcut's): the
 // module receiving it may fold the addition into its own first pass. `b` may be undefined.
 struct GradSum {
@@ -65,6 +68,11 @@ class Module {
 
   virtual void collect(const std::string& prefix, std::vector<NamedParameter>& params,
                        std::vector<NamedBuffer>& buffers) {}
+  // Calls `tap` with the output of every ReLU that this module and those under it run in a
+  // training forward, in the order they run (fused into a batch norm or a residual sum, or
+  // standalone); null turns it off. `resnet step --relu-outputs` writes them, so that a reference
+  // can differentiate on the same side of each ReLU's kink.
+  void set_relu_tap(const ReluTap& tap);
   // Calls `f` on each direct child module (containers override it).
   virtual void for_each_child(const std::function<void(Module&)>& f) {}
   virtual Shape output_shape(const Shape& in) const = 0;
@@ -79,6 +87,9 @@ class Module {
   // Modules that can fuse an incoming sum override this; the default adds first.
   virtual GradSum backward_sum_impl(const GradSum& dy) {
     return {backward_impl(materialize(dy)), {}};
+  }
+  void tap_relu(const Tensor& relu_output) const {
+    if (relu_tap_) relu_tap_(relu_output);
   }
   // a + b as one tensor (a itself when b is undefined).
   Tensor materialize(const GradSum& g);
@@ -97,6 +108,9 @@ class Module {
   Backend& backend_;
   bool training_ = true;
   bool needs_input_grad_ = true;
+
+ private:
+  ReluTap relu_tap_;
 };
 
 // Op objects planned once per input layout and mode (training / inference).

@@ -55,7 +55,10 @@ Tensor ResidualUnit::forward_impl(const Tensor& x) {
   Tensor s = as_desc(shortcut_->forward(shortcut_from_preact_ ? a : x), h.desc());
   Tensor y = backend_.allocate(h.desc());
   backend_.add(h, s, y, relu_after_sum_);
-  if (training_ && relu_after_sum_) saved_y_ = y;
+  if (training_ && relu_after_sum_) {
+    saved_y_ = y;
+    tap_relu(y);
+  }
   return y;
 }
 

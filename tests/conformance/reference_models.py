@@ -87,8 +87,8 @@ class CifarResNet(nn.Module):
 # with PyTorch").
 INPUTS = {
     "resnet18": (2, (3, 64, 64), 1000),
-    "resnet50": (2, (3, 64, 64), 1000),
-    "resnext50_32x4d": (2, (3, 64, 64), 1000),
+    "resnet50": (4, (3, 48, 48), 1000),
+    "resnext50_32x4d": (4, (3, 48, 48), 1000),
     "resnet20": (2, (1, 28, 28), 10),
     "preact_resnet110": (8, (3, 8, 8), 10),
 }

@@ -314,6 +314,34 @@ TEST_P(ResidualUnitTest, GradientsMatchFiniteDifferences) {
   test::expect_module_gradients(*be, *unit, c.x, random_values(c.x.numel(), 6), o);
 }
 
+TEST_P(ResidualUnitTest, ReluTapSeesEveryReluOutputInOrder) {
+  const UnitCase& c = GetParam();
+  auto unit = make_unit(*be, c.kind, c.o, 4);
+  std::vector<std::vector<float>> seen;
+  unit->set_relu_tap([&](const Tensor& y) { seen.push_back(plain_values(*be, y)); });
+  const Tensor x =
+      test::upload_as(*be, test::input_desc(*be, c.x, c.blocked), random_values(c.x.numel(), 5));
+  const Tensor y = unit->forward(x);
+  // One ReLU after each BN but the last, then one after the sum (the original units) or after
+  // the last BN (plain units); pre-activation units end on a convolution.
+  const bool bottleneck = c.kind == Kind::bottleneck || c.kind == Kind::preact_bottleneck ||
+                          c.kind == Kind::plain_bottleneck;
+  ASSERT_EQ(seen.size(), bottleneck ? 3u : 2u);
+  for (const auto& v : seen)
+    EXPECT_TRUE(std::all_of(v.begin(), v.end(), [](float f) { return f >= 0; }));
+  const bool preact = c.kind == Kind::preact_basic || c.kind == Kind::preact_bottleneck;
+  if (!preact) {
+    EXPECT_EQ(seen.back(), plain_values(*be, y));  // the unit's output is the last
+  }
+  // Inference runs no tap, and null turns it off.
+  unit->set_training(false);
+  unit->forward(x);
+  unit->set_training(true);
+  unit->set_relu_tap(nullptr);
+  unit->forward(x);
+  EXPECT_EQ(seen.size(), bottleneck ? 3u : 2u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Units, ResidualUnitTest, ::testing::ValuesIn(kCases),
                          [](const auto& info) { return info.param.name; });
 
