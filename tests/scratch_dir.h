@@ -14,8 +14,13 @@ class ScratchDir {
  public:
   ScratchDir() {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = std::filesystem::temp_directory_path() / ("rn_" + std::to_string(::getpid()) + "_" +
-                                                      info->test_suite_name() + "_" + info->name());
+    // Parameterised tests have '/' in their names ("Cuda/Suite.Test/0"): one level, not a tree
+    // whose parents would outlive the test.
+    std::string name = std::string(info->test_suite_name()) + "_" + info->name();
+    for (char& ch : name)
+      if (ch == '/') ch = '_';
+    path_ =
+        std::filesystem::temp_directory_path() / ("rn_" + std::to_string(::getpid()) + "_" + name);
     std::filesystem::remove_all(path_);
     std::filesystem::create_directories(path_);
   }
