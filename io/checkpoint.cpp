@@ -8,9 +8,11 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <future>
@@ -84,11 +86,19 @@ H5Id dataspace(const CheckpointEntry& e) {
               H5Sclose);
 }
 
+// Object headers are gathered in blocks of this size instead of between the tensors: a reader
+// finds the metadata in a few blocks and the tensors in long unbroken stretches (a cold read of
+// ResNet-50 0.11 s instead of 0.15 s).
+constexpr size_t kMetaBlock = 1u << 20;
+// Room for the metadata beside the tensors' bytes.
+constexpr size_t kMetadataRoom = 2 * kMetaBlock;
+
 // A file access list: MPI-IO with collective metadata when several ranks share the file, else
 // HDF5's POSIX driver (MPI-IO's own layers made one rank's ResNet-50 write take 0.37 s instead
 // of 0.18 s).
 H5Id access_list(MPI_Comm comm) {
   H5Id fapl(RN_HDF5_CHECK(H5Pcreate(H5P_FILE_ACCESS)), H5Pclose);
+  RN_HDF5_CHECK(H5Pset_meta_block_size(fapl.get(), kMetaBlock));
   int ranks = 1;
   if (comm != MPI_COMM_NULL) MPI_Comm_size(comm, &ranks);
   if (ranks > 1) {
@@ -108,6 +118,38 @@ void fsync_path(const fs::path& p) {
   ::close(fd);
 }
 
+// Starts the disk writing what this rank has written so far, every few MiB, so that the disk
+// works while the next tensors are copied and the final fsync has little left to wait for (a
+// ResNet-50 checkpoint: 0.06 s instead of 0.10 s for its bytes). Only a hint: any failure is
+// left to the writes and the fsync to report.
+class Writeback {
+ public:
+  explicit Writeback(const std::string& path) : fd_(::open(path.c_str(), O_WRONLY | O_CLOEXEC)) {}
+  ~Writeback() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Writeback(const Writeback&) = delete;
+  Writeback& operator=(const Writeback&) = delete;
+  // `bytes` were written at `offset` (HADDR_UNDEF: not a contiguous dataset; ignored).
+  void wrote(haddr_t offset, size_t bytes) {
+    if (fd_ < 0 || offset == HADDR_UNDEF) return;
+    if (offset != end_) {  // a new stretch; small ones (the small datasets) wait for the fsync
+      if (end_ - start_ >= (1u << 20)) kick();
+      start_ = offset;
+    }
+    end_ = offset + bytes;
+    if (end_ - start_ >= (4u << 20)) kick(), start_ = end_;
+  }
+
+ private:
+  void kick() {
+    ::sync_file_range(fd_, static_cast<off_t>(start_), static_cast<off_t>(end_ - start_),
+                      SYNC_FILE_RANGE_WRITE);
+  }
+  int fd_;
+  uint64_t start_ = 0, end_ = 0;
+};
+
 // Rank 0 removes the temporary file on every way out of the writer but success.
 struct TempFileGuard {
   std::string path;
@@ -119,17 +161,38 @@ struct TempFileGuard {
   }
 };
 
-// MPI-IO reports a full disk as a bare "file write failed": say so when it is the likely cause.
-std::string space_note(const std::string& path, const std::vector<size_t>& sizes) {
+// "the file system of 'dir' has N MiB free; the checkpoint needs M MiB" when it has too little
+// room for the tensors and their metadata, else empty.
+std::string space_shortage(const std::string& path, const std::vector<size_t>& sizes) {
   std::error_code ec;
   const fs::path dir =
       fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
   const auto space = fs::space(dir, ec);
-  const size_t need = std::accumulate(sizes.begin(), sizes.end(), size_t{0});
+  const size_t need = std::accumulate(sizes.begin(), sizes.end(), size_t{0}) + kMetadataRoom;
   if (ec || space.available >= need) return "";
-  return " [the file system of '" + dir.string() + "' has " +
-         std::to_string(space.available >> 20) + " MiB free; the checkpoint needs " +
-         std::to_string((need + (1 << 20) - 1) >> 20) + " MiB]";
+  return "the file system of '" + dir.string() + "' has " + std::to_string(space.available >> 20) +
+         " MiB free; the checkpoint needs " + std::to_string((need + (1 << 20) - 1) >> 20) + " MiB";
+}
+
+// MPI-IO reports a full disk as a bare "file write failed": say so when it is the likely cause.
+std::string space_note(const std::string& path, const std::vector<size_t>& sizes) {
+  const std::string s = space_shortage(path, sizes);
+  return s.empty() ? s : " [" + s + "]";
+}
+
+// Reserves the disk blocks of the file's first `bytes`, so that no later write of any rank can find
+// the disk full. A failed write on one rank leaves the ranks' HDF5 states apart, and closing the
+// file, which is collective, could then wait forever. File systems without fallocate go without.
+void reserve(const std::string& tmp, uint64_t bytes) {
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  const off_t before = ::lseek(fd, 0, SEEK_END);
+  const int rc = ::fallocate(fd, 0, 0, static_cast<off_t>(bytes));
+  const int err = errno;
+  if (rc != 0 && before >= 0) (void)!::ftruncate(fd, before);  // give back a partial reservation
+  ::close(fd);
+  if (rc != 0 && (err == ENOSPC || err == EDQUOT))
+    RN_FAIL("cannot reserve " << (bytes >> 20) << " MiB: " << std::strerror(err));
 }
 
 }  // namespace
@@ -174,17 +237,16 @@ size_t CheckpointSummary::bytes() const {
   return n;
 }
 
-std::vector<int> assign_by_bytes(const std::vector<size_t>& bytes, int world_size) {
-  std::vector<size_t> order(bytes.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](size_t a, size_t b) { return bytes[a] > bytes[b]; });
-  std::vector<size_t> load(world_size, 0);
+std::vector<int> assign_runs_by_bytes(const std::vector<size_t>& bytes, int world_size) {
+  const size_t total = std::accumulate(bytes.begin(), bytes.end(), size_t{0});
   std::vector<int> owner(bytes.size(), 0);
-  for (size_t i : order) {
-    const int r = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
-    owner[i] = r;
-    load[r] += bytes[i];
+  size_t before = 0;
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    if (total > 0) {
+      const double middle = (static_cast<double>(before) + 0.5 * bytes[i]) / total;
+      owner[i] = std::min(world_size - 1, static_cast<int>(middle * world_size));
+    }
+    before += bytes[i];
   }
   return owner;
 }
@@ -200,11 +262,19 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& header,
   col.broadcast(&now, sizeof(now), 0);
   std::vector<size_t> sizes;
   for (const auto& e : entries) sizes.push_back(e.bytes());
-  const std::vector<int> owner = assign_by_bytes(sizes, col.size());
+  // Datasets are laid out in creation order: consecutive runs make each rank's writes (and a
+  // later read's) one stretch of the file.
+  const std::vector<int> owner = assign_runs_by_bytes(sizes, col.size());
   TempFileGuard guard{tmp, col.rank() == 0};
   const std::string where = "checkpoint '" + path + "': ";
 
   std::string error;
+  // A disk without room is found before any file exists.
+  if (col.rank() == 0) {
+    const std::string shortage = space_shortage(path, sizes);
+    if (!shortage.empty()) error = where + "not written: " + shortage;
+  }
+  col.agree(error);
   H5Id file;
   std::vector<H5Id> sets;
   // Collective: every rank creates the same file, groups and datasets.
@@ -225,8 +295,15 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& header,
                                                  space.get(), lcpl.get(), dcpl.get(), H5P_DEFAULT)),
                         H5Dclose);
     }
+    if (col.rank() == 0) {  // every tensor's place, and the metadata blocks among them
+      uint64_t end = 0;
+      for (size_t i = 0; i < sets.size(); ++i)
+        if (const haddr_t at = H5Dget_offset(sets[i].get()); at != HADDR_UNDEF)
+          end = std::max<uint64_t>(end, at + sizes[i]);
+      reserve(tmp, end);
+    }
   } catch (const std::exception& e) {
-    error = where + "cannot create '" + tmp + "': " + e.what();
+    error = where + "cannot create '" + tmp + "': " + e.what() + space_note(path, sizes);
   }
   col.agree(error);
 
@@ -234,6 +311,7 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& header,
   std::vector<uint32_t> crcs(entries.size(), 0);
   try {
     std::vector<char> buf;
+    Writeback writeback(tmp);
     for (size_t i = 0; i < entries.size(); ++i) {
       if (owner[i] != col.rank()) continue;
       const auto& e = entries[i];
@@ -249,6 +327,7 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& header,
                    H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes);
       crcs[i] = crc.get();
       RN_HDF5_CHECK(rc);
+      writeback.wrote(H5Dget_offset(sets[i].get()), e.bytes());
     }
     // A test hook: holds the file half-written so that a test can kill a rank mid-write.
     if (const char* pause = std::getenv("RESNET_TEST_CHECKPOINT_PAUSE_MS"))

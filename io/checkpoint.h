@@ -43,9 +43,10 @@ struct CheckpointHeader {
 inline constexpr const char* kCheckpointFormat = "resnet-checkpoint";
 inline constexpr int kCheckpointFormatVersion = 1;
 
-// Which rank writes (and reads) each of `bytes`: largest first to the least-loaded rank, ties to
-// the lower rank, so every rank computes the same answer.
-std::vector<int> assign_by_bytes(const std::vector<size_t>& bytes, int world_size);
+// Which rank handles each of `bytes`, taken in order (file order): consecutive runs of about
+// equal bytes (an item goes to the rank whose share holds its middle), so that each rank reads
+// or writes one stretch of the file; every rank computes the same answer.
+std::vector<int> assign_runs_by_bytes(const std::vector<size_t>& bytes, int world_size);
 
 // Writes `path` as `path.tmp` and renames it once every rank has finished and the file is on
 // disk. `comm` is the job's communicator (every rank calls with the same header and entries, in
@@ -83,6 +84,10 @@ struct DatasetInfo {
   EntryType type = EntryType::f32;
   size_t bytes = 0;
   uint32_t crc32 = 0;  // as stored
+  // Stored contiguously at `offset` in the file, exactly as the bytes are in memory (no filter,
+  // the native byte order): such a dataset can be read with plain file reads.
+  bool raw = false;
+  uint64_t offset = 0;
 };
 
 struct CheckpointSummary {
@@ -98,11 +103,17 @@ struct CheckpointSummary {
 CheckpointSummary read_checkpoint_summary(const std::string& path);
 
 // Every dataset's bytes, each verified against its stored CRC-32 (a mismatch names the dataset
-// and the file). With a communicator, each rank reads its share and broadcasts it, and an error
-// on one rank is thrown on every rank with the same message.
+// and the file). With a communicator, each rank reads and verifies its share (a consecutive run
+// of the file); ranks on one machine then read the rest too, ranks on several broadcast their
+// shares; an error on one rank is thrown on every rank with the same message.
 // `summary`, when given, receives the file's attributes and dataset list.
+// Where `place` returns a pointer (to d.bytes writable bytes) for a dataset, its bytes land there
+// instead, on every rank, and the map leaves it out: a tensor read straight into its final home
+// costs no fresh memory, whose page faults would cost as much as the disk.
+using Placement = std::function<char*(const DatasetInfo& d)>;
 std::map<std::string, Bytes> read_checkpoint(const std::string& path, MPI_Comm comm,
-                                             CheckpointSummary* summary = nullptr);
+                                             CheckpointSummary* summary = nullptr,
+                                             const Placement& place = {});
 
 // The datasets whose bytes do not match their checksum (empty when all do); one process.
 std::vector<std::string> verify_checkpoint(const std::string& path);

@@ -71,6 +71,16 @@ Collective::Collective(MPI_Comm comm) : comm_(comm) {
   RN_MPI_CHECK(MPI_Comm_size(comm_, &size_));
 }
 
+bool Collective::one_node() const {
+  if (comm_ == MPI_COMM_NULL) return true;
+  MPI_Comm node;
+  RN_MPI_CHECK(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  int n = 0;
+  MPI_Comm_size(node, &n);
+  MPI_Comm_free(&node);
+  return n == size_;
+}
+
 void Collective::broadcast(void* data, size_t bytes, int root) const {
   if (comm_ == MPI_COMM_NULL) return;
   auto* p = static_cast<char*>(data);

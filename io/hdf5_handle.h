@@ -58,6 +58,8 @@ class Collective {
   // Throws on every rank when `error` is non-empty on any: the lowest such rank's message.
   void agree(const std::string& error) const;
   void bitwise_or(std::vector<uint32_t>& values) const;
+  // Whether every rank runs on this machine (collective).
+  bool one_node() const;
 
  private:
   MPI_Comm comm_;

@@ -219,6 +219,35 @@ CheckpointData load_checkpoint(const std::string& path, distributed::Communicato
   return d;
 }
 
+CheckpointData load_into_model(const std::string& path, models::Network& net, Backend& be,
+                               bool with_momentum, distributed::Communicator& comm) {
+  std::map<std::string, Tensor*> homes;
+  if (be.device().kind == DeviceKind::cpu) {
+    auto add = [&](const std::string& key, Tensor* t) {
+      if (t->defined() && t->is_plain() && t->dtype() == DType::f32) homes[key] = t;
+    };
+    for (const auto& p : net.parameters()) {
+      add("model/" + p.name, &p.param->value);
+      if (with_momentum) add("optimizer/" + p.name, &p.param->momentum);
+    }
+    for (const auto& b : net.buffers()) add("model/" + b.name, b.tensor);
+  }
+  CheckpointData d;
+  // Only a dataset of exactly the tensor's type and shape goes into it; any other stays apart
+  // for restore_model to report.
+  auto place = [&](const io::DatasetInfo& info) -> char* {
+    const auto it = homes.find(info.path);
+    if (it == homes.end() || info.type != io::EntryType::f32 ||
+        Shape(info.shape) != it->second->shape())
+      return nullptr;
+    d.placed.insert(info.path);
+    return static_cast<char*>(it->second->data());
+  };
+  d.tensors = io::read_checkpoint(path, distributed::mpi_comm(comm), &d.summary, place);
+  restore_model(d, path, net, be, with_momentum);
+  return d;
+}
+
 void restore_model(const CheckpointData& data, const std::string& path, models::Network& net,
                    Backend& be, bool with_momentum) {
   struct Target {
@@ -253,7 +282,8 @@ void restore_model(const CheckpointData& data, const std::string& path, models::
       misshaped.push_back(t.key + " (model " + t.shape.str() + ", file " + file_shape + ")");
     }
   }
-  for (const auto& [key, bytes] : data.tensors) {
+  for (const auto& dataset : data.summary.datasets) {
+    const std::string& key = dataset.path;
     const bool tensor =
         key.rfind("model/", 0) == 0 || (with_momentum && key.rfind("optimizer/", 0) == 0);
     if (tensor && !expected.count(key) && !optional.count(key)) unexpected.push_back(key);
@@ -272,6 +302,7 @@ void restore_model(const CheckpointData& data, const std::string& path, models::
     throw Error(msg);
   }
   for (const auto& t : targets) {
+    if (data.placed.count(t.key)) continue;  // read into place already
     // Into the tensor's own layout (oneDNN's blocked formats): a reorder, exact for fp32.
     upload_into(be, data.tensors.at(t.key).data(), *t.tensor);
   }

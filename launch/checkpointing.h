@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -53,11 +54,18 @@ void save_checkpoint(const std::string& path, models::Network& net, Backend& be,
 
 struct CheckpointData {
   io::CheckpointSummary summary;
-  std::map<std::string, io::Bytes> tensors;  // every dataset, by path ("model/fc.bias")
+  // Every dataset, by path ("model/fc.bias"), but those read straight into a model's tensors.
+  std::map<std::string, io::Bytes> tensors;
+  std::set<std::string> placed;  // those
 };
 
 // Reads and verifies a whole checkpoint on every rank of `comm` (collective).
 CheckpointData load_checkpoint(const std::string& path, distributed::Communicator& comm);
+
+// load_checkpoint, then restore_model; the tensors of `net` that are plain host fp32 (a network
+// not yet run, as when a job resumes) are read straight into place.
+CheckpointData load_into_model(const std::string& path, models::Network& net, Backend& be,
+                               bool with_momentum, distributed::Communicator& comm);
 
 // Copies /model (and /optimizer when `with_momentum`) into `net`, in its own layouts. A file of
 // another network is one error listing the missing, unexpected and wrongly shaped tensors.

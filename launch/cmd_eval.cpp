@@ -98,7 +98,7 @@ int run_eval(const std::vector<std::string>& argv, distributed::Communicator& co
       RN_FAIL("checkpoint '" << f << "': model: " << e.what());
     }
     nets.push_back(models::build_model(*backend, spec, 0));
-    restore_model(load_checkpoint(f, comm), f, *nets.back(), *backend, /*with_momentum=*/false);
+    load_into_model(f, *nets.back(), *backend, /*with_momentum=*/false, comm);
     nets.back()->set_training(false);
   }
   const io::Normalization norm = io::compute_normalization(data.train);

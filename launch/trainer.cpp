@@ -264,8 +264,8 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm, const std:
   }
   const std::string resume_path = resume.empty() ? "" : resolve_resume(cfg, resume, comm);
   if (!resume_path.empty()) {
-    const CheckpointData data = load_checkpoint(resume_path, comm);
-    restore_model(data, resume_path, *net, *backend, /*with_momentum=*/true);
+    const CheckpointData data =
+        load_into_model(resume_path, *net, *backend, /*with_momentum=*/true, comm);
     ckpt =
         restore_trainer_state(data, resume_path, rank, world, cfg.data.batch_size, steps_per_epoch);
     // On the same number of ranks each replica takes back its own BN statistics.

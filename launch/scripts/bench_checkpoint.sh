@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checkpoint throughput against dd: writes and reads a ResNet-50 checkpoint (weights + momentum)
-# on 1 and 2 ranks, then dd of the same number of bytes to and from the same folder, in the same
-# run; then how long training pauses for a checkpoint.
+# on 1 and 2 ranks, alternating with dd of the same number of bytes to and from the same folder
+# (REPEAT rounds, default 5); then how long training pauses for a checkpoint.
 #   bash launch/scripts/bench_checkpoint.sh [DIR] [MODEL]
 # DIR (default /tmp/resnet-checkpoint-bench) should sit on the disk checkpoints go to. As root
 # the page cache is dropped before every read (cold reads, from the disk); otherwise reads are
@@ -12,7 +12,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 resnet=${RESNET_BIN:-$root/build/resnet}
 dir=${1:-/tmp/resnet-checkpoint-bench}
 model=${2:-resnet50}
-repeat=${REPEAT:-3}
+repeat=${REPEAT:-5}  # rounds
 mkdir -p "$dir"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
 drop=""
@@ -22,34 +22,42 @@ drop_caches() { [ -n "$drop" ] && sync && echo 3 > /proc/sys/vm/drop_caches || t
 field() { sed -E "s/.*\"$1\": \"?([^,\"}]*).*/\1/" <<< "$2"; }
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
+med() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 
-# dd of `bytes` to and from the folder: MB/s, the median of $repeat runs each.
+# dd writes and reads of `bytes` in the folder, 3 of each as `ckpt bench --repeat 3` does: the
+# median MB/s of each.
 dd_rates() {
-  local bytes=$1 mib=$(( ($1 + 1048575) / 1048576 )) w=() r=() t0 t1
-  for _ in $(seq "$repeat"); do
+  local bytes=$1 mib=$(( ($1 + 1048575) / 1048576 )) t0 t1 w=() r=()
+  for _ in 1 2 3; do
+    rm -f "$dir/dd.bin"; sync  # a new file, as each checkpoint is
     t0=$(now); dd if=/dev/zero of="$dir/dd.bin" bs=1M count="$mib" conv=fsync status=none; t1=$(now)
     w+=("$(calc "$bytes / 1000000 / ($t1 - $t0)")")
-    drop_caches
+    drop_caches; sleep 1  # as `ckpt bench` does: the disk finishes with the writes first
     t0=$(now); dd if="$dir/dd.bin" of=/dev/null bs=1M status=none; t1=$(now)
     r+=("$(calc "$bytes / 1000000 / ($t1 - $t0)")")
   done
   rm -f "$dir/dd.bin"
-  printf '%s\n' "${w[@]}" | sort -g | sed -n "$(( (repeat + 1) / 2 ))p"
-  printf '%s\n' "${r[@]}" | sort -g | sed -n "$(( (repeat + 1) / 2 ))p"
+  echo "$(med "${w[@]}") $(med "${r[@]}")"
 }
 
-printf '%-6s %10s %12s %12s %8s %12s %12s %8s %6s\n' ranks MB write_MB/s dd_MB/s ratio \
+# Rounds of (checkpoint write + read, median of 3; dd write + read), each round's ratio taken
+# in the same minute, since this disk's speed drifts; the table gives the medians over rounds.
+printf '%-6s %8s %12s %10s %8s %12s %10s %8s %6s\n' ranks MB write_MB/s dd_MB/s ratio \
   read_MB/s dd_MB/s ratio cache
 for np in 1 2; do
-  json=$(mpirun --oversubscribe -np "$np" "$resnet" ckpt bench --model "$model" --dir "$dir" \
-    --repeat "$repeat" $drop --json)
-  bytes=$(field bytes "$json")
-  mapfile -t dd < <(dd_rates "$bytes")
-  printf '%-6s %10.1f %12.1f %12.1f %7.0f%% %12.1f %12.1f %7.0f%% %6s\n' "$np" \
-    "$(calc "$bytes / 1000000")" "$(field write_mb_s "$json")" "${dd[0]}" \
-    "$(calc "100 * $(field write_mb_s "$json") / ${dd[0]}")" \
-    "$(field read_mb_s "$json")" "${dd[1]}" \
-    "$(calc "100 * $(field read_mb_s "$json") / ${dd[1]}")" "$(field read_cache "$json")"
+  W=() DW=() RW=() R=() DR=() RR=()
+  for _ in $(seq "$repeat"); do
+    json=$(mpirun --oversubscribe -np "$np" "$resnet" ckpt bench --model "$model" --dir "$dir" \
+      --repeat 3 $drop --json)
+    bytes=$(field bytes "$json")
+    read -r dw dr < <(dd_rates "$bytes")
+    w=$(field write_mb_s "$json") r=$(field read_mb_s "$json")
+    W+=("$w") DW+=("$dw") RW+=("$(calc "100 * $w / $dw")")
+    R+=("$r") DR+=("$dr") RR+=("$(calc "100 * $r / $dr")")
+  done
+  printf '%-6s %8.1f %12.1f %10.1f %7.0f%% %12.1f %10.1f %7.0f%% %6s\n' "$np" \
+    "$(calc "$bytes / 1000000")" "$(med "${W[@]}")" "$(med "${DW[@]}")" "$(med "${RW[@]}")" \
+    "$(med "${R[@]}")" "$(med "${DR[@]}")" "$(med "${RR[@]}")" "$(field read_cache "$json")"
 done
 
 # The pause in training: a few steps of the model on small synthetic images, a checkpoint every

@@ -130,6 +130,17 @@ class CheckpointTest : public ::testing::Test {
     return found;
   }
 
+  // Flips one bit inside `dataset` of checkpoint `p` (found by its first 64 bytes).
+  void flip_byte_of(const fs::path& p, const std::string& dataset) {
+    const auto data = io::read_checkpoint(p.string(), MPI_COMM_NULL);
+    const auto& want = data.at(dataset);
+    std::string bytes = read_text(p);
+    const size_t at = bytes.find(std::string(want.data(), 64));
+    ASSERT_NE(at, std::string::npos);
+    bytes[at + 17] ^= 0x20;
+    std::ofstream(p, std::ios::binary | std::ios::trunc) << bytes;
+  }
+
   rn::test::ScratchDir scratch_;
   fs::path dir_;
   std::vector<std::string> mounts_;

@@ -34,6 +34,32 @@ TEST_F(ResumeTest, ResumeOnTwoRanksIsBitIdentical) {
   EXPECT_FALSE(tensors(ckpt("a", 6)) == ta);
 }
 
+// Ranks on several machines read their shares of a checkpoint and broadcast them (a test hook
+// makes these ranks do so); the continuation is the same as the one-machine reading's.
+TEST_F(ResumeTest, BroadcastReadingResumesTheSame) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed";
+  auto a = run_resnet("train " + config("a") + " --set checkpoint.every_steps=3", ranks(2));
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  const std::string hook = "RESNET_TEST_CHECKPOINT_BROADCAST=1 ";
+  auto b =
+      run_resnet("train " + config("b") + " --resume " + ckpt("a", 6).string(), hook + ranks(2));
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  const auto ta = tensors(ckpt("a", 12)), tb = tensors(ckpt("b", 12));
+  ASSERT_EQ(ta.size(), tb.size());
+  for (const auto& [name, bytes] : ta) EXPECT_TRUE(bytes == tb.at(name)) << name << " differs";
+  auto four =
+      run_resnet("train " + config("four") + " --resume " + ckpt("a", 6).string(), hook + ranks(4));
+  ASSERT_EQ(four.exit_code, 0) << four.err;
+  EXPECT_NE(four.err.find("at epoch 2, step 3 (batch 1"), std::string::npos) << four.err;
+  // A damaged tensor is found by the rank that reads it, and every rank stops with its message.
+  const std::string bad = (dir_ / "bad.h5").string();
+  fs::copy_file(ckpt("a", 6), bad);
+  flip_byte_of(bad, "model/layer2.0.conv1.weight");
+  auto c = run_resnet("train " + config("c") + " --resume " + bad, hook + ranks(2));
+  EXPECT_NE(c.exit_code, 0);
+  EXPECT_NE(c.err.find("fails its checksum"), std::string::npos) << c.err;
+}
+
 TEST_F(ResumeTest, TwoRankCheckpointContinuesOnOneAndFourRanks) {
   if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed";
   auto a = run_resnet("train " + config("a") + " --set checkpoint.every_steps=3", ranks(2));
