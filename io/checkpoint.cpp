@@ -64,20 +64,6 @@ H5Id file_type(EntryType t, size_t len) {
   return s;
 }
 
-hid_t memory_type(EntryType t) {
-  switch (t) {
-    case EntryType::f32:
-      return H5T_NATIVE_FLOAT;
-    case EntryType::f64:
-      return H5T_NATIVE_DOUBLE;
-    case EntryType::i64:
-      return H5T_NATIVE_INT64;
-    case EntryType::text:
-      break;
-  }
-  return -1;
-}
-
 H5Id dataspace(const CheckpointEntry& e) {
   if (e.shape.empty() || e.type == EntryType::text)
     return H5Id(RN_HDF5_CHECK(H5Screate(H5S_SCALAR)), H5Sclose);
@@ -323,7 +309,7 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& header,
                             e.bytes());
       H5Id mtype = e.type == EntryType::text ? file_type(e.type, e.bytes()) : H5Id();
       const herr_t rc =
-          H5Dwrite(sets[i].get(), e.type == EntryType::text ? mtype.get() : memory_type(e.type),
+          H5Dwrite(sets[i].get(), e.type == EntryType::text ? mtype.get() : native_type(e.type),
                    H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes);
       crcs[i] = crc.get();
       RN_HDF5_CHECK(rc);

@@ -77,20 +77,6 @@ EntryType type_of(hid_t type, const std::string& name) {
   RN_FAIL("dataset '" << name << "' has a type checkpoints do not use");
 }
 
-hid_t native_type(EntryType t) {
-  switch (t) {
-    case EntryType::f32:
-      return H5T_NATIVE_FLOAT;
-    case EntryType::f64:
-      return H5T_NATIVE_DOUBLE;
-    case EntryType::i64:
-      return H5T_NATIVE_INT64;
-    case EntryType::text:
-      break;
-  }
-  return -1;
-}
-
 struct VisitState {
   std::vector<DatasetInfo>* out;
   std::string error;

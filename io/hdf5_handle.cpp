@@ -71,6 +71,20 @@ Collective::Collective(MPI_Comm comm) : comm_(comm) {
   RN_MPI_CHECK(MPI_Comm_size(comm_, &size_));
 }
 
+hid_t native_type(EntryType t) {
+  switch (t) {
+    case EntryType::f32:
+      return H5T_NATIVE_FLOAT;
+    case EntryType::f64:
+      return H5T_NATIVE_DOUBLE;
+    case EntryType::i64:
+      return H5T_NATIVE_INT64;
+    case EntryType::text:
+      break;
+  }
+  return -1;
+}
+
 bool Collective::one_node() const {
   if (comm_ == MPI_COMM_NULL) return true;
   MPI_Comm node;

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "io/checkpoint.h"
+
 namespace rn::io {
 
 // Owns one HDF5 id and closes it with the matching H5?close.
@@ -40,6 +42,9 @@ class H5Id {
 // HDF5 prints its error stack to stderr by default; the project reads the stack into its own
 // exceptions instead (RN_HDF5_CHECK), so the automatic printing is turned off.
 void silence_hdf5_errors();
+
+// The native in-memory HDF5 type of a numeric entry type (-1 for text, whose type is its size).
+hid_t native_type(EntryType t);
 
 void write_attribute(hid_t obj, const char* name, const std::string& value);
 void write_attribute(hid_t obj, const char* name, int64_t value);
