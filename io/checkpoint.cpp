@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -26,17 +25,6 @@ namespace rn::io {
 namespace {
 
 namespace fs = std::filesystem;
-
-uint32_t crc_of(const void* data, size_t bytes) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  const auto* p = static_cast<const Bytef*>(data);
-  while (bytes > 0) {  // zlib takes a uInt length
-    const uInt n = static_cast<uInt>(std::min<size_t>(bytes, 1u << 30));
-    crc = crc32(crc, p, n);
-    p += n, bytes -= n;
-  }
-  return static_cast<uint32_t>(crc);
-}
 
 std::string iso_time(int64_t seconds) {
   const std::time_t t = static_cast<std::time_t>(seconds);

@@ -4,7 +4,6 @@
 #include <hdf5.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -25,16 +24,6 @@ namespace rn::io {
 namespace {
 
 namespace fs = std::filesystem;
-
-uint32_t crc_of(const char* data, size_t bytes) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  for (size_t off = 0; off < bytes;) {  // zlib takes a uInt length
-    const uInt n = static_cast<uInt>(std::min<size_t>(bytes - off, 1u << 30));
-    crc = crc32(crc, reinterpret_cast<const Bytef*>(data + off), n);
-    off += n;
-  }
-  return static_cast<uint32_t>(crc);
-}
 
 std::string hex(uint32_t v) {
   std::ostringstream os;

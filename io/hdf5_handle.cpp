@@ -1,6 +1,9 @@
-// HDF5 attribute helpers and the MPI agreement steps of the checkpoint code.
+// HDF5 attribute helpers, the checksum, and the MPI agreement steps of the checkpoint code.
 #include "io/hdf5_handle.h"
 
+#include <zlib.h>
+
+#include <algorithm>
 #include <climits>
 
 #include "core/check.h"
@@ -69,6 +72,17 @@ Collective::Collective(MPI_Comm comm) : comm_(comm) {
   if (comm_ == MPI_COMM_NULL) return;
   RN_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
   RN_MPI_CHECK(MPI_Comm_size(comm_, &size_));
+}
+
+uint32_t crc_of(const void* data, size_t bytes) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  const auto* p = static_cast<const Bytef*>(data);
+  while (bytes > 0) {  // zlib takes a uInt length
+    const uInt n = static_cast<uInt>(std::min<size_t>(bytes, 1u << 30));
+    crc = crc32(crc, p, n);
+    p += n, bytes -= n;
+  }
+  return static_cast<uint32_t>(crc);
 }
 
 hid_t native_type(EntryType t) {

@@ -1,5 +1,6 @@
 // Small pieces the checkpoint reader and writer share: an owning HDF5 id, attribute read/write,
-// and the few MPI steps that keep ranks in agreement (a no-op without a communicator).
+// the checksum, the native types, and the few MPI steps that keep ranks in agreement (a no-op
+// without a communicator).
 #pragma once
 
 #include <hdf5.h>
@@ -42,6 +43,9 @@ class H5Id {
 // HDF5 prints its error stack to stderr by default; the project reads the stack into its own
 // exceptions instead (RN_HDF5_CHECK), so the automatic printing is turned off.
 void silence_hdf5_errors();
+
+// zlib's CRC-32 of `bytes` bytes, the checksum each dataset carries.
+uint32_t crc_of(const void* data, size_t bytes);
 
 // The native in-memory HDF5 type of a numeric entry type (-1 for text, whose type is its size).
 hid_t native_type(EntryType t);

@@ -219,19 +219,37 @@ CheckpointData load_checkpoint(const std::string& path, distributed::Communicato
   return d;
 }
 
+namespace {
+
+// A tensor of the network and its dataset in a checkpoint.
+struct ModelTarget {
+  std::string key;
+  Shape shape;
+  Tensor* tensor;
+};
+
+// /model (weights and BN buffers) and, `with_momentum`, /optimizer.
+std::vector<ModelTarget> model_targets(models::Network& net, bool with_momentum) {
+  std::vector<ModelTarget> targets;
+  for (const auto& p : net.parameters()) {
+    targets.push_back({"model/" + p.name, p.param->shape, &p.param->value});
+    if (with_momentum)
+      targets.push_back({"optimizer/" + p.name, p.param->shape, &p.param->momentum});
+  }
+  for (const auto& b : net.buffers())
+    targets.push_back({"model/" + b.name, b.tensor->shape(), b.tensor});
+  return targets;
+}
+
+}  // namespace
+
 CheckpointData load_into_model(const std::string& path, models::Network& net, Backend& be,
                                bool with_momentum, distributed::Communicator& comm) {
   std::map<std::string, Tensor*> homes;
-  if (be.device().kind == DeviceKind::cpu) {
-    auto add = [&](const std::string& key, Tensor* t) {
-      if (t->defined() && t->is_plain() && t->dtype() == DType::f32) homes[key] = t;
-    };
-    for (const auto& p : net.parameters()) {
-      add("model/" + p.name, &p.param->value);
-      if (with_momentum) add("optimizer/" + p.name, &p.param->momentum);
-    }
-    for (const auto& b : net.buffers()) add("model/" + b.name, b.tensor);
-  }
+  if (be.device().kind == DeviceKind::cpu)
+    for (const auto& t : model_targets(net, with_momentum))
+      if (t.tensor->defined() && t.tensor->is_plain() && t.tensor->dtype() == DType::f32)
+        homes[t.key] = t.tensor;
   CheckpointData d;
   // Only a dataset of exactly the tensor's type and shape goes into it; any other stays apart
   // for restore_model to report.
@@ -250,22 +268,10 @@ CheckpointData load_into_model(const std::string& path, models::Network& net, Ba
 
 void restore_model(const CheckpointData& data, const std::string& path, models::Network& net,
                    Backend& be, bool with_momentum) {
-  struct Target {
-    std::string key;
-    Shape shape;
-    Tensor* tensor;
-  };
-  std::vector<Target> targets;
+  const std::vector<ModelTarget> targets = model_targets(net, with_momentum);
   std::set<std::string> optional;
-  for (const auto& p : net.parameters()) {
-    targets.push_back({"model/" + p.name, p.param->shape, &p.param->value});
-    if (with_momentum)
-      targets.push_back({"optimizer/" + p.name, p.param->shape, &p.param->momentum});
-  }
-  for (const auto& b : net.buffers()) {
-    targets.push_back({"model/" + b.name, b.tensor->shape(), b.tensor});
+  for (const auto& b : net.buffers())
     if (const auto n = tracked_name(b.name); !n.empty()) optional.insert("model/" + n);
-  }
   std::set<std::string> expected;
   for (const auto& t : targets) expected.insert(t.key);
   std::map<std::string, const io::DatasetInfo*> info;
