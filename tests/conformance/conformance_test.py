@@ -78,8 +78,8 @@ def rel_err(ours, ref):
 
 
 class ReluMasks:
-    """While active, every F.relu call (torchvision's nn.ReLU goes through it) either records its
-    mask (`masks` None) or applies the next of `masks` in call order instead of its own."""
+    """While active, every F.relu call (torchvision's nn.ReLU goes through it) records its own
+    mask, and applies the next of `masks` in call order instead where they are given."""
 
     def __init__(self, masks=None):
         self.given, self.recorded, self.calls = masks, [], 0
@@ -93,9 +93,8 @@ class ReluMasks:
         torch.nn.functional.relu = self.saved
 
     def relu(self, x, inplace=False):
+        self.recorded.append((x.detach() > 0).numpy().copy())
         if self.given is None:
-            self.recorded.append((x > 0).numpy().copy() if not x.requires_grad else
-                                 (x.detach() > 0).numpy().copy())
             return self.saved(x, inplace=inplace)
         if self.calls >= len(self.given):
             sys.exit(f"FAIL: the reference runs more ReLUs than the project's "
@@ -204,7 +203,8 @@ def main():
 
         def reference(dtype, masks=None):
             """Eval logits, then one training forward and backward, of a fresh copy in dtype;
-            with `masks` the training ReLUs apply them. Returns the results and the masks."""
+            with `masks` the training ReLUs apply them. Returns the results and the ReLUs' own
+            masks (which inputs were > 0)."""
             net = reference_models.build(args.model, c, classes, args.break_padding).to(dtype)
             net.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v
                                  for k, v in state.items()}, strict=True)
@@ -226,10 +226,9 @@ def main():
                 relus.recorded
 
         # The float64 reference on the project's side of each kink (a wrongly padded reference
-        # has other shapes, so it keeps its own), PyTorch's float32, and the float64 run on
-        # PyTorch float32's side that its error is measured against.
-        _, own64 = reference(torch.float64)
-        r64, _ = reference(torch.float64, None if args.break_padding else our_masks)
+        # has other shapes, so it keeps its own) with float64's own masks, PyTorch's float32,
+        # and the float64 run on PyTorch float32's side that its error is measured against.
+        r64, own64 = reference(torch.float64, None if args.break_padding else our_masks)
         r32, masks32 = reference(torch.float32)
         base32, _ = reference(torch.float64, masks32)
         names = list(r64["grads"])
