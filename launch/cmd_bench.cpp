@@ -1,6 +1,7 @@
 // `resnet bench`: training (forward + backward + SGD-momentum update) and inference images/s on
 // synthetic data, the median of timed iterations after warm-up. Under mpirun each rank trains a
-// replica and the training step is timed twice: with the gradient all-reduce and without it.
+// replica and the training step is timed twice: with the gradient all-reduce and without it;
+// `--data-parallel` does the same on one rank (the bucketer's copies and, on CUDA, NCCL).
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include "core/models/model_spec.h"
 #include "core/nn/init.h"
 #include "distributed/gradient_bucketer.h"
+#include "distributed/nccl_communicator.h"
 #include "launch/args.h"
 #include "launch/commands.h"
 #include "launch/step.h"
@@ -51,7 +53,7 @@ int run_bench(const std::vector<std::string>& argv, distributed::Communicator& c
   Args args(argv, FlagSpec{{"model", "input", "batch", "threads", "device", "warmup", "iters",
                             "classes", "precision", "bucket-kib", "first-bucket-kib"},
                            {},
-                           {"json", "train-only", "infer-only", "allreduce"}});
+                           {"json", "train-only", "infer-only", "allreduce", "data-parallel"}});
   if (args.flag("allreduce")) return run_allreduce_bench(args, comm);
   const std::string name = args.required("model");
   const DefaultInput d = input_from_args(args, name);
@@ -83,17 +85,24 @@ int run_bench(const std::vector<std::string>& argv, distributed::Communicator& c
 
   const int64_t macs = net->macs(Shape{1, d.channels, d.height, d.width});
   const int world = comm.size();
+  const bool data_parallel = world > 1 || args.flag("data-parallel");
+  // Gradients on the GPU are summed by NCCL (MPI here is not CUDA-aware), as in training.
+  std::unique_ptr<distributed::Communicator> nccl;
+  if (data_parallel && dev == "cuda" && !args.flag("infer-only"))
+    nccl = distributed::make_nccl_communicator(comm, *backend);
+  distributed::Communicator& device_comm = nccl ? *nccl : comm;
+  const std::string allreduce = !data_parallel ? "none" : nccl ? "nccl" : world > 1 ? "mpi" : "local";
   double train_ips = 0, infer_ips = 0, train_med = 0, infer_med = 0, local_med = 0;
   if (!args.flag("infer-only")) {
     const auto train = [&] {
       runner.train_step(images, labels, 0.01);
       backend->synchronize();
     };
-    if (world > 1) {
+    if (data_parallel) {
       // Without communication first: every rank steps alone, as a single process would.
       local_med = median(time_iterations(warmup, iters, train));
       comm.barrier();
-      distributed::GradientBucketer bucketer(*backend, comm, net->parameters());
+      distributed::GradientBucketer bucketer(*backend, device_comm, net->parameters());
       runner.set_gradient_sync([&] { bucketer.finish(); });
       train_med = median(time_iterations(warmup, iters, train));
       runner.set_gradient_sync(nullptr);
@@ -127,10 +136,12 @@ int run_bench(const std::vector<std::string>& argv, distributed::Communicator& c
         "\"threads\": %d, \"train_img_per_s\": %.2f, \"infer_img_per_s\": %.2f, "
         "\"train_iter_s_median\": %.4f, \"infer_iter_s_median\": %.4f, \"fwd_macs_per_img\": %lld, "
         "\"train_gflops\": %.1f, \"infer_gflops\": %.1f, \"peak_rss_mib\": %.1f, \"backend\": "
-        "\"%s\", \"ranks\": %d, \"train_iter_s_no_comm\": %.4f, \"comm_overhead\": %.4f}",
+        "\"%s\", \"ranks\": %d, \"allreduce\": \"%s\", \"train_iter_s_no_comm\": %.4f, "
+        "\"comm_overhead\": %.4f}",
         name.c_str(), d.channels, d.height, d.width, batch, dev.c_str(), precision.c_str(), threads,
         train_ips, infer_ips, train_med, infer_med, static_cast<long long>(macs), train_gflops,
-        infer_gflops, peak_rss_mib(), backend->name().c_str(), world, local_med, overhead);
+        infer_gflops, peak_rss_mib(), backend->name().c_str(), world, allreduce.c_str(), local_med,
+        overhead);
     std::cout << buf << "\n";
   } else {
     std::printf("%s %dx%dx%d batch %d %s on %s\n", name.c_str(), d.channels, d.height, d.width,
@@ -138,11 +149,11 @@ int run_bench(const std::vector<std::string>& argv, distributed::Communicator& c
     if (train_ips > 0)
       std::printf("  train  %9.1f img/s  (%.4f s/iter, %.1f GFLOP/s)\n", train_ips, train_med,
                   train_gflops);
-    if (world > 1 && train_ips > 0)
+    if (data_parallel && train_ips > 0)
       std::printf(
-          "  %d ranks x batch %d: step %.4f s with gradient all-reduce, %.4f s without; "
+          "  %d rank(s) x batch %d: step %.4f s with gradient all-reduce (%s), %.4f s without; "
           "communication %.1f%% of the step\n",
-          world, batch, train_med, local_med, 100 * overhead);
+          world, batch, train_med, allreduce.c_str(), local_med, 100 * overhead);
     if (infer_ips > 0)
       std::printf("  infer  %9.1f img/s  (%.4f s/iter, %.1f GFLOP/s)\n", infer_ips, infer_med,
                   infer_gflops);
