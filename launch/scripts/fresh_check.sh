@@ -22,7 +22,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 commit_arg=${1:-HEAD}
 cache=${RESNET_FRESH_CACHE:-/var/cache/resnet-fresh}
 suite=bookworm
-run_args=${RESNET_FRESH_RUN_ARGS:---set train.epochs=1 --set data.train_limit=4096 --set data.test_limit=2000 --set run_dir=runs/fresh_check}
+run_args=${RESNET_FRESH_RUN_ARGS:---set train.epochs=1 --set run_dir=runs/fresh_check}
 
 say() { echo "fresh_check: $*"; }
 die() { echo "fresh_check: error: $*" >&2; exit 1; }
@@ -120,6 +120,7 @@ say "${times[-1]}"
 # What a fresh machine of this kind has beside the minimal system: the same apt sources and
 # settings (so that updates and security suites are seen), and name resolution.
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+rm -f "$root/etc/apt/sources.list"  # debootstrap's one line, replaced by this machine's sources
 for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
   /etc/apt/apt.conf.d/*; do
   [ -f "$f" ] && cp "$f" "$root$f"
