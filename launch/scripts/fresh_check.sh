@@ -152,15 +152,19 @@ in_root() {
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "${keep[@]}" \
     /bin/bash -c "cd /root/resnet && $1"
 }
-# The first line of a log that says what went wrong: apt's "E:", a compiler's "error:", CMake's
-# message (the line after "CMake Error at ...") or the first test CTest lists as failed.
+# The line of a log that says what went wrong: apt's "E:", a compiler's "error:", CMake's message
+# (its "CMake Error at FILE:LINE" and the paragraph after it, joined) or the first test CTest
+# lists as failed.
 first_error() {
   awk '
-    want { gsub(/^[ \t]+/, ""); if ($0 != "") { print prefix $0; exit } }
-    /CMake Error/ { prefix = "CMake: "; want = 1; next }
-    /The following tests FAILED:/ { prefix = "test failed: "; want = 1; next }
-    /^E: |[^a-z]error: |^error: |ERROR|No such file|not found|Unable to/ {
-      gsub(/^[ \t]+/, ""); print; exit }' "$1" | cut -c 1-300
+    function trim(s) { gsub(/^[ \t]+|[ \t]+$/, "", s); return s }
+    cmake && trim($0) == "" { if (msg != "") { print msg; exit } next }
+    cmake { msg = msg " " trim($0); next }
+    ctest && trim($0) != "" { print "test failed: " trim($0); exit }
+    /CMake Error/ { cmake = 1; msg = trim($0); next }
+    /The following tests FAILED:/ { ctest = 1; next }
+    /^E: |(^|[^a-zA-Z_])error: |Unable to locate/ { print trim($0); exit }
+    END { if (cmake && msg != "") print msg }' "$1" | head -n 1 | cut -c 1-400
 }
 run_step() {
   local cmd=$1 log=$work/step.log t0 status first
