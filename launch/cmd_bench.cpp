@@ -50,11 +50,13 @@ double peak_rss_mib() {
 }  // namespace
 
 int run_bench(const std::vector<std::string>& argv, distributed::Communicator& comm) {
-  Args args(argv, FlagSpec{{"model", "input", "batch", "threads", "device", "warmup", "iters",
-                            "classes", "precision", "bucket-kib", "first-bucket-kib"},
-                           {},
-                           {"json", "train-only", "infer-only", "allreduce", "data-parallel"}});
+  Args args(argv,
+            FlagSpec{{"model", "input", "batch", "threads", "device", "warmup", "iters", "classes",
+                      "precision", "bucket-kib", "first-bucket-kib"},
+                     {},
+                     {"json", "train-only", "infer-only", "allreduce", "data-parallel", "peak"}});
   if (args.flag("allreduce")) return run_allreduce_bench(args, comm);
+  if (args.flag("peak")) return run_peak_bench(args);
   const std::string name = args.required("model");
   const DefaultInput d = input_from_args(args, name);
   const int batch = args.get_int("batch", 16), warmup = args.get_int("warmup", 3),
@@ -67,14 +69,15 @@ int run_bench(const std::vector<std::string>& argv, distributed::Communicator& c
   const std::string precision = args.get("precision", "fp32");
   if (precision != "fp32" && precision != "bf16" && precision != "fp16")
     RN_FAIL("--precision must be fp32, bf16 or fp16, got '" << precision << "'");
-  if (precision != "fp32" && dev != "cuda")
-    RN_FAIL("--precision " << precision << " needs --device cuda");
-  auto backend =
-      make_backend(Device{dev == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0}, threads);
+  const DType compute = precision_dtype(precision);
+  const Device device{dev == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0};
+  if (const std::string why = precision_unsupported(device, compute); !why.empty())
+    RN_FAIL("--precision " << precision << " on " << dev << ": " << why);
+  auto backend = make_backend(device, threads);
   auto net = models::build_model(*backend, models::model_spec(name, d.channels, d.classes), 0);
   StepRunner runner(*backend, *net, optim::OptimizerOptions{.momentum = 0.9, .weight_decay = 5e-4},
                     CrossEntropyParams{});
-  if (precision != "fp32") runner.set_precision(precision == "bf16" ? DType::bf16 : DType::f16);
+  if (compute != DType::f32) runner.set_precision(compute);
 
   nn::InitRng rng(1);
   const Shape in{batch, d.channels, d.height, d.width};
@@ -91,7 +94,10 @@ int run_bench(const std::vector<std::string>& argv, distributed::Communicator& c
   if (data_parallel && dev == "cuda" && !args.flag("infer-only"))
     nccl = distributed::make_nccl_communicator(comm, *backend);
   distributed::Communicator& device_comm = nccl ? *nccl : comm;
-  const std::string allreduce = !data_parallel ? "none" : nccl ? "nccl" : world > 1 ? "mpi" : "local";
+  const std::string allreduce = !data_parallel ? "none"
+                                : nccl         ? "nccl"
+                                : world > 1    ? "mpi"
+                                               : "local";
   double train_ips = 0, infer_ips = 0, train_med = 0, infer_med = 0, local_med = 0;
   if (!args.flag("infer-only")) {
     const auto train = [&] {

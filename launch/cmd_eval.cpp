@@ -14,6 +14,7 @@
 #include "launch/checkpointing.h"
 #include "launch/commands.h"
 #include "launch/logging.h"
+#include "launch/step.h"
 #include "launch/trainer.h"
 
 namespace rn::launch {
@@ -71,7 +72,8 @@ void add_softmax(const Tensor& logits, std::vector<double>& probs) {
 }  // namespace
 
 int run_eval(const std::vector<std::string>& argv, distributed::Communicator& comm) {
-  Args args(argv, FlagSpec{{"config", "crops"}, {"checkpoint", "set"}, {"json", "verbose"}});
+  Args args(argv,
+            FlagSpec{{"config", "crops", "precision"}, {"checkpoint", "set"}, {"json", "verbose"}});
   init_logging(comm.rank(), args.flag("verbose"));
   const auto files = args.all("checkpoint");
   if (files.empty()) RN_FAIL("--checkpoint is required (repeat it for an ensemble)");
@@ -85,8 +87,13 @@ int run_eval(const std::vector<std::string>& argv, distributed::Communicator& co
       cfg.train.threads > 0
           ? cfg.train.threads
           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_ranks);
-  auto backend = make_backend(
-      Device{cfg.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0}, threads);
+  const Device device{cfg.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0};
+  // The config's precision unless --precision says otherwise; the weights stay f32.
+  const std::string precision = args.get("precision", cfg.train.precision);
+  const DType compute = precision_dtype(precision);
+  if (const std::string why = precision_unsupported(device, compute); !why.empty())
+    RN_FAIL("precision " << precision << " on " << cfg.train.device << ": " << why);
+  auto backend = make_backend(device, threads);
   // Each member is built as its checkpoint names it, with the config's input and classes.
   std::vector<std::unique_ptr<models::Network>> nets;
   for (const auto& f : files) {
@@ -121,7 +128,7 @@ int run_eval(const std::vector<std::string>& argv, distributed::Communicator& co
   while (loader.next(b)) {
     probs.assign(static_cast<size_t>(b.n) * k, 0.0);
     for (const auto& v : vs) {
-      const Tensor x = backend->upload(view_of(b, v, ch, cw));
+      const Tensor x = to_compute(*backend, backend->upload(view_of(b, v, ch, cw)), compute);
       for (auto& net : nets) add_softmax(backend->download(net->forward(x)), probs);
     }
     for (int i = 0; i < b.n; ++i) {

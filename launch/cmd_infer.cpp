@@ -1,4 +1,5 @@
-// `resnet infer --checkpoint FILE --input X.h5 --output Y.h5`: eval-mode logits of /images.
+// `resnet infer --checkpoint FILE --input X.h5 --output Y.h5 [--precision fp32|bf16]`: eval-mode
+// logits of /images.
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -8,17 +9,23 @@
 #include "launch/args.h"
 #include "launch/checkpoint_network.h"
 #include "launch/commands.h"
+#include "launch/step.h"
 
 namespace rn::launch {
 
 int run_infer(const std::vector<std::string>& argv, distributed::Communicator& comm) {
-  Args args(argv, FlagSpec{{"checkpoint", "input", "output", "batch", "threads"}, {}, {}});
+  Args args(argv,
+            FlagSpec{{"checkpoint", "input", "output", "batch", "threads", "precision"}, {}, {}});
   const std::string ckpt = args.required("checkpoint");
   const std::string input = args.required("input");
   const std::string output = args.required("output");
   const int batch = args.get_int("batch", 64);
   if (batch < 1) RN_FAIL("--batch must be at least 1, got " << batch);
   const int threads = default_threads(args.get_int("threads", 0));
+  const std::string precision = args.get("precision", "fp32");
+  const DType compute = precision_dtype(precision);
+  if (const std::string why = precision_unsupported(Device{}, compute); !why.empty())
+    RN_FAIL("--precision " << precision << ": " << why);
   // Every rank reads the checkpoint (a collective read); rank 0 alone computes and writes.
   CheckpointNetwork cn = load_checkpoint_network(ckpt, threads, /*with_momentum=*/false, comm);
   if (comm.rank() != 0) return 0;
@@ -35,7 +42,8 @@ int run_infer(const std::vector<std::string>& argv, distributed::Communicator& c
     Tensor x = Tensor::zeros(Shape{b, s[1], s[2], s[3]});
     std::memcpy(x.data(), images.data_as<float>() + start * per_image,
                 static_cast<size_t>(b * per_image) * sizeof(float));
-    const Tensor y = cn.backend->download(cn.net->forward(cn.backend->upload(x)));
+    const Tensor y = cn.backend->download(
+        cn.net->forward(to_compute(*cn.backend, cn.backend->upload(x), compute)));
     std::memcpy(logits.data() + start * cn.classes, y.data(),
                 static_cast<size_t>(b) * cn.classes * sizeof(float));
   }

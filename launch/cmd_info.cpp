@@ -45,12 +45,15 @@ int run_info(const std::vector<std::string>& argv) {
   const Shape in{1, d.channels, d.height, d.width};
   const int64_t params = net->num_parameters(), macs = net->macs(in);
   const Shape out = net->output_shape(in);
+  const std::string bf16_why = precision_unsupported(Device{}, DType::bf16);
   if (args.flag("json")) {
     std::cout << "{\"model\": \"" << name << "\", \"input\": [" << d.channels << ", " << d.height
               << ", " << d.width << "], \"classes\": " << d.classes << ", \"params\": " << params
               << ", \"macs\": " << macs << ", \"depth\": " << net->depth()
               << ", \"weighted_layers\": " << net->weighted_layers()
-              << ", \"parameter_tensors\": " << net->parameters().size() << "}\n";
+              << ", \"parameter_tensors\": " << net->parameters().size() << ", \"cpu_isa\": \""
+              << cpu_isa_name() << "\", \"cpu_bf16\": " << (bf16_why.empty() ? "true" : "false")
+              << "}\n";
   } else {
     std::cout << "model          " << name << "\n"
               << "input          " << d.channels << "x" << d.height << "x" << d.width << "\n"
@@ -58,7 +61,9 @@ int run_info(const std::vector<std::string>& argv) {
               << "parameters     " << params << "\n"
               << "multiply-adds  " << macs << " (" << macs / 1e9 << " G per image, forward)\n"
               << "depth          " << net->depth() << " (weighted layers on the main path; "
-              << net->weighted_layers() << " with projections)\n";
+              << net->weighted_layers() << " with projections)\n"
+              << "cpu            oneDNN runs " << cpu_isa_name() << "; bf16 "
+              << (bf16_why.empty() ? "available" : bf16_why) << "\n";
   }
   return 0;
 }

@@ -13,6 +13,7 @@
 #include "launch/args.h"
 #include "launch/checkpoint_network.h"
 #include "launch/commands.h"
+#include "launch/step.h"
 
 namespace rn::launch {
 namespace {
@@ -32,8 +33,14 @@ double number(const Args& args, const std::string& name, double fallback) {
 
 void write_tensor(io::ArrayWriter& out, Backend& be, const std::string& name, const Shape& shape,
                   const Tensor& t) {
-  // A plain host copy in the canonical (torchvision) order, whatever layout the backend keeps.
-  const Tensor h = be.download(t);
+  // A plain host copy in the canonical (torchvision) order, whatever layout the backend keeps,
+  // in f32 whatever the compute type (bf16 values are exact in f32).
+  Tensor f32 = t;
+  if (t.dtype() != DType::f32) {
+    f32 = be.allocate(TensorDesc{t.shape(), DType::f32, nullptr});
+    be.cast(t, f32);
+  }
+  const Tensor h = be.download(f32);
   out.write_f32(name, shape.dims(), h.data_as<float>());
 }
 
@@ -41,7 +48,7 @@ void write_tensor(io::ArrayWriter& out, Backend& be, const std::string& name, co
 
 int run_step(const std::vector<std::string>& argv, distributed::Communicator& comm) {
   Args args(argv, FlagSpec{{"checkpoint", "input", "output", "lr", "momentum", "weight-decay",
-                            "label-smoothing", "threads"},
+                            "label-smoothing", "threads", "precision"},
                            {},
                            {"nesterov", "relu-outputs"}});
   const std::string ckpt = args.required("checkpoint");
@@ -56,6 +63,10 @@ int run_step(const std::vector<std::string>& argv, distributed::Communicator& co
   if (lr < 0 || opt.momentum < 0 || opt.weight_decay < 0 || smoothing < 0 || smoothing >= 1)
     RN_FAIL("--lr, --momentum and --weight-decay must be >= 0, --label-smoothing in [0, 1)");
   const int threads = default_threads(args.get_int("threads", 0));
+  const std::string precision = args.get("precision", "fp32");
+  const DType compute = precision_dtype(precision);
+  if (const std::string why = precision_unsupported(Device{}, compute); !why.empty())
+    RN_FAIL("--precision " << precision << ": " << why);
   // The momentum buffers come from the checkpoint too: the update continues a run.
   CheckpointNetwork cn = load_checkpoint_network(ckpt, threads, /*with_momentum=*/true, comm);
   if (comm.rank() != 0) return 0;
@@ -76,7 +87,9 @@ int run_step(const std::vector<std::string>& argv, distributed::Communicator& co
     });
   }
   net.set_training(true);
-  const Tensor logits = net.forward(be.upload(images));
+  // Mixed precision as in training: the batch and the convolution weights cast to `compute`,
+  // the master weights, the classifier and the loss in f32.
+  const Tensor logits = net.forward(to_compute(be, be.upload(images), compute));
   Tensor dlogits = be.allocate(logits.desc());
   net.set_relu_tap(nullptr);
   const LossStats loss = be.softmax_cross_entropy(

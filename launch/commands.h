@@ -30,6 +30,8 @@ class Args;
 // default_input overridden by --input CxHxW and --classes N.
 DefaultInput input_from_args(const Args& args, const std::string& model);
 int run_allreduce_bench(const Args& args, distributed::Communicator& comm);
+// `bench --peak`: convolution GFLOP/s in fp32 and (where the CPU has it) bf16.
+int run_peak_bench(const Args& args);
 // The median of timed iterations (the benchmarks' statistic).
 double median(std::vector<double> v);
 

@@ -19,16 +19,19 @@ constexpr const char* kUsage =
     "usage: resnet <command> [flags]\n"
     "  train  --config FILE [--set key=value ...] [--resume auto|FILE]   train a network\n"
     "  eval   --checkpoint FILE [--checkpoint FILE ...] --config FILE [--crops 1|10] [--json]\n"
+    "         [--precision fp32|bf16]\n"
     "  ckpt   inspect FILE [--json] | init --model NAME [--classes N] [--in-channels C] --seed S\n"
     "         --output FILE | bench [--model NAME] [--dir DIR] [--repeat N] [--drop-caches]\n"
     "  infer  --checkpoint FILE --input X.h5 --output Y.h5 [--batch B] [--threads T]\n"
+    "         [--precision fp32|bf16]\n"
     "  step   --checkpoint FILE --input X.h5 --output Y.h5 [--lr LR] [--momentum M]\n"
     "         [--weight-decay WD] [--nesterov] [--label-smoothing S] [--threads T]\n"
-    "         [--relu-outputs]\n"
+    "         [--precision fp32|bf16] [--relu-outputs]\n"
     "  info   --model NAME [--input CxHxW] [--classes N] [--json]\n"
     "  bench  --model NAME [--input CxHxW] [--batch B] [--threads T] [--device cpu|cuda]\n"
-    "         [--precision fp32|bf16|fp16] [--json]\n"
+    "         [--precision fp32|bf16|fp16] [--data-parallel] [--json]\n"
     "  bench  --allreduce [--model NAME]   (under mpirun) gradient all-reduce bandwidth\n"
+    "  bench  --peak [--threads T] [--json]   convolution GFLOP/s in fp32 and bf16\n"
     "  --version\n";
 
 }  // namespace

@@ -5,27 +5,34 @@
 
 namespace rn::launch {
 
+DType precision_dtype(const std::string& precision) {
+  if (precision == "fp32") return DType::f32;
+  if (precision == "bf16") return DType::bf16;
+  if (precision == "fp16") return DType::f16;
+  RN_FAIL("precision must be fp32, bf16 or fp16, got '" << precision << "'");
+}
+
 StepRunner::StepRunner(Backend& backend, models::Network& net, const optim::OptimizerOptions& opt,
                        const CrossEntropyParams& loss)
     : backend_(backend), net_(net), optimizer_(backend, net.parameters(), opt), loss_(loss) {}
 
 void StepRunner::set_precision(DType compute) {
-  RN_CHECK(compute == DType::f32 || backend_.device().kind == DeviceKind::cuda,
-           "precision " << dtype_name(compute) << " needs the cuda device");
+  const std::string why = precision_unsupported(backend_.device(), compute);
+  RN_CHECK(why.empty(), "precision " << dtype_name(compute) << ": " << why);
   compute_ = compute;
   scaler_ = compute == DType::f16 ? std::make_unique<optim::LossScaler>() : nullptr;
 }
 
-Tensor StepRunner::to_compute(const Tensor& x) {
-  if (x.dtype() == compute_) return x;
-  Tensor out = backend_.allocate(TensorDesc{x.shape(), compute_, nullptr});
-  backend_.cast(x, out);
+Tensor to_compute(Backend& backend, const Tensor& x, DType compute) {
+  if (x.dtype() == compute) return x;
+  Tensor out = backend.allocate(TensorDesc{x.shape(), compute, nullptr});
+  backend.cast(x, out);
   return out;
 }
 
 LossStats StepRunner::train_step(const Tensor& images, const Tensor& labels, double lr) {
   net_.set_training(true);
-  Tensor x = to_compute(backend_.upload(images));
+  Tensor x = to_compute(backend_, backend_.upload(images), compute_);
   Tensor y = backend_.upload(labels);
   Tensor logits = net_.forward(x);
   if (!dlogits_.defined() || !dlogits_.desc().same_layout(logits.desc()))
@@ -42,14 +49,14 @@ LossStats StepRunner::train_step(const Tensor& images, const Tensor& labels, dou
 
 LossStats StepRunner::eval_step(const Tensor& images, const Tensor& labels) {
   net_.set_training(false);
-  Tensor logits = net_.forward(to_compute(backend_.upload(images)));
+  Tensor logits = net_.forward(to_compute(backend_, backend_.upload(images), compute_));
   return backend_.softmax_cross_entropy(logits, backend_.upload(labels), CrossEntropyParams{},
                                         nullptr);
 }
 
 Tensor StepRunner::predict(const Tensor& images) {
   net_.set_training(false);
-  return backend_.download(net_.forward(to_compute(backend_.upload(images))));
+  return backend_.download(net_.forward(to_compute(backend_, backend_.upload(images), compute_)));
 }
 
 }  // namespace rn::launch

@@ -11,6 +11,11 @@
 
 namespace rn::launch {
 
+// "fp32", "bf16" or "fp16" as the compute type; anything else is an error naming the choices.
+DType precision_dtype(const std::string& precision);
+// `x` (on `backend`) in the compute type: itself when it already is, else a cast copy.
+Tensor to_compute(Backend& backend, const Tensor& x, DType compute);
+
 class StepRunner {
  public:
   StepRunner(Backend& backend, models::Network& net, const optim::OptimizerOptions& opt,
@@ -34,8 +39,6 @@ class StepRunner {
   models::Network& net_;
   optim::Optimizer optimizer_;
   CrossEntropyParams loss_;
-  // The uploaded batch in the compute type.
-  Tensor to_compute(const Tensor& x);
 
   Tensor dlogits_;
   std::function<void()> sync_;

@@ -160,9 +160,12 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm, const std:
     RN_FAIL(cfg.source << ": 'model.name': " << e.what());
   }
   spec.zero_init_residual = cfg.model.zero_init_residual;
-  if (cfg.train.precision != "fp32" && cfg.train.device == "cpu")
-    RN_FAIL(cfg.source << ": 'train.precision' " << cfg.train.precision
-                       << " is not supported on cpu; use fp32");
+  if (const std::string why = precision_unsupported(
+          Device{cfg.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0},
+          precision_dtype(cfg.train.precision));
+      !why.empty())
+    RN_FAIL(cfg.source << ": 'train.precision' " << cfg.train.precision << " on "
+                       << cfg.train.device << ": " << why);
 
   namespace fs = std::filesystem;
   if (lead) {
@@ -192,9 +195,8 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm, const std:
   for (auto& b : net->buffers()) device_comm.broadcast(b.tensor->data(), b.tensor->bytes(), 0);
   StepRunner runner(*backend, *net, optimizer_options(cfg.optim),
                     CrossEntropyParams{static_cast<float>(cfg.optim.label_smoothing)});
-  // bf16 / fp16 activations with f32 master weights (cuda only: checked above).
-  if (cfg.train.precision != "fp32")
-    runner.set_precision(cfg.train.precision == "bf16" ? DType::bf16 : DType::f16);
+  // bf16 / fp16 activations with f32 master weights (where the device has them: checked above).
+  if (cfg.train.precision != "fp32") runner.set_precision(precision_dtype(cfg.train.precision));
   std::unique_ptr<distributed::GradientBucketer> bucketer;
   if (world > 1) {
     const auto mib = [](double m) { return static_cast<size_t>(m * (1 << 20)); };

@@ -20,6 +20,10 @@ class ConvOp {
   virtual const TensorDesc& output_desc() const = 0;
   // The layout the op would like its weights kept in (the parameter is stored that way).
   virtual const TensorDesc& weight_desc() const = 0;
+  // Whether backward_weights writes an f32 gradient (in weight_desc()'s layout family) when the
+  // weights are bf16 / f16, so that it goes straight beside the f32 master; else it is written in
+  // weight_desc() and cast.
+  virtual bool weight_grad_f32() const { return false; }
   virtual void forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
   virtual void backward_data(const Tensor& dy, const Tensor& w, Tensor& dx) = 0;
   virtual void backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias) = 0;
@@ -129,6 +133,12 @@ class Backend {
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);
+// The instruction set oneDNN runs on this CPU (its effective ISA, after ONEDNN_MAX_CPU_ISA):
+// "avx512_core_amx", "avx512_core_bf16", "avx512_core", "avx2", ...
+std::string cpu_isa_name();
+// Why `compute` cannot run on `device` ("" when it can): bf16 on the CPU needs AMX or
+// AVX512-BF16 (elsewhere oneDNN would emulate it many times slower), f16 runs on CUDA only.
+std::string precision_unsupported(Device device, DType compute);
 // Throws where the project was built without CUDA.
 std::unique_ptr<Backend> make_cuda_backend(int device_index);
 bool cuda_available();

@@ -64,7 +64,7 @@ Tensor Conv2d::forward_impl(const Tensor& x) {
 
 Tensor Conv2d::backward_impl(const Tensor& dy) {
   RN_CHECK(saved_x_.defined(), "[conv] backward without a training forward");
-  if (low_weight_.defined()) {
+  if (low_weight_.defined() && !op_->weight_grad_f32()) {
     // The gradient comes in the compute type and is kept in f32, as its master weight.
     Tensor dw = backend_.allocate(low_weight_.desc());
     op_->backward_weights(saved_x_, dy, dw, p_.bias ? &grad_buffer(bias_) : nullptr);

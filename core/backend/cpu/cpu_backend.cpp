@@ -3,6 +3,7 @@
 
 #include <omp.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "core/backend/cpu/cpu_ops.h"
@@ -11,16 +12,24 @@ namespace rn::cpu {
 
 CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_max_threads()) {
   ctx_.set_threads(threads_);
+  ctx_.set_amx(cpu_isa_name() == "avx512_core_amx");
 }
 
 std::string CpuBackend::name() const {
   const dnnl_version_t* v = dnnl_version();
   return str_cat("cpu (oneDNN ", v->major, ".", v->minor, ".", v->patch, ", ", threads_,
-                 " threads)");
+                 " threads, ", cpu_isa_name(), ")");
 }
 
 LayoutPtr CpuBackend::layout_like(const TensorDesc& like, const Shape& shape) {
   if (!like.layout) return nullptr;
+  if (shape == like.shape) {
+    // The same blocking in like's element type (any blocked format, the bf16 weights' VNNI
+    // pairs too: oneDNN counts strides in elements): an f32 master beside its bf16 copy.
+    dnnl_memory_desc_t same = md_of(TensorDesc{like.shape, like.dtype, like.layout}).data;
+    same.data_type = static_cast<dnnl_data_type_t>(dnnl_type(like.dtype));
+    return desc_of(shape, memory::desc(same), like.dtype).layout;
+  }
   const auto& d = md_of(like).data;
   RN_CHECK(d.ndims == 4 && d.format_kind == dnnl_blocked, "[layout] unsupported " << like.str());
   const auto& b = d.format_desc.blocking;
@@ -115,5 +124,52 @@ std::unique_ptr<LinearOp> CpuBackend::make_linear(const LinearParams& p, const T
 namespace rn {
 std::unique_ptr<Backend> make_cpu_backend(int threads) {
   return std::make_unique<cpu::CpuBackend>(threads);
+}
+
+namespace {
+// The one place the CPU's instruction set is read: oneDNN's effective ISA (what it dispatches,
+// capped by ONEDNN_MAX_CPU_ISA), whose bf16 kernels need AVX512-BF16 or AMX.
+struct CpuIsa {
+  std::string name;
+  bool bf16 = false;
+};
+CpuIsa cpu_isa() {
+  using dnnl::cpu_isa;
+  switch (dnnl::get_effective_cpu_isa()) {
+    case cpu_isa::avx512_core_amx:
+      return {"avx512_core_amx", true};
+    case cpu_isa::avx512_core_bf16:
+      return {"avx512_core_bf16", true};
+    case cpu_isa::avx512_core_vnni:
+      return {"avx512_core_vnni"};
+    case cpu_isa::avx512_core:
+      return {"avx512_core"};
+    case cpu_isa::avx2_vnni:
+      return {"avx2_vnni"};
+    case cpu_isa::avx2:
+      return {"avx2"};
+    case cpu_isa::avx:
+      return {"avx"};
+    case cpu_isa::sse41:
+      return {"sse41"};
+    default:
+      return {"other"};
+  }
+}
+}  // namespace
+
+std::string cpu_isa_name() {
+  return cpu_isa().name;
+}
+
+std::string precision_unsupported(Device device, DType compute) {
+  if (compute == DType::f32 || device.kind == DeviceKind::cuda) return "";
+  if (compute == DType::f16) return "fp16 runs on CUDA only (on the CPU use bf16 or fp32)";
+  if (compute != DType::bf16) return str_cat(dtype_name(compute), " is not a compute precision");
+  const CpuIsa isa = cpu_isa();
+  if (isa.bf16) return "";
+  const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+  return str_cat("bf16 on the CPU needs AMX (amx_bf16) or AVX512-BF16, and oneDNN runs ", isa.name,
+                 " here", cap ? str_cat(" (ONEDNN_MAX_CPU_ISA=", cap, ")") : "", "; use fp32");
 }
 }  // namespace rn

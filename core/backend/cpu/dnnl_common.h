@@ -82,6 +82,9 @@ class DnnlContext {
   // primitive run sets this backend's count first.
   void set_threads(int n) { threads_ = n; }
   int threads() const { return threads_; }
+  // Whether oneDNN dispatches AMX here (see cpu_isa_name()): the bf16 layouts depend on it.
+  bool amx() const { return amx_; }
+  void set_amx(bool amx) { amx_ = amx; }
   Tensor allocate(const TensorDesc& d);
   // A primitive attribute asking for user-provided scratchpad.
   static dnnl::primitive_attr attr();
@@ -93,6 +96,7 @@ class DnnlContext {
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
   int threads_ = 1;
+  bool amx_ = false;
 };
 
 // One primitive with its argument memories built once; each run binds the current pointers.

@@ -1,19 +1,27 @@
 // Element-wise ops written directly as OpenMP loops over the whole (possibly padded, blocked)
 // buffer: every operand shares one layout, and zero padding maps to zero under relu and add.
+// Each runs on f32 or bf16 elements (computed in f32), as its operands' dtype says.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "core/backend/cpu/cpu_backend.h"
+#include "core/backend/cpu/element_types.h"
 
 namespace rn::cpu {
 namespace {
 
-// Below this many floats a parallel region costs more than it saves.
+// Below this many elements a parallel region costs more than it saves.
 constexpr int64_t kParallelGrain = 1 << 15;
 
-int64_t float_count(const Tensor& t) {
-  return static_cast<int64_t>(t.bytes() / sizeof(float));
+// Elements in the whole buffer, padding included.
+int64_t element_count(const Tensor& t) {
+  return static_cast<int64_t>(t.bytes() / dtype_size(t.dtype()));
+}
+
+void check_dtype(const char* op, const Tensor& a, const Tensor& b) {
+  RN_CHECK(a.dtype() == b.dtype(),
+           "[" << op << "] operands differ: " << a.desc().str() << " vs " << b.desc().str());
 }
 
 void check_same(const char* op, const Tensor& a, const Tensor& b) {
@@ -70,84 +78,114 @@ void for_each_shortcut_pair(const Tensor& x, const Tensor& y, int stride, int th
 
 void CpuBackend::relu_forward(const Tensor& x, Tensor& y) {
   check_same("relu", x, y);
-  const float* a = x.data_as<float>();
-  float* o = y.data_as<float>();
-  const int64_t n = float_count(x);
+  with_element_type("relu", x, [&](auto tag) {
+    using T = decltype(tag);
+    const T* a = x.data_as<T>();
+    T* o = y.data_as<T>();
+    const int64_t n = element_count(x);
 #pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) o[i] = a[i] > 0.f ? a[i] : 0.f;
+    for (int64_t i = 0; i < n; ++i) o[i] = from_f32<T>(std::max(to_f32(a[i]), 0.f));
+  });
 }
 
 void CpuBackend::relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
   check_same("relu_backward", y, dy);
   check_same("relu_backward", y, dx);
-  const float* out = y.data_as<float>();
-  const float* g = dy.data_as<float>();
-  float* o = dx.data_as<float>();
-  const int64_t n = float_count(y);
+  with_element_type("relu_backward", y, [&](auto tag) {
+    using T = decltype(tag);
+    const T* out = y.data_as<T>();
+    const T* g = dy.data_as<T>();
+    T* o = dx.data_as<T>();
+    const int64_t n = element_count(y);
 #pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) o[i] = out[i] > 0.f ? g[i] : 0.f;
+    for (int64_t i = 0; i < n; ++i) o[i] = to_f32(out[i]) > 0.f ? g[i] : from_f32<T>(0.f);
+  });
 }
 
 void CpuBackend::relu_backward_add(const Tensor& y, const Tensor& a, const Tensor& b, Tensor& dx) {
   check_same("relu_backward_add", y, a);
   check_same("relu_backward_add", y, b);
   check_same("relu_backward_add", y, dx);
-  const float* out = y.data_as<float>();
-  const float* p = a.data_as<float>();
-  const float* q = b.data_as<float>();
-  float* o = dx.data_as<float>();
-  const int64_t n = float_count(y);
+  with_element_type("relu_backward_add", y, [&](auto tag) {
+    using T = decltype(tag);
+    const T* out = y.data_as<T>();
+    const T* p = a.data_as<T>();
+    const T* q = b.data_as<T>();
+    T* o = dx.data_as<T>();
+    const int64_t n = element_count(y);
 #pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) o[i] = out[i] > 0.f ? p[i] + q[i] : 0.f;
+    for (int64_t i = 0; i < n; ++i)
+      o[i] = from_f32<T>(to_f32(out[i]) > 0.f ? to_f32(p[i]) + to_f32(q[i]) : 0.f);
+  });
 }
 
 void CpuBackend::add(const Tensor& a, const Tensor& b, Tensor& y, bool relu) {
   check_same("add", a, b);
   check_same("add", a, y);
-  const float* p = a.data_as<float>();
-  const float* q = b.data_as<float>();
-  float* o = y.data_as<float>();
-  const int64_t n = float_count(a);
-  if (relu) {
+  with_element_type("add", a, [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = a.data_as<T>();
+    const T* q = b.data_as<T>();
+    T* o = y.data_as<T>();
+    const int64_t n = element_count(a);
+    if (relu) {
 #pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) o[i] = std::max(p[i] + q[i], 0.f);
-  } else {
+      for (int64_t i = 0; i < n; ++i)
+        o[i] = from_f32<T>(std::max(to_f32(p[i]) + to_f32(q[i]), 0.f));
+    } else {
 #pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
-    for (int64_t i = 0; i < n; ++i) o[i] = p[i] + q[i];
-  }
+      for (int64_t i = 0; i < n; ++i) o[i] = from_f32<T>(to_f32(p[i]) + to_f32(q[i]));
+    }
+  });
 }
 
 void CpuBackend::add_inplace(Tensor& y, const Tensor& x) {
   check_same("add_inplace", y, x);
-  const float* p = x.data_as<float>();
-  float* o = y.data_as<float>();
-  const int64_t n = float_count(x);
+  with_element_type("add_inplace", x, [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = x.data_as<T>();
+    T* o = y.data_as<T>();
+    const int64_t n = element_count(x);
 #pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) o[i] += p[i];
+    for (int64_t i = 0; i < n; ++i) o[i] = from_f32<T>(to_f32(o[i]) + to_f32(p[i]));
+  });
 }
 
 void CpuBackend::axpby(Tensor& y, float a, const Tensor& x, float b) {
   check_same("axpby", y, x);
-  const float* p = x.data_as<float>();
-  float* o = y.data_as<float>();
-  const int64_t n = float_count(x);
+  with_element_type("axpby", x, [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = x.data_as<T>();
+    T* o = y.data_as<T>();
+    const int64_t n = element_count(x);
 #pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) o[i] = a * p[i] + b * o[i];
+    for (int64_t i = 0; i < n; ++i) o[i] = from_f32<T>(a * to_f32(p[i]) + b * to_f32(o[i]));
+  });
 }
 
 void CpuBackend::pad_shortcut_forward(const Tensor& x, int stride, Tensor& y) {
+  check_dtype("shortcut", x, y);
   fill(y, 0.f);
-  const float* xp = x.data_as<float>();
-  float* yp = y.data_as<float>();
-  for_each_shortcut_pair(x, y, stride, threads_, [&](int64_t xo, int64_t yo) { yp[yo] = xp[xo]; });
+  with_element_type("shortcut", x, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = x.data_as<T>();
+    T* yp = y.data_as<T>();
+    for_each_shortcut_pair(x, y, stride, threads_,
+                           [&](int64_t xo, int64_t yo) { yp[yo] = xp[xo]; });
+  });
 }
 
 void CpuBackend::pad_shortcut_backward(const Tensor& dy, int stride, Tensor& dx) {
+  check_dtype("shortcut_backward", dy, dx);
   // Positions skipped by the stride get no gradient.
   fill(dx, 0.f);
-  const float* g = dy.data_as<float>();
-  float* o = dx.data_as<float>();
-  for_each_shortcut_pair(dx, dy, stride, threads_, [&](int64_t xo, int64_t yo) { o[xo] = g[yo]; });
+  with_element_type("shortcut_backward", dy, [&](auto tag) {
+    using T = decltype(tag);
+    const T* g = dy.data_as<T>();
+    T* o = dx.data_as<T>();
+    for_each_shortcut_pair(dx, dy, stride, threads_,
+                           [&](int64_t xo, int64_t yo) { o[xo] = g[yo]; });
+  });
 }
 
 void CpuBackend::channel_affine_add(Tensor& y, const Tensor& x, const Tensor& scale,
@@ -160,44 +198,54 @@ void CpuBackend::channel_affine_add(Tensor& y, const Tensor& x, const Tensor& sc
   const ChannelBlockedIndexer ix(md_of(x.desc()));
   const float* a = scale.data_as<float>();
   const float* b = shift.data_as<float>();
-  const float* xp = x.data_as<float>();
-  float* o = y.data_as<float>();
   const int64_t sh = ix.stride_h(), sw = ix.stride_w();
+  with_element_type("channel_affine_add", x, [&](auto tag) {
+    using T = decltype(tag);
+    const T* xp = x.data_as<T>();
+    T* o = y.data_as<T>();
 #pragma omp parallel for collapse(2) num_threads(threads_)
-  for (int64_t n = 0; n < s[0]; ++n)
-    for (int64_t c = 0; c < s[1]; ++c) {
-      const int64_t base = ix.base(n, c);
-      for (int64_t h = 0; h < s[2]; ++h)
-        for (int64_t w = 0; w < s[3]; ++w) {
-          const int64_t i = base + h * sh + w * sw;
-          o[i] += a[c] * xp[i] + b[c];
-        }
-    }
+    for (int64_t n = 0; n < s[0]; ++n)
+      for (int64_t c = 0; c < s[1]; ++c) {
+        const int64_t base = ix.base(n, c);
+        for (int64_t h = 0; h < s[2]; ++h)
+          for (int64_t w = 0; w < s[3]; ++w) {
+            const int64_t i = base + h * sh + w * sw;
+            o[i] = from_f32<T>(to_f32(o[i]) + a[c] * to_f32(xp[i]) + b[c]);
+          }
+      }
+  });
 }
 
 void CpuBackend::fill(Tensor& t, float value) {
-  float* o = t.data_as<float>();
-  const int64_t n = float_count(t);
-  if (value == 0.f) {
-    std::memset(o, 0, t.bytes());
+  if (value == 0.f) {  // +0 is all-zero bits in f32 and bf16 alike
+    std::memset(t.data(), 0, t.bytes());
     return;
   }
-  if (t.bytes() > static_cast<size_t>(t.numel()) * sizeof(float)) {
+  if (t.bytes() > static_cast<size_t>(t.numel()) * dtype_size(t.dtype())) {
     // Padded blocks must stay zero: fill the logical values, then lay them out.
     Tensor plain = Tensor::zeros(t.shape());
     fill(plain, value);
     reorder(plain, t);
     return;
   }
+  with_element_type("fill", t, [&](auto tag) {
+    using T = decltype(tag);
+    T* o = t.data_as<T>();
+    const T v = from_f32<T>(value);
+    const int64_t n = element_count(t);
 #pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) o[i] = value;
+    for (int64_t i = 0; i < n; ++i) o[i] = v;
+  });
 }
 
 void CpuBackend::scale(Tensor& t, float factor) {
-  float* o = t.data_as<float>();
-  const int64_t n = float_count(t);
+  with_element_type("scale", t, [&](auto tag) {
+    using T = decltype(tag);
+    T* o = t.data_as<T>();
+    const int64_t n = element_count(t);
 #pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) o[i] *= factor;
+    for (int64_t i = 0; i < n; ++i) o[i] = from_f32<T>(to_f32(o[i]) * factor);
+  });
 }
 
 void CpuBackend::copy(const Tensor& src, Tensor& dst) {
@@ -208,7 +256,7 @@ void CpuBackend::copy(const Tensor& src, Tensor& dst) {
 bool CpuBackend::all_finite(const Tensor& t) {
   RN_CHECK(t.dtype() == DType::f32, "[all_finite] expects f32, got " << t.desc().str());
   const float* p = t.data_as<float>();
-  const int64_t n = float_count(t);
+  const int64_t n = element_count(t);
   int64_t bad = 0;
 #pragma omp parallel for num_threads(threads_) reduction(+ : bad) if (n > kParallelGrain)
   for (int64_t i = 0; i < n; ++i) bad += !std::isfinite(p[i]);

@@ -27,12 +27,12 @@ class CpuPool final : public PoolOp {
     const bool need_ws = training && p.kind == PoolKind::max;
     dnnl::pooling_forward::desc d(
         need_ws ? prop_kind::forward_training : prop_kind::forward_inference, alg_, x_md_,
-        memory::desc(to_dims(y_shape_), memory::data_type::f32, Tag::any), stride_, kernel_, pad_,
+        memory::desc(to_dims(y_shape_), dnnl_type(x.dtype), Tag::any), stride_, kernel_, pad_,
         pad_);
     fwd_pd_ =
         RN_DNNL_CHECK(dnnl::pooling_forward::primitive_desc(d, DnnlContext::attr(), ctx.engine()));
     y_md_ = fwd_pd_.dst_desc();
-    out_desc_ = desc_of(y_shape_, y_md_);
+    out_desc_ = desc_of(y_shape_, y_md_, x.dtype);
     std::vector<std::pair<int, memory::desc>> args = {{DNNL_ARG_SRC, x_md_}, {DNNL_ARG_DST, y_md_}};
     if (need_ws) {
       auto ws = fwd_pd_.workspace_desc();
