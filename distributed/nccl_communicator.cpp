@@ -8,6 +8,8 @@
 #include <nccl.h>
 
 #include <chrono>
+#include <cstdio>
+#include <exception>
 #include <thread>
 
 #include "core/backend/cuda/cuda_backend.h"
@@ -85,10 +87,20 @@ class NcclCommunicator final : public Communicator {
   }
 
   ~NcclCommunicator() override {
-    if (stream_) RN_CUDA_CHECK_PRINT(cudaStreamSynchronize(stream_));
-    if (comm_) ncclCommDestroy(comm_);
+    // With a collective still queued (a peer stalled or died: the watchdog's error is unwinding
+    // the job) a stream synchronize and ncclCommDestroy would wait for it forever; ncclCommAbort
+    // ends the queued operations and frees the communicator. Otherwise the orderly path.
+    const bool graceful = !timed_out_ && std::uncaught_exceptions() == 0 && stream_ &&
+                          cudaStreamQuery(stream_) == cudaSuccess;
+    if (comm_) {
+      const ncclResult_t rc = graceful ? ncclCommDestroy(comm_) : ncclCommAbort(comm_);
+      if (rc != ncclSuccess)
+        std::fprintf(stderr, "[nccl] %s: %s\n", graceful ? "ncclCommDestroy" : "ncclCommAbort",
+                     ncclGetErrorString(rc));
+    }
+    if (!graceful) cudaGetLastError();
     if (ready_) RN_CUDA_CHECK_PRINT(cudaEventDestroy(ready_));
-    if (stream_) RN_CUDA_CHECK_PRINT(cudaStreamDestroy(stream_));
+    if (graceful && stream_) RN_CUDA_CHECK_PRINT(cudaStreamDestroy(stream_));
   }
 
   int rank() const override { return host_.rank(); }
@@ -108,6 +120,7 @@ class NcclCommunicator final : public Communicator {
     NcclRequest done(compute_, stream_);
     if (!done.wait_for(timeout_s())) {
       done.abandon();
+      timed_out_ = true;
       throw_timeout(*this, str_cat("broadcast of ", bytes, " bytes from rank ", root));
     }
   }
@@ -125,6 +138,7 @@ class NcclCommunicator final : public Communicator {
   }
 
   Communicator& host_;
+  bool timed_out_ = false;  // a collective of ours never completed: abort, never wait, at the end
   ncclComm_t comm_ = nullptr;
   cudaStream_t compute_ = nullptr, stream_ = nullptr;
   cudaEvent_t ready_ = nullptr;

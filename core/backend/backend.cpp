@@ -1,6 +1,8 @@
 // Backend selection by device, and the shape arithmetic both backends share.
 #include "core/backend/backend.h"
 
+#include "core/backend/batch_norm_paths.h"
+
 #include "core/check.h"
 
 namespace rn {
@@ -16,6 +18,27 @@ Shape conv_output_shape(const ConvParams& p, const Shape& x) {
   RN_CHECK(oh > 0 && ow > 0, "[conv] input " << x.str() << " too small for kernel " << p.kernel
                                              << " stride " << p.stride);
   return Shape{x[0], p.out_channels, oh, ow};
+}
+
+MathChoice math_choice(DType storage, MathMode mode) {
+  if (storage != DType::f32) return MathChoice{.tensor_cores = true, .tf32 = false};
+  return mode == MathMode::fast ? MathChoice{.tensor_cores = true, .tf32 = true}
+                                : MathChoice{.tensor_cores = false, .tf32 = false};
+}
+
+std::vector<CudaBatchNormPath> cuda_batch_norm_paths(DType t, bool fuse_relu) {
+  using P = CudaBatchNormPath;
+  switch (t) {
+    case DType::f16:
+      if (fuse_relu) return {P::fused_relu_persistent, P::persistent, P::spatial, P::f32_copy};
+      return {P::persistent, P::spatial, P::f32_copy};
+    case DType::f32:
+      return {P::persistent, P::spatial};
+    case DType::bf16:
+      return {P::f32_copy};
+    default:
+      RN_FAIL("[batch_norm] no batch norm for " << dtype_name(t) << " data");
+  }
 }
 
 std::unique_ptr<Backend> make_backend(Device device, int threads) {

@@ -139,8 +139,8 @@ std::string cpu_isa_name();
 // Why `compute` cannot run on `device` ("" when it can): bf16 on the CPU needs AMX or
 // AVX512-BF16 (elsewhere oneDNN would emulate it many times slower), f16 runs on CUDA only.
 std::string precision_unsupported(Device device, DType compute);
-// Throws where the project was built without CUDA.
-std::unique_ptr<Backend> make_cuda_backend(int device_index);
+// Throws where the project was built without CUDA. `math`: TF32 for fp32 or not (MathMode).
+std::unique_ptr<Backend> make_cuda_backend(int device_index, MathMode math = MathMode::fast);
 bool cuda_available();
 std::unique_ptr<Backend> make_backend(Device device, int threads);
 

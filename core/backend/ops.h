@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "core/tensor.h"
+
 namespace rn {
 
 struct ConvParams {
@@ -50,6 +52,21 @@ struct LarsParams {
   float weight_decay = 0.f;
   float eta = 0.001f;
 };
+
+// How fp32 convolutions and matrix products may round on CUDA. `fast` lets them use TF32 tensor
+// cores (10-bit mantissa products, fp32 accumulation: cuDNN's default math on Ampere and later,
+// cuBLAS's COMPUTE_32F_FAST_TF32), as PyTorch does for convolutions; `exact` keeps full fp32
+// (CUDNN_FMA_MATH, CUBLAS_COMPUTE_32F), for finite-difference checks. bf16 and fp16 use tensor
+// cores in both (their products are exact in fp32 accumulators).
+enum class MathMode : uint8_t { fast, exact };
+
+// What a math mode allows for one storage type; the CUDA backend turns it into cuDNN's math
+// type and cuBLAS's compute type.
+struct MathChoice {
+  bool tensor_cores = true;  // may use tensor-core kernels at all
+  bool tf32 = false;         // fp32 inputs rounded to TF32 on them
+};
+MathChoice math_choice(DType storage, MathMode mode);
 
 struct CrossEntropyParams {
   float label_smoothing = 0.f;

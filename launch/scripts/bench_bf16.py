@@ -67,19 +67,23 @@ def main():
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "resnet"))
     ap.add_argument("--models", default=",".join(CASES))
     a = ap.parse_args()
-    peak_out = json.loads(run([a.binary, "bench", "--peak", "--threads", str(a.threads),
-                               "--json"]).strip().splitlines()[-1])
-    peak = {p: max(r["gflops"] for r in peak_out["peak"] if r["precision"] == p)
-            for p in ("fp32", "bf16") if any(r["precision"] == p for r in peak_out["peak"])}
-    print(f"backend {peak_out['backend']}; convolution peak (resnet bench --peak): "
-          + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in peak.items()))
-    train_rows, infer_rows = [], []
+    peak = {}
+
+    def measure_peak():
+        """`resnet bench --peak`, once per round: the best convolution GFLOP/s seen so far."""
+        out = json.loads(run([a.binary, "bench", "--peak", "--threads", str(a.threads),
+                              "--json"]).strip().splitlines()[-1])
+        for r in out["peak"]:
+            peak[r["precision"]] = max(peak.get(r["precision"], 0.0), r["gflops"])
+        return out["backend"]
+    results = []
     for model in a.models.split(","):
         cols = ("fp32", "bf16", "torch_default", "torch_tuned", "torch_bf16")
         r = {k: [] for k in cols}
         inf = {"fp32": [], "bf16": []}
         macs = 0
         for _ in range(a.rounds):
+            backend = measure_peak()
             for p in ("fp32", "bf16"):
                 t, i, macs = ours(a, model, p)
                 r[p].append(t)
@@ -88,7 +92,10 @@ def main():
                 r["torch_" + kind].append(torch(a, model, kind))
             print(f"# {model}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in r.items()),
                   file=sys.stderr, flush=True)
-        med = {k: statistics.median(v) for k, v in r.items()}
+        results.append((model, {k: statistics.median(v) for k, v in r.items()},
+                        {k: statistics.median(v) for k, v in inf.items()}, macs))
+    train_rows, infer_rows = [], []
+    for model, med, imed, macs in results:
         best_torch = max(med["torch_default"], med["torch_tuned"], med["torch_bf16"])
         gf = med["bf16"] * 6 * macs / 1e9
         c, hw, batch, _, _ = CASES[model]
@@ -98,9 +105,10 @@ def main():
             f"{med['torch_tuned']:.1f} | {med['torch_bf16']:.1f} | "
             f"{med['bf16'] / med['torch_bf16']:.2f}x | {med['bf16'] / best_torch:.2f}x | "
             f"{gf:.0f} ({gf / peak.get('bf16', float('nan')):.0%}) |")
-        imed = {k: statistics.median(v) for k, v in inf.items()}
         infer_rows.append(f"| {model} | {batch} | {imed['fp32']:.1f} | {imed['bf16']:.1f} | "
                           f"{imed['bf16'] / imed['fp32']:.2f}x |")
+    print(f"backend {backend}; convolution peak (resnet bench --peak, best of every round): "
+          + ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in peak.items()))
     print("\n| model | input | batch | ours fp32 | ours bf16 | bf16 / fp32 | torch fp32 default | "
           "torch fp32 tuned | torch bf16 tuned | ours bf16 / torch bf16 | ours bf16 / torch best "
           "| ours bf16 GFLOP/s (of bf16 peak) |")

@@ -1,6 +1,12 @@
-// Batch normalization on cuDNN, fused with the ReLU that follows it where cuDNN offers it
-// (CUDNN_BATCHNORM_OPS_BN_ACTIVATION on NHWC, with the reserve space as the workspace). The
-// scale, shift and statistics stay fp32 whatever the activations' type, as cuDNN requires.
+// Batch normalization on cuDNN. The ways it can run are tried best first, as
+// cuda_batch_norm_paths() lists them (core/backend/batch_norm_paths.h, where the choice is
+// tested without a GPU): the NHWC kernels fused with the ReLU that follows
+// (CUDNN_BATCHNORM_OPS_BN_ACTIVATION, its reserve space as the layer's workspace), the persistent
+// NHWC kernels, the plain spatial ones, and, for bf16, which cuDNN's batch norm does not document,
+// fp32 kernels on an fp32 copy. A configuration refused at plan time or at the first forward is
+// replaced by the next; a backward refused at run time falls back to the legacy spatial backward,
+// which needs only the saved statistics. The scale, shift and statistics stay fp32 throughout.
+#include "core/backend/batch_norm_paths.h"
 #include "core/backend/cuda/cuda_backend.h"
 
 namespace rn::cuda {
@@ -14,17 +20,12 @@ class CudaBatchNorm final : public BatchNormOp {
              "[batch_norm] input must be N x C x H x W, got " << x.shape.str());
     x_desc_ = nhwc_desc(x.shape, x.dtype);
     channels_ = x.shape[1];
-    set_tensor_desc(xd_, x_desc_);
+    paths_ = cuda_batch_norm_paths(x.dtype, p.fuse_relu);
     RN_CUDNN_CHECK(
         cudnnSetActivationDescriptor(act_, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
-    // cuDNN documents the fused BN + ReLU kernel for NHWC half-precision data only; where a
-    // configuration is refused at run time the op falls back (see configure()).
-    const bool try_fused = p.fuse_relu && x.dtype != DType::f32;
-    if (!(try_fused &&
-          configure(CUDNN_BATCHNORM_OPS_BN_ACTIVATION, CUDNN_BATCHNORM_SPATIAL_PERSISTENT)) &&
-        !configure(CUDNN_BATCHNORM_OPS_BN, CUDNN_BATCHNORM_SPATIAL_PERSISTENT) &&
-        !configure(CUDNN_BATCHNORM_OPS_BN, CUDNN_BATCHNORM_SPATIAL))
-      RN_FAIL("[batch_norm] cuDNN offers no batch norm for " << x_desc_.str());
+    while (!configure(paths_[next_]))
+      if (++next_ == paths_.size())
+        RN_FAIL("[batch_norm] cuDNN offers no batch norm for " << x_desc_.str());
     // The layer keeps the reserve space from forward to backward when fused with ReLU.
     if (p.fuse_relu)
       ws_desc_ =
@@ -39,30 +40,38 @@ class CudaBatchNorm final : public BatchNormOp {
 
   void forward_training(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y,
                         Tensor& mean, Tensor& var, Tensor* workspace) override {
-    Tensor xs = be_.as_layout(x, x_desc_);
     check_out(y);
     RN_CHECK(!p_.fuse_relu || workspace != nullptr, "[batch_norm] fused ReLU needs a workspace");
+    Tensor xs = be_.as_layout(x, x_desc_);
     cudnnStatus_t st = forward_ex(xs, gamma, beta, y, mean, workspace);
-    while (st == CUDNN_STATUS_NOT_SUPPORTED && fall_back())
+    // A configuration cuDNN accepted at plan time may still refuse to run: take the next.
+    while (st == CUDNN_STATUS_NOT_SUPPORTED && next_ + 1 < paths_.size()) {
+      bool ok = false;
+      while (!ok && ++next_ < paths_.size()) ok = configure(paths_[next_]);
+      if (!ok) break;
       st = forward_ex(xs, gamma, beta, y, mean, workspace);
+    }
     RN_CHECK(st == CUDNN_STATUS_SUCCESS,
              "[batch_norm] cudnnBatchNormalizationForwardTrainingEx: " << cudnnGetErrorString(st)
                                                                        << " for " << x_desc_.str());
     launch_inv_std_to_var(inv_std_.data_as<float>(), var.data_as<float>(), channels_, p_.eps,
                           ctx_.stream());
     if (p_.fuse_relu && ops_ == CUDNN_BATCHNORM_OPS_BN) be_.relu_forward(y, y);
-    // Backward of the fused op reads the output and the shift again.
+    // Backward of the fused op reads the output and the shift again; the unfused one applies
+    // ReLU's gradient from the output.
     if (p_.fuse_relu) saved_y_ = y, saved_beta_ = beta;
   }
 
   void forward_inference(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                          const Tensor& mean, const Tensor& var, Tensor& y) override {
-    Tensor xs = be_.as_layout(x, x_desc_);
     check_out(y);
+    Tensor xs = compute_copy(be_.as_layout(x, x_desc_));
+    Tensor ys = cast_ ? be_.allocate(compute_desc()) : y;
     const float one = 1.f, zero = 0.f;
     RN_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(
-        ctx_.cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, xd_, xs.data(), xd_, y.data(), bnd_,
+        ctx_.cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, xd_, xs.data(), xd_, ys.data(), bnd_,
         gamma.data(), beta.data(), mean.data(), var.data(), p_.eps));
+    if (cast_) be_.cast(ys, y);
     if (p_.fuse_relu) be_.relu_forward(y, y);
   }
 
@@ -70,34 +79,54 @@ class CudaBatchNorm final : public BatchNormOp {
                 const Tensor& var, const Tensor* workspace, Tensor& dx, Tensor& dgamma,
                 Tensor& dbeta) override {
     RN_CHECK(reserve_.defined(), "[batch_norm] backward without a training forward");
-    Tensor xs = be_.as_layout(x, x_desc_), dys = be_.as_layout(dy, x_desc_);
-    Tensor dxs = dx.desc().same_layout(x_desc_) ? dx : be_.allocate(x_desc_);
-    if (p_.fuse_relu && ops_ == CUDNN_BATCHNORM_OPS_BN) {
-      // ReLU ran as its own kernel: its gradient first, from the saved output.
-      Tensor g = be_.allocate(x_desc_);
-      be_.relu_backward(saved_y_, dys, g);
-      dys = g;
-    }
+    Tensor dys = be_.as_layout(dy, x_desc_);
+    const bool act = ops_ == CUDNN_BATCHNORM_OPS_BN_ACTIVATION;
+    if (p_.fuse_relu && !act) dys = relu_grad(dys);
     launch_var_to_inv_std(var.data_as<float>(), inv_std_.data_as<float>(), channels_, p_.eps,
                           ctx_.stream());
-    Tensor ws = ctx_.scratch(bwd_ws_bytes_);
-    const bool act = ops_ == CUDNN_BATCHNORM_OPS_BN_ACTIVATION;
+    Tensor xs = compute_copy(be_.as_layout(x, x_desc_));
+    Tensor dyc = compute_copy(dys);
+    Tensor dxs = !cast_ && dx.desc().same_layout(x_desc_) ? dx : be_.allocate(compute_desc());
     const float one = 1.f, zero = 0.f;
-    RN_CUDNN_CHECK(cudnnBatchNormalizationBackwardEx(
-        ctx_.cudnn(), mode_, ops_, &one, &zero, &one, &zero, xd_, xs.data(),
-        act ? xd_.get() : nullptr, act ? saved_y_.data() : nullptr, xd_, dys.data(), nullptr,
-        nullptr, xd_, dxs.data(), bnd_, gamma.data(), act ? saved_beta_.data() : nullptr,
-        dgamma.data(), dbeta.data(), p_.eps, mean.data(), inv_std_.data(), activation(), ws.data(),
-        bwd_ws_bytes_, reserve_.data(), reserve_bytes_));
-    if (dxs.data() != dx.data()) be_.reorder(dxs, dx);
+    cudnnStatus_t st = CUDNN_STATUS_NOT_SUPPORTED;
+    if (!legacy_backward_) {
+      Tensor ws = ctx_.scratch(bwd_ws_bytes_);
+      st = cudnnBatchNormalizationBackwardEx(
+          ctx_.cudnn(), mode_, ops_, &one, &zero, &one, &zero, xd_, xs.data(),
+          act ? xd_.get() : nullptr, act ? saved_y_.data() : nullptr, xd_, dyc.data(), nullptr,
+          nullptr, xd_, dxs.data(), bnd_, gamma.data(), act ? saved_beta_.data() : nullptr,
+          dgamma.data(), dbeta.data(), p_.eps, mean.data(), inv_std_.data(), activation(),
+          ws.data(), bwd_ws_bytes_, reserve_.data(), reserve_bytes_);
+      // Refused at run time: from now on the legacy spatial backward, which reads only the
+      // saved mean and inverse standard deviation (the fused ReLU's gradient first, from the
+      // saved output).
+      if (st == CUDNN_STATUS_NOT_SUPPORTED) legacy_backward_ = true;
+    }
+    if (legacy_backward_) {
+      if (act) dyc = compute_copy(relu_grad(dys));
+      RN_CUDNN_CHECK(cudnnBatchNormalizationBackward(
+          ctx_.cudnn(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, xd_, xs.data(), xd_,
+          dyc.data(), xd_, dxs.data(), bnd_, gamma.data(), dgamma.data(), dbeta.data(), p_.eps,
+          mean.data(), inv_std_.data()));
+    } else {
+      RN_CHECK(st == CUDNN_STATUS_SUCCESS,
+               "[batch_norm] cudnnBatchNormalizationBackwardEx: " << cudnnGetErrorString(st)
+                                                                  << " for " << x_desc_.str());
+    }
+    if (dxs.data() != dx.data()) cast_ ? be_.cast(dxs, dx) : be_.reorder(dxs, dx);
     reserve_ = Tensor(), saved_y_ = Tensor(), saved_beta_ = Tensor();
   }
 
  private:
-  // Takes the (ops, mode) configuration and its workspace and reserve sizes; false when cuDNN
-  // refuses it for this input.
-  bool configure(cudnnBatchNormOps_t ops, cudnnBatchNormMode_t mode) {
-    ops_ = ops, mode_ = mode;
+  // Takes one path's (ops, mode) and, for the fp32 copy, the fp32 descriptor, with its workspace
+  // and reserve sizes; false when cuDNN refuses it for this input.
+  bool configure(CudaBatchNormPath path) {
+    cast_ = path == CudaBatchNormPath::f32_copy;
+    ops_ = path == CudaBatchNormPath::fused_relu_persistent ? CUDNN_BATCHNORM_OPS_BN_ACTIVATION
+                                                            : CUDNN_BATCHNORM_OPS_BN;
+    mode_ = path == CudaBatchNormPath::spatial ? CUDNN_BATCHNORM_SPATIAL
+                                               : CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
+    set_tensor_desc(xd_, compute_desc());
     return cudnnDeriveBNTensorDescriptor(bnd_, xd_, mode_) == CUDNN_STATUS_SUCCESS &&
            cudnnGetBatchNormalizationTrainingExReserveSpaceSize(
                ctx_.cudnn(), mode_, ops_, activation(), xd_, &reserve_bytes_) ==
@@ -110,16 +139,6 @@ class CudaBatchNorm final : public BatchNormOp {
                &bwd_ws_bytes_) == CUDNN_STATUS_SUCCESS;
   }
 
-  // The next configuration after a run-time refusal: unfused, then the plain spatial kernels.
-  // False when none is left.
-  bool fall_back() {
-    if (ops_ == CUDNN_BATCHNORM_OPS_BN_ACTIVATION &&
-        configure(CUDNN_BATCHNORM_OPS_BN, CUDNN_BATCHNORM_SPATIAL_PERSISTENT))
-      return true;
-    return mode_ != CUDNN_BATCHNORM_SPATIAL &&
-           configure(CUDNN_BATCHNORM_OPS_BN, CUDNN_BATCHNORM_SPATIAL);
-  }
-
   cudnnStatus_t forward_ex(const Tensor& xs, const Tensor& gamma, const Tensor& beta, Tensor& y,
                            Tensor& mean, Tensor* workspace) {
     // The fused op's reserve space is the layer's workspace (kept until backward); otherwise the
@@ -127,17 +146,35 @@ class CudaBatchNorm final : public BatchNormOp {
     const bool fused = ops_ == CUDNN_BATCHNORM_OPS_BN_ACTIVATION;
     reserve_ = fused ? *workspace : ctx_.scratch(reserve_bytes_);
     Tensor ws = ctx_.scratch(fwd_ws_bytes_);
+    Tensor xc = compute_copy(xs);
+    Tensor yc = cast_ ? be_.allocate(compute_desc()) : y;
     const float one = 1.f, zero = 0.f;
     // Running statistics are the caller's (PyTorch's momentum and unbiased variance): the
     // caller's mean and variance come from the saved batch mean and inverse standard deviation,
     // and cuDNN's own running averages go to a scratch pair the op never reads.
-    return cudnnBatchNormalizationForwardTrainingEx(
-        ctx_.cudnn(), mode_, ops_, &one, &zero, xd_, xs.data(), nullptr, nullptr, xd_, y.data(),
+    const cudnnStatus_t st = cudnnBatchNormalizationForwardTrainingEx(
+        ctx_.cudnn(), mode_, ops_, &one, &zero, xd_, xc.data(), nullptr, nullptr, xd_, yc.data(),
         bnd_, gamma.data(), beta.data(), 1.0, running_.data_as<float>(),
         running_.data_as<float>() + channels_, p_.eps, mean.data(), inv_std_.data(), activation(),
         ws.data(), fwd_ws_bytes_, reserve_.data(), reserve_bytes_);
+    if (st == CUDNN_STATUS_SUCCESS && cast_) be_.cast(yc, y);
+    return st;
   }
 
+  // The type cuDNN computes on: the activations' own, or fp32 on the f32_copy path.
+  TensorDesc compute_desc() const { return cast_ ? nhwc_desc(x_desc_.shape, DType::f32) : x_desc_; }
+  Tensor compute_copy(const Tensor& t) {
+    if (!cast_) return t;
+    Tensor c = be_.allocate(compute_desc());
+    be_.cast(t, c);
+    return c;
+  }
+  // ReLU's gradient from the saved output, in the activations' type.
+  Tensor relu_grad(const Tensor& dys) {
+    Tensor g = be_.allocate(x_desc_);
+    be_.relu_backward(saved_y_, dys, g);
+    return g;
+  }
   cudnnActivationDescriptor_t activation() const {
     return ops_ == CUDNN_BATCHNORM_OPS_BN_ACTIVATION ? act_.get() : nullptr;
   }
@@ -151,10 +188,12 @@ class CudaBatchNorm final : public BatchNormOp {
   BatchNormParams p_;
   TensorDesc x_desc_, ws_desc_;
   int64_t channels_ = 0;
+  std::vector<CudaBatchNormPath> paths_;
+  size_t next_ = 0;
+  bool cast_ = false, legacy_backward_ = false;
   TensorDescriptor xd_, bnd_;
   ActivationDescriptor act_;
   cudnnBatchNormOps_t ops_ = CUDNN_BATCHNORM_OPS_BN;
-  // Persistent per-channel kernels first: PyTorch's choice for channels-last batch norm.
   cudnnBatchNormMode_t mode_ = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
   size_t reserve_bytes_ = 0, fwd_ws_bytes_ = 0, bwd_ws_bytes_ = 0;
   Tensor inv_std_, running_, reserve_, saved_y_, saved_beta_;

@@ -6,16 +6,16 @@
 namespace rn::cuda {
 namespace {
 
-// One thread per element in memory order of the logical N x C x H x W index; the channel picks
-// the coefficients (both operands share one layout, so one offset serves both).
+// One thread per element in memory order, so that neighbouring threads touch neighbouring
+// elements (coalesced) in NHWC and NCHW alike: both are dense, only where the channel index
+// comes from differs (the fastest dimension in NHWC, every H x W elements in NCHW). Both
+// operands share one layout, so one offset serves both.
 template <typename T>
 __global__ void channel_affine_add_kernel(T* y, const T* x, const float* scale, const float* shift,
-                                          int64_t n, int64_t c, int64_t h, int64_t w, Strides4 s) {
-  const int64_t total = n * c * h * w;
+                                          int64_t total, int64_t c, int64_t hw, bool nhwc) {
   for (int64_t i = thread_index(); i < total; i += grid_stride()) {
-    const int64_t wi = i % w, hi = (i / w) % h, ci = (i / (w * h)) % c, ni = i / (w * h * c);
-    const int64_t o = ni * s.n + ci * s.c + hi * s.h + wi * s.w;
-    y[o] = from_f<T>(to_f(y[o]) + scale[ci] * to_f(x[o]) + shift[ci]);
+    const int64_t ci = nhwc ? i % c : (i / hw) % c;
+    y[i] = from_f<T>(to_f(y[i]) + scale[ci] * to_f(x[i]) + shift[ci]);
   }
 }
 
@@ -30,13 +30,15 @@ void CudaBackend::channel_affine_add(Tensor& y, const Tensor& x, const Tensor& s
                                    << scale.numel() << " scales and " << shift.numel()
                                    << " shifts");
   const unsigned grid = grid_for(x.numel(), kBlock);
-  const Strides4 st = strides_of(x.desc());
+  // strides_of accepts plain NCHW and NHWC only: both dense.
+  strides_of(x.desc());
+  const bool nhwc = is_nhwc(x.desc());
   switch (x.dtype()) {
 #define RN_AFFINE_CASE(DT, T)                                                               \
   case DT:                                                                                  \
     channel_affine_add_kernel<T><<<grid, kBlock, 0, ctx_.stream()>>>(                       \
         static_cast<T*>(y.data()), static_cast<const T*>(x.data()), scale.data_as<float>(), \
-        shift.data_as<float>(), s[0], s[1], s[2], s[3], st);                                \
+        shift.data_as<float>(), x.numel(), s[1], s[2] * s[3], nhwc);                         \
     break;
     RN_AFFINE_CASE(DType::f32, float)
     RN_AFFINE_CASE(DType::bf16, __nv_bfloat16)

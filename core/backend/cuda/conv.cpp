@@ -1,13 +1,40 @@
 // Convolution on cuDNN: forward, backward-data and backward-weights, with groups, NHWC
 // activations and OHWI weights (the tensor-core layouts). The fastest algorithm of each problem
-// is measured once (cudnnFind...) and cached in the context for every layer of that shape; its
-// workspace comes from the pool at each call, so a step allocates nothing.
+// is measured once (cudnnFind...Ex, on the layer's own buffers, with a search workspace taken and
+// given back outside the pool) and cached in the context for every layer of that shape; the
+// chosen algorithm's workspace comes from the pool at each call, so a step allocates nothing.
 #include <vector>
 
 #include "core/backend/cuda/cuda_backend.h"
 
 namespace rn::cuda {
 namespace {
+
+// Device memory for one algorithm search, taken outside the pool and given back at once: the
+// search measures candidates on the real buffers within this workspace (cudnnFind...Ex), instead
+// of letting cuDNN allocate its own while the pool holds what the first step took. Where the
+// limit does not fit next to the pool any more, half as much is tried, down to none.
+class SearchWorkspace {
+ public:
+  explicit SearchWorkspace(size_t limit) : bytes_(limit) {
+    while (bytes_ > 0 && cudaMalloc(&ptr_, bytes_) != cudaSuccess) {
+      cudaGetLastError();
+      ptr_ = nullptr;
+      bytes_ = bytes_ > (size_t{1} << 20) ? bytes_ / 2 : 0;
+    }
+  }
+  ~SearchWorkspace() {
+    if (ptr_) RN_CUDA_CHECK_PRINT(cudaFree(ptr_));
+  }
+  SearchWorkspace(const SearchWorkspace&) = delete;
+  SearchWorkspace& operator=(const SearchWorkspace&) = delete;
+  void* data() const { return ptr_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_;
+};
 
 // The first measured algorithm that succeeded within the workspace limit (cuDNN sorts by time).
 template <typename Perf>
@@ -20,8 +47,8 @@ const Perf& pick(const std::vector<Perf>& perf, int returned, size_t limit, cons
 
 class CudaConv final : public ConvOp {
  public:
-  CudaConv(CudaBackend& be, const ConvParams& p, const TensorDesc& x)
-      : be_(be), ctx_(be.context()), p_(p) {
+  CudaConv(CudaBackend& be, const ConvParams& p, const TensorDesc& x, bool training)
+      : be_(be), ctx_(be.context()), p_(p), training_(training) {
     RN_CHECK(x.shape.rank() == 4, "[conv] input must be N x C x H x W, got " << x.shape.str());
     RN_CHECK(x.dtype != DType::i32, "[conv] integer input " << x.str());
     const int64_t c = x.shape[1];
@@ -38,8 +65,12 @@ class CudaConv final : public ConvOp {
                                                    p.dilation, p.dilation, CUDNN_CROSS_CORRELATION,
                                                    CUDNN_DATA_FLOAT));
     RN_CUDNN_CHECK(cudnnSetConvolutionGroupCount(cd_, p.groups));
-    // fp32 may use TF32 tensor cores (the default math); bf16 / fp16 use tensor cores.
-    search_math_ = t == DType::f32 ? CUDNN_DEFAULT_MATH : CUDNN_TENSOR_OP_MATH;
+    // The backend's math mode: fp32 with TF32 tensor cores (cuDNN's default math on Ampere and
+    // later) or in full fp32 (FMA math: no tensor cores); bf16 / fp16 on tensor cores.
+    const MathChoice m = math_choice(t, be.math_mode());
+    search_math_ = !m.tensor_cores   ? CUDNN_FMA_MATH
+                   : t == DType::f32 ? CUDNN_DEFAULT_MATH
+                                     : CUDNN_TENSOR_OP_MATH;
     key_ = str_cat(dtype_name(t), " x", x.shape.str(), " w", w_desc_.shape.str(), " s", p.stride,
                    " p", p.pad, " d", p.dilation, " g", p.groups);
   }
@@ -49,14 +80,23 @@ class CudaConv final : public ConvOp {
 
   void forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
     ConvAlgos& a = ctx_.conv_algos(key_);
+    Tensor xs = be_.as_layout(x, x_desc_), ws_w = be_.as_layout(w, w_desc_);
+    // A plain (NCHW) input, the network's first layer's, is converted once per step: backward
+    // weights reuses this NHWC copy of the same tensor.
+    converted_x_ = training_ && xs.data() != x.data() ? xs : Tensor();
+    converted_from_ = x.data();
+    Tensor ys = y.desc().same_layout(out_desc_) ? y : be_.allocate(out_desc_);
     if (!a.has_fwd) {
-      std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(CUDNN_CONVOLUTION_FWD_ALGO_COUNT);
-      int returned = 0;
+      int count = 0, returned = 0;
+      RN_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(ctx_.cudnn(), &count));
+      std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(static_cast<size_t>(count));
       // Each search starts from the widest math type; the winner's is set before each call.
       RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, search_math_));
-      RN_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(
-          ctx_.cudnn(), xd_, wd_, cd_, yd_, static_cast<int>(perf.size()), &returned, perf.data()));
-      const auto& best = pick(perf, returned, ctx_.workspace_limit(), "forward");
+      const SearchWorkspace sw(ctx_.workspace_limit());
+      RN_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
+          ctx_.cudnn(), xd_, xs.data(), wd_, ws_w.data(), cd_, yd_, ys.data(), count, &returned,
+          perf.data(), sw.data(), sw.bytes()));
+      const auto& best = pick(perf, returned, sw.bytes(), "forward");
       a.fwd = best.algo, a.fwd_math = best.mathType, a.has_fwd = true;
     }
     RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, a.fwd_math));
@@ -64,8 +104,6 @@ class CudaConv final : public ConvOp {
     RN_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(ctx_.cudnn(), xd_, wd_, cd_, yd_, a.fwd,
                                                            &ws_bytes));
     Tensor ws = ctx_.scratch(ws_bytes);
-    Tensor xs = be_.as_layout(x, x_desc_), ws_w = be_.as_layout(w, w_desc_);
-    Tensor ys = y.desc().same_layout(out_desc_) ? y : be_.allocate(out_desc_);
     const float one = 1.f, zero = 0.f;
     RN_CUDNN_CHECK(cudnnConvolutionForward(ctx_.cudnn(), &one, xd_, xs.data(), wd_, ws_w.data(),
                                            cd_, a.fwd, ws.data(), ws_bytes, &zero, yd_, ys.data()));
@@ -80,14 +118,19 @@ class CudaConv final : public ConvOp {
 
   void backward_data(const Tensor& dy, const Tensor& w, Tensor& dx) override {
     ConvAlgos& a = ctx_.conv_algos(key_);
+    Tensor dys = be_.as_layout(dy, out_desc_), wl = be_.as_layout(w, w_desc_);
+    Tensor dxs = dx.desc().same_layout(x_desc_) ? dx : be_.allocate(x_desc_);
     if (!a.has_bwd_data) {
-      std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT);
-      int returned = 0;
+      int count = 0, returned = 0;
+      RN_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(ctx_.cudnn(), &count));
+      std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(static_cast<size_t>(count));
       // Each search starts from the widest math type; the winner's is set before each call.
       RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, search_math_));
-      RN_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(
-          ctx_.cudnn(), wd_, yd_, cd_, xd_, static_cast<int>(perf.size()), &returned, perf.data()));
-      const auto& best = pick(perf, returned, ctx_.workspace_limit(), "backward-data");
+      const SearchWorkspace sw(ctx_.workspace_limit());
+      RN_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
+          ctx_.cudnn(), wd_, wl.data(), yd_, dys.data(), cd_, xd_, dxs.data(), count, &returned,
+          perf.data(), sw.data(), sw.bytes()));
+      const auto& best = pick(perf, returned, sw.bytes(), "backward-data");
       a.bwd_data = best.algo, a.bwd_data_math = best.mathType, a.has_bwd_data = true;
     }
     RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, a.bwd_data_math));
@@ -95,8 +138,6 @@ class CudaConv final : public ConvOp {
     RN_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(ctx_.cudnn(), wd_, yd_, cd_, xd_,
                                                                 a.bwd_data, &ws_bytes));
     Tensor ws = ctx_.scratch(ws_bytes);
-    Tensor dys = be_.as_layout(dy, out_desc_), wl = be_.as_layout(w, w_desc_);
-    Tensor dxs = dx.desc().same_layout(x_desc_) ? dx : be_.allocate(x_desc_);
     const float one = 1.f, zero = 0.f;
     RN_CUDNN_CHECK(cudnnConvolutionBackwardData(ctx_.cudnn(), &one, wd_, wl.data(), yd_, dys.data(),
                                                 cd_, a.bwd_data, ws.data(), ws_bytes, &zero, xd_,
@@ -106,15 +147,23 @@ class CudaConv final : public ConvOp {
 
   void backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias) override {
     ConvAlgos& a = ctx_.conv_algos(key_);
+    Tensor xs = converted_x_.defined() && converted_from_ == x.data() ? converted_x_
+                                                                       : be_.as_layout(x, x_desc_);
+    converted_x_ = Tensor();
+    Tensor dys = be_.as_layout(dy, out_desc_);
+    Tensor dws = dw.desc().same_layout(w_desc_) ? dw : be_.allocate(w_desc_);
     if (!a.has_bwd_filter) {
-      std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(
-          CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT);
-      int returned = 0;
+      int count = 0, returned = 0;
+      RN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(ctx_.cudnn(), &count));
+      std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(static_cast<size_t>(count));
       // Each search starts from the widest math type; the winner's is set before each call.
       RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, search_math_));
-      RN_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(
-          ctx_.cudnn(), xd_, yd_, cd_, wd_, static_cast<int>(perf.size()), &returned, perf.data()));
-      const auto& best = pick(perf, returned, ctx_.workspace_limit(), "backward-filter");
+      const SearchWorkspace sw(ctx_.workspace_limit());
+      // The search writes dws; the call below overwrites it.
+      RN_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
+          ctx_.cudnn(), xd_, xs.data(), yd_, dys.data(), cd_, wd_, dws.data(), count, &returned,
+          perf.data(), sw.data(), sw.bytes()));
+      const auto& best = pick(perf, returned, sw.bytes(), "backward-filter");
       a.bwd_filter = best.algo, a.bwd_filter_math = best.mathType, a.has_bwd_filter = true;
     }
     RN_CUDNN_CHECK(cudnnSetConvolutionMathType(cd_, a.bwd_filter_math));
@@ -122,8 +171,6 @@ class CudaConv final : public ConvOp {
     RN_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(ctx_.cudnn(), xd_, yd_, cd_, wd_,
                                                                   a.bwd_filter, &ws_bytes));
     Tensor ws = ctx_.scratch(ws_bytes);
-    Tensor xs = be_.as_layout(x, x_desc_), dys = be_.as_layout(dy, out_desc_);
-    Tensor dws = dw.desc().same_layout(w_desc_) ? dw : be_.allocate(w_desc_);
     const float one = 1.f, zero = 0.f;
     RN_CUDNN_CHECK(cudnnConvolutionBackwardFilter(ctx_.cudnn(), &one, xd_, xs.data(), yd_,
                                                   dys.data(), cd_, a.bwd_filter, ws.data(),
@@ -140,18 +187,22 @@ class CudaConv final : public ConvOp {
   CudaBackend& be_;
   CudaContext& ctx_;
   ConvParams p_;
+  bool training_;
   TensorDesc x_desc_, out_desc_, w_desc_;
   TensorDescriptor xd_, yd_;
   FilterDescriptor wd_;
   ConvolutionDescriptor cd_;
   cudnnMathType_t search_math_ = CUDNN_DEFAULT_MATH;
   std::string key_;
+  Tensor converted_x_;  // forward's NHWC copy of a plain input, until backward weights
+  const void* converted_from_ = nullptr;
 };
 
 }  // namespace
 
-std::unique_ptr<ConvOp> make_conv(CudaBackend& be, const ConvParams& p, const TensorDesc& x, bool) {
-  return std::make_unique<CudaConv>(be, p, x);
+std::unique_ptr<ConvOp> make_conv(CudaBackend& be, const ConvParams& p, const TensorDesc& x,
+                                  bool training) {
+  return std::make_unique<CudaConv>(be, p, x, training);
 }
 
 }  // namespace rn::cuda

@@ -6,7 +6,7 @@
 
 namespace rn::cuda {
 
-CudaBackend::CudaBackend(int device) : ctx_(device) {
+CudaBackend::CudaBackend(int device, MathMode math) : ctx_(device), math_(math) {
   RN_CUDA_CHECK(cudaMallocHost(&host_result_, 64));
   device_result_ = ctx_.allocate(TensorDesc{Shape{16}, DType::f32, nullptr});
 }
@@ -158,7 +158,7 @@ bool cuda_available() {
   return n > 0;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device_index) {
+std::unique_ptr<Backend> make_cuda_backend(int device_index, MathMode math) {
   int n = 0;
   const cudaError_t rc = cudaGetDeviceCount(&n);
   if (rc != cudaSuccess || n == 0) {
@@ -167,7 +167,7 @@ std::unique_ptr<Backend> make_cuda_backend(int device_index) {
             << (rc != cudaSuccess ? cudaGetErrorString(rc) : "no CUDA device found") << ")");
   }
   // One GPU per rank: ranks on one node take the GPUs in turn by their local rank.
-  return std::make_unique<cuda::CudaBackend>(device_index % n);
+  return std::make_unique<cuda::CudaBackend>(device_index % n, math);
 }
 
 }  // namespace rn

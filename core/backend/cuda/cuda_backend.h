@@ -12,7 +12,7 @@ namespace rn::cuda {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device);
+  CudaBackend(int device, MathMode math);
   ~CudaBackend() override;
   Device device() const override { return Device{DeviceKind::cuda, ctx_.device()}; }
   std::string name() const override;
@@ -60,6 +60,7 @@ class CudaBackend final : public Backend {
   void synchronize() override;
 
   CudaContext& context() { return ctx_; }
+  MathMode math_mode() const { return math_; }
   // `t` in layout `want` (same shape and dtype): itself when it already is, else a pooled copy.
   Tensor as_layout(const Tensor& t, const TensorDesc& want);
 
@@ -68,6 +69,7 @@ class CudaBackend final : public Backend {
   void transform(const Tensor& src, Tensor& dst);
 
   CudaContext ctx_;
+  MathMode math_;
   // Pinned host words the loss and finiteness checks return through (one copy, one sync).
   void* host_result_ = nullptr;
   Tensor device_result_;

@@ -1,4 +1,5 @@
-// Fully connected layer on cuBLAS, in fp32 (TF32 tensor cores allowed): the head of every network
+// Fully connected layer on cuBLAS, in fp32 (TF32 tensor cores where the backend's math mode allows
+// them, MathMode::fast; full fp32 with MathMode::exact): the head of every network
 // sees N x C after global pooling, a small matrix whose precision is worth more than its time.
 // Row-major N x K data is column-major K x N to cuBLAS, so each product is written transposed.
 #include "core/backend/cuda/cuda_backend.h"
@@ -17,6 +18,8 @@ class CudaLinear final : public LinearOp {
     n_ = s[0];
     k_ = s[1];
     out_desc_ = TensorDesc{Shape{n_, p.out_features}, DType::f32, nullptr};
+    compute_ = math_choice(DType::f32, be.math_mode()).tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                            : CUBLAS_COMPUTE_32F;
   }
 
   const TensorDesc& output_desc() const override { return out_desc_; }
@@ -62,12 +65,13 @@ class CudaLinear final : public LinearOp {
   void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
             const void* a, int64_t lda, const void* b, int64_t ldb, void* c, int64_t ldc) {
     const float one = 1.f, zero = 0.f;
-    RN_CUBLAS_CHECK(cublasGemmEx(
-        ctx_.cublas(), ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), &one,
-        a, CUDA_R_32F, static_cast<int>(lda), b, CUDA_R_32F, static_cast<int>(ldb), &zero, c,
-        CUDA_R_32F, static_cast<int>(ldc), CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT));
+    RN_CUBLAS_CHECK(cublasGemmEx(ctx_.cublas(), ta, tb, static_cast<int>(m), static_cast<int>(n),
+                                 static_cast<int>(k), &one, a, CUDA_R_32F, static_cast<int>(lda), b,
+                                 CUDA_R_32F, static_cast<int>(ldb), &zero, c, CUDA_R_32F,
+                                 static_cast<int>(ldc), compute_, CUBLAS_GEMM_DEFAULT));
   }
 
+  cublasComputeType_t compute_ = CUBLAS_COMPUTE_32F;
   CudaBackend& be_;
   CudaContext& ctx_;
   LinearParams p_;

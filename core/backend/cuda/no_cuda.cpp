@@ -4,7 +4,7 @@
 
 namespace rn {
 
-std::unique_ptr<Backend> make_cuda_backend(int) {
+std::unique_ptr<Backend> make_cuda_backend(int, MathMode) {
   RN_FAIL(
       "train.device 'cuda': this resnet was built without CUDA (CUDA toolkit, cuDNN and NCCL "
       "were not found at configure time)");

@@ -1,5 +1,6 @@
 // Gradient checks on the GPU: each CUDA op's backward against central differences of its own
-// forward, in fp32 with TF32 turned off. Skipped where no GPU is usable.
+// forward, in full fp32 (the backend built with MathMode::exact: no TF32). Skipped where no GPU is
+// usable.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -17,10 +18,7 @@ using test::random_values;
 
 class CudaGradientTest : public test::CudaTest {
  protected:
-  void SetUp() override {
-    test::disable_tf32();
-    test::CudaTest::SetUp();
-  }
+  void SetUp() override { test::CudaTest::SetUp(MathMode::exact); }
   GradientCheckOptions options() const {
     GradientCheckOptions o;
     o.max_points = 60;

@@ -31,11 +31,12 @@ inline Tolerance tolerance_of(DType t) {
 
 class CudaTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { SetUp(MathMode::fast); }
+  void SetUp(MathMode math) {
     if (!cuda_available())
       GTEST_SKIP() << "no usable CUDA GPU (built without CUDA, no driver, or no device)";
     cpu_ = make_cpu_backend(1);
-    gpu_ = make_cuda_backend(0);
+    gpu_ = make_cuda_backend(0, math);
   }
 
   // Host values (row-major f32) on the GPU, plain, in dtype `t`.
@@ -78,11 +79,5 @@ class CudaTest : public ::testing::Test {
 
   std::unique_ptr<Backend> cpu_, gpu_;
 };
-
-// fp32 checks that must not use TF32 (finite differences need the full mantissa). Read by
-// cuBLAS and cuDNN when their handles are made, so set before the backend exists.
-inline void disable_tf32() {
-  ::setenv("NVIDIA_TF32_OVERRIDE", "0", 1);
-}
 
 }  // namespace rn::test
