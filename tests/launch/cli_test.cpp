@@ -15,6 +15,7 @@ namespace rn::launch {
 namespace {
 
 using test::CommandResult;
+using test::json_number;
 
 // Arguments for the shell, each single-quoted.
 std::string shell_args(const std::vector<std::string>& args) {
@@ -37,14 +38,6 @@ class CliTest : public ::testing::Test {
     return test::run_resnet(shell_args(args));
   }
 };
-
-// The number after "key": in a flat JSON object, or NaN when absent.
-double json_number(const std::string& json, const std::string& key) {
-  const std::string k = "\"" + key + "\":";
-  const size_t at = json.find(k);
-  if (at == std::string::npos) return NAN;
-  return std::strtod(json.c_str() + at + k.size(), nullptr);
-}
 
 std::string json_string(const std::string& json, const std::string& key) {
   const std::string k = "\"" + key + "\": \"";

@@ -7,13 +7,13 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 
 #include "core/backend/backend.h"
 #include "run_command.h"
 #include "tests/scratch_dir.h"
 
 namespace fs = std::filesystem;
+using rn::test::json_number;
 using rn::test::read_text;
 using rn::test::run_resnet;
 
@@ -64,13 +64,6 @@ class CpuBf16TrainTest : public ::testing::Test {
   rn::test::ScratchDir scratch_;
   fs::path dir_;
 };
-
-double json_number(const std::string& line, const std::string& key) {
-  std::smatch m;
-  std::regex re("\"" + key + "\": ([-0-9.eE+]+)");
-  if (!std::regex_search(line, m, re)) return NAN;
-  return std::stod(m[1]);
-}
 
 TEST_F(CpuBf16TrainTest, Bf16LearnsAsFp32Does) {
   if (!have_bf16()) GTEST_SKIP() << rn::precision_unsupported(rn::Device{}, rn::DType::bf16);

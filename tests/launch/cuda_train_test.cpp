@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 #include <sstream>
 
 #include "core/backend/backend.h"
@@ -15,6 +14,7 @@
 #include "tests/scratch_dir.h"
 
 namespace fs = std::filesystem;
+using rn::test::json_number;
 using rn::test::read_text;
 using rn::test::run_resnet;
 
@@ -44,13 +44,6 @@ class CudaTrainTest : public ::testing::Test {
   rn::test::ScratchDir scratch_;
   fs::path dir_;
 };
-
-double json_number(const std::string& line, const std::string& key) {
-  std::smatch m;
-  std::regex re("\"" + key + "\": ([-0-9.eE+]+)");
-  if (!std::regex_search(line, m, re)) return NAN;
-  return std::stod(m[1]);
-}
 
 TEST_F(CudaTrainTest, WithoutAGpuCudaIsOneClearError) {
   if (rn::cuda_available()) GTEST_SKIP() << "a GPU is usable here";

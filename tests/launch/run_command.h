@@ -3,6 +3,7 @@
 
 #include <sys/wait.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -45,6 +46,15 @@ inline std::string read_text(const std::filesystem::path& p) {
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+// The number after "key": in a flat JSON object (a `--json` line, a metrics.jsonl line), or NaN
+// when absent.
+inline double json_number(const std::string& json, const std::string& key) {
+  const std::string k = "\"" + key + "\":";
+  const size_t at = json.find(k);
+  if (at == std::string::npos) return NAN;
+  return std::strtod(json.c_str() + at + k.size(), nullptr);
 }
 
 // `args` is appended to the binary's path as shell text.

@@ -7,12 +7,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
-#include <regex>
 
 #include "run_command.h"
 #include "tests/scratch_dir.h"
 
 namespace fs = std::filesystem;
+using rn::test::json_number;
 using rn::test::read_text;
 using rn::test::run_resnet;
 
@@ -81,13 +81,6 @@ class TrainTest : public ::testing::Test {
   rn::test::ScratchDir scratch_;
   fs::path dir_;
 };
-
-double json_number(const std::string& line, const std::string& key) {
-  std::smatch m;
-  std::regex re("\"" + key + "\": ([-0-9.eE+]+)");
-  if (!std::regex_search(line, m, re)) return NAN;
-  return std::stod(m[1]);
-}
 
 TEST_F(TrainTest, SubsetTrainingLearns) {
   if (!fs::exists(kData)) GTEST_SKIP() << "Fashion-MNIST not installed";
