@@ -87,6 +87,9 @@ cleanup() {
     grep " $work/" /proc/mounts >&2
   else
     rm -rf --one-file-system "$work"
+    case $status in
+      130 | 143) echo "fresh_check: interrupted; the root, its mounts and its processes are gone" >&2 ;;
+    esac
   fi
   exit "$status"
 }
