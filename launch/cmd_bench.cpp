@@ -67,12 +67,8 @@ int run_bench(const std::vector<std::string>& argv, distributed::Communicator& c
   const std::string dev = args.get("device", "cpu");
   if (dev != "cpu" && dev != "cuda") RN_FAIL("--device must be cpu or cuda, got '" << dev << "'");
   const std::string precision = args.get("precision", "fp32");
-  if (precision != "fp32" && precision != "bf16" && precision != "fp16")
-    RN_FAIL("--precision must be fp32, bf16 or fp16, got '" << precision << "'");
-  const DType compute = precision_dtype(precision);
   const Device device{dev == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0};
-  if (const std::string why = precision_unsupported(device, compute); !why.empty())
-    RN_FAIL("--precision " << precision << " on " << dev << ": " << why);
+  const DType compute = checked_precision(precision, device, "--precision");
   auto backend = make_backend(device, threads);
   auto net = models::build_model(*backend, models::model_spec(name, d.channels, d.classes), 0);
   StepRunner runner(*backend, *net, optim::OptimizerOptions{.momentum = 0.9, .weight_decay = 5e-4},

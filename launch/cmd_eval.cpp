@@ -89,10 +89,10 @@ int run_eval(const std::vector<std::string>& argv, distributed::Communicator& co
           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_ranks);
   const Device device{cfg.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0};
   // The config's precision unless --precision says otherwise; the weights stay f32.
-  const std::string precision = args.get("precision", cfg.train.precision);
-  const DType compute = precision_dtype(precision);
-  if (const std::string why = precision_unsupported(device, compute); !why.empty())
-    RN_FAIL("precision " << precision << " on " << cfg.train.device << ": " << why);
+  const DType compute =
+      args.has("precision")
+          ? checked_precision(args.get("precision"), device, "--precision")
+          : checked_precision(cfg.train.precision, device, cfg.source + ": 'train.precision'");
   auto backend = make_backend(device, threads);
   // Each member is built as its checkpoint names it, with the config's input and classes.
   std::vector<std::unique_ptr<models::Network>> nets;

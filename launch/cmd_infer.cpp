@@ -22,10 +22,7 @@ int run_infer(const std::vector<std::string>& argv, distributed::Communicator& c
   const int batch = args.get_int("batch", 64);
   if (batch < 1) RN_FAIL("--batch must be at least 1, got " << batch);
   const int threads = default_threads(args.get_int("threads", 0));
-  const std::string precision = args.get("precision", "fp32");
-  const DType compute = precision_dtype(precision);
-  if (const std::string why = precision_unsupported(Device{}, compute); !why.empty())
-    RN_FAIL("--precision " << precision << ": " << why);
+  const DType compute = checked_precision(args.get("precision", "fp32"), Device{}, "--precision");
   // Every rank reads the checkpoint (a collective read); rank 0 alone computes and writes.
   CheckpointNetwork cn = load_checkpoint_network(ckpt, threads, /*with_momentum=*/false, comm);
   if (comm.rank() != 0) return 0;

@@ -63,10 +63,7 @@ int run_step(const std::vector<std::string>& argv, distributed::Communicator& co
   if (lr < 0 || opt.momentum < 0 || opt.weight_decay < 0 || smoothing < 0 || smoothing >= 1)
     RN_FAIL("--lr, --momentum and --weight-decay must be >= 0, --label-smoothing in [0, 1)");
   const int threads = default_threads(args.get_int("threads", 0));
-  const std::string precision = args.get("precision", "fp32");
-  const DType compute = precision_dtype(precision);
-  if (const std::string why = precision_unsupported(Device{}, compute); !why.empty())
-    RN_FAIL("--precision " << precision << ": " << why);
+  const DType compute = checked_precision(args.get("precision", "fp32"), Device{}, "--precision");
   // The momentum buffers come from the checkpoint too: the update continues a run.
   CheckpointNetwork cn = load_checkpoint_network(ckpt, threads, /*with_momentum=*/true, comm);
   if (comm.rank() != 0) return 0;

@@ -5,11 +5,20 @@
 
 namespace rn::launch {
 
-DType precision_dtype(const std::string& precision) {
-  if (precision == "fp32") return DType::f32;
-  if (precision == "bf16") return DType::bf16;
-  if (precision == "fp16") return DType::f16;
-  RN_FAIL("precision must be fp32, bf16 or fp16, got '" << precision << "'");
+DType checked_precision(const std::string& value, Device device, const std::string& what) {
+  DType t;
+  if (value == "fp32")
+    t = DType::f32;
+  else if (value == "bf16")
+    t = DType::bf16;
+  else if (value == "fp16")
+    t = DType::f16;
+  else
+    RN_FAIL(what << " must be fp32, bf16 or fp16, got '" << value << "'");
+  if (const std::string why = precision_unsupported(device, t); !why.empty())
+    RN_FAIL(what << " " << value << " on " << (device.kind == DeviceKind::cuda ? "cuda" : "cpu")
+                 << ": " << why);
+  return t;
 }
 
 StepRunner::StepRunner(Backend& backend, models::Network& net, const optim::OptimizerOptions& opt,

@@ -11,8 +11,10 @@
 
 namespace rn::launch {
 
-// "fp32", "bf16" or "fp16" as the compute type; anything else is an error naming the choices.
-DType precision_dtype(const std::string& precision);
+// `value` ("fp32", "bf16" or "fp16") as a compute type that `device` runs, else one error line
+// that starts with `what` (the flag or config field it came from): an unknown name lists the
+// choices, an unsupported one says why (precision_unsupported).
+DType checked_precision(const std::string& value, Device device, const std::string& what);
 // `x` (on `backend`) in the compute type: itself when it already is, else a cast copy.
 Tensor to_compute(Backend& backend, const Tensor& x, DType compute);
 

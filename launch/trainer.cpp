@@ -160,12 +160,10 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm, const std:
     RN_FAIL(cfg.source << ": 'model.name': " << e.what());
   }
   spec.zero_init_residual = cfg.model.zero_init_residual;
-  if (const std::string why = precision_unsupported(
-          Device{cfg.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0},
-          precision_dtype(cfg.train.precision));
-      !why.empty())
-    RN_FAIL(cfg.source << ": 'train.precision' " << cfg.train.precision << " on "
-                       << cfg.train.device << ": " << why);
+  const DType compute =
+      checked_precision(cfg.train.precision,
+                        Device{cfg.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0},
+                        cfg.source + ": 'train.precision'");
 
   namespace fs = std::filesystem;
   if (lead) {
@@ -196,7 +194,7 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm, const std:
   StepRunner runner(*backend, *net, optimizer_options(cfg.optim),
                     CrossEntropyParams{static_cast<float>(cfg.optim.label_smoothing)});
   // bf16 / fp16 activations with f32 master weights (where the device has them: checked above).
-  if (cfg.train.precision != "fp32") runner.set_precision(precision_dtype(cfg.train.precision));
+  if (compute != DType::f32) runner.set_precision(compute);
   std::unique_ptr<distributed::GradientBucketer> bucketer;
   if (world > 1) {
     const auto mib = [](double m) { return static_cast<size_t>(m * (1 << 20)); };

@@ -118,14 +118,6 @@ class CpuConv final : public ConvOp {
     return memory::desc(d, dt_, amx || small_groups ? Tag::nhwc : Tag::any);
   }
 
-  // The weights' layout in f32: where the weight gradient goes, beside its f32 master.
-  memory::desc f32_like(const memory::desc& md) const {
-    if (md.data_type() == memory::data_type::f32) return md;
-    dnnl_memory_desc_t d = md.data;
-    d.data_type = dnnl_f32;
-    return memory::desc(d);
-  }
-
   void check_input(const Tensor& x) const {
     RN_CHECK(x.shape() == x_shape_,
              "[conv] planned for input " << x_shape_.str() << ", got " << x.shape().str());
@@ -178,7 +170,8 @@ class CpuConv final : public ConvOp {
     };
     dnnl::convolution_backward_weights::primitive_desc pd;
     try {
-      pd = make(f32_like(w_md_));
+      // The weights' layout in f32: where the weight gradient goes, beside its f32 master.
+      pd = make(retyped(w_md_, f32));
       if (is_reference_impl(pd.impl_info_str())) pd = {};
     } catch (const dnnl::error&) {
     }

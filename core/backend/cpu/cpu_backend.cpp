@@ -24,11 +24,8 @@ std::string CpuBackend::name() const {
 LayoutPtr CpuBackend::layout_like(const TensorDesc& like, const Shape& shape) {
   if (!like.layout) return nullptr;
   if (shape == like.shape) {
-    // The same blocking in like's element type (any blocked format, the bf16 weights' VNNI
-    // pairs too: oneDNN counts strides in elements): an f32 master beside its bf16 copy.
-    dnnl_memory_desc_t same = md_of(TensorDesc{like.shape, like.dtype, like.layout}).data;
-    same.data_type = static_cast<dnnl_data_type_t>(dnnl_type(like.dtype));
-    return desc_of(shape, memory::desc(same), like.dtype).layout;
+    // The same blocking in like's element type: an f32 master beside its bf16 copy.
+    return desc_of(shape, retyped(md_of(like), dnnl_type(like.dtype)), like.dtype).layout;
   }
   const auto& d = md_of(like).data;
   RN_CHECK(d.ndims == 4 && d.format_kind == dnnl_blocked, "[layout] unsupported " << like.str());

@@ -59,6 +59,13 @@ memory::desc plain_md(const memory::dims& dims, DType t) {
   return memory::desc(dims, dnnl_type(t), strides);
 }
 
+memory::desc retyped(const memory::desc& md, memory::data_type t) {
+  if (md.data_type() == t) return md;
+  dnnl_memory_desc_t d = md.data;
+  d.data_type = static_cast<dnnl_data_type_t>(t);
+  return memory::desc(d);
+}
+
 memory::desc md_of(const TensorDesc& d) {
   if (d.layout) {
     auto* l = dynamic_cast<const DnnlLayout*>(d.layout.get());

@@ -44,6 +44,9 @@ memory::data_type dnnl_type(DType t);
 memory::dims to_dims(const Shape& s);
 // The row-major descriptor of `dims` (a, ab, abc, abcd, abcde).
 memory::desc plain_md(const memory::dims& dims, DType t = DType::f32);
+// `md` with another element type and the same blocking (oneDNN counts strides in elements, so
+// any blocked format carries over, the bf16 weights' VNNI pairs too).
+memory::desc retyped(const memory::desc& md, memory::data_type t);
 // The descriptor a tensor's bytes follow: its layout's, or the plain one of its shape.
 memory::desc md_of(const TensorDesc& d);
 // The TensorDesc of logical `shape` laid out as `md`; plain when md is the plain layout of shape.
