@@ -15,7 +15,11 @@ inline uint64_t splitmix64(uint64_t x) {
 }
 
 // Domain tags keep the sampler's and the augmenter's streams independent under one seed.
-enum class RngStream : uint64_t { shuffle = 0x53485546464c45ull, augment = 0x4155474d454e54ull };
+enum class RngStream : uint64_t {
+  shuffle = 0x53485546464c45ull,
+  augment = 0x4155474d454e54ull,
+  substitute = 0x5355425354ull,
+};
 
 // Hashes (seed, stream, a, b) to 64 bits; chaining through splitmix64 at each step keeps
 // neighbouring counters (sample i and i+1, epoch e and e+1) uncorrelated.

@@ -122,4 +122,21 @@ void SampleTransform::apply(int64_t epoch, int64_t index, float* out) const {
   }
 }
 
+void SampleTransform::apply_window(int64_t index, int y0, int x0, int height, int width,
+                                   bool flip, float* out) const {
+  const int H = data_.height, W = data_.width;
+  RN_CHECK(y0 >= 0 && x0 >= 0 && y0 + height <= H && x0 + width <= W,
+           "[augment] window " << height << "x" << width << " at (" << y0 << ", " << x0
+                               << ") of a " << H << "x" << W << " image");
+  const uint8_t* src = data_.sample(index);
+  for (int c = 0; c < data_.channels; ++c) {
+    const float* lut = lut_[static_cast<size_t>(c)].data();
+    const uint8_t* plane = src + static_cast<size_t>(c) * H * W;
+    for (int y = 0; y < height; ++y, out += width) {
+      const uint8_t* row = plane + static_cast<size_t>(y0 + y) * W + x0;
+      for (int x = 0; x < width; ++x) out[x] = lut[row[flip ? width - 1 - x : x]];
+    }
+  }
+}
+
 }  // namespace rn::io

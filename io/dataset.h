@@ -49,6 +49,11 @@ class SampleTransform {
   // Writes channels * height * width floats for sample `index` as seen in `epoch`.
   void apply(int64_t epoch, int64_t index, float* out) const;
 
+  // Writes the window (y, x, height, width) of sample `index`, normalised and optionally
+  // mirrored, without augmentation: the views of 10-crop evaluation.
+  void apply_window(int64_t index, int y, int x, int height, int width, bool flip,
+                    float* out) const;
+
  private:
   const ImageSet& data_;
   AugmentOptions augment_;

@@ -9,8 +9,10 @@
 #include <thread>
 #include <vector>
 
-#include "io/dataset.h"
-#include "io/image_set.h"
+#include <set>
+#include <string>
+
+#include "io/sample_set.h"
 #include "io/sampler.h"
 
 namespace rn::io {
@@ -18,19 +20,27 @@ namespace rn::io {
 // One batch on the host, NCHW float images ready to copy to a device.
 struct HostBatch {
   int n = 0, c = 0, h = 0, w = 0;
-  std::vector<float> images;     // n * c * h * w
+  int views = 1;                 // evaluation with 10 crops: each sample's views in a row
+  std::vector<float> images;     // n * views * c * h * w
   std::vector<int32_t> labels;   // n
-  std::vector<int64_t> indices;  // n, the samples' positions in the data set
+  std::vector<int64_t> indices;  // n, the samples' positions in the data set (substitutes' own)
+  int bad = 0;                   // samples of this batch replaced by a substitute
 };
+
+// What a sample whose file cannot be used does: replaced by another sample, drawn from
+// (seed, epoch, index), so that the batch keeps its size and the run its determinism, with a
+// warning naming the file; or an error that ends the job.
+enum class BadSamplePolicy { substitute, error };
 
 struct LoaderOptions {
   int batch_size = 128;
   int workers = 2;   // 0: each batch is made on the thread that calls next()
   int prefetch = 4;  // batches made ahead of the consumer (at least `workers` are kept)
   bool drop_last = true;
-  AugmentOptions augment;
-  Normalization norm;  // empty: pixels / 255
-  uint64_t seed = 0;   // for augmentation; the order comes from the sampler's own seed
+  BadSamplePolicy on_bad = BadSamplePolicy::substitute;
+  uint64_t seed = 0;  // for substitutes; the order comes from the sampler's own seed
+  // Called (from a loading thread, one call at a time) the first time a sample proves bad.
+  std::function<void(const std::string&)> warn;
   // Runs on the loading thread after a batch is assembled, with the batch's number in the
   // epoch (extra preprocessing, checks); what it throws comes out of next().
   std::function<void(HostBatch&, int64_t)> on_batch;
@@ -42,7 +52,7 @@ struct LoaderOptions {
 class Loader {
  public:
   // `data` must outlive the loader.
-  Loader(const ImageSet& data, const DistributedSampler& sampler, LoaderOptions opts);
+  Loader(const SampleSet& data, const DistributedSampler& sampler, LoaderOptions opts);
   ~Loader();
 
   Loader(const Loader&) = delete;
@@ -71,16 +81,23 @@ class Loader {
   };
 
   void restart(int64_t epoch, int64_t first_batch);
-  void make_batch(int64_t batch, HostBatch& out) const;
+  void make_batch(int64_t batch, HostBatch& out, SampleScratch& scratch);
+  // Makes one sample, or its substitute under BadSamplePolicy::substitute; returns the index
+  // of the sample made.
+  int64_t make_sample(int64_t index, float* out, SampleScratch& scratch, int& bad);
   void worker_loop();
   bool worker_has_work() const;
   static void copy_batch(const HostBatch& from, HostBatch& to);
 
-  const ImageSet& data_;
+  const SampleSet& data_;
   DistributedSampler sampler_;
   LoaderOptions opts_;
-  SampleTransform transform_;
+  SampleShape shape_;
   int64_t batches_per_epoch_ = 0;
+  SampleScratch caller_scratch_;  // workers = 0
+
+  std::mutex warn_mu_;
+  std::set<int64_t> warned_;  // samples already reported
 
   // Guarded by mu_. indices_ and epoch_ change only while no slot is being filled, so
   // workers read them without the lock.

@@ -20,14 +20,13 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Empties the page cache (root only), so that a read comes from the disk; false where it cannot.
+}  // namespace
+
 bool drop_caches() {
   ::sync();
   std::ofstream f("/proc/sys/vm/drop_caches");
   return static_cast<bool>(f << "3\n" << std::flush);
 }
-
-}  // namespace
 
 int run_ckpt_bench(const std::vector<std::string>& argv, distributed::Communicator& comm) {
   Args args(argv, FlagSpec{{"model", "dir", "repeat"}, {}, {"json", "drop-caches"}});

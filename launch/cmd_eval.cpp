@@ -20,38 +20,14 @@
 namespace rn::launch {
 namespace {
 
-// The ten views of the usual 10-crop evaluation: four corners and the centre at 7/8 of the size
-// (224 of 256 on ImageNet), each also mirrored.
-struct View {
-  int y, x;
-  bool flip;
-};
-
-std::vector<View> views(int crops, int h, int w, int ch, int cw) {
-  if (crops == 1) return {View{0, 0, false}};
-  std::vector<View> v;
-  for (bool flip : {false, true})
-    for (auto [y, x] : {std::pair{0, 0},
-                        {0, w - cw},
-                        {h - ch, 0},
-                        {h - ch, w - cw},
-                        {(h - ch) / 2, (w - cw) / 2}})
-      v.push_back(View{y, x, flip});
-  return v;
-}
-
-// The batch's images cut to one view (the whole image for 1 crop).
-Tensor view_of(const io::HostBatch& b, const View& v, int ch, int cw) {
-  Tensor t = Tensor::zeros(Shape{b.n, b.c, ch, cw});
+// View `v` of every sample of the batch (the loader writes each sample's views in a row).
+Tensor view_of(const io::HostBatch& b, int v) {
+  Tensor t = Tensor::zeros(Shape{b.n, b.c, b.h, b.w});
+  const size_t view = static_cast<size_t>(b.c) * b.h * b.w;
   float* out = t.data_as<float>();
   for (int n = 0; n < b.n; ++n)
-    for (int c = 0; c < b.c; ++c)
-      for (int y = 0; y < ch; ++y) {
-        const float* row =
-            b.images.data() + ((static_cast<size_t>(n) * b.c + c) * b.h + v.y + y) * b.w;
-        float* dst = out + ((static_cast<size_t>(n) * b.c + c) * ch + y) * cw;
-        for (int x = 0; x < cw; ++x) dst[x] = row[v.flip ? v.x + cw - 1 - x : v.x + x];
-      }
+    std::memcpy(out + view * n, b.images.data() + view * (static_cast<size_t>(n) * b.views + v),
+                view * sizeof(float));
   return t;
 }
 
@@ -80,7 +56,9 @@ int run_eval(const std::vector<std::string>& argv, distributed::Communicator& co
   const int crops = args.get_int("crops", 1);
   if (crops != 1 && crops != 10) RN_FAIL("--crops must be 1 or 10, got " << crops);
   const Config cfg = load_config(args.required("config"), args.all("set"));
-  const DataSplits data = load_data(cfg);
+  // No file-list cache for eval: the run directory may belong to a job still running.
+  const DataSplits data =
+      load_data(cfg, comm, DataOptions{.eval_views = crops, .cache_listing = false});
   const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
   const int local_ranks = local ? std::max(1, std::atoi(local)) : 1;
   const int threads =
@@ -108,27 +86,22 @@ int run_eval(const std::vector<std::string>& argv, distributed::Communicator& co
     load_into_model(f, *nets.back(), *backend, /*with_momentum=*/false, comm);
     nets.back()->set_training(false);
   }
-  const io::Normalization norm = io::compute_normalization(data.train);
-  io::DistributedSampler sampler(data.test.count, 0, /*shuffle=*/false, comm.rank(), comm.size(),
-                                 /*wrap=*/false);
-  io::Loader loader(data.test, sampler,
-                    io::LoaderOptions{.batch_size = cfg.data.test_batch_size,
-                                      .workers = cfg.data.workers,
-                                      .prefetch = 2,
-                                      .drop_last = false,
-                                      .norm = norm});
+  io::DistributedSampler sampler(data.test->size(), 0, /*shuffle=*/false, comm.rank(),
+                                 comm.size(), /*wrap=*/false);
+  io::LoaderOptions lo = loader_options(cfg, /*train=*/false);
+  // Ten views per sample: a tenth of the samples per batch keeps the batch's memory.
+  lo.batch_size = std::max(1, cfg.data.test_batch_size / crops);
+  io::Loader loader(*data.test, sampler, lo);
   loader.start_epoch(0);
-  const int h = data.test.height, w = data.test.width;
-  const int ch = crops == 1 ? h : h * 7 / 8, cw = crops == 1 ? w : w * 7 / 8;
-  const auto vs = views(crops, h, w, ch, cw);
   const int k = cfg.model.num_classes;
   io::HostBatch b;
-  double top1 = 0, top5 = 0, samples = 0;
+  double top1 = 0, top5 = 0, samples = 0, bad = 0;
   std::vector<double> probs;
   while (loader.next(b)) {
     probs.assign(static_cast<size_t>(b.n) * k, 0.0);
-    for (const auto& v : vs) {
-      const Tensor x = to_compute(*backend, backend->upload(view_of(b, v, ch, cw)), compute);
+    bad += b.bad;
+    for (int v = 0; v < b.views; ++v) {
+      const Tensor x = to_compute(*backend, backend->upload(view_of(b, v)), compute);
       for (auto& net : nets) add_softmax(backend->download(net->forward(x)), probs);
     }
     for (int i = 0; i < b.n; ++i) {
@@ -142,15 +115,20 @@ int run_eval(const std::vector<std::string>& argv, distributed::Communicator& co
   }
   top1 = comm.all_reduce_sum(top1), top5 = comm.all_reduce_sum(top5);
   samples = comm.all_reduce_sum(samples);
+  bad = comm.all_reduce_sum(bad);
   if (comm.rank() != 0) return 0;
   if (args.flag("json"))
     std::printf(
-        "{\"models\": %zu, \"crops\": %d, \"samples\": %lld, \"top1\": %.6f, \"top5\": %.6f}\n",
-        nets.size(), crops, static_cast<long long>(samples), top1 / samples, top5 / samples);
+        "{\"models\": %zu, \"crops\": %d, \"samples\": %lld, \"top1\": %.6f, \"top5\": %.6f, "
+        "\"bad_samples\": %lld}\n",
+        nets.size(), crops, static_cast<long long>(samples), top1 / samples, top5 / samples,
+        static_cast<long long>(bad));
   else
-    std::printf("eval: %zu model(s), %d crop(s), %lld test samples: top-1 %.4f, top-5 %.4f\n",
+    std::printf("eval: %zu model(s), %d crop(s), %lld test samples: top-1 %.4f, top-5 %.4f%s\n",
                 nets.size(), crops, static_cast<long long>(samples), top1 / samples,
-                top5 / samples);
+                top5 / samples,
+                bad > 0 ? str_cat(" (", static_cast<long long>(bad), " bad samples substituted)").c_str()
+                        : "");
   return 0;
 }
 

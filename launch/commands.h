@@ -19,6 +19,10 @@ int run_ckpt(const std::vector<std::string>& argv, distributed::Communicator& co
 int run_ckpt_bench(const std::vector<std::string>& argv, distributed::Communicator& comm);
 int run_infer(const std::vector<std::string>& argv, distributed::Communicator& comm);
 int run_step(const std::vector<std::string>& argv, distributed::Communicator& comm);
+// `resnet data pack | inspect | bench`: packed data sets and the decoding benchmark.
+int run_data(const std::vector<std::string>& argv);
+// Empties the page cache (root only), so that a read comes from the disk; false where it cannot.
+bool drop_caches();
 
 // Default input C x H x W and classes of a named network: ImageNet sizes for the ImageNet
 // networks, CIFAR's for the CIFAR ones.

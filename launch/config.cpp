@@ -33,8 +33,14 @@ void visit(ModelConfig& c, V& v) {
 
 template <typename V>
 void visit(AugmentConfig& c, V& v) {
+  v.field("recipe", c.recipe);
   v.field("crop_pad", c.crop_pad);
   v.field("hflip", c.hflip);
+  v.field("crop", c.crop);
+  v.field("scale", c.scale);
+  v.field("ratio", c.ratio);
+  v.field("shorter", c.shorter);
+  v.field("lighting", c.lighting);
 }
 
 template <typename V>
@@ -48,6 +54,12 @@ void visit(DataConfig& c, V& v) {
   v.field("workers", c.workers);
   v.field("prefetch", c.prefetch);
   v.section("augment", c.augment);
+  v.field("labels", c.labels);
+  v.field("on_bad_sample", c.on_bad_sample);
+  v.field("mean", c.mean);
+  v.field("std", c.std);
+  v.field("eval_resize", c.eval_resize);
+  v.field("eval_crop", c.eval_crop);
   v.field("synthetic_size", c.synthetic_size);
   v.field("height", c.height);
   v.field("width", c.width);
@@ -336,8 +348,37 @@ class Validator {
     require(c.model.num_classes >= 1, "model.num_classes", "at least 1", c.model.num_classes);
 
     const DataConfig& d = c.data;
-    one_of("data.kind", d.kind, {"fashion_mnist", "synthetic"});
+    one_of("data.kind", d.kind,
+           {"fashion_mnist", "cifar10", "cifar100", "image_folder", "packed", "synthetic"});
     if (d.kind != "synthetic") require(!d.root.empty(), "data.root", "a directory", d.root);
+    const bool encoded = d.kind == "image_folder" || d.kind == "packed";
+    const AugmentConfig& a = d.augment;
+    if (encoded)
+      one_of("data.augment.recipe", a.recipe, {"resnet", "torchvision", "none"});
+    else
+      one_of("data.augment.recipe", a.recipe, {"pad_crop", "none"});
+    require(a.crop >= 1, "data.augment.crop", "at least 1", a.crop);
+    require(a.scale.size() == 2 && a.scale[0] > 0 && a.scale[0] <= a.scale[1] && a.scale[1] <= 1,
+            "data.augment.scale", "[min, max] with 0 < min <= max <= 1", a.scale);
+    require(a.ratio.size() == 2 && a.ratio[0] > 0 && a.ratio[0] <= a.ratio[1] &&
+                std::isfinite(a.ratio[1]),
+            "data.augment.ratio", "[min, max] with 0 < min <= max", a.ratio);
+    require(a.shorter.size() == 2 && a.shorter[0] >= 1 && a.shorter[0] <= a.shorter[1] &&
+                a.shorter[1] <= 1e5 && a.shorter[0] == std::floor(a.shorter[0]) &&
+                a.shorter[1] == std::floor(a.shorter[1]),
+            "data.augment.shorter", "[min, max] whole pixels with 1 <= min <= max", a.shorter);
+    require(std::isfinite(a.lighting) && a.lighting >= 0, "data.augment.lighting", "0 (off) or more",
+            a.lighting);
+    one_of("data.labels", d.labels, {"fine", "coarse"});
+    one_of("data.on_bad_sample", d.on_bad_sample, {"substitute", "error"});
+    require(d.mean.size() == d.std.size(), "data.std",
+            "as many values as data.mean (per channel)", d.std);
+    bool positive = true;
+    for (double x : d.std) positive = positive && std::isfinite(x) && x > 0;
+    require(positive, "data.std", "positive numbers", d.std);
+    require(d.eval_crop >= 1, "data.eval_crop", "at least 1", d.eval_crop);
+    require(d.eval_resize >= d.eval_crop, "data.eval_resize", "at least data.eval_crop",
+            d.eval_resize);
     require(d.batch_size >= 1, "data.batch_size", "at least 1", d.batch_size);
     require(d.test_batch_size >= 1, "data.test_batch_size", "at least 1", d.test_batch_size);
     require(d.train_limit >= 0, "data.train_limit", "0 (all) or more", d.train_limit);

@@ -15,14 +15,23 @@ struct ModelConfig {
   bool operator==(const ModelConfig&) const = default;
 };
 
+// Training augmentation. `recipe` pad_crop is for the in-memory sets (Fashion-MNIST, CIFAR,
+// synthetic); resnet, torchvision and none for the encoded ones (image_folder, packed).
 struct AugmentConfig {
-  int crop_pad = 0;  // pad by this many pixels, then crop back at a random offset
-  bool hflip = false;
+  std::string recipe = "pad_crop";  // pad_crop | resnet | torchvision | none
+  int crop_pad = 0;                 // pad_crop: pad by this many pixels, then crop back
+  bool hflip = false;               // mirror left-right with probability 1/2
+  int crop = 224;                   // resnet, torchvision: output side
+  std::vector<double> scale{0.08, 1.0};           // torchvision: area fraction range
+  std::vector<double> ratio{3.0 / 4.0, 4.0 / 3.0};  // torchvision: aspect ratio range
+  std::vector<double> shorter{256, 480};          // resnet: shorter side range
+  double lighting = 0;  // AlexNet PCA lighting std (fb.resnet.torch: 0.1); 0 = off
   bool operator==(const AugmentConfig&) const = default;
 };
 
 struct DataConfig {
-  std::string kind = "fashion_mnist";  // fashion_mnist | synthetic
+  // fashion_mnist | cifar10 | cifar100 | image_folder | packed | synthetic
+  std::string kind = "fashion_mnist";
   std::string root = "/usr/share/datasets/fashion-mnist";
   int batch_size = 128;  // per rank
   int test_batch_size = 500;
@@ -31,6 +40,12 @@ struct DataConfig {
   int workers = 1;   // loader threads per rank
   int prefetch = 4;  // batches queued ahead of the trainer
   AugmentConfig augment;
+  std::string labels = "fine";                // cifar100: fine (100 classes) | coarse (20)
+  std::string on_bad_sample = "substitute";   // substitute (warn, count) | error
+  std::vector<double> mean, std;  // per channel of pixel / 255; empty: the training set's
+                                  // (in-memory sets) or ImageNet's (encoded sets)
+  int eval_resize = 256;          // encoded sets: evaluation resizes the shorter side to this
+  int eval_crop = 224;            // and takes the centre crop (or ten crops) of this side
   int synthetic_size = 1024;  // synthetic only: samples in the data set
   int height = 28;            // synthetic only: image size
   int width = 28;

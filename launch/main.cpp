@@ -32,6 +32,10 @@ constexpr const char* kUsage =
     "         [--precision fp32|bf16|fp16] [--data-parallel] [--json]\n"
     "  bench  --allreduce [--model NAME]   (under mpirun) gradient all-reduce bandwidth\n"
     "  bench  --peak [--threads T] [--json]   convolution GFLOP/s in fp32 and bf16\n"
+    "  data   pack --from DIR --to FILE.h5 [--resize-shorter N] [--quality Q] [--threads T]\n"
+    "         [--stop-on-bad] | inspect FILE.h5 | bench --from DIR|FILE.h5 [--transform\n"
+    "         torchvision|resnet|eval|eval10|read] [--threads T] [--seconds S] [--drop-caches]\n"
+    "         | list --from DIR|FILE.h5 | dump --from DIR|FILE.h5 --to OUT.h5 [--transform T]\n"
     "  --version\n";
 
 }  // namespace
@@ -51,6 +55,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<rn::distributed::Communicator> comm;
   try {
     if (cmd == "info") return rn::launch::run_info(rest);
+    if (cmd == "data") return rn::launch::run_data(rest);
     if (cmd == "bench") {
       comm = rn::distributed::make_communicator();
       return rn::launch::run_bench(rest, *comm);

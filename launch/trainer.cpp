@@ -32,21 +32,6 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Random pixels and labels from the seed: a stand-in data set for smoke tests and benchmarks.
-io::ImageSet synthetic_set(const DataConfig& d, int channels, int classes, int64_t count,
-                           uint64_t seed) {
-  io::ImageSet s;
-  s.count = count;
-  s.channels = channels, s.height = d.height, s.width = d.width;
-  s.num_classes = classes;
-  nn::InitRng rng(seed);
-  s.pixels.resize(static_cast<size_t>(count) * s.sample_size());
-  for (auto& p : s.pixels) p = static_cast<uint8_t>(rng.next_u64() & 0xFF);
-  s.labels.resize(count);
-  for (auto& l : s.labels) l = static_cast<int32_t>(rng.next_u64() % classes);
-  return s;
-}
-
 // Host tensors that track a HostBatch's shape, reallocated only when it changes.
 struct BatchTensors {
   Tensor images, labels;
@@ -79,50 +64,20 @@ optim::OptimizerOptions optimizer_options(const OptimConfig& o) {
 
 }  // namespace
 
-DataSplits load_data(const Config& cfg) {
-  DataSplits d;
-  const auto& dc = cfg.data;
-  if (dc.kind == "synthetic") {
-    d.train =
-        synthetic_set(dc, cfg.model.in_channels, cfg.model.num_classes,
-                      dc.train_limit > 0 ? dc.train_limit : dc.synthetic_size, cfg.train.seed);
-    d.test = synthetic_set(dc, cfg.model.in_channels, cfg.model.num_classes,
-                           dc.test_limit > 0 ? dc.test_limit : dc.synthetic_size / 4,
-                           cfg.train.seed + 1);
-  } else {
-    d.train = io::load_fashion_mnist(dc.root, io::Split::train, dc.train_limit);
-    d.test = io::load_fashion_mnist(dc.root, io::Split::test, dc.test_limit);
-  }
-  if (d.train.channels != cfg.model.in_channels)
-    RN_FAIL(cfg.source << ": 'model.in_channels' is " << cfg.model.in_channels << " but data '"
-                       << dc.kind << "' has " << d.train.channels << " channel(s)");
-  if (d.train.num_classes > cfg.model.num_classes)
-    RN_FAIL(cfg.source << ": 'model.num_classes' is " << cfg.model.num_classes << " but data '"
-                       << dc.kind << "' has labels up to " << d.train.num_classes - 1);
-  if (d.train.count < dc.batch_size)
-    RN_FAIL(cfg.source << ": 'data.batch_size' " << dc.batch_size << " exceeds the "
-                       << d.train.count << " training samples");
-  return d;
-}
-
-EvalResult evaluate(StepRunner& runner, const io::ImageSet& data, const io::Normalization& norm,
-                    int batch_size, int workers, distributed::Communicator& comm) {
-  io::DistributedSampler sampler(data.count, 0, /*shuffle=*/false, comm.rank(), comm.size(),
+EvalResult evaluate(StepRunner& runner, const io::SampleSet& data, const Config& cfg,
+                    distributed::Communicator& comm) {
+  io::DistributedSampler sampler(data.size(), 0, /*shuffle=*/false, comm.rank(), comm.size(),
                                  /*wrap=*/false);
-  io::LoaderOptions lo{.batch_size = batch_size,
-                       .workers = workers,
-                       .prefetch = 2,
-                       .drop_last = false,
-                       .norm = norm};
-  io::Loader loader(data, sampler, lo);
+  io::Loader loader(data, sampler, loader_options(cfg, /*train=*/false));
   loader.start_epoch(0);
   io::HostBatch b;
   BatchTensors t;
   EvalResult r;
   double loss_sum = 0;
-  int64_t top1 = 0, top5 = 0;
+  int64_t top1 = 0, top5 = 0, bad = 0;
   while (loader.next(b)) {
     t.fill(b);
+    bad += b.bad;
     LossStats s = runner.eval_step(t.images, t.labels);
     loss_sum += s.loss * b.n;
     top1 += s.top1;
@@ -134,6 +89,7 @@ EvalResult evaluate(StepRunner& runner, const io::ImageSet& data, const io::Norm
   r.loss = comm.all_reduce_sum(loss_sum) / r.samples;
   r.top1 = comm.all_reduce_sum(static_cast<double>(top1)) / r.samples;
   r.top5 = comm.all_reduce_sum(static_cast<double>(top5)) / r.samples;
+  r.bad = static_cast<int64_t>(comm.all_reduce_sum(static_cast<double>(bad)));
   return r;
 }
 
@@ -175,7 +131,7 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm, const std:
     add_log_file((fs::path(cfg.run_dir) / "train.log").string());
   }
 
-  DataSplits data = load_data(cfg);
+  DataSplits data = load_data(cfg, comm);
   const int threads = cfg.train.threads > 0 ? cfg.train.threads : default_threads_per_rank();
   const bool on_gpu = cfg.train.device == "cuda";
   // One GPU per rank, by the rank's place on its node.
@@ -206,7 +162,7 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm, const std:
       nn::set_batch_norm_sync(*net, [&](double* d, size_t n) { comm.all_reduce_sum(d, n); });
   }
   RN_LOG(info) << "model " << spec.name << ": " << net->num_parameters() << " parameters, "
-               << net->macs(Shape{1, spec.in_channels, data.train.height, data.train.width}) / 1e6
+               << net->macs(Shape{1, spec.in_channels, data.height, data.width}) / 1e6
                << " M multiply-adds per image; backend " << backend->name();
   if (world > 1)
     RN_LOG(info) << "data-parallel: " << world << " ranks, " << bucketer->num_buckets()
@@ -215,23 +171,15 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm, const std:
                  << ", collective timeout "
                  << (cfg.distributed.timeout_s > 0 ? str_cat(cfg.distributed.timeout_s, " s")
                                                    : std::string("off"));
-  RN_LOG(info) << "data " << cfg.data.kind << ": " << data.train.count << " train, "
-               << data.test.count << " test samples of " << data.train.channels << "x"
-               << data.train.height << "x" << data.train.width << "; " << world << " rank(s) x "
-               << cfg.data.batch_size << " per rank";
+  RN_LOG(info) << "data " << cfg.data.kind << ": " << data.train->size() << " train, "
+               << data.test->size() << " test samples, " << data.train->num_classes()
+               << " classes, input " << spec.in_channels << "x" << data.height << "x"
+               << data.width << " (augmentation " << cfg.data.augment.recipe << "); " << world
+               << " rank(s) x " << cfg.data.batch_size << " per rank";
 
-  io::DistributedSampler sampler(data.train.count, cfg.train.seed, /*shuffle=*/true, rank, world,
-                                 /*wrap=*/true);
-  // The training set's statistics normalise both splits; computed once.
-  const io::Normalization norm = io::compute_normalization(data.train);
-  io::LoaderOptions lo{.batch_size = cfg.data.batch_size,
-                       .workers = cfg.data.workers,
-                       .prefetch = cfg.data.prefetch,
-                       .drop_last = true,
-                       .augment = {cfg.data.augment.crop_pad, cfg.data.augment.hflip},
-                       .norm = norm,
-                       .seed = cfg.train.seed};
-  io::Loader loader(data.train, sampler, lo);
+  io::DistributedSampler sampler(data.train->size(), cfg.train.seed, /*shuffle=*/true, rank,
+                                 world, /*wrap=*/true);
+  io::Loader loader(*data.train, sampler, loader_options(cfg, /*train=*/true));
   const int64_t steps_per_epoch = loader.batches_per_epoch();
   optim::LrSchedule schedule(
       optim::LrScheduleOptions{.kind = cfg.optim.schedule,
@@ -301,7 +249,7 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm, const std:
     loader.start_epoch(epoch);
     const auto t_epoch = Clock::now();
     double loss_sum = 0, window_loss = 0;
-    int64_t seen = 0, correct = 0, window_seen = 0;
+    int64_t seen = 0, correct = 0, window_seen = 0, bad = 0;
     int64_t batch_in_epoch = 0;
     if (epoch == ckpt.epoch && ckpt.batch_in_epoch > 0) {  // resumed inside this epoch
       loader.skip(ckpt.batch_in_epoch);
@@ -312,6 +260,7 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm, const std:
     double lr = step > 0 ? schedule.lr_at(step - 1) : 0;  // a resumed epoch may take no step
     while (step < total_steps && loader.next(batch)) {
       bt.fill(batch);
+      bad += batch.bad;
       lr = schedule.lr_at(step);
       LossStats s;
       try {
@@ -365,11 +314,12 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm, const std:
     loss_sum = comm.all_reduce_sum(loss_sum);
     correct = static_cast<int64_t>(comm.all_reduce_sum(static_cast<double>(correct)));
     seen = static_cast<int64_t>(comm.all_reduce_sum(static_cast<double>(seen)));
+    // Bad samples met in this run's part of the epoch (a resumed epoch counts from the resume).
+    bad = static_cast<int64_t>(comm.all_reduce_sum(static_cast<double>(bad)));
     train_time += epoch_train_s;
     train_images += seen;
     const auto t_eval = Clock::now();
-    result.test =
-        evaluate(runner, data.test, norm, cfg.data.test_batch_size, cfg.data.workers, comm);
+    result.test = evaluate(runner, *data.test, cfg, comm);
     const double eval_s = seconds_since(t_eval);
     result.epochs = epoch + 1;
     std::ostringstream line;
@@ -379,13 +329,19 @@ TrainResult train(const Config& cfg, distributed::Communicator& comm, const std:
          << ", \"test_loss\": " << result.test.loss << ", \"test_top1\": " << result.test.top1
          << ", \"test_top5\": " << result.test.top5 << ", \"lr\": " << lr
          << ", \"img_per_s\": " << seen / epoch_train_s << ", \"epoch_train_s\": " << epoch_train_s
-         << ", \"eval_s\": " << eval_s << ", \"wall_s\": " << seconds_since(t_start) << "}";
+         << ", \"eval_s\": " << eval_s << ", \"bad_samples\": " << bad
+         << ", \"bad_test_samples\": " << result.test.bad << ", \"wall_s\": " << seconds_since(t_start)
+         << "}";
     if (lead) metrics << line.str() << "\n" << std::flush;
     RN_LOG(info) << "epoch " << epoch + 1 << " done: train loss " << std::fixed
                  << std::setprecision(4) << loss_sum / std::max<int64_t>(seen, 1) << ", test top-1 "
                  << result.test.top1 << " top-5 " << result.test.top5 << " ("
                  << std::setprecision(1) << seen / epoch_train_s << " img/s, epoch "
-                 << epoch_train_s << " s, eval " << eval_s << " s)";
+                 << epoch_train_s << " s, eval " << eval_s << " s)"
+                 << (bad + result.test.bad > 0
+                         ? str_cat("; bad samples substituted: ", bad, " train, ", result.test.bad,
+                                   " test")
+                         : std::string());
     // Checkpoint at the epoch's end, and always once training is over. An epoch cut short by
     // train.max_steps is saved mid-epoch, so a longer run continues it exactly.
     const bool last = step >= total_steps || epoch + 1 == cfg.train.epochs;

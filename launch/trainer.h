@@ -5,9 +5,9 @@
 #include <string>
 
 #include "distributed/communicator.h"
-#include "io/dataset.h"
-#include "io/image_set.h"
+#include "io/sample_set.h"
 #include "launch/config.h"
+#include "launch/data.h"
 #include "launch/step.h"
 
 namespace rn::launch {
@@ -15,6 +15,7 @@ namespace rn::launch {
 struct EvalResult {
   double loss = 0, top1 = 0, top5 = 0;
   int64_t samples = 0;
+  int64_t bad = 0;  // samples replaced by a substitute (bad files), over all ranks
 };
 
 struct TrainResult {
@@ -27,15 +28,10 @@ struct TrainResult {
   std::string last_checkpoint;  // the newest checkpoint this run wrote ("" if none)
 };
 
-// The data sets a config names (train and test splits), validated against the model.
-struct DataSplits {
-  io::ImageSet train, test;
-};
-DataSplits load_data(const Config& cfg);
-
-// Evaluates every sample of `data` once across the ranks of `comm`, in batches of `batch_size`.
-EvalResult evaluate(StepRunner& runner, const io::ImageSet& data, const io::Normalization& norm,
-                    int batch_size, int workers, distributed::Communicator& comm);
+// Evaluates every sample of `data` once across the ranks of `comm`, in batches of the config's
+// data.test_batch_size.
+EvalResult evaluate(StepRunner& runner, const io::SampleSet& data, const Config& cfg,
+                    distributed::Communicator& comm);
 
 // Trains on every rank of `comm` (one replica each, gradients averaged); rank 0 writes the
 // run directory's files. `resume`: "" (fresh), "auto" (the newest checkpoint of

@@ -13,9 +13,9 @@ jobs=$(nproc)
 
 build_packages=(build-essential cmake pkg-config zlib1g-dev libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev hdf5-tools libboost-log-dev libdnnl-dev libyaml-cpp-dev
-  libturbojpeg0-dev libgtest-dev dataset-fashion-mnist)
-# The tests compare against PyTorch and read checkpoints with h5py.
-test_packages=(python3-torch python3-torchvision python3-h5py python3-numpy)
+  libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libgtest-dev dataset-fashion-mnist)
+# The tests compare against PyTorch and torchvision (on PIL) and read checkpoints with h5py.
+test_packages=(python3-torch python3-torchvision python3-h5py python3-numpy python3-pil)
 
 install_missing() {
   local missing=()

@@ -37,25 +37,25 @@ void expect_same(const std::vector<HostBatch>& a, const std::vector<HostBatch>& 
 class LoaderTest : public ::testing::Test {
  protected:
   ImageSet data_ = synthetic_set(1000, 2, 6, 5, 7);
+  Normalization norm_ = compute_normalization(data_);
+  MemorySet set_{data_, {2, true}, norm_, 99};
   DistributedSampler sampler_{data_.count, 11, true};
   LoaderOptions options(int workers, int prefetch = 4) const {
     LoaderOptions o;
     o.batch_size = 32;
     o.workers = workers;
     o.prefetch = prefetch;
-    o.augment = {2, true};
-    o.norm = compute_normalization(data_);
     o.seed = 99;
     return o;
   }
 };
 
 TEST_F(LoaderTest, SameBatchesForAnyNumberOfWorkers) {
-  Loader l0(data_, sampler_, options(0));
+  Loader l0(set_, sampler_, options(0));
   const auto e0 = collect(l0, 0), e1 = collect(l0, 1);
   for (auto [workers, prefetch] :
        {std::pair{1, 1}, std::pair{1, 4}, std::pair{3, 2}, std::pair{3, 8}}) {
-    Loader l(data_, sampler_, options(workers, prefetch));
+    Loader l(set_, sampler_, options(workers, prefetch));
     const std::string what =
         "workers " + std::to_string(workers) + " prefetch " + std::to_string(prefetch);
     expect_same(collect(l, 0), e0, what);
@@ -65,12 +65,12 @@ TEST_F(LoaderTest, SameBatchesForAnyNumberOfWorkers) {
 
 TEST_F(LoaderTest, BatchesHoldTheSamplersSamplesTransformed) {
   const LoaderOptions o = options(2);
-  Loader loader(data_, sampler_, o);
+  Loader loader(set_, sampler_, o);
   const auto batches = collect(loader, 3);
   ASSERT_EQ(static_cast<int64_t>(batches.size()), loader.batches_per_epoch());
   ASSERT_EQ(loader.batches_per_epoch(), 1000 / 32);  // drop_last
   const auto order = sampler_.epoch_indices(3);
-  SampleTransform t(data_, o.augment, o.norm, o.seed);
+  SampleTransform t(data_, {2, true}, norm_, 99);
   std::vector<float> expected(data_.sample_size());
   size_t pos = 0;
   for (const HostBatch& b : batches) {
@@ -92,7 +92,7 @@ TEST_F(LoaderTest, BatchesHoldTheSamplersSamplesTransformed) {
 TEST_F(LoaderTest, KeepLastPartialBatch) {
   LoaderOptions o = options(2);
   o.drop_last = false;
-  Loader loader(data_, sampler_, o);
+  Loader loader(set_, sampler_, o);
   EXPECT_EQ(loader.batches_per_epoch(), 32);
   const auto batches = collect(loader, 0);
   ASSERT_EQ(batches.size(), 32u);
@@ -102,9 +102,9 @@ TEST_F(LoaderTest, KeepLastPartialBatch) {
 
 TEST_F(LoaderTest, NormalisedEpochHasZeroMeanUnitStd) {
   LoaderOptions o = options(2);
-  o.augment = {};
   o.drop_last = false;
-  Loader loader(data_, sampler_, o);
+  const MemorySet plain(data_, {}, norm_, 99);
+  Loader loader(plain, sampler_, o);
   double sum[2] = {0, 0}, sq[2] = {0, 0};
   int64_t n = 0;
   for (const HostBatch& b : collect(loader, 0)) {
@@ -127,10 +127,8 @@ TEST_F(LoaderTest, NormalisedEpochHasZeroMeanUnitStd) {
 
 TEST_F(LoaderTest, FlipAndCropChangeImages) {
   auto changed_fraction = [&](AugmentOptions aug) {
-    LoaderOptions plain = options(1), augmented = options(1);
-    plain.augment = {};
-    augmented.augment = aug;
-    Loader a(data_, sampler_, plain), b(data_, sampler_, augmented);
+    const MemorySet plain(data_, {}, norm_, 99), augmented(data_, aug, norm_, 99);
+    Loader a(plain, sampler_, options(1)), b(augmented, sampler_, options(1));
     const auto pa = collect(a, 0), pb = collect(b, 0);
     int changed = 0, total = 0;
     for (size_t i = 0; i < pa.size(); ++i) {
@@ -154,7 +152,7 @@ TEST_F(LoaderTest, WorkerExceptionComesOutOfNext) {
     o.on_batch = [](HostBatch&, int64_t batch) {
       if (batch == 3) throw rn::Error("decoding failed at batch 3");
     };
-    Loader loader(data_, sampler_, o);
+    Loader loader(set_, sampler_, o);
     loader.start_epoch(0);
     HostBatch b;
     for (int i = 0; i < 3; ++i) ASSERT_TRUE(loader.next(b)) << workers;
@@ -174,9 +172,9 @@ TEST_F(LoaderTest, WorkerExceptionComesOutOfNext) {
 }
 
 TEST_F(LoaderTest, RestartingAnUnfinishedEpoch) {
-  Loader fresh(data_, sampler_, options(0));
+  Loader fresh(set_, sampler_, options(0));
   const auto e0 = collect(fresh, 0), e1 = collect(fresh, 1);
-  Loader loader(data_, sampler_, options(3, 2));
+  Loader loader(set_, sampler_, options(3, 2));
   HostBatch b;
   loader.start_epoch(0);
   ASSERT_TRUE(loader.next(b));
@@ -190,7 +188,7 @@ TEST_F(LoaderTest, RestartingAnUnfinishedEpoch) {
 
 TEST_F(LoaderTest, SkipEqualsDroppingTheFirstBatches) {
   for (int workers : {0, 2}) {
-    Loader loader(data_, sampler_, options(workers));
+    Loader loader(set_, sampler_, options(workers));
     const auto full = collect(loader, 2);
     for (int64_t k : {0, 1, 5, 30}) {
       loader.start_epoch(2);
@@ -209,7 +207,7 @@ TEST_F(LoaderTest, SkipEqualsDroppingTheFirstBatches) {
 }
 
 TEST_F(LoaderTest, OutputBuffersAreReused) {
-  Loader loader(data_, sampler_, options(2));
+  Loader loader(set_, sampler_, options(2));
   loader.start_epoch(0);
   HostBatch b;
   ASSERT_TRUE(loader.next(b));
@@ -227,7 +225,7 @@ TEST_F(LoaderTest, RanksGetTheirOwnSlices) {
     DistributedSampler s(data_.count, 11, true, rank, 3, false);
     LoaderOptions o = options(1);
     o.drop_last = false;
-    Loader loader(data_, s, o);
+    Loader loader(set_, s, o);
     for (const HostBatch& b : collect(loader, 0))
       seen.insert(seen.end(), b.indices.begin(), b.indices.end());
   }
@@ -237,17 +235,17 @@ TEST_F(LoaderTest, RanksGetTheirOwnSlices) {
 }
 
 TEST_F(LoaderTest, MisuseThrows) {
-  Loader loader(data_, sampler_, options(1));
+  Loader loader(set_, sampler_, options(1));
   HostBatch b;
   EXPECT_THROW(loader.next(b), rn::Error);
-  EXPECT_THROW(Loader(data_, DistributedSampler(999, 0, true), options(1)), rn::Error);
+  EXPECT_THROW(Loader(set_, DistributedSampler(999, 0, true), options(1)), rn::Error);
   LoaderOptions bad = options(1);
   bad.batch_size = 0;
-  EXPECT_THROW(Loader(data_, sampler_, bad), rn::Error);
+  EXPECT_THROW(Loader(set_, sampler_, bad), rn::Error);
 }
 
 TEST_F(LoaderTest, DestroyedMidEpoch) {
-  Loader loader(data_, sampler_, options(3, 2));
+  Loader loader(set_, sampler_, options(3, 2));
   loader.start_epoch(0);
   HostBatch b;
   ASSERT_TRUE(loader.next(b));
@@ -260,9 +258,8 @@ TEST(LoaderThroughput, FashionMnistWithAugmentation) {
   LoaderOptions o;
   o.batch_size = 128;
   o.workers = 1;
-  o.augment = {4, true};
-  o.norm = compute_normalization(data);
-  Loader loader(data, DistributedSampler(data.count, 0, true), o);
+  const MemorySet set(data, {4, true}, compute_normalization(data), 0);
+  Loader loader(set, DistributedSampler(data.count, 0, true), o);
   HostBatch b;
   int64_t images = 0;
   const auto start = std::chrono::steady_clock::now();

@@ -1,0 +1,118 @@
+// The in-memory and the encoded sample sets.
+#include "io/sample_set.h"
+
+#include <algorithm>
+
+#include "core/check.h"
+
+namespace rn::io {
+
+std::string SampleSet::describe(int64_t index) const {
+  return str_cat("sample ", index);
+}
+
+MemorySet::MemorySet(ImageSet data, AugmentOptions augment, const Normalization& norm,
+                     uint64_t seed, int views)
+    : data_(std::move(data)), transform_(data_, augment, norm, seed), views_(views) {
+  RN_CHECK(views == 1 || views == 10, "[memory set] views " << views);
+  RN_CHECK(views == 1 || (data_.height >= 8 && data_.width >= 8),
+           "[memory set] 10 crops of " << data_.height << "x" << data_.width << " images");
+}
+
+SampleShape MemorySet::shape() const {
+  if (views_ == 1) return {1, data_.channels, data_.height, data_.width};
+  return {10, data_.channels, data_.height * 7 / 8, data_.width * 7 / 8};
+}
+
+void MemorySet::make(int64_t epoch, int64_t index, float* out, SampleScratch&) const {
+  if (views_ == 1) {
+    transform_.apply(epoch, index, out);
+    return;
+  }
+  const int h = data_.height, w = data_.width, ch = h * 7 / 8, cw = w * 7 / 8;
+  const size_t view = static_cast<size_t>(data_.channels) * ch * cw;
+  int v = 0;
+  for (bool flip : {false, true})
+    for (auto [y, x] : {std::pair{0, 0},
+                        {0, w - cw},
+                        {h - ch, 0},
+                        {h - ch, w - cw},
+                        {(h - ch) / 2, (w - cw) / 2}})
+      transform_.apply_window(index, y, x, ch, cw, flip, out + view * static_cast<size_t>(v++));
+}
+
+Normalization imagenet_normalization() {
+  return Normalization{{0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}};
+}
+
+EncodedSet::EncodedSet(std::unique_ptr<EncodedSource> source, Options options)
+    : source_(std::move(source)), opts_(std::move(options)) {
+  RN_CHECK(source_ != nullptr, "[encoded set] no source");
+  if (opts_.norm.mean.empty()) opts_.norm = imagenet_normalization();
+  RN_CHECK(opts_.norm.mean.size() == 3 && opts_.norm.std.size() == 3,
+           "[encoded set] normalization has " << opts_.norm.mean.size()
+                                              << " channels; images have 3");
+  for (int c = 0; c < 3; ++c) {
+    const float sd = opts_.norm.std[static_cast<size_t>(c)];
+    RN_CHECK(sd > 0, "[encoded set] standard deviation of channel " << c << " is " << sd);
+    mul_[c] = 1.0f / (255.0f * sd);
+    add_[c] = -opts_.norm.mean[static_cast<size_t>(c)] / sd;
+  }
+  side_ = opts_.train && opts_.augment.recipe != Recipe::none ? opts_.augment.crop
+                                                              : opts_.eval.crop;
+  RN_CHECK(side_ >= 1, "[encoded set] crop " << side_);
+}
+
+SampleShape EncodedSet::shape() const {
+  return {opts_.train ? 1 : opts_.eval.views, 3, side_, side_};
+}
+
+void EncodedSet::make(int64_t epoch, int64_t index, float* out, SampleScratch& s) const {
+  source_->read(index, s.bytes);
+  const ImageHeader h = read_image_header(s.bytes.data(), s.bytes.size());
+  thread_local std::vector<ImageView> views;  // capacity kept from sample to sample
+  if (opts_.train && opts_.augment.recipe != Recipe::none) {
+    views.assign(1, draw_train_view(opts_.augment, h.width, h.height, opts_.seed, epoch, index));
+  } else {
+    EvalTransform t = opts_.eval;
+    if (opts_.train) t.views = 1;
+    views = eval_views(t, h.width, h.height);
+  }
+  transform_encoded(s.bytes.data(), s.bytes.size(), views, side_, mul_, add_, out, s);
+}
+
+void transform_encoded(const uint8_t* bytes, size_t size, const std::vector<ImageView>& views,
+                       int side, const float* mul, const float* add, float* out,
+                       SampleScratch& s) {
+  RN_CHECK(!views.empty(), "[transform] no views");
+  DecodeRequest req;
+  const ImageView& v0 = views.front();
+  req.out_width = side, req.out_height = side;
+  if (views.size() == 1) {
+    req.x = v0.x, req.y = v0.y, req.w = v0.w, req.h = v0.h;
+    req.partial = true;
+  } else {
+    // Several views of one decode: the whole image, scaled no further than the views allow.
+    req.w = v0.w, req.h = v0.h;
+    req.partial = false;
+  }
+  DecodedImage& img = s.image;
+  decode_image(bytes, size, req, img);
+  const size_t stride = static_cast<size_t>(img.width) * img.channels;
+  const size_t view_floats = 3 * static_cast<size_t>(side) * side;
+  for (size_t i = 0; i < views.size(); ++i) {
+    const ImageView& v = views[i];
+    float shifted[3];
+    for (int c = 0; c < 3; ++c) shifted[c] = add[c] + v.rgb_shift[static_cast<size_t>(c)] * 255.0f * mul[c];
+    ResampleOut o{.width = side,
+                  .height = side,
+                  .flip = v.flip,
+                  .mul = mul,
+                  .add = shifted,
+                  .planes = out + view_floats * i};
+    resample_box(img.pixels.data(), img.width, img.height, img.channels, stride, img.map_x(v.x),
+                 img.map_y(v.y), img.map_w(v.w), img.map_h(v.h), o, s.resample);
+  }
+}
+
+}  // namespace rn::io

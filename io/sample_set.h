@@ -1,0 +1,121 @@
+// SampleSet: what the loader reads. Each sample becomes `views` x C x H x W normalised floats,
+// written by the loader's worker straight into its batch slot. Behind it sit the in-memory sets
+// (idx, CIFAR, synthetic: decoded bytes plus SampleTransform) and the streamed ones (an image
+// folder or a packed file: encoded bytes, decoded and augmented per sample).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/dataset.h"
+#include "io/image_decode.h"
+#include "io/image_set.h"
+#include "io/image_transform.h"
+#include "io/resample.h"
+
+namespace rn::io {
+
+// One worker's buffers, reused from sample to sample so that steady state does not allocate.
+struct SampleScratch {
+  std::vector<uint8_t> bytes;
+  DecodedImage image;
+  ResampleScratch resample;
+};
+
+struct SampleShape {
+  int views = 1, channels = 0, height = 0, width = 0;
+  size_t floats() const {
+    return static_cast<size_t>(views) * channels * static_cast<size_t>(height) * width;
+  }
+};
+
+class SampleSet {
+ public:
+  virtual ~SampleSet() = default;
+  virtual int64_t size() const = 0;
+  virtual int num_classes() const = 0;
+  virtual int32_t label(int64_t index) const = 0;
+  virtual SampleShape shape() const = 0;
+  // Writes sample `index` as seen in `epoch` (shape().floats() floats). Throws BadSample when
+  // the sample's file cannot be used.
+  virtual void make(int64_t epoch, int64_t index, float* out, SampleScratch& scratch) const = 0;
+  // The sample in messages: its file, or "sample N".
+  virtual std::string describe(int64_t index) const;
+  // Problems found while listing the set (empty class folders), for the epoch's bad count.
+  virtual int64_t listing_problems() const { return 0; }
+};
+
+// A decoded set in memory. Training: SampleTransform (pad + crop + flip). Evaluation with 10
+// views: the four corners and the centre at 7/8 of the side, and their mirror images.
+class MemorySet : public SampleSet {
+ public:
+  MemorySet(ImageSet data, AugmentOptions augment, const Normalization& norm, uint64_t seed,
+            int views = 1);
+  int64_t size() const override { return data_.count; }
+  int num_classes() const override { return data_.num_classes; }
+  int32_t label(int64_t index) const override {
+    return data_.labels[static_cast<size_t>(index)];
+  }
+  SampleShape shape() const override;
+  void make(int64_t epoch, int64_t index, float* out, SampleScratch& scratch) const override;
+  const ImageSet& data() const { return data_; }
+
+ private:
+  ImageSet data_;
+  SampleTransform transform_;
+  int views_;
+};
+
+// Where encoded samples come from: the files of an image folder, or a packed HDF5 file.
+class EncodedSource {
+ public:
+  virtual ~EncodedSource() = default;
+  virtual int64_t size() const = 0;
+  virtual int32_t label(int64_t index) const = 0;
+  virtual const std::vector<std::string>& class_names() const = 0;
+  virtual std::string path(int64_t index) const = 0;
+  // The sample's encoded bytes into `bytes` (resized). Throws BadSample when unreadable.
+  virtual void read(int64_t index, std::vector<uint8_t>& bytes) const = 0;
+  virtual int64_t listing_problems() const { return 0; }
+};
+
+// Per-channel statistics of ImageNet (torchvision's), for encoded sets without their own.
+Normalization imagenet_normalization();
+
+// Encoded images decoded, augmented and normalised per sample (three channels; grayscale is
+// replicated). Training draws one view per `augment`; evaluation takes `eval`'s views.
+class EncodedSet : public SampleSet {
+ public:
+  struct Options {
+    bool train = true;
+    ImageAugment augment;
+    EvalTransform eval;
+    Normalization norm;  // empty: imagenet_normalization()
+    uint64_t seed = 0;
+  };
+  EncodedSet(std::unique_ptr<EncodedSource> source, Options options);
+  int64_t size() const override { return source_->size(); }
+  int num_classes() const override { return static_cast<int>(source_->class_names().size()); }
+  int32_t label(int64_t index) const override { return source_->label(index); }
+  SampleShape shape() const override;
+  void make(int64_t epoch, int64_t index, float* out, SampleScratch& scratch) const override;
+  std::string describe(int64_t index) const override { return source_->path(index); }
+  int64_t listing_problems() const override { return source_->listing_problems(); }
+  const EncodedSource& source() const { return *source_; }
+
+ private:
+  std::unique_ptr<EncodedSource> source_;
+  Options opts_;
+  float mul_[3], add_[3];  // pixel -> (pixel / 255 - mean) / std
+  int side_;               // output height and width
+};
+
+// Decodes `bytes` and writes the views into `out` (3 x side x side floats each): the shared
+// core of EncodedSet::make and of `resnet data bench`.
+void transform_encoded(const uint8_t* bytes, size_t size, const std::vector<ImageView>& views,
+                       int side, const float* mul, const float* add, float* out,
+                       SampleScratch& scratch);
+
+}  // namespace rn::io

@@ -1,0 +1,228 @@
+// Building the configured data sets.
+#include "launch/data.h"
+
+#include <filesystem>
+#include <thread>
+
+#include "core/check.h"
+#include "core/nn/init.h"
+#include "io/cifar.h"
+#include "io/fashion_mnist.h"
+#include "io/image_folder.h"
+#include "io/packed.h"
+#include "launch/logging.h"
+
+namespace rn::launch {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Random pixels and labels from the seed: a stand-in data set for smoke tests and benchmarks.
+io::ImageSet synthetic_set(const DataConfig& d, int channels, int classes, int64_t count,
+                           uint64_t seed) {
+  io::ImageSet s;
+  s.count = count;
+  s.channels = channels, s.height = d.height, s.width = d.width;
+  s.num_classes = classes;
+  nn::InitRng rng(seed);
+  s.pixels.resize(static_cast<size_t>(count) * s.sample_size());
+  for (auto& p : s.pixels) p = static_cast<uint8_t>(rng.next_u64() & 0xFF);
+  s.labels.resize(count);
+  for (auto& l : s.labels) l = static_cast<int32_t>(rng.next_u64() % classes);
+  return s;
+}
+
+// A subset of another source, by index (the evenly spread `data.*_limit` of encoded sets).
+class SubsetSource : public io::EncodedSource {
+ public:
+  SubsetSource(std::unique_ptr<io::EncodedSource> base, std::vector<int64_t> keep)
+      : base_(std::move(base)), keep_(std::move(keep)) {}
+  int64_t size() const override { return static_cast<int64_t>(keep_.size()); }
+  int32_t label(int64_t i) const override { return base_->label(at(i)); }
+  const std::vector<std::string>& class_names() const override { return base_->class_names(); }
+  std::string path(int64_t i) const override { return base_->path(at(i)); }
+  void read(int64_t i, std::vector<uint8_t>& bytes) const override { base_->read(at(i), bytes); }
+  int64_t listing_problems() const override { return base_->listing_problems(); }
+
+ private:
+  int64_t at(int64_t i) const { return keep_[static_cast<size_t>(i)]; }
+  std::unique_ptr<io::EncodedSource> base_;
+  std::vector<int64_t> keep_;
+};
+
+// Encoded sets are listed class by class, so the first N samples would be one class: a limit
+// keeps N samples spread evenly over the whole list instead.
+std::unique_ptr<io::EncodedSource> limited(std::unique_ptr<io::EncodedSource> src, int64_t limit) {
+  const int64_t n = src->size();
+  if (limit <= 0 || limit >= n) return src;
+  std::vector<int64_t> keep(static_cast<size_t>(limit));
+  for (int64_t i = 0; i < limit; ++i)
+    keep[static_cast<size_t>(i)] = static_cast<int64_t>((static_cast<__int128>(i) * n) / limit);
+  return std::make_unique<SubsetSource>(std::move(src), std::move(keep));
+}
+
+// Rank 0 lists the folder (or takes the run directory's cached list), every other rank
+// receives it: a million files are walked once per job, not once per rank.
+io::FolderListing shared_listing(const Config& cfg, const std::string& root, const std::string& split,
+                                 distributed::Communicator& comm, bool use_cache) {
+  std::vector<uint8_t> bytes;
+  std::string error;
+  if (comm.rank() == 0) {
+    try {
+      io::FolderListing l;
+      const fs::path cache = fs::path(cfg.run_dir) / "data" / (split + ".files");
+      bool cached = false;
+      if (use_cache) cached = io::load_cached_listing(cache.string(), root, l);
+      if (!cached) {
+        const int threads = std::max(4, static_cast<int>(std::thread::hardware_concurrency()));
+        l = io::list_image_folder(root, threads);
+        if (use_cache) {
+          std::error_code ec;
+          fs::create_directories(cache.parent_path(), ec);
+          io::save_cached_listing(cache.string(), l);
+        }
+      }
+      RN_LOG(info) << "image folder " << root << ": " << l.files.size() << " files in "
+                   << l.classes.size() << " classes"
+                   << (cached ? " (file list cached in " + cache.string() + ")" : "");
+      bytes = io::serialize(l);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  // The outcome first, so that an error on rank 0 ends every rank with its message.
+  uint64_t size = error.empty() ? bytes.size() : 0;
+  uint64_t failed = error.empty() ? 0 : error.size();
+  comm.broadcast(&failed, sizeof failed, 0);
+  if (failed) {
+    error.resize(failed);
+    comm.broadcast(error.data(), failed, 0);
+    throw Error(error);
+  }
+  comm.broadcast(&size, sizeof size, 0);
+  bytes.resize(size);
+  comm.broadcast(bytes.data(), size, 0);
+  return io::deserialize_listing(bytes, "file list of " + root);
+}
+
+std::unique_ptr<io::EncodedSource> encoded_source(const Config& cfg, const std::string& split,
+                                                  distributed::Communicator& comm, bool cache) {
+  const DataConfig& d = cfg.data;
+  if (d.kind == "packed") {
+    const std::string file = (fs::path(d.root) / (split + ".h5")).string();
+    return std::make_unique<io::PackedSource>(file);
+  }
+  const std::string root = (fs::path(d.root) / split).string();
+  io::FolderListing l = shared_listing(cfg, root, split, comm, cache);
+  if (!l.empty_classes.empty()) {
+    if (d.on_bad_sample == "error")
+      RN_FAIL(cfg.source << ": image folder '" << root << "': class folder '"
+                         << l.empty_classes.front()
+                         << "' has no images (data.on_bad_sample: error)");
+    for (const auto& c : l.empty_classes)
+      RN_LOG(warning) << "image folder " << root << ": class folder '" << c
+                      << "' has no images; its label is kept, so labels stay torchvision's";
+  }
+  return std::make_unique<io::FolderSource>(std::move(l));
+}
+
+io::Normalization configured_norm(const DataConfig& d) {
+  io::Normalization n;
+  for (double m : d.mean) n.mean.push_back(static_cast<float>(m));
+  for (double s : d.std) n.std.push_back(static_cast<float>(s));
+  return n;
+}
+
+}  // namespace
+
+io::LoaderOptions loader_options(const Config& cfg, bool train) {
+  io::LoaderOptions o;
+  o.batch_size = train ? cfg.data.batch_size : cfg.data.test_batch_size;
+  o.workers = cfg.data.workers;
+  o.prefetch = train ? cfg.data.prefetch : 2;
+  o.drop_last = train;
+  o.on_bad = cfg.data.on_bad_sample == "error" ? io::BadSamplePolicy::error
+                                               : io::BadSamplePolicy::substitute;
+  o.seed = cfg.train.seed;
+  o.warn = [](const std::string& m) { RN_LOG(warning) << m; };
+  return o;
+}
+
+DataSplits load_data(const Config& cfg, distributed::Communicator& comm, const DataOptions& opt) {
+  const DataConfig& dc = cfg.data;
+  DataSplits d;
+  const io::AugmentOptions pad_crop{dc.augment.recipe == "pad_crop" ? dc.augment.crop_pad : 0,
+                                    dc.augment.recipe == "pad_crop" && dc.augment.hflip};
+  if (dc.kind == "image_folder" || dc.kind == "packed") {
+    if (cfg.model.in_channels != 3)
+      RN_FAIL(cfg.source << ": 'model.in_channels' is " << cfg.model.in_channels << " but data '"
+                         << dc.kind << "' gives 3 channels (grayscale images are replicated)");
+    if (!dc.mean.empty() && dc.mean.size() != 3)
+      RN_FAIL(cfg.source << ": 'data.mean' has " << dc.mean.size() << " values; images have 3 channels");
+    io::EncodedSet::Options o;
+    o.augment.recipe = io::parse_recipe(dc.augment.recipe);
+    o.augment.crop = dc.augment.crop;
+    o.augment.scale_min = dc.augment.scale[0], o.augment.scale_max = dc.augment.scale[1];
+    o.augment.ratio_min = dc.augment.ratio[0], o.augment.ratio_max = dc.augment.ratio[1];
+    o.augment.shorter_min = static_cast<int>(dc.augment.shorter[0]);
+    o.augment.shorter_max = static_cast<int>(dc.augment.shorter[1]);
+    o.augment.hflip = dc.augment.hflip;
+    o.augment.lighting = dc.augment.lighting;
+    o.eval = io::EvalTransform{.resize = dc.eval_resize, .crop = dc.eval_crop, .views = 1};
+    o.norm = configured_norm(dc);
+    o.seed = cfg.train.seed;
+    o.train = true;
+    d.train = std::make_unique<io::EncodedSet>(
+        limited(encoded_source(cfg, "train", comm, opt.cache_listing), dc.train_limit), o);
+    o.train = false;
+    o.eval.views = opt.eval_views;
+    d.test = std::make_unique<io::EncodedSet>(
+        limited(encoded_source(cfg, "val", comm, opt.cache_listing), dc.test_limit), o);
+    if (d.test->num_classes() != d.train->num_classes())
+      RN_FAIL(cfg.source << ": data.root '" << dc.root << "': train has " << d.train->num_classes()
+                         << " classes, val " << d.test->num_classes()
+                         << " (the same class folders are needed in both)");
+  } else {
+    io::ImageSet train, test;
+    if (dc.kind == "synthetic") {
+      train = synthetic_set(dc, cfg.model.in_channels, cfg.model.num_classes,
+                            dc.train_limit > 0 ? dc.train_limit : dc.synthetic_size,
+                            cfg.train.seed);
+      test = synthetic_set(dc, cfg.model.in_channels, cfg.model.num_classes,
+                           dc.test_limit > 0 ? dc.test_limit : dc.synthetic_size / 4,
+                           cfg.train.seed + 1);
+    } else if (dc.kind == "cifar10" || dc.kind == "cifar100") {
+      const io::CifarKind k = dc.kind == "cifar10"   ? io::CifarKind::cifar10
+                              : dc.labels == "fine" ? io::CifarKind::cifar100_fine
+                                                    : io::CifarKind::cifar100_coarse;
+      train = io::load_cifar(dc.root, k, io::Split::train, dc.train_limit);
+      test = io::load_cifar(dc.root, k, io::Split::test, dc.test_limit);
+    } else {
+      train = io::load_fashion_mnist(dc.root, io::Split::train, dc.train_limit);
+      test = io::load_fashion_mnist(dc.root, io::Split::test, dc.test_limit);
+    }
+    if (train.channels != cfg.model.in_channels)
+      RN_FAIL(cfg.source << ": 'model.in_channels' is " << cfg.model.in_channels << " but data '"
+                         << dc.kind << "' has " << train.channels << " channel(s)");
+    if (!dc.mean.empty() && dc.mean.size() != static_cast<size_t>(train.channels))
+      RN_FAIL(cfg.source << ": 'data.mean' has " << dc.mean.size() << " values; data '" << dc.kind
+                         << "' has " << train.channels << " channel(s)");
+    // The training set's own statistics normalise both splits unless the config gives them.
+    const io::Normalization norm =
+        dc.mean.empty() ? io::compute_normalization(train) : configured_norm(dc);
+    d.train = std::make_unique<io::MemorySet>(std::move(train), pad_crop, norm, cfg.train.seed);
+    d.test = std::make_unique<io::MemorySet>(std::move(test), io::AugmentOptions{}, norm, 0,
+                                             opt.eval_views);
+  }
+  const io::SampleShape s = d.train->shape();
+  d.height = s.height, d.width = s.width;
+  if (d.train->num_classes() > cfg.model.num_classes)
+    RN_FAIL(cfg.source << ": 'model.num_classes' is " << cfg.model.num_classes << " but data '"
+                       << dc.kind << "' has " << d.train->num_classes() << " classes");
+  if (d.train->size() < dc.batch_size)
+    RN_FAIL(cfg.source << ": 'data.batch_size' " << dc.batch_size << " exceeds the "
+                       << d.train->size() << " training samples");
+  return d;
+}
+
+}  // namespace rn::launch
