@@ -65,13 +65,21 @@ TEST(Config, EveryShippedConfigLoadsAndRoundTrips) {
     Config config;
     ASSERT_NO_THROW(config = load_config(file.string()));
     EXPECT_EQ(config.source, file.string());
-    EXPECT_EQ(config.data.kind, "fashion_mnist");
-    EXPECT_EQ(config.model.in_channels, 1);
-    EXPECT_EQ(config.model.num_classes, 10);
-    EXPECT_EQ(config.run_dir, "runs/" + file.stem().string());
-    // The papers' schedule: decays at 50% and 75% of training; the default job's short budget
-    // takes a cosine decay instead.
-    if (config.optim.schedule == "multistep") {
+    const std::string stem = file.stem().string();
+    // The data set is the file's first word; ImageNet is read as an image folder.
+    std::string prefix = stem.substr(0, stem.find('_'));
+    if (prefix == "fashion") prefix = "fashion_mnist";
+    EXPECT_EQ(config.data.kind, prefix == "imagenet" ? "image_folder" : prefix);
+    EXPECT_EQ(config.model.in_channels, prefix == "fashion_mnist" ? 1 : 3);
+    EXPECT_EQ(config.model.num_classes,
+              prefix == "imagenet" ? 1000 : prefix == "cifar100" ? 100 : 10);
+    EXPECT_EQ(config.run_dir, "runs/" + stem);
+    // The CIFAR papers' schedule: decays at 50% and 75% of training; the default job's short
+    // budget takes a cosine decay instead. ImageNet recipes decay every 30 epochs.
+    if (prefix == "imagenet") {
+      ASSERT_FALSE(config.optim.milestones.empty());
+      EXPECT_DOUBLE_EQ(config.optim.milestones[0], 30);
+    } else if (config.optim.schedule == "multistep") {
       ASSERT_EQ(config.optim.milestones.size(), 2u);
       EXPECT_DOUBLE_EQ(config.optim.milestones[0], 0.5 * config.train.epochs);
       EXPECT_DOUBLE_EQ(config.optim.milestones[1], 0.75 * config.train.epochs);
@@ -215,8 +223,8 @@ TEST(ConfigErrors, UnknownKeyListsTheValidKeysAtItsLevel) {
       << top;
   const std::string nested = parse_error("data: {augment: {flip: true}}\n");
   EXPECT_TRUE(contains(nested,
-                       "'data.augment.flip'; valid keys under 'data.augment': crop_pad, "
-                       "hflip"))
+                       "'data.augment.flip'; valid keys under 'data.augment': recipe, "
+                       "crop_pad, hflip, crop, scale, ratio, shorter, lighting"))
       << nested;
   EXPECT_EQ(e.find('\n'), std::string::npos);
 }
@@ -295,7 +303,8 @@ TEST(ConfigErrors, OutOfRangeValuesNameTheirKey) {
 
 TEST(ConfigErrors, BadEnumListsTheAllowedValues) {
   EXPECT_EQ(parse_error("data: {kind: mnist}\n"),
-            "configs/x.yaml: 'data.kind' must be one of fashion_mnist, synthetic; got 'mnist'");
+            "configs/x.yaml: 'data.kind' must be one of fashion_mnist, cifar10, cifar100, "
+            "image_folder, packed, synthetic; got 'mnist'");
   EXPECT_TRUE(contains(parse_error("optim: {name: adam}\n"), "'optim.name' must be one of sgd"));
   EXPECT_TRUE(contains(parse_error("optim: {schedule: step}\n"),
                        "'optim.schedule' must be one of multistep, cosine, constant; got 'step'"));

@@ -1,0 +1,272 @@
+// Tests of the data sets on files the tests make themselves: CIFAR records read back, JPEGs
+// encoded with TurboJPEG and decoded (RGB, gray, CMYK, truncated, corrupt), DCT scaling, an
+// image folder's listing, the packed round trip, and the bad-sample policy.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "io/cifar.h"
+#include "io/image_folder.h"
+#include "io/loader.h"
+#include "io/packed.h"
+#include "io_test_files.h"
+
+namespace rn::io {
+namespace {
+
+using testing::ScratchDir;
+using testing::synthetic_set;
+using testing::write_bytes;
+
+// A smooth image with some detail, w x h x channels interleaved.
+std::vector<uint8_t> picture(int w, int h, int channels, int seed) {
+  std::vector<uint8_t> p(static_cast<size_t>(w) * h * channels);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int c = 0; c < channels; ++c)
+        p[(static_cast<size_t>(y) * w + x) * channels + c] =
+            static_cast<uint8_t>((x * (c + 1) + y * (seed + 2) + 40 * c) % 256);
+  return p;
+}
+
+std::vector<uint8_t> jpeg(int w, int h, int channels, int seed = 0) {
+  const auto p = picture(w, h, channels, seed);
+  return encode_jpeg(p.data(), w, h, channels, 90);
+}
+
+TEST(Cifar, RecordsReadBack) {
+  ScratchDir dir;
+  ImageSet s = synthetic_set(7, 3, 32, 32, 10);
+  write_bytes(dir.file("test_batch.bin"), cifar_records(s, CifarKind::cifar10));
+  const ImageSet r = load_cifar(dir.path(), CifarKind::cifar10, Split::test);
+  EXPECT_EQ(r.count, 7);
+  EXPECT_EQ(r.num_classes, 10);
+  EXPECT_EQ(r.pixels, s.pixels);
+  EXPECT_EQ(r.labels, s.labels);
+  // CIFAR-100: coarse label first, then the fine one.
+  ImageSet f = synthetic_set(5, 3, 32, 32, 100);
+  const std::vector<int32_t> coarse{1, 2, 3, 19, 0};
+  std::filesystem::create_directories(dir.path() + "/cifar-100-binary");
+  write_bytes(dir.path() + "/cifar-100-binary/test.bin", cifar_records(f, CifarKind::cifar100_fine, coarse));
+  EXPECT_EQ(load_cifar(dir.path(), CifarKind::cifar100_fine, Split::test).labels, f.labels);
+  EXPECT_EQ(load_cifar(dir.path(), CifarKind::cifar100_coarse, Split::test).labels, coarse);
+  EXPECT_EQ(load_cifar(dir.path(), CifarKind::cifar100_coarse, Split::test).num_classes, 20);
+}
+
+TEST(Cifar, BadFilesAreOneLine) {
+  ScratchDir dir;
+  write_bytes(dir.file("test_batch.bin"), std::vector<uint8_t>(3073 * 2 + 5, 0));
+  try {
+    load_cifar(dir.path(), CifarKind::cifar10, Split::test);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not a whole number of 3073-byte records"),
+              std::string::npos)
+        << e.what();
+  }
+  std::vector<uint8_t> bad(3073, 0);
+  bad[0] = 10;  // label 10 of 10 classes
+  write_bytes(dir.file("test_batch.bin"), bad);
+  EXPECT_THROW(load_cifar(dir.path(), CifarKind::cifar10, Split::test), Error);
+  EXPECT_THROW(load_cifar(dir.path(), CifarKind::cifar10, Split::train), Error);  // missing
+}
+
+TEST(Decode, RgbGrayCmykAndDamagedFiles) {
+  DecodedImage img;
+  const auto rgb = jpeg(64, 48, 3);
+  decode_image(rgb.data(), rgb.size(), DecodeRequest{.partial = false}, img);
+  EXPECT_EQ(img.width, 64);
+  EXPECT_EQ(img.height, 48);
+  EXPECT_EQ(img.channels, 3);
+  // JPEG is lossy: close to the source on average.
+  const auto src = picture(64, 48, 3, 0);
+  double err = 0;
+  for (size_t i = 0; i < src.size(); ++i) err += std::abs(int(src[i]) - int(img.pixels[i]));
+  EXPECT_LT(err / src.size(), 6.0);
+
+  const auto gray = jpeg(40, 30, 1);
+  decode_image(gray.data(), gray.size(), DecodeRequest{.partial = false}, img);
+  EXPECT_EQ(img.channels, 1);
+
+  // A flat CMYK image. TurboJPEG writes an Adobe marker, so its values are read (as PIL reads
+  // them, "CMYK;I") in Adobe's inverted convention: RGB = C' K' / 255 of the stored C', K'.
+  std::vector<uint8_t> cmyk(32 * 32 * 4);
+  for (size_t i = 0; i < cmyk.size(); i += 4) cmyk[i] = 200, cmyk[i + 1] = 50, cmyk[i + 2] = 0, cmyk[i + 3] = 30;
+  const auto cmyk_jpeg = encode_jpeg(cmyk.data(), 32, 32, 4, 95);
+  EXPECT_EQ(read_image_header(cmyk_jpeg.data(), cmyk_jpeg.size()).channels, 4);
+  decode_image(cmyk_jpeg.data(), cmyk_jpeg.size(), DecodeRequest{.partial = false}, img);
+  ASSERT_EQ(img.channels, 3);
+  const int expect[3] = {200 * 30 / 255, 50 * 30 / 255, 0};
+  for (int c = 0; c < 3; ++c) EXPECT_NEAR(img.pixels[16 * 32 * 3 + 16 * 3 + c], expect[c], 4) << c;
+
+  const std::vector<uint8_t> truncated(rgb.begin(), rgb.begin() + static_cast<long>(rgb.size() / 2));
+  EXPECT_THROW(decode_image(truncated.data(), truncated.size(), DecodeRequest{}, img), BadSample);
+  std::vector<uint8_t> corrupt(rgb.begin(), rgb.begin() + 3);
+  corrupt.resize(600, 0x5A);
+  EXPECT_THROW(decode_image(corrupt.data(), corrupt.size(), DecodeRequest{}, img), BadSample);
+  const std::string text = "hello, not an image";
+  EXPECT_THROW(read_image_header(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
+               BadSample);
+}
+
+TEST(Decode, DctScalingAndPartialDecodeAgreeWithTheFullDecode) {
+  const auto big = jpeg(800, 640, 3, 1);
+  EXPECT_EQ(dct_scale_denom(800, 640, 224, 224), 2);
+  EXPECT_EQ(dct_scale_denom(800, 640, 100, 80), 8);
+  EXPECT_EQ(dct_scale_denom(300, 300, 224, 224), 1);
+  SampleScratch a, b;
+  const float mul[3] = {1, 1, 1}, add[3] = {0, 0, 0};
+  std::vector<float> full(3 * 224 * 224), fast(3 * 224 * 224);
+  const ImageView v{.x = 100, .y = 80, .w = 500, .h = 480};
+  // The reference: the whole image, no scaling, resampled.
+  DecodedImage& img = a.image;
+  decode_image(big.data(), big.size(), DecodeRequest{.partial = false}, img);
+  resample_box(img.pixels.data(), img.width, img.height, 3, img.width * 3, v.x, v.y, v.w, v.h,
+               ResampleOut{.width = 224, .height = 224, .mul = mul, .add = add, .planes = full.data()},
+               a.resample);
+  transform_encoded(big.data(), big.size(), {v}, 224, mul, add, fast.data(), b);
+  EXPECT_EQ(b.image.scale_denom, 2);
+  EXPECT_LT(b.image.height, 640 / 2);  // only the crop's rows
+  double err = 0;
+  for (size_t i = 0; i < full.size(); ++i) err += std::abs(full[i] - fast[i]);
+  EXPECT_LT(err / full.size(), 3.0) << "mean difference in pixel levels";
+}
+
+class FolderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    namespace fs = std::filesystem;
+    root_ = dir_.path() + "/train";
+    for (const char* c : {"b", "a", "c"}) fs::create_directories(root_ + "/" + c);
+    fs::create_directories(root_ + "/a/sub");
+    fs::create_directories(root_ + "/empty");
+    write_bytes(root_ + "/a/2.jpg", jpeg(50, 40, 3, 2));
+    write_bytes(root_ + "/a/1.JPEG", jpeg(40, 50, 3, 1));
+    write_bytes(root_ + "/a/sub/3.jpg", jpeg(60, 30, 1, 3));
+    write_bytes(root_ + "/b/x.jpeg", jpeg(30, 30, 3, 4));
+    write_bytes(root_ + "/b/notes.txt", {'h', 'i'});
+    const auto ok = jpeg(45, 35, 3, 5);
+    write_bytes(root_ + "/c/bad.jpg", std::vector<uint8_t>(ok.begin(), ok.begin() + 100));
+    write_bytes(root_ + "/c/y.jpg", ok);
+  }
+  ScratchDir dir_;
+  std::string root_;
+};
+
+TEST_F(FolderTest, ListingIsTorchvisionsOrder) {
+  const FolderListing l = list_image_folder(root_, 2);
+  EXPECT_EQ(l.classes, (std::vector<std::string>{"a", "b", "c", "empty"}));
+  EXPECT_EQ(l.files, (std::vector<std::string>{"a/1.JPEG", "a/2.jpg", "a/sub/3.jpg", "b/x.jpeg",
+                                               "c/bad.jpg", "c/y.jpg"}));
+  EXPECT_EQ(l.labels, (std::vector<int32_t>{0, 0, 0, 1, 2, 2}));
+  EXPECT_EQ(l.empty_classes, std::vector<std::string>{"empty"});
+  const FolderListing r = deserialize_listing(serialize(l), "test");
+  EXPECT_EQ(r.files, l.files);
+  EXPECT_EQ(r.folders, l.folders);
+}
+
+TEST_F(FolderTest, CacheIsUsedUntilAFolderChanges) {
+  const std::string cache = dir_.file("train.files");
+  FolderListing l = list_image_folder(root_, 1);
+  save_cached_listing(cache, l);
+  FolderListing got;
+  ASSERT_TRUE(load_cached_listing(cache, root_, got));
+  EXPECT_EQ(got.files, l.files);
+  EXPECT_FALSE(load_cached_listing(cache, root_ + "/", got));  // another root
+  // A new file changes its folder's time: the cache is stale.
+  std::filesystem::last_write_time(root_ + "/b", std::filesystem::file_time_type::clock::now() +
+                                                     std::chrono::seconds(5));
+  EXPECT_FALSE(load_cached_listing(cache, root_, got));
+}
+
+TEST_F(FolderTest, BadSamplesAreSubstitutedOrFatal) {
+  EncodedSet::Options o;
+  o.train = true;
+  o.augment.recipe = Recipe::torchvision;
+  o.augment.crop = 24;
+  o.seed = 3;
+  EncodedSet set(std::make_unique<FolderSource>(list_image_folder(root_, 1)), o);
+  DistributedSampler sampler(set.size(), 1, false);
+  LoaderOptions lo;
+  lo.batch_size = 6;
+  lo.workers = 0;
+  std::vector<std::string> warnings;
+  lo.warn = [&](const std::string& m) { warnings.push_back(m); };
+  Loader loader(set, sampler, lo);
+  loader.start_epoch(0);
+  HostBatch b;
+  ASSERT_TRUE(loader.next(b));
+  EXPECT_EQ(b.n, 6);
+  EXPECT_EQ(b.bad, 1);
+  EXPECT_NE(b.indices[4], 4);  // c/bad.jpg replaced
+  EXPECT_EQ(b.labels[4], set.label(b.indices[4]));
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("c/bad.jpg"), std::string::npos) << warnings[0];
+  // Determinism: the same substitute every time.
+  HostBatch again;
+  loader.start_epoch(0);
+  ASSERT_TRUE(loader.next(again));
+  EXPECT_EQ(again.indices, b.indices);
+  EXPECT_EQ(again.images, b.images);
+
+  lo.on_bad = BadSamplePolicy::error;
+  Loader strict(set, sampler, lo);
+  strict.start_epoch(0);
+  try {
+    strict.next(b);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("c/bad.jpg"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(FolderTest, PackedFileGivesTheFoldersBatches) {
+  const std::string file = dir_.file("train.h5");
+  std::vector<std::string> warnings;
+  PackOptions po;
+  po.threads = 2;
+  po.warn = [&](const std::string& m) { warnings.push_back(m); };
+  const PackResult r = pack_image_folder(root_, file, po);
+  EXPECT_EQ(r.samples, 6);
+  EXPECT_EQ(r.bad, 1);
+  EXPECT_EQ(warnings.size(), 2u);  // the empty class and the bad file
+  auto packed = std::make_unique<PackedSource>(file);
+  EXPECT_EQ(packed->class_names(), (std::vector<std::string>{"a", "b", "c", "empty"}));
+  EXPECT_NE(describe_packed(file).find("6 in 4 classes"), std::string::npos) << describe_packed(file);
+  for (bool train : {true, false}) {
+    EncodedSet::Options o;
+    o.train = train;
+    o.augment.recipe = Recipe::resnet;
+    o.augment.crop = 16;
+    o.augment.shorter_min = 20, o.augment.shorter_max = 40;
+    o.eval = EvalTransform{.resize = 20, .crop = 16, .views = train ? 1 : 10};
+    EncodedSet from_folder(std::make_unique<FolderSource>(list_image_folder(root_, 1)), o);
+    EncodedSet from_packed(std::make_unique<PackedSource>(file), o);
+    DistributedSampler sampler(6, 7, true);
+    LoaderOptions lo;
+    lo.batch_size = 3;
+    lo.workers = 2;
+    Loader a(from_folder, sampler, lo), b(from_packed, sampler, lo);
+    for (int epoch : {0, 1}) {
+      a.start_epoch(epoch), b.start_epoch(epoch);
+      HostBatch x, y;
+      while (a.next(x)) {
+        ASSERT_TRUE(b.next(y));
+        EXPECT_EQ(x.indices, y.indices);
+        EXPECT_EQ(x.labels, y.labels);
+        EXPECT_EQ(x.images, y.images);
+        EXPECT_EQ(x.views, train ? 1 : 10);
+      }
+    }
+  }
+  // A damaged packed file is one line.
+  std::vector<uint8_t> bytes;
+  read_whole_file(file, bytes);
+  bytes.resize(bytes.size() / 2);
+  write_bytes(file, bytes);
+  EXPECT_THROW(PackedSource{file}, Error);
+}
+
+}  // namespace
+}  // namespace rn::io
