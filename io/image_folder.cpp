@@ -54,7 +54,7 @@ struct ClassWalk {
 
 ClassWalk walk_class(const std::string& root, const std::string& cls) {
   ClassWalk w;
-  std::vector<std::string> pending{cls}, walked;
+  std::vector<std::string> pending{cls};
   std::set<std::pair<dev_t, ino_t>> seen;
   std::vector<std::pair<std::string, std::vector<std::string>>> listed;
   while (!pending.empty()) {
