@@ -12,6 +12,8 @@ namespace rn::distributed {
 // This process's rank among the ranks on its node (MPI_Comm_split_type, shared memory), which
 // picks its GPU; 0 when MPI is not running. Collective: every rank calls it at the same point.
 int local_rank();
+// The number of ranks on this process's node (1 without MPI); collective as local_rank().
+int local_size();
 
 // A communicator whose all-reduce and broadcast run NCCL on device buffers of `backend` (a CUDA
 // backend), ordered after the work already queued on the backend's stream, on a stream of its

@@ -136,6 +136,7 @@ void Loader::make_batch(int64_t batch, HostBatch& out, SampleScratch& scratch) {
   size_batch(out, static_cast<int>(n), shape_);
   const size_t stride = shape_.floats();
   int bad = 0;
+  data_.prepare(indices_.data() + first, static_cast<size_t>(n), scratch);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t index = indices_[static_cast<size_t>(first + i)];
     const int64_t used =

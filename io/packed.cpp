@@ -4,11 +4,13 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -339,11 +341,89 @@ void PackedSource::read(int64_t index, std::vector<uint8_t>& bytes) const {
   for (size_t done = 0; done < n;) {
     const ssize_t got = ::pread(fd_, bytes.data() + done, n - done,
                                 static_cast<off_t>(base_ + begin + done));
+    read_calls_.fetch_add(1, std::memory_order_relaxed);
     if (got < 0 && errno == EINTR) continue;
+    if (got > 0) read_bytes_.fetch_add(got, std::memory_order_relaxed);
     if (got <= 0)
       throw BadSample(got == 0 ? std::string("the packed file ends early")
                                : str_cat("cannot read: ", std::strerror(errno)));
     done += static_cast<size_t>(got);
+  }
+}
+
+void PackedSource::read_many(const int64_t* indices, size_t n,
+                             std::vector<std::vector<uint8_t>>& out,
+                             std::vector<std::string>& errors) const {
+  size_read_buffers(n, out, errors);
+  // Per thread, kept from call to call: the file order, the iovecs, the sink for gaps.
+  thread_local std::vector<uint32_t> order;
+  thread_local std::vector<iovec> iov;
+  thread_local std::vector<uint8_t> sink;
+  order.resize(n);
+  for (size_t k = 0; k < n; ++k) order[k] = static_cast<uint32_t>(k);
+  auto begin_of = [&](uint32_t k) { return offsets_[static_cast<size_t>(indices[k])]; };
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    return begin_of(a) != begin_of(b) ? begin_of(a) < begin_of(b) : a < b;
+  });
+  if (sink.size() < kMaxGap) sink.resize(kMaxGap);
+  const size_t max_iov = std::min<size_t>(IOV_MAX, 1024);
+  for (size_t r = 0; r < n;) {
+    // One run: samples in file order, each starting at most kMaxGap after the previous one
+    // ends; a sample listed twice in the batch is read once and copied.
+    const uint64_t run_begin = begin_of(order[r]);
+    uint64_t at = run_begin;
+    iov.clear();
+    size_t e = r;
+    for (; e < n; ++e) {
+      const uint32_t k = order[e];
+      const int64_t index = indices[k];
+      const uint64_t b = offsets_[static_cast<size_t>(index)];
+      const uint64_t len = sample_bytes(index);
+      if (e > r && b >= at && (b - at > kMaxGap || b + len - run_begin > kMaxRead ||
+                               iov.size() + 2 > max_iov))
+        break;
+      out[k].resize(static_cast<size_t>(len));
+      if (b < at) continue;  // the same sample as the previous one
+      if (b > at) iov.push_back({sink.data(), static_cast<size_t>(b - at)});
+      if (len > 0) iov.push_back({out[k].data(), static_cast<size_t>(len)});
+      at = b + len;
+    }
+    std::string error;
+    uint64_t done = 0;
+    for (size_t first = 0; first < iov.size();) {
+      const ssize_t got = ::preadv(fd_, iov.data() + first,
+                                   static_cast<int>(std::min(iov.size() - first, max_iov)),
+                                   static_cast<off_t>(base_ + run_begin + done));
+      read_calls_.fetch_add(1, std::memory_order_relaxed);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        error = got == 0 ? std::string("the packed file ends early")
+                         : str_cat("cannot read: ", std::strerror(errno));
+        break;
+      }
+      read_bytes_.fetch_add(got, std::memory_order_relaxed);
+      done += static_cast<uint64_t>(got);
+      // A short read: step over the iovecs it filled and into the one it ended in.
+      for (size_t left = static_cast<size_t>(got); left > 0 && first < iov.size();) {
+        if (left >= iov[first].iov_len) {
+          left -= iov[first].iov_len;
+          ++first;
+        } else {
+          iov[first].iov_base = static_cast<uint8_t*>(iov[first].iov_base) + left;
+          iov[first].iov_len -= left;
+          left = 0;
+        }
+      }
+    }
+    for (size_t j = r; j < e; ++j) {
+      const uint32_t k = order[j];
+      if (!error.empty()) {
+        errors[k] = error;
+      } else if (j > r && indices[k] == indices[order[j - 1]]) {
+        out[k] = out[order[j - 1]];
+      }
+    }
+    r = e;
   }
 }
 

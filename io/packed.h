@@ -12,6 +12,7 @@
 // folder it came from; a file that was bad in the folder is stored as it was and stays bad.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -56,6 +57,16 @@ class PackedSource : public EncodedSource {
   const std::vector<std::string>& class_names() const override { return classes_; }
   std::string path(int64_t index) const override;
   void read(int64_t index, std::vector<uint8_t>& bytes) const override;
+  // The samples in file order, neighbours (at most kMaxGap apart) joined into one preadv of
+  // up to kMaxRead bytes: a batch in file order is a few large reads.
+  void read_many(const int64_t* indices, size_t n, std::vector<std::vector<uint8_t>>& out,
+                 std::vector<std::string>& errors) const override;
+  static constexpr uint64_t kMaxGap = 256 << 10;
+  static constexpr uint64_t kMaxRead = 64 << 20;
+
+  // System calls made by read() and read_many(), and the bytes they read (gaps included).
+  int64_t read_calls() const { return read_calls_.load(std::memory_order_relaxed); }
+  int64_t read_bytes() const { return read_bytes_.load(std::memory_order_relaxed); }
 
   const std::string& file() const { return path_; }
   const std::string& source() const { return source_; }
@@ -74,6 +85,7 @@ class PackedSource : public EncodedSource {
   std::vector<std::string> classes_, paths_;
   uint64_t base_ = 0;  // the images' first byte in the file
   int fd_ = -1;
+  mutable std::atomic<int64_t> read_calls_{0}, read_bytes_{0};
 };
 
 // `resnet data inspect`: the summary of a packed file, several lines of text.

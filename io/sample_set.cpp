@@ -67,9 +67,44 @@ SampleShape EncodedSet::shape() const {
   return {opts_.train ? 1 : opts_.eval.views, 3, side_, side_};
 }
 
+void EncodedSource::read_many(const int64_t* indices, size_t n,
+                              std::vector<std::vector<uint8_t>>& out,
+                              std::vector<std::string>& errors) const {
+  size_read_buffers(n, out, errors);
+  for (size_t k = 0; k < n; ++k) {
+    try {
+      read(indices[k], out[k]);
+    } catch (const BadSample& e) {
+      errors[k] = e.what();
+    }
+  }
+}
+
+void size_read_buffers(size_t n, std::vector<std::vector<uint8_t>>& out,
+                       std::vector<std::string>& errors) {
+  if (out.size() < n) out.resize(n);
+  if (errors.size() < n) errors.resize(n);
+  for (size_t k = 0; k < n; ++k) errors[k].clear();
+}
+
+void EncodedSet::prepare(const int64_t* indices, size_t n, SampleScratch& s) const {
+  s.ahead_index.assign(indices, indices + n);
+  s.ahead_next = 0;
+  source_->read_many(indices, n, s.ahead, s.ahead_error);
+}
+
 void EncodedSet::make(int64_t epoch, int64_t index, float* out, SampleScratch& s) const {
-  source_->read(index, s.bytes);
-  const ImageHeader h = read_image_header(s.bytes.data(), s.bytes.size());
+  // The bytes read ahead for this sample (make() follows prepare()'s order; a substitute or a
+  // caller without prepare() reads its own).
+  const std::vector<uint8_t>* bytes = &s.bytes;
+  if (s.ahead_next < s.ahead_index.size() && s.ahead_index[s.ahead_next] == index) {
+    const size_t k = s.ahead_next++;
+    if (!s.ahead_error[k].empty()) throw BadSample(s.ahead_error[k]);
+    bytes = &s.ahead[k];
+  } else {
+    source_->read(index, s.bytes);
+  }
+  const ImageHeader h = read_image_header(bytes->data(), bytes->size());
   thread_local std::vector<ImageView> views;  // capacity kept from sample to sample
   if (opts_.train && opts_.augment.recipe != Recipe::none) {
     views.assign(1, draw_train_view(opts_.augment, h.width, h.height, opts_.seed, epoch, index));
@@ -78,7 +113,7 @@ void EncodedSet::make(int64_t epoch, int64_t index, float* out, SampleScratch& s
     if (opts_.train) t.views = 1;
     views = eval_views(t, h.width, h.height);
   }
-  transform_encoded(s.bytes.data(), s.bytes.size(), views, side_, mul_, add_, out, s);
+  transform_encoded(bytes->data(), bytes->size(), views, side_, mul_, add_, out, s);
 }
 
 void transform_encoded(const uint8_t* bytes, size_t size, const std::vector<ImageView>& views,

@@ -22,6 +22,13 @@ struct SampleScratch {
   std::vector<uint8_t> bytes;
   DecodedImage image;
   ResampleScratch resample;
+  // A batch's encoded samples read ahead in one go (SampleSet::prepare): ahead_index[k]'s
+  // bytes, or the reason they could not be read; make() takes them in order.
+  std::vector<int64_t> ahead_index;
+  std::vector<std::vector<uint8_t>> ahead;
+  std::vector<std::string> ahead_error;
+  size_t ahead_next = 0;
+  void clear_ahead() { ahead_index.clear(), ahead_next = 0; }
 };
 
 struct SampleShape {
@@ -41,6 +48,12 @@ class SampleSet {
   // Writes sample `index` as seen in `epoch` (shape().floats() floats). Throws BadSample when
   // the sample's file cannot be used.
   virtual void make(int64_t epoch, int64_t index, float* out, SampleScratch& scratch) const = 0;
+  // Called with a batch's indices before make() is called for each of them in that order:
+  // streamed sets read the batch's bytes here, coalescing neighbouring samples into one read.
+  virtual void prepare(const int64_t* indices, size_t n, SampleScratch& scratch) const {
+    (void)indices, (void)n;
+    scratch.clear_ahead();
+  }
   // The sample in messages: its file, or "sample N".
   virtual std::string describe(int64_t index) const;
   // Problems found while listing the set (empty class folders), for the epoch's bad count.
@@ -78,8 +91,18 @@ class EncodedSource {
   virtual std::string path(int64_t index) const = 0;
   // The sample's encoded bytes into `bytes` (resized). Throws BadSample when unreadable.
   virtual void read(int64_t index, std::vector<uint8_t>& bytes) const = 0;
+  // Samples indices[0..n) into out[k] (resized; out.size() >= n), or, where one cannot be
+  // read, the reason into errors[k] (empty where it was read). Sources that can coalesce
+  // neighbouring samples into one large read do; the default reads one by one.
+  virtual void read_many(const int64_t* indices, size_t n, std::vector<std::vector<uint8_t>>& out,
+                         std::vector<std::string>& errors) const;
   virtual int64_t listing_problems() const { return 0; }
 };
+
+// read_many's buffers sized for n samples (kept capacity: no allocation once they have held
+// as many).
+void size_read_buffers(size_t n, std::vector<std::vector<uint8_t>>& out,
+                       std::vector<std::string>& errors);
 
 // Per-channel statistics of ImageNet (torchvision's), for encoded sets without their own.
 Normalization imagenet_normalization();
@@ -101,6 +124,7 @@ class EncodedSet : public SampleSet {
   int32_t label(int64_t index) const override { return source_->label(index); }
   SampleShape shape() const override;
   void make(int64_t epoch, int64_t index, float* out, SampleScratch& scratch) const override;
+  void prepare(const int64_t* indices, size_t n, SampleScratch& scratch) const override;
   std::string describe(int64_t index) const override { return source_->path(index); }
   int64_t listing_problems() const override { return source_->listing_problems(); }
   const EncodedSource& source() const { return *source_; }

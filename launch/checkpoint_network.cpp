@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "core/check.h"
+#include "launch/commands.h"
 
 namespace rn::launch {
 namespace {
@@ -33,10 +34,7 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 }  // namespace
 
 int default_threads(int requested) {
-  if (requested > 0) return requested;
-  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-  const int local_ranks = local ? std::max(1, std::atoi(local)) : 1;
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_ranks);
+  return requested > 0 ? requested : default_threads_per_rank();
 }
 
 CheckpointNetwork load_checkpoint_network(const std::string& path, int threads, bool with_momentum,

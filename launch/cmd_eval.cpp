@@ -59,12 +59,7 @@ int run_eval(const std::vector<std::string>& argv, distributed::Communicator& co
   // No file-list cache for eval: the run directory may belong to a job still running.
   const DataSplits data =
       load_data(cfg, comm, DataOptions{.eval_views = crops, .cache_listing = false});
-  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-  const int local_ranks = local ? std::max(1, std::atoi(local)) : 1;
-  const int threads =
-      cfg.train.threads > 0
-          ? cfg.train.threads
-          : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_ranks);
+  const int threads = cfg.train.threads > 0 ? cfg.train.threads : default_threads_per_rank();
   const Device device{cfg.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0};
   // The config's precision unless --precision says otherwise; the weights stay f32.
   const DType compute =

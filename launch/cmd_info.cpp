@@ -7,6 +7,7 @@
 
 #include "core/check.h"
 #include "core/models/model_spec.h"
+#include "distributed/nccl_communicator.h"
 #include "launch/args.h"
 #include "launch/commands.h"
 
@@ -31,9 +32,9 @@ DefaultInput input_from_args(const Args& args, const std::string& model) {
 }
 
 int default_threads_per_rank() {
-  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-  const int local_ranks = local ? std::max(1, std::atoi(local)) : 1;
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_ranks);
+  // The ranks on this node as MPI sees them, whichever launcher started them.
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
+                         std::max(1, distributed::local_size()));
 }
 
 int run_info(const std::vector<std::string>& argv) {

@@ -42,6 +42,13 @@ class SubsetSource : public io::EncodedSource {
   const std::vector<std::string>& class_names() const override { return base_->class_names(); }
   std::string path(int64_t i) const override { return base_->path(at(i)); }
   void read(int64_t i, std::vector<uint8_t>& bytes) const override { base_->read(at(i), bytes); }
+  void read_many(const int64_t* indices, size_t n, std::vector<std::vector<uint8_t>>& out,
+                 std::vector<std::string>& errors) const override {
+    thread_local std::vector<int64_t> mapped;
+    mapped.resize(n);
+    for (size_t k = 0; k < n; ++k) mapped[k] = at(indices[k]);
+    base_->read_many(mapped.data(), n, out, errors);
+  }
   int64_t listing_problems() const override { return base_->listing_problems(); }
 
  private:

@@ -1,10 +1,13 @@
 // Tests of the data sets on files the tests make themselves: CIFAR records read back, JPEGs
 // encoded with TurboJPEG and decoded (RGB, gray, CMYK, truncated, corrupt), DCT scaling, an
-// image folder's listing, the packed round trip, and the bad-sample policy.
+// image folder's listing, the packed round trip, and the bad-sample policy; the packed reader's
+// coalesced reads; encoded batches that do not depend on the worker count, the rank count or a
+// resume in mid-epoch.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "io/cifar.h"
 #include "io/image_folder.h"
@@ -266,6 +269,174 @@ TEST_F(FolderTest, PackedFileGivesTheFoldersBatches) {
   bytes.resize(bytes.size() / 2);
   write_bytes(file, bytes);
   EXPECT_THROW(PackedSource{file}, Error);
+}
+
+// A folder of `per_class` x 3 small JPEGs of several sizes (gray ones too) and one bad file.
+class EncodedBatchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    namespace fs = std::filesystem;
+    root_ = dir_.path() + "/train";
+    int seed = 0;
+    for (const char* c : {"cat", "dog", "fox"}) {
+      fs::create_directories(root_ + "/" + c);
+      for (int i = 0; i < kPerClass; ++i, ++seed)
+        write_bytes(root_ + "/" + c + "/" + std::to_string(10 + i) + ".jpg",
+                    jpeg(28 + seed % 7 * 5, 24 + seed % 5 * 6, seed % 4 == 3 ? 1 : 3, seed));
+    }
+    write_bytes(root_ + "/dog/10.jpg", {0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3});  // corrupt
+    packed_ = dir_.file("train.h5");
+    pack_image_folder(root_, packed_, PackOptions{});
+  }
+  static EncodedSet::Options train_options() {
+    EncodedSet::Options o;
+    o.augment.recipe = Recipe::torchvision;
+    o.augment.crop = 16;
+    o.seed = 11;
+    return o;
+  }
+  std::unique_ptr<EncodedSet> folder_set() const {
+    return std::make_unique<EncodedSet>(std::make_unique<FolderSource>(list_image_folder(root_, 1)),
+                                        train_options());
+  }
+  std::unique_ptr<EncodedSet> packed_set() const {
+    return std::make_unique<EncodedSet>(std::make_unique<PackedSource>(packed_), train_options());
+  }
+  // Every batch of `epoch`, in order.
+  static std::vector<HostBatch> epoch_batches(const SampleSet& set, const DistributedSampler& s,
+                                              LoaderOptions lo, int64_t epoch, int64_t skip = 0) {
+    Loader loader(set, s, lo);
+    loader.start_epoch(epoch);
+    if (skip) loader.skip(skip);
+    std::vector<HostBatch> out;
+    for (HostBatch b; loader.next(b);) out.push_back(b);
+    return out;
+  }
+  static constexpr int kPerClass = 8;  // 24 samples
+  ScratchDir dir_;
+  std::string root_, packed_;
+};
+
+void expect_same_batches(const std::vector<HostBatch>& a, const std::vector<HostBatch>& b,
+                         const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].indices, b[i].indices) << what << ", batch " << i;
+    EXPECT_EQ(a[i].labels, b[i].labels) << what << ", batch " << i;
+    EXPECT_EQ(a[i].bad, b[i].bad) << what << ", batch " << i;
+    EXPECT_TRUE(a[i].images == b[i].images) << what << ", batch " << i << ": images differ";
+  }
+}
+
+TEST_F(EncodedBatchTest, CoalescedReadsGiveEachSamplesBytes) {
+  const PackedSource p(packed_);
+  ASSERT_EQ(p.size(), 3 * kPerClass);
+  std::vector<std::vector<uint8_t>> out;
+  std::vector<std::string> errors;
+  // Shuffled, with a sample twice: the same bytes as one read() each.
+  const std::vector<int64_t> idx{7, 3, 22, 3, 0, 23, 15, 8, 9, 10, 1};
+  p.read_many(idx.data(), idx.size(), out, errors);
+  std::vector<uint8_t> one;
+  for (size_t k = 0; k < idx.size(); ++k) {
+    p.read(idx[k], one);
+    EXPECT_TRUE(errors[k].empty()) << errors[k];
+    EXPECT_EQ(out[k], one) << "sample " << idx[k];
+  }
+  // A whole batch in file order, or with gaps smaller than kMaxGap, is one preadv.
+  std::vector<int64_t> all(static_cast<size_t>(p.size()));
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(all.size() - 1 - i);
+  const int64_t calls = p.read_calls();
+  p.read_many(all.data(), all.size(), out, errors);
+  EXPECT_EQ(p.read_calls() - calls, 1);
+  for (size_t k = 0; k < all.size(); ++k) {
+    p.read(all[k], one);
+    EXPECT_EQ(out[k], one) << "sample " << all[k];
+  }
+  // The loader's batches come from read_many: the same as the folder's, sample by sample.
+  const auto folder = folder_set(), packed = packed_set();
+  const DistributedSampler s(folder->size(), 5, true);
+  LoaderOptions lo;
+  lo.batch_size = 8, lo.workers = 1, lo.seed = 2;
+  expect_same_batches(epoch_batches(*folder, s, lo, 0), epoch_batches(*packed, s, lo, 0),
+                      "folder vs packed");
+}
+
+TEST_F(EncodedBatchTest, BatchesDoNotDependOnTheWorkerCount) {
+  for (const auto& set : {folder_set(), packed_set()}) {
+    const DistributedSampler s(set->size(), 3, true);
+    LoaderOptions lo;
+    lo.batch_size = 5, lo.seed = 4, lo.drop_last = false;
+    for (int64_t epoch : {0, 1}) {
+      lo.workers = 0;
+      const auto reference = epoch_batches(*set, s, lo, epoch);
+      ASSERT_EQ(reference.size(), 5u);  // 24 samples: 4 of 5 and one of 4
+      int bad = 0;
+      for (const auto& b : reference) bad += b.bad;
+      EXPECT_EQ(bad, 1) << "dog/10.jpg once an epoch";
+      for (int workers : {1, 3}) {
+        lo.workers = workers, lo.prefetch = workers + 1;
+        expect_same_batches(reference, epoch_batches(*set, s, lo, epoch),
+                            "workers " + std::to_string(workers));
+      }
+    }
+  }
+}
+
+TEST_F(EncodedBatchTest, RankCountsSeeTheSameSamples) {
+  const auto set = packed_set();
+  // Over all ranks, an epoch is the same samples, each augmented the same way: a map from the
+  // sample made to its image and how many times it was made (the bad file's substitute is
+  // another sample of the epoch, made twice).
+  using Seen = std::map<int64_t, std::pair<std::vector<float>, int>>;
+  auto epoch_samples = [&](int world) {
+    Seen seen;
+    for (int rank = 0; rank < world; ++rank) {
+      const DistributedSampler s(set->size(), 9, true, rank, world);
+      LoaderOptions lo;
+      lo.batch_size = 3, lo.workers = 2, lo.seed = 4;
+      for (const auto& b : epoch_batches(*set, s, lo, 1)) {
+        const size_t per = b.images.size() / static_cast<size_t>(b.n);
+        for (int i = 0; i < b.n; ++i) {
+          const auto at = b.images.begin() + static_cast<std::ptrdiff_t>(per * i);
+          std::vector<float> image(at, at + static_cast<std::ptrdiff_t>(per));
+          auto [it, fresh] = seen.try_emplace(b.indices[static_cast<size_t>(i)], image, 0);
+          ++it->second.second;
+          if (!fresh) {
+            EXPECT_TRUE(it->second.first == image) << "sample " << it->first;
+          }
+        }
+      }
+    }
+    return seen;
+  };
+  const Seen one = epoch_samples(1);
+  int made = 0;
+  for (const auto& [index, v] : one) made += v.second;
+  EXPECT_EQ(made, 24);
+  EXPECT_EQ(one.size(), 23u) << "23 good samples, one of them again for the bad file";
+  for (int world : {2, 4}) {
+    const Seen many = epoch_samples(world);
+    ASSERT_EQ(many.size(), one.size()) << world << " ranks";
+    for (const auto& [index, v] : one) {
+      ASSERT_TRUE(many.count(index)) << "sample " << index << " missing at " << world << " ranks";
+      EXPECT_EQ(many.at(index).second, v.second) << "sample " << index << " at " << world << " ranks";
+      EXPECT_TRUE(many.at(index).first == v.first)
+          << "sample " << index << " differs at " << world << " ranks";
+    }
+  }
+}
+
+TEST_F(EncodedBatchTest, ResumeInMidEpochGivesTheRestOfTheEpoch) {
+  for (const auto& set : {folder_set(), packed_set()}) {
+    const DistributedSampler s(set->size(), 6, true, 1, 2);  // rank 1 of 2: 12 samples
+    LoaderOptions lo;
+    lo.batch_size = 3, lo.workers = 2, lo.seed = 4;
+    const auto whole = epoch_batches(*set, s, lo, 2);
+    ASSERT_EQ(whole.size(), 4u);
+    const auto resumed = epoch_batches(*set, s, lo, 2, /*skip=*/2);
+    expect_same_batches(std::vector<HostBatch>(whole.begin() + 2, whole.end()), resumed,
+                        "resumed after 2 batches");
+  }
 }
 
 }  // namespace

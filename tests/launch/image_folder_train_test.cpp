@@ -1,0 +1,167 @@
+// `resnet train` and `resnet eval` end to end on JPEG folders the test makes: RGB, grayscale and
+// CMYK images of several sizes, a corrupt and a truncated file, a file that is not an image and
+// an empty class folder; two ranks train, then evaluate with 1 and with 10 crops, as a folder
+// and as the packed files `resnet data pack` makes of it.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "io/image_decode.h"
+#include "run_command.h"
+#include "tests/scratch_dir.h"
+
+namespace fs = std::filesystem;
+using rn::test::json_number;
+using rn::test::read_text;
+using rn::test::run_resnet;
+
+namespace {
+
+bool have_mpirun() {
+  return std::system("command -v mpirun >/dev/null 2>&1") == 0;
+}
+
+void write_file(const fs::path& p, const std::vector<uint8_t>& bytes) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+// A JPEG whose colour depends on its class, so that a few steps can learn something.
+std::vector<uint8_t> class_jpeg(int cls, int w, int h, int channels, int seed) {
+  std::vector<uint8_t> p(static_cast<size_t>(w) * h * channels);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int c = 0; c < channels; ++c)
+        p[(static_cast<size_t>(y) * w + x) * channels + c] = static_cast<uint8_t>(
+            (c == cls % 3 ? 180 : 40) + (x * 3 + y * (seed % 5 + 1)) % 60);
+  return rn::io::encode_jpeg(p.data(), w, h, channels, 90);
+}
+
+class ImageFolderTrainTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists(rn::test::resnet_binary())) GTEST_SKIP() << "resnet binary not built";
+    if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed";
+    dir_ = scratch_.dir();
+    // train: 32 files (2 ranks x 2 batches of 8, so every file is seen each epoch), 2 bad;
+    // val: 13 files, 1 bad. Classes: bird, cat, dog and the empty "zebra".
+    const char* classes[] = {"bird", "cat", "dog"};
+    for (const std::string split : {"train", "val"}) {
+      const int per_class = split == "train" ? 10 : 4;
+      for (int c = 0; c < 3; ++c) {
+        const fs::path d = dir_ / "data" / split / classes[c];
+        for (int i = 0; i < per_class; ++i) {
+          const int seed = c * 31 + i;
+          const int channels = i == 1 ? 1 : i == 2 ? 4 : 3;  // gray, CMYK, RGB
+          write_file(d / (std::to_string(i) + (i % 2 ? ".JPEG" : ".jpg")),
+                     class_jpeg(c, 40 + seed % 4 * 9, 36 + seed % 3 * 11, channels, seed));
+        }
+        write_file(d / "notes.txt", {'n', 'o', 't', ' ', 'a', 'n', ' ', 'i', 'm', 'a', 'g', 'e'});
+      }
+      fs::create_directories(dir_ / "data" / split / "zebra");
+    }
+    const fs::path train = dir_ / "data" / "train";
+    // Corrupt: an image extension on text. Truncated: a JPEG cut in its scan data.
+    write_file(train / "bird" / "corrupt.jpg", {'<', 'h', 't', 'm', 'l', '>'});
+    auto whole = class_jpeg(1, 64, 48, 3, 7);
+    whole.resize(whole.size() * 2 / 3);
+    write_file(train / "cat" / "truncated.jpg", whole);
+    write_file(dir_ / "data" / "val" / "dog" / "empty.jpg", {});
+  }
+  void TearDown() override {
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+
+  std::string config(const std::string& kind) {
+    const fs::path p = dir_ / ("config_" + kind + ".yaml");
+    std::ofstream(p) << "run_dir: " << (dir_ / ("run_" + kind)).string() << "\n"
+                     << "model: {name: resnet20, in_channels: 3, num_classes: 4}\n"
+                     << "data:\n  kind: " << kind << "\n  root: " << root(kind) << "\n"
+                     << "  batch_size: 8\n  test_batch_size: 10\n  workers: 2\n"
+                     << "  augment: {recipe: torchvision, crop: 32, hflip: true}\n"
+                     << "  eval_resize: 36\n  eval_crop: 32\n"
+                     << "optim: {lr: 0.05, momentum: 0.9, weight_decay: 1.0e-4, schedule: cosine}\n"
+                     << "train: {epochs: 2, seed: 3, threads: 1, log_every: 1}\n"
+                     << "checkpoint: {every_epochs: 1, keep_last: 5}\n";
+    return p.string();
+  }
+  std::string root(const std::string& kind) const {
+    return (dir_ / (kind == "packed" ? "packed" : "data")).string();
+  }
+  fs::path last_checkpoint(const std::string& kind) const {
+    fs::path last;
+    for (const auto& e : fs::directory_iterator(dir_ / ("run_" + kind) / "checkpoints"))
+      if (e.path().extension() == ".h5" && e.path() > last) last = e.path();
+    return last;
+  }
+
+  // Trains on 2 ranks and evaluates the last checkpoint with 1 and 10 crops on 2 ranks.
+  void train_and_evaluate(const std::string& kind) {
+    const auto r = run_resnet("train --config " + config(kind), rn::test::mpirun_prefix(2));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    // Every bad file and the empty class are named.
+    for (const char* name : {"bird/corrupt.jpg", "cat/truncated.jpg", "dog/empty.jpg"})
+      EXPECT_NE(r.err.find(name), std::string::npos) << name << " not reported:\n" << r.err;
+    if (kind == "image_folder") {
+      EXPECT_NE(r.err.find("'zebra' has no images"), std::string::npos) << r.err;
+    }
+    EXPECT_EQ(r.err.find("notes.txt"), std::string::npos) << "not an image file: not listed";
+    std::istringstream metrics(read_text(dir_ / ("run_" + kind) / "metrics.jsonl"));
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(metrics, l);) lines.push_back(l);
+    ASSERT_EQ(lines.size(), 2u);
+    EXPECT_EQ(json_number(lines[1], "step"), 4);  // 32 files / (2 ranks x 8) x 2 epochs
+    for (const auto& l : lines) {
+      EXPECT_EQ(json_number(l, "bad_samples"), 2) << l;       // corrupt + truncated, each epoch
+      EXPECT_EQ(json_number(l, "bad_test_samples"), 1) << l;  // dog/empty.jpg
+      EXPECT_TRUE(std::isfinite(json_number(l, "train_loss"))) << l;
+    }
+    const fs::path ckpt = last_checkpoint(kind);
+    ASSERT_FALSE(ckpt.empty());
+    for (int crops : {1, 10}) {
+      const auto e = run_resnet("eval --config " + config(kind) + " --checkpoint " + ckpt.string() +
+                                    " --crops " + std::to_string(crops) + " --json",
+                                rn::test::mpirun_prefix(2));
+      ASSERT_EQ(e.exit_code, 0) << e.err;
+      EXPECT_EQ(json_number(e.out, "crops"), crops) << e.out;
+      EXPECT_EQ(json_number(e.out, "samples"), 13) << e.out;  // every val file, once
+      EXPECT_EQ(json_number(e.out, "bad_samples"), 1) << e.out;
+      const double top1 = json_number(e.out, "top1"), top5 = json_number(e.out, "top5");
+      EXPECT_GE(top1, 0.0) << e.out;
+      EXPECT_LE(top1, 1.0) << e.out;
+      EXPECT_EQ(top5, 1.0) << "4 classes: the true one is always in the top 5; " << e.out;
+    }
+  }
+
+  rn::test::ScratchDir scratch_;
+  fs::path dir_;
+};
+
+TEST_F(ImageFolderTrainTest, TwoRanksTrainAndEvaluateWithOneAndTenCrops) {
+  train_and_evaluate("image_folder");
+  // The file list was made once and cached beside the run.
+  EXPECT_TRUE(fs::exists(dir_ / "run_image_folder" / "data" / "train.files"));
+}
+
+TEST_F(ImageFolderTrainTest, PackedFilesTrainAsTheFolderDoes) {
+  fs::create_directories(dir_ / "packed");
+  for (const std::string split : {"train", "val"}) {
+    const auto p = run_resnet("data pack --from " + (dir_ / "data" / split).string() + " --to " +
+                              (dir_ / "packed" / (split + ".h5")).string() + " --threads 2");
+    ASSERT_EQ(p.exit_code, 0) << p.err;
+  }
+  train_and_evaluate("packed");
+  // The same seeds, the same samples: the folder's run and the packed run learn the same.
+  train_and_evaluate("image_folder");
+  const std::string a = read_text(dir_ / "run_packed" / "metrics.jsonl");
+  const std::string b = read_text(dir_ / "run_image_folder" / "metrics.jsonl");
+  for (const char* key : {"train_loss", "test_loss", "test_top1"})
+    EXPECT_EQ(json_number(a, key), json_number(b, key)) << key << "\n" << a << "\n" << b;
+}
+
+}  // namespace
