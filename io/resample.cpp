@@ -51,7 +51,76 @@ void make_filter_taps(double start, double size, int in_size, int out_size, bool
     }
     for (int k = 0; k < taps; ++k) w[k] = static_cast<float>(w[k] / sum);
   }
+  // The windows above are sized for the widest case; trim them to the taps that carry weight
+  // (a bilinear enlargement reads 2 pixels, not 3), so that the passes below do no dead work.
+  int width = 0;
+  for (int i = 0; i < out_size; ++i) {
+    const float* w = t.weights.data() + static_cast<size_t>(i) * taps;
+    int a = 0, b = taps - 1;
+    while (a < b && w[a] == 0.0f) ++a;
+    while (b > a && w[b] == 0.0f) --b;
+    width = std::max(width, b - a + 1);
+  }
+  if (width == taps) return;
+  std::vector<float> trimmed(static_cast<size_t>(out_size) * width, 0.0f);
+  for (int i = 0; i < out_size; ++i) {
+    const float* w = t.weights.data() + static_cast<size_t>(i) * taps;
+    int a = 0;
+    while (a < taps - 1 && w[a] == 0.0f) ++a;
+    // The window starts at the first weighted pixel unless that runs past the axis's end.
+    const int first = std::min(t.first[static_cast<size_t>(i)] + a, in_size - width);
+    const int shift = first - t.first[static_cast<size_t>(i)];
+    for (int k = 0; k < width; ++k) {
+      const int from = k + shift;
+      if (from >= 0 && from < taps) trimmed[static_cast<size_t>(i) * width + k] = w[from];
+    }
+    t.first[static_cast<size_t>(i)] = first;
+  }
+  t.taps = width;
+  t.weights.swap(trimmed);
 }
+
+namespace {
+
+// Four floats, one pixel's R, G, B and a pad lane: one horizontal tap is one vector multiply-add.
+typedef float v4f __attribute__((vector_size(16)));
+
+inline v4f load4(const float* p) {
+  v4f v;
+  __builtin_memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// out[i] = sum_k w[i][k] * line[first[i] + k] for the three channels, written to three planes;
+// `Taps` fixed at compile time unrolls the tap loop (0: the run-time count).
+template <int Taps>
+void filter_row(const float* line, const FilterTaps& t, int x_lo, int out_width, float* d0,
+                float* d1, float* d2) {
+  const int taps = Taps > 0 ? Taps : t.taps;
+  for (int i = 0; i < out_width; ++i) {
+    const float* p = line + static_cast<size_t>(t.first[static_cast<size_t>(i)] - x_lo) * 4;
+    const float* w = t.weights.data() + static_cast<size_t>(i) * taps;
+    v4f acc = {0, 0, 0, 0};
+    for (int k = 0; k < taps; ++k) acc += w[k] * load4(p + 4 * k);
+    d0[i] = acc[0], d1[i] = acc[1], d2[i] = acc[2];
+  }
+}
+
+using FilterRow = void (*)(const float*, const FilterTaps&, int, int, float*, float*, float*);
+
+FilterRow filter_for(int taps) {
+  switch (taps) {
+    case 1: return filter_row<1>;
+    case 2: return filter_row<2>;
+    case 3: return filter_row<3>;
+    case 4: return filter_row<4>;
+    case 5: return filter_row<5>;
+    case 6: return filter_row<6>;
+    default: return filter_row<0>;
+  }
+}
+
+}  // namespace
 
 void resample_box(const uint8_t* image, int width, int height, int channels, size_t stride,
                   double bx, double by, double bw, double bh, const ResampleOut& out,
@@ -60,45 +129,36 @@ void resample_box(const uint8_t* image, int width, int height, int channels, siz
   const int ow = out.width, oh = out.height;
   make_filter_taps(bx, bw, width, ow, out.flip, s.x);
   make_filter_taps(by, bh, height, oh, /*mirror=*/false, s.y);
-  // Only the rows the vertical filter reads are resampled horizontally.
+  // Only the rows the vertical filter reads are resampled horizontally, and of each row only
+  // the columns the horizontal filter reads are widened to float.
   const int y_lo = s.y.first.front();
   const int y_hi = s.y.first.back() + s.y.taps;
   const int rows = y_hi - y_lo;
+  const auto [x_min, x_max] = std::minmax_element(s.x.first.begin(), s.x.first.end());
+  const int x_lo = *x_min, x_hi = *x_max + s.x.taps;
   const size_t plane = static_cast<size_t>(rows) * ow;
-  s.rows.resize(plane * channels);
-  const int tx = s.x.taps;
+  s.rows.resize(plane * 3);
+  s.line.resize(static_cast<size_t>(x_hi - x_lo) * 4);
+  const FilterRow filter = filter_for(s.x.taps);
   for (int r = 0; r < rows; ++r) {
     const uint8_t* src = image + static_cast<size_t>(y_lo + r) * stride;
+    float* line = s.line.data();
     if (channels == 1) {
-      float* dst = s.rows.data() + static_cast<size_t>(r) * ow;
-      for (int i = 0; i < ow; ++i) {
-        const uint8_t* p = src + s.x.first[static_cast<size_t>(i)];
-        const float* w = s.x.weights.data() + static_cast<size_t>(i) * tx;
-        float acc = 0;
-        for (int k = 0; k < tx; ++k) acc += w[k] * p[k];
-        dst[i] = acc;
-      }
+      for (int j = x_lo; j < x_hi; ++j, line += 4)
+        line[0] = line[1] = line[2] = src[j], line[3] = 0;
     } else {
-      float* d0 = s.rows.data() + static_cast<size_t>(r) * ow;
-      float* d1 = d0 + plane;
-      float* d2 = d1 + plane;
-      for (int i = 0; i < ow; ++i) {
-        const uint8_t* p = src + static_cast<size_t>(s.x.first[static_cast<size_t>(i)]) * 3;
-        const float* w = s.x.weights.data() + static_cast<size_t>(i) * tx;
-        float a0 = 0, a1 = 0, a2 = 0;
-        for (int k = 0; k < tx; ++k) {
-          a0 += w[k] * p[3 * k];
-          a1 += w[k] * p[3 * k + 1];
-          a2 += w[k] * p[3 * k + 2];
-        }
-        d0[i] = a0, d1[i] = a1, d2[i] = a2;
+      for (int j = x_lo; j < x_hi; ++j, line += 4) {
+        const uint8_t* p = src + static_cast<size_t>(j) * 3;
+        line[0] = p[0], line[1] = p[1], line[2] = p[2], line[3] = 0;
       }
     }
+    float* d0 = s.rows.data() + static_cast<size_t>(r) * ow;
+    filter(s.line.data(), s.x, x_lo, ow, d0, d0 + plane, d0 + 2 * plane);
   }
   const int ty = s.y.taps;
   const size_t out_plane = static_cast<size_t>(oh) * ow;
   for (int c = 0; c < 3; ++c) {
-    const float* src_plane = s.rows.data() + (channels == 1 ? 0 : c * plane);
+    const float* src_plane = s.rows.data() + c * plane;
     const float mul = out.mul[c], add = out.add[c];
     for (int y = 0; y < oh; ++y) {
       float* dst = out.planes + c * out_plane + static_cast<size_t>(y) * ow;

@@ -25,6 +25,7 @@ void make_filter_taps(double start, double size, int in_size, int out_size, bool
 struct ResampleScratch {
   FilterTaps x, y;
   std::vector<float> rows;  // the horizontally resampled rows, one plane per channel
+  std::vector<float> line;  // one source row's columns as float R, G, B, pad
 };
 
 struct ResampleOut {

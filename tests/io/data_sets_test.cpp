@@ -1,5 +1,6 @@
 // Tests of the data sets on files the tests make themselves: CIFAR records read back, JPEGs
-// encoded with TurboJPEG and decoded (RGB, gray, CMYK, truncated, corrupt), DCT scaling, an
+// encoded with TurboJPEG and decoded (RGB, gray, CMYK, truncated, corrupt), DCT scaling, the
+// resampler against the triangle filter's definition, an
 // image folder's listing, the packed round trip, and the bad-sample policy; the packed reader's
 // coalesced reads; encoded batches that do not depend on the worker count, the rank count or a
 // resume in mid-epoch.
@@ -13,6 +14,7 @@
 #include "io/image_folder.h"
 #include "io/loader.h"
 #include "io/packed.h"
+#include "io/resample.h"
 #include "io_test_files.h"
 
 namespace rn::io {
@@ -134,6 +136,68 @@ TEST(Decode, DctScalingAndPartialDecodeAgreeWithTheFullDecode) {
   double err = 0;
   for (size_t i = 0; i < full.size(); ++i) err += std::abs(full[i] - fast[i]);
   EXPECT_LT(err / full.size(), 3.0) << "mean difference in pixel levels";
+}
+
+// The triangle filter from its definition, in double precision, every input pixel weighed:
+// what the resampler's trimmed taps and 4-lane passes must reproduce.
+std::vector<double> reference_axis(double start, double size, int in, int out, bool mirror,
+                                   int o) {
+  const double scale = size / out, support = std::max(scale, 1.0);
+  const double center = start + ((mirror ? out - 1 - o : o) + 0.5) * scale;
+  std::vector<double> w(static_cast<size_t>(in));
+  double sum = 0;
+  for (int j = 0; j < in; ++j) sum += w[j] = std::max(0.0, 1.0 - std::abs(j + 0.5 - center) / support);
+  for (double& v : w) v /= sum;
+  return w;
+}
+
+TEST(Resample, TrimmedTapsMatchTheTriangleFilter) {
+  // Enlarging reads 2 pixels per output, shrinking by 1.5 at most 4: no zero-weight taps.
+  FilterTaps t;
+  make_filter_taps(10, 50, 200, 100, false, t);
+  EXPECT_EQ(t.taps, 2);
+  make_filter_taps(0, 300, 300, 200, false, t);
+  EXPECT_LE(t.taps, 4);
+  struct Case {
+    int channels;
+    double x, y, w, h;
+    int ow, oh;
+    bool flip;
+  };
+  const int W = 97, H = 83;
+  for (const Case& c : {Case{3, 10.5, 7.25, 40, 30, 64, 48, false},  // enlarge
+                        Case{3, 0, 0, 97, 83, 32, 20, true},         // shrink, whole image
+                        Case{1, 20, 3, 60.5, 70, 37, 50, true},      // gray, mixed
+                        Case{3, 30, 20, 67, 63, 67, 63, false}}) {   // 1:1 at the edge
+    const auto img = picture(W, H, c.channels, 3);
+    std::vector<float> got(static_cast<size_t>(3) * c.ow * c.oh);
+    const float mul[3] = {0.5f, 1.0f, 2.0f}, add[3] = {-1.0f, 0.0f, 1.0f};
+    ResampleScratch s;
+    resample_box(img.data(), W, H, c.channels, static_cast<size_t>(W) * c.channels, c.x, c.y, c.w,
+                 c.h, ResampleOut{.width = c.ow, .height = c.oh, .flip = c.flip, .mul = mul,
+                                  .add = add, .planes = got.data()},
+                 s);
+    double worst = 0;
+    for (int oy = 0; oy < c.oh; ++oy) {
+      const auto wy = reference_axis(c.y, c.h, H, c.oh, false, oy);
+      for (int ox = 0; ox < c.ow; ++ox) {
+        const auto wx = reference_axis(c.x, c.w, W, c.ow, c.flip, ox);
+        for (int ch = 0; ch < 3; ++ch) {
+          double v = 0;
+          for (int y = 0; y < H; ++y)
+            for (int x = 0; x < W; ++x)
+              if (wy[y] > 0 && wx[x] > 0)
+                v += wy[y] * wx[x] *
+                     img[(static_cast<size_t>(y) * W + x) * c.channels + (c.channels == 1 ? 0 : ch)];
+          const double expect = v * mul[ch] + add[ch];
+          const double g = got[(static_cast<size_t>(ch) * c.oh + oy) * c.ow + ox];
+          worst = std::max(worst, std::abs(g - expect) / mul[ch]);
+        }
+      }
+    }
+    EXPECT_LT(worst, 1e-3) << c.channels << " channels, box " << c.w << "x" << c.h << " to "
+                           << c.ow << "x" << c.oh << ": worst difference in pixel levels";
+  }
 }
 
 class FolderTest : public ::testing::Test {
