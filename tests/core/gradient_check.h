@@ -81,6 +81,16 @@ inline TensorDesc blocked_desc(Backend& be, const Shape& shape) {
   return TensorDesc{shape, DType::f32, layout};
 }
 
+// The backend's nhwc layout for `shape`: the one a grouped convolution of 4 channels per group
+// leaves its output in on the CPU.
+inline TensorDesc nhwc_desc(Backend& be, const Shape& shape) {
+  auto conv = be.make_conv(ConvParams{.out_channels = 16, .groups = 4},
+                           plain_desc(Shape{2, 16, 8, 8}), true);
+  LayoutPtr layout = be.layout_like(conv->output_desc(), shape);
+  EXPECT_NE(layout, nullptr) << "the backend chose a plain layout for a grouped convolution";
+  return TensorDesc{shape, DType::f32, layout};
+}
+
 // sum_j a_j b_j in double.
 template <typename A, typename B>
 double dot(const std::vector<A>& a, const std::vector<B>& b) {

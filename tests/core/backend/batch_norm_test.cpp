@@ -1,6 +1,6 @@
 // Batch normalization: training statistics and output, inference with given statistics, the
-// fused ReLU, and backward against the closed form and finite differences, in plain and blocked
-// layouts.
+// fused ReLU, and backward against the closed form and finite differences, in plain, blocked
+// and nhwc layouts.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -27,10 +27,12 @@ using test::upload_values;
 
 constexpr double kEps = 1e-5;
 
+enum class Layout { plain, blocked, nhwc };
+
 struct BatchNormCase {
   std::string name;
   Shape x;
-  bool blocked = false;
+  Layout layout = Layout::plain;
   bool fuse_relu = false;
 };
 
@@ -88,7 +90,9 @@ class BatchNormTest : public ::testing::TestWithParam<BatchNormCase> {
   void SetUp() override {
     const BatchNormCase& p = GetParam();
     const int64_t c = p.x[1], hw = p.x[2] * p.x[3], count = p.x[0] * hw;
-    x_desc_ = p.blocked ? test::blocked_desc(*be_, p.x) : plain_desc(p.x);
+    x_desc_ = p.layout == Layout::blocked ? test::blocked_desc(*be_, p.x)
+              : p.layout == Layout::nhwc  ? test::nhwc_desc(*be_, p.x)
+                                          : plain_desc(p.x);
     op_ =
         be_->make_batch_norm(BatchNormParams{.eps = kEps, .fuse_relu = p.fuse_relu}, x_desc_, true);
     // Each channel gets its own offset and spread. With the fused ReLU every channel holds pairs
@@ -229,12 +233,17 @@ TEST_P(BatchNormTest, OnlyTheFusedReluCutsTheNegativeSide) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, BatchNormTest,
-    ::testing::Values(BatchNormCase{"plain_c24", Shape{4, 24, 3, 5}, false, false},
-                      BatchNormCase{"plain_c3_relu", Shape{2, 3, 5, 4}, false, true},
-                      BatchNormCase{"blocked_c16", Shape{2, 16, 5, 3}, true, false},
-                      BatchNormCase{"blocked_c24", Shape{2, 24, 3, 5}, true, false},
-                      BatchNormCase{"blocked_c24_relu", Shape{2, 24, 3, 5}, true, true},
-                      BatchNormCase{"blocked_c16_relu_28x28", Shape{4, 16, 28, 28}, true, true}),
+    ::testing::Values(
+        BatchNormCase{"plain_c24", Shape{4, 24, 3, 5}, Layout::plain, false},
+        BatchNormCase{"plain_c3_relu", Shape{2, 3, 5, 4}, Layout::plain, true},
+        BatchNormCase{"blocked_c16", Shape{2, 16, 5, 3}, Layout::blocked, false},
+        BatchNormCase{"blocked_c24", Shape{2, 24, 3, 5}, Layout::blocked, false},
+        BatchNormCase{"blocked_c24_relu", Shape{2, 24, 3, 5}, Layout::blocked, true},
+        BatchNormCase{"blocked_c16_relu_28x28", Shape{4, 16, 28, 28}, Layout::blocked, true},
+        // nhwc, as grouped convolutions of small groups leave it.
+        BatchNormCase{"nhwc_c24", Shape{4, 24, 3, 5}, Layout::nhwc, false},
+        BatchNormCase{"nhwc_c3_relu", Shape{2, 3, 5, 4}, Layout::nhwc, true},
+        BatchNormCase{"nhwc_c40_relu_17x14", Shape{3, 40, 17, 14}, Layout::nhwc, true}),
     [](const ::testing::TestParamInfo<BatchNormCase>& info) { return info.param.name; });
 
 class BatchNormErrorTest : public ::testing::Test {
