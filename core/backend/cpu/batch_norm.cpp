@@ -142,7 +142,6 @@ class CpuBatchNorm final : public BatchNormOp {
 
 std::unique_ptr<BatchNormOp> make_batch_norm(DnnlContext& ctx, const BatchNormParams& p,
                                              const TensorDesc& x, bool) {
-  if (takes_nhwc_batch_norm(x)) return make_nhwc_batch_norm(ctx, p, x);
   return std::make_unique<CpuBatchNorm>(ctx, p, x);
 }
 

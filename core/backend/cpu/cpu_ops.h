@@ -1,5 +1,5 @@
 // Constructors of the oneDNN op objects, one per file (conv.cpp, batch_norm.cpp, pool.cpp,
-// linear.cpp; batch_norm_nhwc.cpp); the element-wise ops, loss and optimizers are plain functions.
+// linear.cpp); the element-wise ops, loss and optimizers are plain functions.
 #pragma once
 
 #include <memory>
@@ -13,11 +13,6 @@ std::unique_ptr<ConvOp> make_conv(DnnlContext& ctx, const ConvParams& p, const T
                                   bool training);
 std::unique_ptr<BatchNormOp> make_batch_norm(DnnlContext& ctx, const BatchNormParams& p,
                                              const TensorDesc& x, bool training);
-// Batch norm of bf16 nhwc activations on the project's own loops (batch_norm_nhwc.cpp), which
-// make_batch_norm takes for the tensors takes_nhwc_batch_norm accepts.
-bool takes_nhwc_batch_norm(const TensorDesc& x);
-std::unique_ptr<BatchNormOp> make_nhwc_batch_norm(DnnlContext& ctx, const BatchNormParams& p,
-                                                  const TensorDesc& x);
 std::unique_ptr<PoolOp> make_pool(DnnlContext& ctx, const PoolParams& p, const TensorDesc& x,
                                   bool training);
 std::unique_ptr<LinearOp> make_linear(DnnlContext& ctx, const LinearParams& p, const TensorDesc& x);

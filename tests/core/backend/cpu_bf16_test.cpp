@@ -131,8 +131,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 // (fused ReLU, nhwc): the bf16 activations in the layout the convolutions leave them in (nhwc
 // on AMX, nChw16c on AVX512-BF16), or in nhwc as a grouped convolution of small groups leaves
-// them on every CPU (the project's own batch-norm loops, rows split between the threads in
-// 64-row blocks: 4 x 6 x 6 = 144 rows).
+// them on every CPU.
 class CpuBf16BatchNormTest : public CpuBf16Test,
                              public ::testing::WithParamInterface<std::tuple<bool, bool>> {};
 
