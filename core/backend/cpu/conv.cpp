@@ -83,9 +83,16 @@ class CpuConv final : public ConvOp {
 
   void backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias) override {
     if (!bwd_weights_.valid()) make_backward_weights();
-    // As a matrix product dW = dY^T X, dY is the product's first operand and X its second.
-    bwd_weights_.bind(bw_matmul_ ? DNNL_ARG_WEIGHTS : DNNL_ARG_SRC,
-                      bw_x_.get(ctx_, x, md_of(x.desc()), bw_x_md_))
+    // As a matrix product dW = dY^T X, dY is the product's first operand and X its second; with
+    // a stride, X's sampled positions are gathered first.
+    const void* xp = bw_x_.get(ctx_, x, md_of(x.desc()), bw_x_md_);
+    Tensor sampled;
+    if (bw_matmul_ && p_.stride > 1) {
+      sampled = ctx_.allocate(bw_sampled_desc_);
+      bw_sample_.run(ctx_, xp, sampled.data());
+      xp = sampled.data();
+    }
+    bwd_weights_.bind(bw_matmul_ ? DNNL_ARG_WEIGHTS : DNNL_ARG_SRC, xp)
         .bind(bw_matmul_ ? DNNL_ARG_SRC : DNNL_ARG_DIFF_DST,
               bw_dy_.get(ctx_, dy, md_of(dy.desc()), bw_dy_md_))
         .bind(bw_matmul_ ? DNNL_ARG_DST : DNNL_ARG_DIFF_WEIGHTS,
@@ -192,19 +199,39 @@ class CpuConv final : public ConvOp {
                                   pd.scratchpad_desc().get_size());
   }
 
-  // A 1x1 convolution of stride 1 on nhwc activations (bf16 on AMX) is a matrix product over the
-  // N*H*W positions: dW[oc][ic] = sum_m dY[m][oc] X[m][ic], dY^T read through its strides. On 2
-  // cores of an AMX Xeon, oneDNN 2.6's AMX backward-weights kernel ran ResNet-50's 1x1 shapes at
-  // 310-970 GFLOP/s, its AMX matmul (brgemm) the same products at 1280-1710. The gradient comes
-  // out in the plain oihw layout, reordered (a small copy) into the weights' own.
+  // A 1x1 convolution on nhwc activations (bf16 on AMX) is a matrix product over the output
+  // positions: dW[oc][ic] = sum_m dY[m][oc] X[m][ic], dY^T read through its strides, and with a
+  // stride s, X taken at every s-th row and column (gathered by a strided reorder into a pooled
+  // buffer: a quarter of X at stride 2). On 2 cores of an AMX Xeon, oneDNN 2.6's AMX
+  // backward-weights kernel ran ResNet-50's 1x1 shapes of stride 1 at 310-970 GFLOP/s and those
+  // of stride 2 at 280-530, its AMX matmul (brgemm) the same products at 1280-1710. The gradient
+  // comes out in the plain oihw layout, reordered (a small copy) into the weights' own.
   bool make_backward_weights_matmul() {
     const bool nhwc = dt_ == memory::data_type::bf16 && ctx_.amx();
-    if (!nhwc || p_.kernel != 1 || p_.stride != 1 || p_.pad != 0 || p_.dilation != 1 ||
-        p_.groups != 1 || p_.bias)
+    if (!nhwc || p_.kernel != 1 || p_.pad != 0 || p_.dilation != 1 || p_.groups != 1 || p_.bias)
       return false;
-    const memory::dim m = x_shape_[0] * x_shape_[2] * x_shape_[3];
+    const memory::dim m = y_shape_[0] * y_shape_[2] * y_shape_[3];
     const memory::dim ic = x_shape_[1], oc = p_.out_channels;
     const auto f32 = memory::data_type::f32;
+    if (p_.stride > 1) {
+      // X at the sampled positions, as an N x C x OH x OW view of the nhwc input. oneDNN takes
+      // the view only where OH strides fit in the image (an even side at stride 2); otherwise
+      // the convolution kernel stays.
+      const memory::dim w = x_shape_[3], s = p_.stride;
+      Shape sampled = y_shape_;
+      sampled[1] = ic;
+      const memory::desc packed(to_dims(sampled), dt_, Tag::nhwc);
+      try {
+        const memory::desc view(to_dims(sampled), dt_,
+                                memory::dims{x_shape_[2] * w * ic, 1, s * w * ic, s * ic});
+        bw_sample_ = Reorderer(ctx_, view, packed);
+      } catch (const dnnl::error&) {
+        return false;
+      } catch (const Error&) {
+        return false;
+      }
+      bw_sampled_desc_ = desc_of(sampled, packed, dtype_);
+    }
     const memory::desc dy_t({oc, m}, dt_, memory::dims{1, oc});
     const memory::desc x({m, ic}, dt_, memory::dims{ic, 1});
     const memory::desc dw({oc, ic}, f32, memory::dims{ic, 1});
@@ -238,6 +265,8 @@ class CpuConv final : public ConvOp {
   TensorDesc out_desc_, w_desc_;
   BoundPrimitive fwd_, bwd_data_, bwd_weights_;
   bool bw_matmul_ = false;  // bwd_weights_ is the matmul of make_backward_weights_matmul
+  Reorderer bw_sample_;     // with a stride: X's sampled positions into a packed buffer
+  TensorDesc bw_sampled_desc_;
   InputAdapter fwd_x_, fwd_w_, bd_dy_, bd_w_, bw_x_, bw_dy_;
   OutputAdapter fwd_y_, bd_dx_, bw_dw_;
   memory::desc bd_dx_md_, bd_w_md_, bd_dy_md_, bw_x_md_, bw_dw_md_, bw_dy_md_;

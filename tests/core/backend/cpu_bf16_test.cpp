@@ -118,11 +118,16 @@ INSTANTIATE_TEST_SUITE_P(
         ConvCase{"k3_16", Shape{4, 16, 9, 9}, ConvParams{.out_channels = 32}},
         ConvCase{"k1_stride2", Shape{2, 32, 8, 8},
                  ConvParams{.out_channels = 64, .kernel = 1, .stride = 2, .pad = 0}},
-        // 1x1 of stride 1: on AMX the weight gradient is a matrix product (dY^T X).
+        // 1x1: on AMX the weight gradient is a matrix product (dY^T X).
         ConvCase{"k1_expand", Shape{2, 64, 7, 7},
                  ConvParams{.out_channels = 256, .kernel = 1, .stride = 1, .pad = 0}},
         ConvCase{"k1_reduce_odd", Shape{3, 40, 5, 6},
                  ConvParams{.out_channels = 24, .kernel = 1, .stride = 1, .pad = 0}},
+        // ... and with a stride, of X's sampled positions (odd sides keep the convolution).
+        ConvCase{"k1_stride2_even", Shape{2, 48, 8, 6},
+                 ConvParams{.out_channels = 32, .kernel = 1, .stride = 2, .pad = 0}},
+        ConvCase{"k1_stride2_odd", Shape{2, 48, 9, 7},
+                 ConvParams{.out_channels = 32, .kernel = 1, .stride = 2, .pad = 0}},
         ConvCase{"grouped", Shape{2, 64, 8, 8}, ConvParams{.out_channels = 64, .groups = 4}},
         ConvCase{"stem_1ch", Shape{4, 1, 28, 28}, ConvParams{.out_channels = 16}},
         ConvCase{"stem_7x7_bias", Shape{2, 3, 32, 32},
