@@ -62,22 +62,23 @@ void make_filter_taps(double start, double size, int in_size, int out_size, bool
     width = std::max(width, b - a + 1);
   }
   if (width == taps) return;
-  std::vector<float> trimmed(static_cast<size_t>(out_size) * width, 0.0f);
+  // Compacted in place, front to back: output i's trimmed taps land at i * width, never after
+  // the untrimmed ones they come from (i * taps + shift, shift >= 0), so nothing is read after
+  // it was overwritten, and the buffer keeps its capacity from sample to sample.
+  float* weights = t.weights.data();
   for (int i = 0; i < out_size; ++i) {
-    const float* w = t.weights.data() + static_cast<size_t>(i) * taps;
+    const float* w = weights + static_cast<size_t>(i) * taps;
     int a = 0;
     while (a < taps - 1 && w[a] == 0.0f) ++a;
     // The window starts at the first weighted pixel unless that runs past the axis's end.
     const int first = std::min(t.first[static_cast<size_t>(i)] + a, in_size - width);
     const int shift = first - t.first[static_cast<size_t>(i)];
-    for (int k = 0; k < width; ++k) {
-      const int from = k + shift;
-      if (from >= 0 && from < taps) trimmed[static_cast<size_t>(i) * width + k] = w[from];
-    }
+    float* to = weights + static_cast<size_t>(i) * width;
+    for (int k = 0; k < width; ++k) to[k] = k + shift < taps ? w[k + shift] : 0.0f;
     t.first[static_cast<size_t>(i)] = first;
   }
   t.taps = width;
-  t.weights.swap(trimmed);
+  t.weights.resize(static_cast<size_t>(out_size) * width);
 }
 
 namespace {
