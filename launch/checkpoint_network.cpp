@@ -2,9 +2,7 @@
 #include "launch/checkpoint_network.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
-#include <thread>
 
 #include "core/check.h"
 #include "launch/commands.h"

@@ -1,7 +1,6 @@
 // `resnet info`: parameters, multiply-adds and depth of a named network; and the defaults the
 // subcommands share (input size, threads per rank).
 #include <algorithm>
-#include <cstdlib>
 #include <iostream>
 #include <thread>
 

@@ -20,6 +20,7 @@
 namespace rn::io {
 namespace {
 
+using testing::expect_same_batches;
 using testing::ScratchDir;
 using testing::synthetic_set;
 using testing::write_bytes;
@@ -380,17 +381,6 @@ class EncodedBatchTest : public ::testing::Test {
   ScratchDir dir_;
   std::string root_, packed_;
 };
-
-void expect_same_batches(const std::vector<HostBatch>& a, const std::vector<HostBatch>& b,
-                         const std::string& what) {
-  ASSERT_EQ(a.size(), b.size()) << what;
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i].indices, b[i].indices) << what << ", batch " << i;
-    EXPECT_EQ(a[i].labels, b[i].labels) << what << ", batch " << i;
-    EXPECT_EQ(a[i].bad, b[i].bad) << what << ", batch " << i;
-    EXPECT_TRUE(a[i].images == b[i].images) << what << ", batch " << i << ": images differ";
-  }
-}
 
 TEST_F(EncodedBatchTest, CoalescedReadsGiveEachSamplesBytes) {
   const PackedSource p(packed_);

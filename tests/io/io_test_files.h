@@ -14,6 +14,7 @@
 
 #include "core/check.h"
 #include "io/image_set.h"
+#include "io/loader.h"
 #include "tests/scratch_dir.h"
 
 namespace rn::io::testing {
@@ -100,6 +101,19 @@ void expect_error_naming(F&& f, const std::vector<std::string>& needles) {
     const std::string what = e.what();
     for (const auto& n : needles)
       EXPECT_NE(what.find(n), std::string::npos) << what << "\n  lacks: " << n;
+  }
+}
+
+// Two runs of the loader gave the same batches: sizes, indices, labels, bad counts, pixels.
+inline void expect_same_batches(const std::vector<HostBatch>& a, const std::vector<HostBatch>& b,
+                                const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].n, b[i].n) << what << ", batch " << i;
+    ASSERT_EQ(a[i].indices, b[i].indices) << what << ", batch " << i;
+    ASSERT_EQ(a[i].labels, b[i].labels) << what << ", batch " << i;
+    ASSERT_EQ(a[i].bad, b[i].bad) << what << ", batch " << i;
+    ASSERT_TRUE(a[i].images == b[i].images) << what << ", batch " << i << ": images differ";
   }
 }
 

@@ -13,6 +13,7 @@
 namespace rn::io {
 namespace {
 
+using testing::expect_same_batches;
 using testing::synthetic_set;
 
 std::vector<HostBatch> collect(Loader& loader, int64_t epoch) {
@@ -21,17 +22,6 @@ std::vector<HostBatch> collect(Loader& loader, int64_t epoch) {
   HostBatch b;
   while (loader.next(b)) out.push_back(b);
   return out;
-}
-
-void expect_same(const std::vector<HostBatch>& a, const std::vector<HostBatch>& b,
-                 const std::string& what) {
-  ASSERT_EQ(a.size(), b.size()) << what;
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].n, b[i].n) << what << " batch " << i;
-    ASSERT_EQ(a[i].indices, b[i].indices) << what << " batch " << i;
-    ASSERT_EQ(a[i].labels, b[i].labels) << what << " batch " << i;
-    ASSERT_EQ(a[i].images, b[i].images) << what << " batch " << i;
-  }
 }
 
 class LoaderTest : public ::testing::Test {
@@ -58,8 +48,8 @@ TEST_F(LoaderTest, SameBatchesForAnyNumberOfWorkers) {
     Loader l(set_, sampler_, options(workers, prefetch));
     const std::string what =
         "workers " + std::to_string(workers) + " prefetch " + std::to_string(prefetch);
-    expect_same(collect(l, 0), e0, what);
-    expect_same(collect(l, 1), e1, what);
+    expect_same_batches(collect(l, 0), e0, what);
+    expect_same_batches(collect(l, 1), e1, what);
   }
 }
 
@@ -179,11 +169,11 @@ TEST_F(LoaderTest, RestartingAnUnfinishedEpoch) {
   loader.start_epoch(0);
   ASSERT_TRUE(loader.next(b));
   ASSERT_TRUE(loader.next(b));
-  expect_same(collect(loader, 1), e1, "epoch 1 after half of epoch 0");
-  expect_same(collect(loader, 0), e0, "epoch 0 again");
+  expect_same_batches(collect(loader, 1), e1, "epoch 1 after half of epoch 0");
+  expect_same_batches(collect(loader, 0), e0, "epoch 0 again");
   // Restarts while workers are busy, without reading anything.
   for (int i = 0; i < 20; ++i) loader.start_epoch(i);
-  expect_same(collect(loader, 1), e1, "after many restarts");
+  expect_same_batches(collect(loader, 1), e1, "after many restarts");
 }
 
 TEST_F(LoaderTest, SkipEqualsDroppingTheFirstBatches) {
@@ -196,7 +186,7 @@ TEST_F(LoaderTest, SkipEqualsDroppingTheFirstBatches) {
       std::vector<HostBatch> rest;
       HostBatch b;
       while (loader.next(b)) rest.push_back(b);
-      expect_same(rest, std::vector<HostBatch>(full.begin() + k, full.end()),
+      expect_same_batches(rest, std::vector<HostBatch>(full.begin() + k, full.end()),
                   "skip " + std::to_string(k));
     }
     loader.start_epoch(2);

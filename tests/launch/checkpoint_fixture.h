@@ -20,10 +20,6 @@ namespace rn::test {
 
 namespace fs = std::filesystem;
 
-inline bool have_mpirun() {
-  return std::system("command -v mpirun > /dev/null 2>&1") == 0;
-}
-
 class CheckpointTest : public ::testing::Test {
  protected:
   void SetUp() override {

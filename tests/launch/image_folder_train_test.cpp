@@ -15,15 +15,12 @@
 #include "tests/scratch_dir.h"
 
 namespace fs = std::filesystem;
+using rn::test::have_mpirun;
 using rn::test::json_number;
 using rn::test::read_text;
 using rn::test::run_resnet;
 
 namespace {
-
-bool have_mpirun() {
-  return std::system("command -v mpirun >/dev/null 2>&1") == 0;
-}
 
 void write_file(const fs::path& p, const std::vector<uint8_t>& bytes) {
   fs::create_directories(p.parent_path());

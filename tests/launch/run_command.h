@@ -34,6 +34,10 @@ inline std::string resnet_binary() {
   return std::string(RN_BINARY_DIR) + "/resnet";
 }
 
+inline bool have_mpirun() {
+  return std::system("command -v mpirun > /dev/null 2>&1") == 0;
+}
+
 // The prefix that runs `resnet` on `ranks` MPI ranks (as root too, with one thread each).
 inline std::string mpirun_prefix(int ranks) {
   return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 mpirun "

@@ -12,6 +12,7 @@
 #include "tests/scratch_dir.h"
 
 namespace fs = std::filesystem;
+using rn::test::have_mpirun;
 using rn::test::json_number;
 using rn::test::read_text;
 using rn::test::run_resnet;
@@ -153,10 +154,6 @@ TEST_F(TrainTest, UnknownModelName) {
 
 TEST_F(TrainTest, MissingConfigFile) {
   expect_one_line_error("train --config " + (dir_ / "absent.yaml").string(), {"absent.yaml"});
-}
-
-bool have_mpirun() {
-  return std::system("command -v mpirun > /dev/null 2>&1") == 0;
 }
 
 TEST_F(TrainTest, TwoRanksTrainOneModel) {
