@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <list>
 #include <thread>
 
 #include "core/check.h"
@@ -117,6 +118,11 @@ class MpiComm {
     RN_MPI_CHECK(MPI_Comm_dup(parent, &comm_));
     RN_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
   }
+  // The ranks of `parent` with the same color (MPI_Comm_split): a new communicator already.
+  MpiComm(MPI_Comm parent, int color, int key) {
+    RN_MPI_CHECK(MPI_Comm_split(parent, color, key, &comm_));
+    RN_MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
+  }
   ~MpiComm() {
     if (comm_ != MPI_COMM_NULL && !mpi_finalized()) MPI_Comm_free(&comm_);
   }
@@ -128,11 +134,16 @@ class MpiComm {
   MPI_Comm comm_ = MPI_COMM_NULL;
 };
 
+// The tag of post/poll messages; collectives never match point-to-point messages.
+constexpr int kMessageTag = 7301;
+
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator() : comm_(MPI_COMM_WORLD) {
-    RN_MPI_CHECK(MPI_Comm_rank(comm_.get(), &rank_));
-    RN_MPI_CHECK(MPI_Comm_size(comm_.get(), &size_));
+  MpiCommunicator() : comm_(MPI_COMM_WORLD) { init(); }
+  MpiCommunicator(MPI_Comm parent, int color, int key) : comm_(parent, color, key) { init(); }
+  ~MpiCommunicator() override {
+    // Small messages leave eagerly; a send still pending here is one nobody will receive.
+    for (auto& s : sends_) s.request.abandon();
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -183,7 +194,46 @@ class MpiCommunicator final : public Communicator {
   using Communicator::all_reduce_sum;
   MPI_Comm handle() const { return comm_.get(); }
 
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    auto child = std::make_unique<MpiCommunicator>(comm_.get(), color, key);
+    child->set_timeout(timeout_s());
+    return child;
+  }
+
+  void post(int dest, const std::string& message) override {
+    RN_CHECK(dest >= 0 && dest < size_, "[mpi] post to rank " << dest << " of " << size_);
+    RN_CHECK(message.size() <= static_cast<size_t>(INT32_MAX), "[mpi] message too long");
+    sends_.remove_if([](PendingSend& s) { return s.request.test(); });
+    auto& s = sends_.emplace_back();
+    s.text = message;
+    RN_MPI_CHECK(MPI_Isend(s.text.data(), static_cast<int>(s.text.size()), MPI_CHAR, dest,
+                           kMessageTag, comm_.get(), s.request.handle()));
+  }
+
+  std::optional<std::string> poll() override {
+    sends_.remove_if([](PendingSend& s) { return s.request.test(); });
+    int arrived = 0;
+    MPI_Status status;
+    RN_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, kMessageTag, comm_.get(), &arrived, &status));
+    if (!arrived) return std::nullopt;
+    int bytes = 0;
+    RN_MPI_CHECK(MPI_Get_count(&status, MPI_CHAR, &bytes));
+    std::string text(static_cast<size_t>(bytes), '\0');
+    RN_MPI_CHECK(MPI_Recv(text.data(), bytes, MPI_CHAR, status.MPI_SOURCE, kMessageTag,
+                          comm_.get(), MPI_STATUS_IGNORE));
+    return text;
+  }
+
  private:
+  void init() {
+    RN_MPI_CHECK(MPI_Comm_rank(comm_.get(), &rank_));
+    RN_MPI_CHECK(MPI_Comm_size(comm_.get(), &size_));
+  }
+  struct PendingSend {
+    MpiRequest request;
+    std::string text;
+  };
+
   // The blocking collectives run as non-blocking ones so that a wait can time out, on a scratch
   // buffer of their own (reused: cross-replica batch norm calls them twice per layer and step).
   // `data` (when given) is copied into the first `bytes`.
@@ -208,6 +258,7 @@ class MpiCommunicator final : public Communicator {
   MpiComm comm_;
   int rank_ = 0, size_ = 1;
   std::unique_ptr<std::vector<char>> scratch_;
+  std::list<PendingSend> sends_;  // a list: an MPI request's buffer must not move
 };
 
 }  // namespace
@@ -221,6 +272,24 @@ void throw_timeout(const Communicator& comm, const std::string& what) {
 
 std::unique_ptr<Request> SingleProcessCommunicator::all_reduce_sum_async(float*, size_t) {
   return std::make_unique<DoneRequest>();
+}
+
+std::unique_ptr<Communicator> SingleProcessCommunicator::split(int, int) {
+  auto child = std::make_unique<SingleProcessCommunicator>();
+  child->set_timeout(timeout_s());
+  return child;
+}
+
+void SingleProcessCommunicator::post(int dest, const std::string& message) {
+  RN_CHECK(dest == 0, "post to rank " << dest << " of a single process");
+  inbox_.push_back(message);
+}
+
+std::optional<std::string> SingleProcessCommunicator::poll() {
+  if (inbox_.empty()) return std::nullopt;
+  std::string m = std::move(inbox_.front());
+  inbox_.erase(inbox_.begin());
+  return m;
 }
 
 std::unique_ptr<Communicator> make_mpi_communicator() {

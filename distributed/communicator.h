@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,16 @@ class Communicator {
     return v;
   }
 
+  // The ranks of this communicator that pass the same `color`, as a communicator of their own,
+  // ranked by (`key`, rank here): an ensemble's rank groups (MPI_Comm_split). Collective.
+  virtual std::unique_ptr<Communicator> split(int color, int key) = 0;
+
+  // Small messages beside the collectives (an ensemble's progress reports to rank 0). `post`
+  // returns at once and the message travels in the background; `poll` returns a message that
+  // has arrived from any rank (in order per sender), or nothing. Neither waits for other ranks.
+  virtual void post(int dest, const std::string& message) = 0;
+  virtual std::optional<std::string> poll() = 0;
+
   // How long any collective may wait for the other ranks; 0 waits forever.
   void set_timeout(double seconds) { timeout_s_ = seconds; }
   double timeout_s() const { return timeout_s_; }
@@ -76,6 +87,12 @@ class SingleProcessCommunicator final : public Communicator {
   std::vector<uint64_t> all_gather(uint64_t value) override { return {value}; }
   void all_reduce_sum(double* data, size_t count) override {}
   using Communicator::all_reduce_sum;
+  std::unique_ptr<Communicator> split(int, int) override;
+  void post(int dest, const std::string& message) override;
+  std::optional<std::string> poll() override;
+
+ private:
+  std::vector<std::string> inbox_;  // messages posted to this process, oldest first
 };
 
 // MPI on a duplicate of MPI_COMM_WORLD (errors returned, not fatal, so they become rn::Error).

@@ -129,6 +129,12 @@ class NcclCommunicator final : public Communicator {
   std::vector<uint64_t> all_gather(uint64_t value) override { return host_.all_gather(value); }
   void all_reduce_sum(double* data, size_t count) override { host_.all_reduce_sum(data, count); }
   using Communicator::all_reduce_sum;
+  // Rank groups are split from the host communicator; each group makes its own NCCL one.
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    return host_.split(color, key);
+  }
+  void post(int dest, const std::string& message) override { host_.post(dest, message); }
+  std::optional<std::string> poll() override { return host_.poll(); }
 
  private:
   // The collective may start only once the compute stream has produced its input.

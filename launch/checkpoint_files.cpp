@@ -148,4 +148,9 @@ int StopSignals::raised() const {
   return g_stop_signal.load(std::memory_order_relaxed);
 }
 
+void StopSignals::raise(int sig) const {
+  int none = 0;
+  g_stop_signal.compare_exchange_strong(none, sig, std::memory_order_relaxed);
+}
+
 }  // namespace rn::launch

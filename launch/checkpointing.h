@@ -118,6 +118,9 @@ class StopSignals {
   StopSignals(const StopSignals&) = delete;
   StopSignals& operator=(const StopSignals&) = delete;
   int raised() const;  // the signal number, or 0
+  // Records `sig` as if it had arrived (where no signal has): a signal another process caught,
+  // relayed, as in an ensemble whose rank groups must all stop.
+  void raise(int sig) const;
 
  private:
   struct sigaction previous_term_ {

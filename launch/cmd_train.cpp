@@ -1,17 +1,45 @@
-// `resnet train`: read the config, train (or resume), print the final top-1 / top-5.
+// `resnet train`: read the config, train (or resume) one model or an ensemble, print the final
+// top-1 / top-5 (an ensemble's: a table of every member's and the ensemble's).
 #include <cstdio>
 
 #include "launch/args.h"
 #include "launch/commands.h"
+#include "launch/ensemble.h"
 #include "launch/logging.h"
 #include "launch/trainer.h"
 
 namespace rn::launch {
+namespace {
+
+int report_ensemble(const Config& cfg, const EnsembleResult& r) {
+  if (r.preempted) {
+    std::string names;
+    for (const auto& n : r.stopped) names += (names.empty() ? "" : ", ") + n;
+    std::printf("stopped by signal after %.1f s: %s checkpointed; continue with --resume auto\n",
+                r.wall_s, names.empty() ? "every running member" : names.c_str());
+    return 0;
+  }
+  const CropScores& c = r.scores.by_crops.front();
+  const size_t e = r.scores.models.size();
+  std::printf("%s", scores_table(r.scores).c_str());
+  std::printf("final: ensemble of %zu after %.1f s: test top-1 %.4f, top-5 %.4f (%lld test "
+              "samples, 1 crop); %s/ensemble.json\n",
+              e, r.wall_s, static_cast<double>(c.top1[e]) / c.samples,
+              static_cast<double>(c.top5[e]) / c.samples, static_cast<long long>(c.samples),
+              cfg.run_dir.c_str());
+  return 0;
+}
+
+}  // namespace
 
 int run_train(const std::vector<std::string>& argv, distributed::Communicator& comm) {
   Args args(argv, FlagSpec{{"config", "resume"}, {"set"}, {"verbose"}});
   init_logging(comm.rank(), args.flag("verbose"));
   const Config cfg = load_config(args.required("config"), args.all("set"));
+  if (!cfg.ensemble.members.empty()) {
+    const EnsembleResult r = train_ensemble(cfg, comm, args.get("resume"));
+    return comm.rank() == 0 ? report_ensemble(cfg, r) : 0;
+  }
   const TrainResult r = train(cfg, comm, args.get("resume"));
   if (comm.rank() != 0) return 0;
   if (r.preempted) {

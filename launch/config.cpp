@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -108,6 +109,12 @@ void visit(CheckpointConfig& c, V& v) {
 }
 
 template <typename V>
+void visit(EnsembleConfig& c, V& v) {
+  v.field("split", c.split);
+  v.field("members", c.members);
+}
+
+template <typename V>
 void visit(Config& c, V& v) {
   v.field("run_dir", c.run_dir);
   v.section("model", c.model);
@@ -116,6 +123,7 @@ void visit(Config& c, V& v) {
   v.section("train", c.train);
   v.section("distributed", c.distributed);
   v.section("checkpoint", c.checkpoint);
+  v.section("ensemble", c.ensemble);
 }
 
 struct KeyLister {
@@ -236,6 +244,55 @@ void decode(const YAML::Node& node, const std::string& key, const ReadContext& c
     values.push_back(v);
   }
   out = std::move(values);
+}
+
+// The keys of one ensemble member, in file order (also the "valid keys" of its messages).
+const std::vector<std::string>& member_keys() {
+  static const std::vector<std::string> keys{"name", "model", "seed", "weight", "ranks",
+                                             "overrides"};
+  return keys;
+}
+
+void decode(const YAML::Node& node, const std::string& key, const ReadContext& ctx,
+            std::vector<EnsembleMember>& out) {
+  if (!node.IsSequence()) fail_type(ctx, key, "a list of members (name, model, seed, ...)", node);
+  std::vector<EnsembleMember> members;
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    const YAML::Node m = node[i];
+    const std::string at = key + "[" + std::to_string(i) + "]";
+    if (!m.IsMap()) fail_type(ctx, at, "a mapping (name, model, seed, ...)", m);
+    for (const auto& entry : m) {
+      const std::string k = entry.first.IsScalar() ? entry.first.Scalar() : "";
+      const auto& known = member_keys();
+      if (std::find(known.begin(), known.end(), k) == known.end())
+        RN_FAIL(ctx.origin << ": unknown key '" << at << "." << k << "'; valid keys of a member: "
+                           << join(known));
+    }
+    EnsembleMember member;
+    if (!m["name"].IsDefined()) RN_FAIL(ctx.origin << ": '" << at << "' has no 'name'");
+    decode(m["name"], at + ".name", ctx, member.name);
+    if (m["model"].IsDefined()) decode(m["model"], at + ".model", ctx, member.model);
+    if (m["seed"].IsDefined()) {
+      uint64_t seed = 0;
+      decode(m["seed"], at + ".seed", ctx, seed);
+      member.seed = seed;
+    }
+    if (m["weight"].IsDefined()) decode(m["weight"], at + ".weight", ctx, member.weight);
+    if (m["ranks"].IsDefined()) decode(m["ranks"], at + ".ranks", ctx, member.ranks);
+    if (const YAML::Node o = m["overrides"]; o.IsDefined() && !o.IsNull()) {
+      if (!o.IsMap())
+        fail_type(ctx, at + ".overrides", "a mapping shaped like the config (optim: {lr: 0.05})", o);
+      for (const char* banned : {"run_dir", "ensemble"})
+        if (o[banned].IsDefined())
+          RN_FAIL(ctx.origin << ": '" << at << ".overrides' cannot set '" << banned
+                             << "' (a member trains in run_dir/<name>)");
+      YAML::Emitter e;
+      e << YAML::Flow << o;
+      member.overrides = e.c_str();
+    }
+    members.push_back(std::move(member));
+  }
+  out = std::move(members);
 }
 
 template <typename S>
@@ -434,9 +491,39 @@ class Validator {
             c.checkpoint.every_steps);
     require(c.checkpoint.keep_last >= 1, "checkpoint.keep_last", "at least 1",
             c.checkpoint.keep_last);
+    check_ensemble(c.ensemble);
   }
 
  private:
+  void check_ensemble(const EnsembleConfig& e) const {
+    one_of("ensemble.split", e.split, {"equal", "macs"});
+    std::set<std::string> names;
+    int with_ranks = 0;
+    for (std::size_t i = 0; i < e.members.size(); ++i) {
+      const EnsembleMember& m = e.members[i];
+      const std::string at = "ensemble.members[" + std::to_string(i) + "]";
+      const bool folder_name =
+          !m.name.empty() && m.name != "." && m.name != ".." &&
+          std::all_of(m.name.begin(), m.name.end(), [](char ch) {
+            return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' ||
+                   ch == '.';
+          });
+      require(folder_name, at + ".name", "a folder name (letters, digits, '_', '-', '.')",
+              m.name);
+      if (!names.insert(m.name).second)
+        RN_FAIL(origin("ensemble.members") << ": '" << at << ".name': member '" << m.name
+                                           << "' appears more than once");
+      require(std::isfinite(m.weight) && m.weight > 0, at + ".weight", "a positive number",
+              m.weight);
+      require(m.ranks >= 0, at + ".ranks", "0 (by ensemble.split) or more", m.ranks);
+      with_ranks += m.ranks > 0;
+    }
+    if (with_ranks > 0 && with_ranks < static_cast<int>(e.members.size()))
+      RN_FAIL(origin("ensemble.members")
+              << ": 'ensemble.members': 'ranks' is given for " << with_ranks << " of "
+              << e.members.size() << " members; give it for every member or for none");
+  }
+
   static std::string show(const std::string& v) { return "'" + v + "'"; }
   static std::string show(double v) { return format_double(v); }
   static std::string show(const std::vector<double>& v) {
@@ -498,8 +585,31 @@ class Writer {
     out_ << YAML::Key << key << YAML::Value << v;
   }
 
+  void field(const char* key, const std::vector<EnsembleMember>& members) {
+    out_ << YAML::Key << key << YAML::Value << YAML::BeginSeq;
+    for (const auto& m : members) {
+      out_ << YAML::BeginMap;
+      field("name", m.name);
+      field("model", m.model);
+      if (m.seed) field("seed", *m.seed);
+      field("weight", m.weight);
+      field("ranks", m.ranks);
+      if (!m.overrides.empty())
+        out_ << YAML::Key << "overrides" << YAML::Value << YAML::Load(m.overrides);
+      out_ << YAML::EndMap;
+    }
+    out_ << YAML::EndSeq;
+  }
+
   template <typename S>
   void section(const char* key, S& value) {
+    out_ << YAML::Key << key << YAML::Value << YAML::BeginMap;
+    visit(value, *this);
+    out_ << YAML::EndMap;
+  }
+  // A config without an ensemble is written as before ensembles existed.
+  void section(const char* key, EnsembleConfig& value) {
+    if (value.members.empty()) return;
     out_ << YAML::Key << key << YAML::Value << YAML::BeginMap;
     visit(value, *this);
     out_ << YAML::EndMap;
@@ -542,6 +652,46 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   text << in.rdbuf();
   if (in.bad()) RN_FAIL(path << ": cannot read config file: " << std::strerror(errno));
   return parse_config(text.str(), path, overrides);
+}
+
+std::vector<Config> member_configs(const Config& config) {
+  std::vector<Config> members;
+  for (const EnsembleMember& m : config.ensemble.members) {
+    Config c = config;
+    c.ensemble = EnsembleConfig{};
+    c.source = config.source + ": ensemble member '" + m.name + "'";
+    std::map<std::string, std::string> origins;
+    if (!m.overrides.empty())
+      read_section(YAML::Load(m.overrides), c, "", ReadContext{c.source, &origins});
+    if (!m.model.empty()) c.model.name = m.model;
+    if (m.seed) c.train.seed = *m.seed;
+    c.run_dir = (std::filesystem::path(config.run_dir) / m.name).string();
+    Validator(c, origins).check();
+    // What decides the test set and the classifier is shared: the members are scored together.
+    const auto same = [&](bool equal, const char* key) {
+      if (!equal)
+        RN_FAIL(c.source << ": '" << key
+                         << "' must be the same for every member (the members are evaluated "
+                            "together on one test set)");
+    };
+    const DataConfig &d = c.data, &b = config.data;
+    same(d.kind == b.kind, "data.kind");
+    same(d.root == b.root, "data.root");
+    same(d.train_limit == b.train_limit, "data.train_limit");
+    same(d.test_limit == b.test_limit, "data.test_limit");
+    same(d.labels == b.labels, "data.labels");
+    same(d.mean == b.mean, "data.mean");
+    same(d.std == b.std, "data.std");
+    same(d.eval_resize == b.eval_resize, "data.eval_resize");
+    same(d.eval_crop == b.eval_crop, "data.eval_crop");
+    same(d.synthetic_size == b.synthetic_size, "data.synthetic_size");
+    same(d.height == b.height && d.width == b.width, "data.height/width");
+    same(c.model.in_channels == config.model.in_channels, "model.in_channels");
+    same(c.model.num_classes == config.model.num_classes, "model.num_classes");
+    same(c.train.device == config.train.device, "train.device");
+    members.push_back(std::move(c));
+  }
+  return members;
 }
 
 std::string to_yaml(const Config& config) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -97,6 +98,24 @@ struct CheckpointConfig {
   bool operator==(const CheckpointConfig&) const = default;
 };
 
+// One member of an ensemble: the base config (file and --set) with this member's model, seed and
+// overrides; it trains in run_dir/<name>/.
+struct EnsembleMember {
+  std::string name;                // a folder name: letters, digits, '_', '-', '.'
+  std::string model;               // a zoo name; "" keeps the base config's model.name
+  std::optional<uint64_t> seed;    // train.seed; unset keeps the base config's
+  double weight = 1;               // its share in the ensemble's mean of probabilities
+  int ranks = 0;                   // ranks of its group; 0 = by ensemble.split
+  std::string overrides;           // a YAML mapping shaped like the config ("" = none)
+  bool operator==(const EnsembleMember&) const = default;
+};
+
+struct EnsembleConfig {
+  std::string split = "equal";           // equal | macs: group sizes by multiply-adds x epochs
+  std::vector<EnsembleMember> members;   // empty: the job trains one model
+  bool operator==(const EnsembleConfig&) const = default;
+};
+
 struct Config {
   std::string run_dir = "runs/default";
   ModelConfig model;
@@ -105,6 +124,7 @@ struct Config {
   TrainConfig train;
   DistributedConfig distributed;
   CheckpointConfig checkpoint;
+  EnsembleConfig ensemble;
   std::string source;  // where the config came from (a file path), for messages
   bool operator==(const Config&) const = default;
 };
@@ -117,6 +137,13 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
 // As load_config, from text already in memory; `source_name` stands for the file in messages.
 Config parse_config(const std::string& yaml_text, const std::string& source_name,
                     const std::vector<std::string>& overrides = {});
+
+// The config of each member of `config`'s ensemble, in order: the base config with the member's
+// model, seed and overrides applied, run_dir/<name> as its run_dir and no ensemble of its own,
+// validated as a whole config (errors name the file and the member). Keys that decide the test
+// set (data.kind, data.root, ..., model.num_classes) must not differ between members: they are
+// evaluated together on one test set.
+std::vector<Config> member_configs(const Config& config);
 
 // The resolved config as YAML (every key, defaults included); parse_config of it gives an
 // equal Config. Stored in checkpoints and run directories so a run can be reproduced.

@@ -1,8 +1,10 @@
 // Logging on Boost.Log: timestamped lines to stderr (and optionally a file), filtered by rank.
 #pragma once
 
+#include <boost/log/sources/severity_logger.hpp>
 #include <boost/log/trivial.hpp>
 
+#include <memory>
 #include <string>
 
 namespace rn::launch {
@@ -14,8 +16,28 @@ namespace rn::launch {
 // every rank. Calling it again replaces the earlier setup (sinks included).
 void init_logging(int rank, bool verbose);
 
-// Also writes the same lines to `path` (appending, so a resumed run continues its log).
-void add_log_file(const std::string& path);
+// A log file while alive: the lines of this process from info up (debug with `verbose`), job
+// lines (RN_LOG_JOB) left out; appending, so a resumed run continues its log.
+class LogFile {
+ public:
+  explicit LogFile(const std::string& path);
+  ~LogFile();
+  LogFile(const LogFile&) = delete;
+  LogFile& operator=(const LogFile&) = delete;
+
+ private:
+  struct Sink;
+  std::unique_ptr<Sink> sink_;
+};
+
+// An ensemble job: the console shows only job lines (RN_LOG_JOB: one progress line for all
+// members) and every warning or error, while each member's own lines go to its train.log;
+// lines logged from now on carry "[member NAME] " ("" removes it).
+void set_console_to_job_lines(bool on);
+void set_log_member(const std::string& name);
+
+// The logger behind RN_LOG_JOB.
+boost::log::sources::severity_logger_mt<boost::log::trivial::severity_level>& job_logger();
 
 // Removes every sink; later records go nowhere.
 void shutdown_logging();
@@ -24,3 +46,6 @@ void shutdown_logging();
 
 // RN_LOG(info) << "epoch " << e;  levels: trace, debug, info, warning, error, fatal.
 #define RN_LOG(severity) BOOST_LOG_TRIVIAL(severity)
+// A line about the whole job (an ensemble's progress), shown on the console in ensemble jobs.
+#define RN_LOG_JOB(severity) \
+  BOOST_LOG_SEV(::rn::launch::job_logger(), ::boost::log::trivial::severity)

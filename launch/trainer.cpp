@@ -1,4 +1,4 @@
-// The trainer: one process, one replica, from a validated Config.
+// The trainer: one replica per rank of a communicator, from a validated Config.
 #include "launch/trainer.h"
 
 #include <chrono>
@@ -14,14 +14,8 @@
 #include "core/check.h"
 #include "core/nn/init.h"
 #include "core/nn/layers.h"
-#include "core/optim/lr_schedule.h"
-#include "distributed/gradient_bucketer.h"
 #include "distributed/nccl_communicator.h"
-#include "io/fashion_mnist.h"
-#include "io/loader.h"
-#include "launch/checkpointing.h"
 #include "launch/commands.h"
-#include "launch/logging.h"
 
 namespace rn::launch {
 namespace {
@@ -93,272 +87,354 @@ EvalResult evaluate(StepRunner& runner, const io::SampleSet& data, const Config&
   return r;
 }
 
-TrainResult train(const Config& cfg, distributed::Communicator& comm, const std::string& resume) {
-  const int rank = comm.rank(), world = comm.size();
-  const bool lead = rank == 0;
-  comm.set_timeout(cfg.distributed.timeout_s);
-  // Every rank must run the same job: compare the resolved configs before touching any data.
-  {
-    const std::string text = to_yaml(cfg);
-    const auto hashes = comm.all_gather(std::hash<std::string>{}(text));
-    for (int r = 1; r < world; ++r)
-      if (hashes[r] != hashes[0])
-        RN_FAIL("rank " << r
-                        << "'s resolved config differs from rank 0's (same file and --set "
-                           "flags on every rank?)");
-  }
-  const auto t_start = Clock::now();
+Trainer::Trainer(const Config& cfg, distributed::Communicator& comm, TrainerOptions options)
+    : cfg_(cfg),
+      comm_(comm),
+      options_(std::move(options)),
+      rank_(comm.rank()),
+      world_(comm.size()),
+      lead_(comm.rank() == 0),
+      t_start_(Clock::now()) {
+  comm_.set_timeout(cfg_.distributed.timeout_s);
+  check_same_config_everywhere();
   // Fail on a bad model name before reading any data.
-  models::ModelSpec spec;
   try {
-    spec = models::model_spec(cfg.model.name, cfg.model.in_channels, cfg.model.num_classes);
+    spec_ = models::model_spec(cfg_.model.name, cfg_.model.in_channels, cfg_.model.num_classes);
   } catch (const Error& e) {
-    RN_FAIL(cfg.source << ": 'model.name': " << e.what());
+    RN_FAIL(cfg_.source << ": 'model.name': " << e.what());
   }
-  spec.zero_init_residual = cfg.model.zero_init_residual;
-  const DType compute =
-      checked_precision(cfg.train.precision,
-                        Device{cfg.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0},
-                        cfg.source + ": 'train.precision'");
+  spec_.zero_init_residual = cfg_.model.zero_init_residual;
+  compute_ = checked_precision(
+      cfg_.train.precision,
+      Device{cfg_.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0},
+      cfg_.source + ": 'train.precision'");
+  prepare_run_dir();
+  build();
+  log_setup();
+  prepare_checkpoints();
+}
 
+Trainer::~Trainer() = default;
+
+// Every rank must run the same job: compare the resolved configs before touching any data.
+void Trainer::check_same_config_everywhere() {
+  const std::string text = to_yaml(cfg_);
+  const auto hashes = comm_.all_gather(std::hash<std::string>{}(text));
+  for (int r = 1; r < world_; ++r)
+    if (hashes[r] != hashes[0])
+      RN_FAIL("rank " << r
+                      << "'s resolved config differs from rank 0's (same file and --set "
+                         "flags on every rank?)");
+}
+
+void Trainer::prepare_run_dir() {
+  if (!lead_) return;
   namespace fs = std::filesystem;
-  if (lead) {
-    std::error_code ec;
-    fs::create_directories(cfg.run_dir, ec);
-    if (ec) RN_FAIL("run_dir '" << cfg.run_dir << "': cannot create: " << ec.message());
-    std::ofstream f(fs::path(cfg.run_dir) / "config.yaml");
-    if (!(f << to_yaml(cfg))) RN_FAIL("run_dir '" << cfg.run_dir << "': cannot write config.yaml");
-    add_log_file((fs::path(cfg.run_dir) / "train.log").string());
-  }
+  std::error_code ec;
+  fs::create_directories(cfg_.run_dir, ec);
+  if (ec) RN_FAIL("run_dir '" << cfg_.run_dir << "': cannot create: " << ec.message());
+  std::ofstream f(fs::path(cfg_.run_dir) / "config.yaml");
+  if (!(f << to_yaml(cfg_))) RN_FAIL("run_dir '" << cfg_.run_dir << "': cannot write config.yaml");
+  log_file_ = std::make_unique<LogFile>((fs::path(cfg_.run_dir) / "train.log").string());
+}
 
-  DataSplits data = load_data(cfg, comm);
-  const int threads = cfg.train.threads > 0 ? cfg.train.threads : default_threads_per_rank();
-  const bool on_gpu = cfg.train.device == "cuda";
+// Data, backend, model (every replica from rank 0's weights), step runner, gradient bucketer,
+// sampler, loader and LR schedule.
+void Trainer::build() {
+  data_ = load_data(cfg_, comm_);
+  const bool on_gpu = cfg_.train.device == "cuda";
+  int threads = cfg_.train.threads;
+  if (threads == 0)
+    threads = options_.default_threads > 0 ? options_.default_threads : default_threads_per_rank();
   // One GPU per rank, by the rank's place on its node.
-  auto backend = make_backend(
-      Device{on_gpu ? DeviceKind::cuda : DeviceKind::cpu, on_gpu ? distributed::local_rank() : 0},
-      threads);
+  int device = 0;
+  if (on_gpu) device = options_.device_index >= 0 ? options_.device_index : distributed::local_rank();
+  backend_ = make_backend(Device{on_gpu ? DeviceKind::cuda : DeviceKind::cpu, device}, threads);
   // GPU buffers are summed and broadcast by NCCL; MPI keeps the host-side collectives.
-  std::unique_ptr<distributed::Communicator> nccl;
-  if (on_gpu && world > 1) nccl = distributed::make_nccl_communicator(comm, *backend);
-  distributed::Communicator& device_comm = nccl ? *nccl : comm;
-  auto net = models::build_model(*backend, spec, cfg.train.seed);
-  // Every replica starts from rank 0's weights and statistics.
-  for (auto& p : net->parameters())
+  if (on_gpu && world_ > 1) nccl_ = distributed::make_nccl_communicator(comm_, *backend_);
+  distributed::Communicator& device_comm = nccl_ ? *nccl_ : comm_;
+  net_ = models::build_model(*backend_, spec_, cfg_.train.seed);
+  for (auto& p : net_->parameters())
     device_comm.broadcast(p.param->value.data(), p.param->value.bytes(), 0);
-  for (auto& b : net->buffers()) device_comm.broadcast(b.tensor->data(), b.tensor->bytes(), 0);
-  StepRunner runner(*backend, *net, optimizer_options(cfg.optim),
-                    CrossEntropyParams{static_cast<float>(cfg.optim.label_smoothing)});
+  for (auto& b : net_->buffers()) device_comm.broadcast(b.tensor->data(), b.tensor->bytes(), 0);
+  runner_ = std::make_unique<StepRunner>(
+      *backend_, *net_, optimizer_options(cfg_.optim),
+      CrossEntropyParams{static_cast<float>(cfg_.optim.label_smoothing)});
   // bf16 / fp16 activations with f32 master weights (where the device has them: checked above).
-  if (compute != DType::f32) runner.set_precision(compute);
-  std::unique_ptr<distributed::GradientBucketer> bucketer;
-  if (world > 1) {
+  if (compute_ != DType::f32) runner_->set_precision(compute_);
+  if (world_ > 1) {
     const auto mib = [](double m) { return static_cast<size_t>(m * (1 << 20)); };
-    bucketer = std::make_unique<distributed::GradientBucketer>(
-        *backend, device_comm, net->parameters(), mib(cfg.distributed.bucket_mib),
-        mib(cfg.distributed.first_bucket_mib));
-    runner.set_gradient_sync([&] { bucketer->finish(); });
-    if (cfg.distributed.sync_bn)
-      nn::set_batch_norm_sync(*net, [&](double* d, size_t n) { comm.all_reduce_sum(d, n); });
+    bucketer_ = std::make_unique<distributed::GradientBucketer>(
+        *backend_, device_comm, net_->parameters(), mib(cfg_.distributed.bucket_mib),
+        mib(cfg_.distributed.first_bucket_mib));
+    runner_->set_gradient_sync([this] { bucketer_->finish(); });
+    if (cfg_.distributed.sync_bn)
+      nn::set_batch_norm_sync(*net_, [this](double* d, size_t n) { comm_.all_reduce_sum(d, n); });
   }
-  RN_LOG(info) << "model " << spec.name << ": " << net->num_parameters() << " parameters, "
-               << net->macs(Shape{1, spec.in_channels, data.height, data.width}) / 1e6
-               << " M multiply-adds per image; backend " << backend->name();
-  if (world > 1)
-    RN_LOG(info) << "data-parallel: " << world << " ranks, " << bucketer->num_buckets()
+  sampler_ = std::make_unique<io::DistributedSampler>(data_.train->size(), cfg_.train.seed,
+                                                      /*shuffle=*/true, rank_, world_,
+                                                      /*wrap=*/true);
+  loader_ = std::make_unique<io::Loader>(*data_.train, *sampler_, loader_options(cfg_, true));
+  steps_per_epoch_ = loader_->batches_per_epoch();
+  schedule_ = std::make_unique<optim::LrSchedule>(optim::LrScheduleOptions{
+      .kind = cfg_.optim.schedule,
+      .base_lr = cfg_.optim.scale_lr ? cfg_.optim.lr * world_ : cfg_.optim.lr,
+      .milestones = cfg_.optim.milestones,
+      .gamma = cfg_.optim.gamma,
+      .warmup_epochs = cfg_.optim.warmup_epochs,
+      .total_epochs = cfg_.train.epochs,
+      .steps_per_epoch = steps_per_epoch_});
+  total_steps_ = steps_per_epoch_ * cfg_.train.epochs;
+  if (cfg_.train.max_steps > 0) total_steps_ = std::min(total_steps_, cfg_.train.max_steps);
+}
+
+void Trainer::log_setup() const {
+  RN_LOG(info) << "model " << spec_.name << ": " << net_->num_parameters() << " parameters, "
+               << net_->macs(Shape{1, spec_.in_channels, data_.height, data_.width}) / 1e6
+               << " M multiply-adds per image; backend " << backend_->name();
+  if (world_ > 1)
+    RN_LOG(info) << "data-parallel: " << world_ << " ranks, " << bucketer_->num_buckets()
                  << " gradient bucket(s), batch norm "
-                 << (cfg.distributed.sync_bn ? "over the global batch (sync_bn)" : "per rank")
+                 << (cfg_.distributed.sync_bn ? "over the global batch (sync_bn)" : "per rank")
                  << ", collective timeout "
-                 << (cfg.distributed.timeout_s > 0 ? str_cat(cfg.distributed.timeout_s, " s")
-                                                   : std::string("off"));
-  RN_LOG(info) << "data " << cfg.data.kind << ": " << data.train->size() << " train, "
-               << data.test->size() << " test samples, " << data.train->num_classes()
-               << " classes, input " << spec.in_channels << "x" << data.height << "x"
-               << data.width << " (augmentation " << cfg.data.augment.recipe << "); " << world
-               << " rank(s) x " << cfg.data.batch_size << " per rank";
+                 << (cfg_.distributed.timeout_s > 0 ? str_cat(cfg_.distributed.timeout_s, " s")
+                                                    : std::string("off"));
+  RN_LOG(info) << "data " << cfg_.data.kind << ": " << data_.train->size() << " train, "
+               << data_.test->size() << " test samples, " << data_.train->num_classes()
+               << " classes, input " << spec_.in_channels << "x" << data_.height << "x"
+               << data_.width << " (augmentation " << cfg_.data.augment.recipe << "); " << world_
+               << " rank(s) x " << cfg_.data.batch_size << " per rank";
+}
 
-  io::DistributedSampler sampler(data.train->size(), cfg.train.seed, /*shuffle=*/true, rank,
-                                 world, /*wrap=*/true);
-  io::Loader loader(*data.train, sampler, loader_options(cfg, /*train=*/true));
-  const int64_t steps_per_epoch = loader.batches_per_epoch();
-  optim::LrSchedule schedule(
-      optim::LrScheduleOptions{.kind = cfg.optim.schedule,
-                               .base_lr = cfg.optim.scale_lr ? cfg.optim.lr * world : cfg.optim.lr,
-                               .milestones = cfg.optim.milestones,
-                               .gamma = cfg.optim.gamma,
-                               .warmup_epochs = cfg.optim.warmup_epochs,
-                               .total_epochs = cfg.train.epochs,
-                               .steps_per_epoch = steps_per_epoch});
-  int64_t total_steps = steps_per_epoch * cfg.train.epochs;
-  if (cfg.train.max_steps > 0) total_steps = std::min(total_steps, cfg.train.max_steps);
+// metrics.jsonl and checkpoints/ (a crashed run's temporaries removed), checked writable now
+// rather than at the first checkpoint.
+void Trainer::prepare_checkpoints() {
+  ckpt_ = TrainerState{
+      .steps_per_epoch = steps_per_epoch_, .world_size = world_, .seed = cfg_.train.seed};
+  ckpt_.loss_sum.assign(world_, 0), ckpt_.correct.assign(world_, 0), ckpt_.seen.assign(world_, 0);
+  if (!lead_) return;
+  namespace fs = std::filesystem;
+  metrics_.open(fs::path(cfg_.run_dir) / "metrics.jsonl", std::ios::app);
+  if (!metrics_) RN_FAIL("run_dir '" << cfg_.run_dir << "': cannot write metrics.jsonl");
+  std::error_code ec;
+  fs::create_directories(checkpoint_dir(cfg_), ec);
+  if (ec) RN_FAIL("run_dir '" << cfg_.run_dir << "': cannot create checkpoints/: " << ec.message());
+  prune_checkpoints(cfg_, /*remove_temporaries=*/true);
+  check_writable(checkpoint_dir(cfg_));
+}
 
-  std::ofstream metrics;
-  if (lead) {
-    metrics.open(fs::path(cfg.run_dir) / "metrics.jsonl", std::ios::app);
-    if (!metrics) RN_FAIL("run_dir '" << cfg.run_dir << "': cannot write metrics.jsonl");
+void Trainer::restore(const std::string& resume) {
+  const std::string path = resume.empty() ? "" : resolve_resume(cfg_, resume, comm_);
+  if (path.empty()) {
+    if (resume == "auto")
+      RN_LOG(info) << "no checkpoint in " << checkpoint_dir(cfg_) << ": starting fresh";
+    return;
   }
+  const CheckpointData data =
+      load_into_model(path, *net_, *backend_, /*with_momentum=*/true, comm_);
+  ckpt_ = restore_trainer_state(data, path, rank_, world_, cfg_.data.batch_size, steps_per_epoch_);
+  // On the same number of ranks each replica takes back its own BN statistics.
+  if (data.summary.header.world_size == world_)
+    restore_rank_buffers(data, path, *net_, *backend_, rank_, world_);
+  if (ckpt_.seed != cfg_.train.seed)
+    RN_LOG(warning) << path << " was trained with train.seed " << ckpt_.seed << "; continuing with "
+                    << cfg_.train.seed
+                    << " changes the data order and augmentation from here on";
+  ckpt_.seed = cfg_.train.seed;
+  RN_LOG(info) << "resumed from " << path << " at epoch " << ckpt_.epoch + 1 << ", step "
+               << ckpt_.step << " (batch " << ckpt_.batch_in_epoch << " of the epoch)";
+  result_.last_checkpoint = path;
+}
 
-  // --- checkpoints: resume, then write per checkpoint.every_* and on SIGTERM / SIGUSR1 ---
-  TrainerState ckpt{
-      .steps_per_epoch = steps_per_epoch, .world_size = world, .seed = cfg.train.seed};
-  ckpt.loss_sum.assign(world, 0), ckpt.correct.assign(world, 0), ckpt.seen.assign(world, 0);
-  if (lead) {
-    std::error_code ec;
-    fs::create_directories(checkpoint_dir(cfg), ec);
-    if (ec)
-      RN_FAIL("run_dir '" << cfg.run_dir << "': cannot create checkpoints/: " << ec.message());
-    prune_checkpoints(cfg, /*remove_temporaries=*/true);
-    check_writable(checkpoint_dir(cfg));
-  }
-  const std::string resume_path = resume.empty() ? "" : resolve_resume(cfg, resume, comm);
-  if (!resume_path.empty()) {
-    const CheckpointData data =
-        load_into_model(resume_path, *net, *backend, /*with_momentum=*/true, comm);
-    ckpt =
-        restore_trainer_state(data, resume_path, rank, world, cfg.data.batch_size, steps_per_epoch);
-    // On the same number of ranks each replica takes back its own BN statistics.
-    if (data.summary.header.world_size == world)
-      restore_rank_buffers(data, resume_path, *net, *backend, rank, world);
-    if (ckpt.seed != cfg.train.seed)
-      RN_LOG(warning) << resume_path << " was trained with train.seed " << ckpt.seed
-                      << "; continuing with " << cfg.train.seed
-                      << " changes the data order and augmentation from here on";
-    ckpt.seed = cfg.train.seed;
-    RN_LOG(info) << "resumed from " << resume_path << " at epoch " << ckpt.epoch + 1 << ", step "
-                 << ckpt.step << " (batch " << ckpt.batch_in_epoch << " of the epoch)";
-  } else if (resume == "auto") {
-    RN_LOG(info) << "no checkpoint in " << checkpoint_dir(cfg) << ": starting fresh";
-  }
-  StopSignals signals;
-  double train_time = ckpt.train_time_s;
-  int64_t train_images = ckpt.train_images;
-  auto state_at = [&](int64_t epoch, int64_t batch, int64_t at_step) {
-    TrainerState s = ckpt;
-    s.epoch = epoch, s.batch_in_epoch = batch, s.step = at_step, s.lr = schedule.lr_at(at_step);
-    s.train_time_s = train_time, s.train_images = train_images;
-    return s;
-  };
-  // --- end checkpoints ---
+TrainerState Trainer::state_at(int64_t epoch, int64_t batch, int64_t at_step) const {
+  TrainerState s = ckpt_;
+  s.epoch = epoch, s.batch_in_epoch = batch, s.step = at_step, s.lr = schedule_->lr_at(at_step);
+  s.train_time_s = train_time_, s.train_images = train_images_;
+  return s;
+}
 
-  TrainResult result;
+void Trainer::report(const TrainProgress& p) const {
+  if (options_.on_progress) options_.on_progress(p);
+}
+
+TrainResult Trainer::run(const std::string& resume) {
+  if (!options_.signals) own_signals_ = std::make_unique<StopSignals>();
+  restore(resume);
+  train_time_ = ckpt_.train_time_s;
+  train_images_ = ckpt_.train_images;
+  step_ = ckpt_.step;
+  if (ckpt_.epoch >= cfg_.train.epochs || step_ >= total_steps_) {
+    RN_LOG(info) << "training already finished (" << step_ << " of " << total_steps_
+                 << " steps): nothing to do";
+    result_.already_done = true;
+  }
+  for (int epoch = static_cast<int>(ckpt_.epoch); epoch < cfg_.train.epochs && step_ < total_steps_;
+       ++epoch) {
+    EpochSums sums = start_epoch(epoch);
+    const auto t_epoch = Clock::now();
+    if (!train_epoch(epoch, sums)) {
+      result_.preempted = true;
+      result_.steps = step_;
+      result_.epochs = epoch;
+      result_.wall_s = seconds_since(t_start_);
+      return result_;
+    }
+    finish_epoch(epoch, sums, seconds_since(t_epoch));
+  }
+  result_.steps = step_;
+  result_.wall_s = seconds_since(t_start_);
+  result_.train_img_per_s = train_images_ / std::max(train_time_, 1e-9);
+  return result_;
+}
+
+Trainer::EpochSums Trainer::start_epoch(int epoch) {
+  loader_->start_epoch(epoch);
+  EpochSums sums;
+  if (epoch == ckpt_.epoch && ckpt_.batch_in_epoch > 0) {  // resumed inside this epoch
+    loader_->skip(ckpt_.batch_in_epoch);
+    sums.batch = ckpt_.batch_in_epoch;
+    sums.loss_sum = ckpt_.loss_sum[rank_], sums.correct = ckpt_.correct[rank_],
+    sums.seen = ckpt_.seen[rank_];
+  }
+  sums.window_start = Clock::now();
+  sums.lr = step_ > 0 ? schedule_->lr_at(step_ - 1) : 0;  // a resumed epoch may take no step
+  return sums;
+}
+
+bool Trainer::train_epoch(int epoch, EpochSums& sums) {
   io::HostBatch batch;
   BatchTensors bt;
-  int64_t step = ckpt.step;
-  for (int epoch = static_cast<int>(ckpt.epoch); epoch < cfg.train.epochs && step < total_steps;
-       ++epoch) {
-    loader.start_epoch(epoch);
-    const auto t_epoch = Clock::now();
-    double loss_sum = 0, window_loss = 0;
-    int64_t seen = 0, correct = 0, window_seen = 0, bad = 0;
-    int64_t batch_in_epoch = 0;
-    if (epoch == ckpt.epoch && ckpt.batch_in_epoch > 0) {  // resumed inside this epoch
-      loader.skip(ckpt.batch_in_epoch);
-      batch_in_epoch = ckpt.batch_in_epoch;
-      loss_sum = ckpt.loss_sum[rank], correct = ckpt.correct[rank], seen = ckpt.seen[rank];
+  const StopSignals& signals = options_.signals ? *options_.signals : *own_signals_;
+  while (step_ < total_steps_ && loader_->next(batch)) {
+    bt.fill(batch);
+    sums.bad += batch.bad;
+    sums.lr = schedule_->lr_at(step_);
+    LossStats s;
+    try {
+      s = runner_->train_step(bt.images, bt.labels, sums.lr);
+    } catch (const distributed::CollectiveTimeout& e) {
+      throw distributed::CollectiveTimeout(
+          str_cat(e.what(), "; waiting at step ", step_ + 1, " (epoch ", epoch + 1, ")"));
     }
-    auto t_window = Clock::now();
-    double lr = step > 0 ? schedule.lr_at(step - 1) : 0;  // a resumed epoch may take no step
-    while (step < total_steps && loader.next(batch)) {
-      bt.fill(batch);
-      bad += batch.bad;
-      lr = schedule.lr_at(step);
-      LossStats s;
-      try {
-        s = runner.train_step(bt.images, bt.labels, lr);
-      } catch (const distributed::CollectiveTimeout& e) {
-        throw distributed::CollectiveTimeout(
-            str_cat(e.what(), "; waiting at step ", step + 1, " (epoch ", epoch + 1, ")"));
-      }
-      if (!std::isfinite(s.loss))
-        RN_FAIL("training diverged at step " << step << " (loss " << s.loss
-                                             << "); lower 'optim.lr' or add warm-up");
-      ++step;
-      loss_sum += s.loss * batch.n, window_loss += s.loss * batch.n;
-      correct += s.top1;
-      seen += batch.n, window_seen += batch.n;
-      if (step % cfg.train.log_every == 0 || step == total_steps) {
-        const double ips = world * window_seen / seconds_since(t_window);
-        const double eta = (total_steps - step) * cfg.data.batch_size * world / ips;
-        RN_LOG(info) << "epoch " << epoch + 1 << "/" << cfg.train.epochs << " step " << step << "/"
-                     << total_steps << "  loss " << std::fixed << std::setprecision(4)
-                     << window_loss / window_seen << "  lr " << std::setprecision(5) << lr << "  "
-                     << std::setprecision(1) << ips << " img/s  ETA " << format_duration(eta);
-        window_loss = 0, window_seen = 0, t_window = Clock::now();
-      }
-      ++batch_in_epoch;
-      bool stop = false;
-      try {
-        stop = stop_requested(signals, comm);
-      } catch (const distributed::CollectiveTimeout& e) {
-        throw distributed::CollectiveTimeout(str_cat(
-            e.what(), "; in the stop-signal check after step ", step, " (epoch ", epoch + 1, ")"));
-      }
-      if (stop || (cfg.checkpoint.every_steps > 0 && step % cfg.checkpoint.every_steps == 0))
-        result.last_checkpoint =
-            save_run_checkpoint(cfg, *net, *backend, state_at(epoch, batch_in_epoch, step),
-                                loss_sum, correct, seen, comm);
-      if (stop) {
-        RN_LOG(warning) << "stop signal: checkpoint written after step " << step << ", exiting";
-        result.preempted = true;
-        result.steps = step;
-        result.epochs = epoch;
-        result.wall_s = seconds_since(t_start);
-        return result;
-      }
+    if (!std::isfinite(s.loss))
+      RN_FAIL("training diverged at step " << step_ << " (loss " << s.loss
+                                           << "); lower 'optim.lr' or add warm-up");
+    ++step_;
+    sums.loss_sum += s.loss * batch.n, sums.window_loss += s.loss * batch.n;
+    sums.correct += s.top1;
+    sums.seen += batch.n, sums.window_seen += batch.n;
+    if (step_ % cfg_.train.log_every == 0 || step_ == total_steps_) log_window(epoch, sums);
+    report(TrainProgress{.event = TrainProgress::Event::step,
+                         .epoch = epoch + 1,
+                         .epochs = cfg_.train.epochs,
+                         .step = step_,
+                         .total_steps = total_steps_});
+    ++sums.batch;
+    bool stop = false;
+    try {
+      stop = stop_requested(signals, comm_);
+    } catch (const distributed::CollectiveTimeout& e) {
+      throw distributed::CollectiveTimeout(str_cat(
+          e.what(), "; in the stop-signal check after step ", step_, " (epoch ", epoch + 1, ")"));
     }
-    const bool epoch_complete = batch_in_epoch == steps_per_epoch;
-    const double local_loss_sum = loss_sum;
-    const int64_t local_correct = correct, local_seen = seen;
-    const double epoch_train_s = seconds_since(t_epoch);
-    // Training metrics over every rank's samples.
-    loss_sum = comm.all_reduce_sum(loss_sum);
-    correct = static_cast<int64_t>(comm.all_reduce_sum(static_cast<double>(correct)));
-    seen = static_cast<int64_t>(comm.all_reduce_sum(static_cast<double>(seen)));
-    // Bad samples met in this run's part of the epoch (a resumed epoch counts from the resume).
-    bad = static_cast<int64_t>(comm.all_reduce_sum(static_cast<double>(bad)));
-    train_time += epoch_train_s;
-    train_images += seen;
-    const auto t_eval = Clock::now();
-    result.test = evaluate(runner, *data.test, cfg, comm);
-    const double eval_s = seconds_since(t_eval);
-    result.epochs = epoch + 1;
-    std::ostringstream line;
-    line << std::setprecision(6) << "{\"epoch\": " << epoch + 1 << ", \"step\": " << step
-         << ", \"train_loss\": " << loss_sum / std::max<int64_t>(seen, 1)
-         << ", \"train_top1\": " << static_cast<double>(correct) / std::max<int64_t>(seen, 1)
-         << ", \"test_loss\": " << result.test.loss << ", \"test_top1\": " << result.test.top1
-         << ", \"test_top5\": " << result.test.top5 << ", \"lr\": " << lr
-         << ", \"img_per_s\": " << seen / epoch_train_s << ", \"epoch_train_s\": " << epoch_train_s
-         << ", \"eval_s\": " << eval_s << ", \"bad_samples\": " << bad
-         << ", \"bad_test_samples\": " << result.test.bad << ", \"wall_s\": " << seconds_since(t_start)
-         << "}";
-    if (lead) metrics << line.str() << "\n" << std::flush;
-    RN_LOG(info) << "epoch " << epoch + 1 << " done: train loss " << std::fixed
-                 << std::setprecision(4) << loss_sum / std::max<int64_t>(seen, 1) << ", test top-1 "
-                 << result.test.top1 << " top-5 " << result.test.top5 << " ("
-                 << std::setprecision(1) << seen / epoch_train_s << " img/s, epoch "
-                 << epoch_train_s << " s, eval " << eval_s << " s)"
-                 << (bad + result.test.bad > 0
-                         ? str_cat("; bad samples substituted: ", bad, " train, ", result.test.bad,
-                                   " test")
-                         : std::string());
-    // Checkpoint at the epoch's end, and always once training is over. An epoch cut short by
-    // train.max_steps is saved mid-epoch, so a longer run continues it exactly.
-    const bool last = step >= total_steps || epoch + 1 == cfg.train.epochs;
-    if (last || (epoch_complete && cfg.checkpoint.every_epochs > 0 &&
-                 (epoch + 1) % cfg.checkpoint.every_epochs == 0)) {
-      TrainerState s =
-          epoch_complete ? state_at(epoch + 1, 0, step) : state_at(epoch, batch_in_epoch, step);
-      result.last_checkpoint = epoch_complete
-                                   ? save_run_checkpoint(cfg, *net, *backend, s, 0, 0, 0, comm)
-                                   : save_run_checkpoint(cfg, *net, *backend, s, local_loss_sum,
-                                                         local_correct, local_seen, comm);
+    if (stop || (cfg_.checkpoint.every_steps > 0 && step_ % cfg_.checkpoint.every_steps == 0))
+      result_.last_checkpoint =
+          save_run_checkpoint(cfg_, *net_, *backend_, state_at(epoch, sums.batch, step_),
+                              sums.loss_sum, sums.correct, sums.seen, comm_);
+    if (stop) {
+      RN_LOG(warning) << "stop signal: checkpoint written after step " << step_ << ", exiting";
+      return false;
     }
   }
-  result.steps = step;
-  result.wall_s = seconds_since(t_start);
-  result.train_img_per_s = train_images / std::max(train_time, 1e-9);
-  return result;
+  return true;
+}
+
+void Trainer::log_window(int epoch, EpochSums& sums) {
+  const double ips = world_ * sums.window_seen / seconds_since(sums.window_start);
+  const double eta = (total_steps_ - step_) * cfg_.data.batch_size * world_ / ips;
+  const double loss = sums.window_loss / sums.window_seen;
+  RN_LOG(info) << "epoch " << epoch + 1 << "/" << cfg_.train.epochs << " step " << step_ << "/"
+               << total_steps_ << "  loss " << std::fixed << std::setprecision(4) << loss
+               << "  lr " << std::setprecision(5) << sums.lr << "  " << std::setprecision(1)
+               << ips << " img/s  ETA " << format_duration(eta);
+  report(TrainProgress{.event = TrainProgress::Event::log,
+                       .epoch = epoch + 1,
+                       .epochs = cfg_.train.epochs,
+                       .step = step_,
+                       .total_steps = total_steps_,
+                       .loss = loss,
+                       .img_per_s = ips});
+  sums.window_loss = 0, sums.window_seen = 0, sums.window_start = Clock::now();
+}
+
+// The epoch's metrics over every rank, its evaluation, its metrics.jsonl line and log line, and
+// its checkpoint.
+void Trainer::finish_epoch(int epoch, EpochSums& sums, double epoch_train_s) {
+  const bool epoch_complete = sums.batch == steps_per_epoch_;
+  const double local_loss_sum = sums.loss_sum;
+  const int64_t local_correct = sums.correct, local_seen = sums.seen;
+  // Training metrics over every rank's samples.
+  const auto sum = [&](double v) { return comm_.all_reduce_sum(v); };
+  const double loss_sum = sum(sums.loss_sum);
+  const auto correct = static_cast<int64_t>(sum(static_cast<double>(sums.correct)));
+  const auto seen = static_cast<int64_t>(sum(static_cast<double>(sums.seen)));
+  // Bad samples met in this run's part of the epoch (a resumed epoch counts from the resume).
+  const auto bad = static_cast<int64_t>(sum(static_cast<double>(sums.bad)));
+  train_time_ += epoch_train_s;
+  train_images_ += seen;
+  const auto t_eval = Clock::now();
+  result_.test = evaluate(*runner_, *data_.test, cfg_, comm_);
+  result_.evaluated = true;
+  const double eval_s = seconds_since(t_eval);
+  result_.epochs = epoch + 1;
+  const double train_loss = loss_sum / std::max<int64_t>(seen, 1);
+  std::ostringstream line;
+  line << std::setprecision(6) << "{\"epoch\": " << epoch + 1 << ", \"step\": " << step_
+       << ", \"train_loss\": " << train_loss
+       << ", \"train_top1\": " << static_cast<double>(correct) / std::max<int64_t>(seen, 1)
+       << ", \"test_loss\": " << result_.test.loss << ", \"test_top1\": " << result_.test.top1
+       << ", \"test_top5\": " << result_.test.top5 << ", \"lr\": " << sums.lr
+       << ", \"img_per_s\": " << seen / epoch_train_s << ", \"epoch_train_s\": " << epoch_train_s
+       << ", \"eval_s\": " << eval_s << ", \"bad_samples\": " << bad
+       << ", \"bad_test_samples\": " << result_.test.bad
+       << ", \"wall_s\": " << seconds_since(t_start_) << "}";
+  if (lead_) metrics_ << line.str() << "\n" << std::flush;
+  RN_LOG(info) << "epoch " << epoch + 1 << " done: train loss " << std::fixed
+               << std::setprecision(4) << train_loss << ", test top-1 " << result_.test.top1
+               << " top-5 " << result_.test.top5 << " (" << std::setprecision(1)
+               << seen / epoch_train_s << " img/s, epoch " << epoch_train_s << " s, eval "
+               << eval_s << " s)"
+               << (bad + result_.test.bad > 0
+                       ? str_cat("; bad samples substituted: ", bad, " train, ", result_.test.bad,
+                                 " test")
+                       : std::string());
+  report(TrainProgress{.event = TrainProgress::Event::epoch,
+                       .epoch = epoch + 1,
+                       .epochs = cfg_.train.epochs,
+                       .step = step_,
+                       .total_steps = total_steps_,
+                       .loss = train_loss,
+                       .img_per_s = seen / epoch_train_s,
+                       .test_top1 = result_.test.top1,
+                       .test_top5 = result_.test.top5});
+  // Checkpoint at the epoch's end, and always once training is over. An epoch cut short by
+  // train.max_steps is saved mid-epoch, so a longer run continues it exactly.
+  const bool last = step_ >= total_steps_ || epoch + 1 == cfg_.train.epochs;
+  if (last || (epoch_complete && cfg_.checkpoint.every_epochs > 0 &&
+               (epoch + 1) % cfg_.checkpoint.every_epochs == 0)) {
+    result_.last_checkpoint =
+        epoch_complete
+            ? save_run_checkpoint(cfg_, *net_, *backend_, state_at(epoch + 1, 0, step_), 0, 0, 0,
+                                  comm_)
+            : save_run_checkpoint(cfg_, *net_, *backend_, state_at(epoch, sums.batch, step_),
+                                  local_loss_sum, local_correct, local_seen, comm_);
+  }
+}
+
+TrainResult train(const Config& cfg, distributed::Communicator& comm, const std::string& resume,
+                  TrainerOptions options) {
+  Trainer trainer(cfg, comm, std::move(options));
+  return trainer.run(resume);
 }
 
 }  // namespace rn::launch

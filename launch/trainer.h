@@ -1,13 +1,23 @@
-// The training loop of `resnet train`: data, model, schedule, progress lines, per-epoch
-// evaluation and metrics.jsonl; and the evaluation loop it shares with `resnet eval`.
+// The training loop of `resnet train` as an object built from (config, communicator): data, model,
+// optimizer, resume, the loop, per-epoch evaluation, metrics.jsonl and checkpoints. A single-model
+// job runs one on every rank; an ensemble runs one per member on each rank group.
 #pragma once
 
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <memory>
 #include <string>
 
+#include "core/optim/lr_schedule.h"
 #include "distributed/communicator.h"
+#include "distributed/gradient_bucketer.h"
+#include "io/loader.h"
 #include "io/sample_set.h"
+#include "launch/checkpointing.h"
 #include "launch/config.h"
 #include "launch/data.h"
+#include "launch/logging.h"
 #include "launch/step.h"
 
 namespace rn::launch {
@@ -24,8 +34,33 @@ struct TrainResult {
   double wall_s = 0;
   double train_img_per_s = 0;
   EvalResult test;
+  bool evaluated = false;       // `test` holds an evaluation of this run (not when nothing ran)
   bool preempted = false;       // stopped by SIGTERM / SIGUSR1 after writing a checkpoint
-  std::string last_checkpoint;  // the newest checkpoint this run wrote ("" if none)
+  bool already_done = false;    // resumed from a checkpoint that had finished training
+  std::string last_checkpoint;  // the newest checkpoint this run wrote or resumed from ("": none)
+};
+
+// Where a run stands, for whoever watches it (an ensemble's progress line).
+struct TrainProgress {
+  enum class Event { step, log, epoch };
+  Event event = Event::step;
+  int epoch = 0, epochs = 0;           // epoch is 1-based: the one in progress or just done
+  int64_t step = 0, total_steps = 0;
+  double loss = 0, img_per_s = 0;      // log: over the steps since the last log line
+  double test_top1 = 0, test_top5 = 0; // epoch: its evaluation
+};
+
+// What the code that runs a trainer decides for it.
+struct TrainerOptions {
+  // Facts about this rank's node, decided once for the whole job: finding them is collective
+  // over every rank of the job, which one rank group must not do alone. Negative: the trainer
+  // finds them itself (a single-model job, whose communicator is the whole job).
+  int device_index = -1;     // the GPU of this rank: its place on its node
+  int default_threads = -1;  // CPU threads when train.threads is 0
+  // SIGTERM / SIGUSR1 watch; nullptr: the trainer watches for itself while it runs.
+  const StopSignals* signals = nullptr;
+  // Called on every rank after each step, at each progress line and after each evaluation.
+  std::function<void(const TrainProgress&)> on_progress;
 };
 
 // Evaluates every sample of `data` once across the ranks of `comm`, in batches of the config's
@@ -33,10 +68,72 @@ struct TrainResult {
 EvalResult evaluate(StepRunner& runner, const io::SampleSet& data, const Config& cfg,
                     distributed::Communicator& comm);
 
-// Trains on every rank of `comm` (one replica each, gradients averaged); rank 0 writes the
-// run directory's files. `resume`: "" (fresh), "auto" (the newest checkpoint of
-// run_dir/checkpoints, fresh when there is none) or a checkpoint file.
+// Trains one replica per rank of `comm` (gradients averaged); the group's rank 0 writes the run
+// directory's files. Construction checks the config, reads the data and builds the model.
+class Trainer {
+ public:
+  Trainer(const Config& cfg, distributed::Communicator& comm, TrainerOptions options = {});
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // `resume`: "" (fresh), "auto" (the newest checkpoint of run_dir/checkpoints, fresh when there
+  // is none) or a checkpoint file.
+  TrainResult run(const std::string& resume = "");
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  // This epoch's sums on this rank (a resumed epoch starts from the checkpoint's).
+  struct EpochSums {
+    double loss_sum = 0, window_loss = 0;
+    int64_t seen = 0, correct = 0, window_seen = 0, bad = 0, batch = 0;
+    double lr = 0;
+    Clock::time_point window_start;
+  };
+
+  void check_same_config_everywhere();
+  void prepare_run_dir();
+  void build();
+  void log_setup() const;
+  void prepare_checkpoints();
+  void restore(const std::string& resume);
+  EpochSums start_epoch(int epoch);
+  // Trains the rest of `epoch`; false when a stop signal ended the run (after its checkpoint).
+  bool train_epoch(int epoch, EpochSums& sums);
+  void log_window(int epoch, EpochSums& sums);
+  void finish_epoch(int epoch, EpochSums& sums, double epoch_train_s);
+  TrainerState state_at(int64_t epoch, int64_t batch, int64_t at_step) const;
+  void report(const TrainProgress& p) const;
+
+  const Config cfg_;
+  distributed::Communicator& comm_;
+  const TrainerOptions options_;
+  const int rank_, world_;
+  const bool lead_;
+  const Clock::time_point t_start_;
+  models::ModelSpec spec_;
+  DType compute_ = DType::f32;
+  std::unique_ptr<LogFile> log_file_;
+  DataSplits data_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<distributed::Communicator> nccl_;
+  std::unique_ptr<models::Network> net_;
+  std::unique_ptr<StepRunner> runner_;
+  std::unique_ptr<distributed::GradientBucketer> bucketer_;
+  std::unique_ptr<io::DistributedSampler> sampler_;
+  std::unique_ptr<io::Loader> loader_;
+  std::unique_ptr<optim::LrSchedule> schedule_;
+  std::unique_ptr<StopSignals> own_signals_;
+  int64_t steps_per_epoch_ = 0, total_steps_ = 0, step_ = 0;
+  std::ofstream metrics_;
+  TrainerState ckpt_;
+  double train_time_ = 0;
+  int64_t train_images_ = 0;
+  TrainResult result_;
+};
+
+// A Trainer of `cfg` on `comm`, run once: `resnet train` of a single model.
 TrainResult train(const Config& cfg, distributed::Communicator& comm,
-                  const std::string& resume = "");
+                  const std::string& resume = "", TrainerOptions options = {});
 
 }  // namespace rn::launch

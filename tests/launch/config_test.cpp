@@ -84,8 +84,16 @@ TEST(Config, EveryShippedConfigLoadsAndRoundTrips) {
       EXPECT_DOUBLE_EQ(config.optim.milestones[0], 0.5 * config.train.epochs);
       EXPECT_DOUBLE_EQ(config.optim.milestones[1], 0.75 * config.train.epochs);
     } else {
-      EXPECT_EQ(file.filename(), "fashion_mnist_resnet20.yaml");
+      // The default job and the ensemble of its recipe.
+      EXPECT_TRUE(file.filename() == "fashion_mnist_resnet20.yaml" ||
+                  file.filename() == "fashion_mnist_ensemble.yaml")
+          << file;
       EXPECT_EQ(config.optim.schedule, "cosine");
+    }
+    if (!config.ensemble.members.empty()) {
+      std::vector<Config> members;
+      ASSERT_NO_THROW(members = member_configs(config));
+      for (const auto& m : members) EXPECT_EQ(m.run_dir.rfind(config.run_dir + "/", 0), 0u);
     }
     EXPECT_EQ(parse_config(to_yaml(config), config.source, {}), config);
   }
@@ -352,6 +360,110 @@ TEST(ConfigErrors, DuplicateKey) {
 
 TEST(ConfigErrors, NesterovNeedsMomentum) {
   EXPECT_TRUE(contains(parse_error("optim: {nesterov: true, momentum: 0}\n"), "'optim.momentum'"));
+}
+
+}  // namespace
+}  // namespace rn::launch
+
+namespace rn::launch {
+namespace {
+
+const char* kEnsemble =
+    "run_dir: runs/ens\n"
+    "model: {name: resnet20, in_channels: 1, num_classes: 10}\n"
+    "optim: {lr: 0.1}\n"
+    "train: {epochs: 3, seed: 9}\n"
+    "ensemble:\n"
+    "  split: macs\n"
+    "  members:\n"
+    "    - {name: a, model: resnet32, seed: 1}\n"
+    "    - name: b\n"
+    "      weight: 2\n"
+    "      overrides: {optim: {lr: 0.05}, train: {epochs: 4}, data: {augment: {hflip: true}}}\n";
+
+TEST(ConfigEnsemble, MembersTakeTheBaseWithTheirOwnModelSeedAndOverrides) {
+  const Config c = parse_config(kEnsemble, "configs/x.yaml", {"optim.momentum=0.8"});
+  ASSERT_EQ(c.ensemble.members.size(), 2u);
+  EXPECT_EQ(c.ensemble.split, "macs");
+  EXPECT_EQ(c.ensemble.members[1].weight, 2);
+  const auto m = member_configs(c);
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0].model.name, "resnet32");
+  EXPECT_EQ(m[0].train.seed, 1u);
+  EXPECT_EQ(m[0].optim.lr, 0.1);
+  EXPECT_EQ(m[0].run_dir, "runs/ens/a");
+  EXPECT_EQ(m[1].model.name, "resnet20");  // the base's
+  EXPECT_EQ(m[1].train.seed, 9u);
+  EXPECT_EQ(m[1].optim.lr, 0.05);
+  EXPECT_EQ(m[1].train.epochs, 4);
+  EXPECT_TRUE(m[1].data.augment.hflip);
+  for (const auto& member : m) {
+    EXPECT_EQ(member.optim.momentum, 0.8);  // --set reaches every member
+    EXPECT_TRUE(member.ensemble.members.empty());
+    // A member's config is a plain single-model config: its config.yaml trains it alone.
+    EXPECT_EQ(parse_config(to_yaml(member), "member.yaml"), [&] {
+      Config copy = member;
+      copy.source = "member.yaml";
+      return copy;
+    }());
+  }
+  EXPECT_EQ(parse_config(to_yaml(c), c.source), c);
+  // Without members, nothing of the ensemble is written.
+  EXPECT_EQ(to_yaml(parse_config("", "x")).find("ensemble"), std::string::npos);
+}
+
+TEST(ConfigEnsemble, BadMembersAreNamedInOneLine) {
+  const auto member_error = [](const std::string& members) {
+    return parse_error("ensemble:\n  members:\n" + members);
+  };
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"    - {name: a, modle: resnet20}\n",
+       "configs/x.yaml: unknown key 'ensemble.members[0].modle'; valid keys of a member: name, "
+       "model, seed, weight, ranks, overrides"},
+      {"    - {model: resnet20}\n", "'ensemble.members[0]' has no 'name'"},
+      {"    - {name: a/b}\n",
+       "'ensemble.members[0].name' must be a folder name (letters, digits, '_', '-', '.'), got "
+       "'a/b'"},
+      {"    - {name: a}\n    - {name: a}\n",
+       "'ensemble.members[1].name': member 'a' appears more than once"},
+      {"    - {name: a, weight: 0}\n", "'ensemble.members[0].weight' must be a positive number"},
+      {"    - {name: a, seed: -1}\n", "'ensemble.members[0].seed' must be a non-negative integer"},
+      {"    - {name: a, ranks: 2}\n    - {name: b}\n",
+       "'ranks' is given for 1 of 2 members; give it for every member or for none"},
+      {"    - {name: a, overrides: {run_dir: x}}\n",
+       "'ensemble.members[0].overrides' cannot set 'run_dir'"},
+      {"    - {name: a, overrides: [1]}\n",
+       "'ensemble.members[0].overrides' must be a mapping shaped like the config"},
+      {"    - a\n", "'ensemble.members[0]' must be a mapping"},
+  };
+  for (const auto& [yaml, want] : cases) {
+    const std::string e = member_error(yaml);
+    EXPECT_TRUE(contains(e, want)) << yaml << " -> " << e;
+    EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+  }
+  EXPECT_TRUE(contains(parse_error("ensemble: {split: random}\n"),
+                       "'ensemble.split' must be one of equal, macs; got 'random'"));
+}
+
+TEST(ConfigEnsemble, AMemberOverrideIsCheckedAndNamesTheMember) {
+  const auto member_error = [](const std::string& overrides) {
+    return error_of([&] {
+      member_configs(parse_config(
+          "ensemble:\n  members:\n    - {name: ok}\n    - {name: deep, overrides: " + overrides +
+              "}\n",
+          "configs/x.yaml"));
+    });
+  };
+  EXPECT_TRUE(contains(member_error("{optim: {lr: -1}}"),
+                       "configs/x.yaml: ensemble member 'deep': 'optim.lr' must be a positive "
+                       "number, got -1"));
+  EXPECT_TRUE(contains(member_error("{optim: {lrr: 1}}"),
+                       "configs/x.yaml: ensemble member 'deep': unknown key 'optim.lrr'"));
+  EXPECT_TRUE(contains(member_error("{data: {root: /elsewhere}}"),
+                       "ensemble member 'deep': 'data.root' must be the same for every member "
+                       "(the members are evaluated together on one test set)"));
+  EXPECT_TRUE(contains(member_error("{model: {num_classes: 5}}"),
+                       "'model.num_classes' must be the same for every member"));
 }
 
 }  // namespace

@@ -1,0 +1,36 @@
+// `resnet train` of an ensemble: the members of the config's `ensemble:` section trained side by
+// side on rank groups of one job (each group data-parallel on a communicator of its own, members
+// taking turns where there are more members than ranks), then evaluated together.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "distributed/communicator.h"
+#include "distributed/rank_groups.h"
+#include "launch/config.h"
+#include "launch/ensemble_eval.h"
+
+namespace rn::launch {
+
+struct EnsembleResult {
+  bool preempted = false;             // a stop signal ended it; the stopped members checkpointed
+  std::vector<std::string> stopped;   // the members that stopped (rank 0's view)
+  bool evaluated = false;             // `scores` holds the final evaluation
+  EnsembleScores scores;
+  double wall_s = 0;
+};
+
+// The plan of `cfg`'s ensemble on `world_size` ranks: each member's cost is its multiply-adds
+// per image times its epochs (ensemble.split: macs sizes groups by it; with more members than
+// ranks it decides who takes turns where).
+distributed::RankGroups plan_ensemble(const Config& cfg, const std::vector<Config>& members,
+                                      int world_size);
+
+// Trains every member (collective over `world`): `resume` "" or "auto" (each member from its
+// own newest checkpoint; a member that finished is not trained again). Then scores each member
+// and the ensemble with 1 and 10 crops, and rank 0 writes run_dir/ensemble.json.
+EnsembleResult train_ensemble(const Config& cfg, distributed::Communicator& world,
+                              const std::string& resume);
+
+}  // namespace rn::launch
