@@ -88,11 +88,12 @@ AugmentDraw SampleTransform::draw(int64_t epoch, int64_t index) const {
 }
 
 void SampleTransform::apply(int64_t epoch, int64_t index, float* out) const {
-  const int H = data_.height, W = data_.width, pad = augment_.crop_pad;
   const AugmentDraw d = draw(epoch, index);
-  // Output pixel (y, x) reads source (y + oy, x' + ox), x' mirrored when flipped; anything
-  // outside the source is the zero padding.
-  const int oy = d.dy - pad, ox = d.dx - pad;
+  apply_shifted(index, d.dy - augment_.crop_pad, d.dx - augment_.crop_pad, d.flip, out);
+}
+
+void SampleTransform::apply_shifted(int64_t index, int oy, int ox, bool flip, float* out) const {
+  const int H = data_.height, W = data_.width;
   const uint8_t* src = data_.sample(index);
   for (int c = 0; c < data_.channels; ++c) {
     const float* lut = lut_[static_cast<size_t>(c)].data();
@@ -108,7 +109,7 @@ void SampleTransform::apply(int64_t epoch, int64_t index, float* out) const {
         continue;
       }
       const uint8_t* row = plane + static_cast<size_t>(sy) * W;
-      if (!d.flip) {
+      if (!flip) {
         std::fill(dst, dst + x_lo, zero);
         std::fill(dst + x_hi, dst + W, zero);
         for (int x = x_lo; x < x_hi; ++x) dst[x] = lut[row[x + ox]];

@@ -49,8 +49,13 @@ class SampleTransform {
   // Writes channels * height * width floats for sample `index` as seen in `epoch`.
   void apply(int64_t epoch, int64_t index, float* out) const;
 
+  // Writes sample `index` at full size, shifted so that output pixel (y, x) reads source pixel
+  // (y + oy, x + ox), zero padding outside, mirrored after the shift when `flip`: one view of
+  // pad + crop + flip (what apply() draws at random).
+  void apply_shifted(int64_t index, int oy, int ox, bool flip, float* out) const;
+
   // Writes the window (y, x, height, width) of sample `index`, normalised and optionally
-  // mirrored, without augmentation: the views of 10-crop evaluation.
+  // mirrored, without augmentation: the views of 10-crop evaluation without padding.
   void apply_window(int64_t index, int y, int x, int height, int width, bool flip,
                     float* out) const;
 

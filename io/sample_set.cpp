@@ -12,21 +12,35 @@ std::string SampleSet::describe(int64_t index) const {
 }
 
 MemorySet::MemorySet(ImageSet data, AugmentOptions augment, const Normalization& norm,
-                     uint64_t seed, int views)
-    : data_(std::move(data)), transform_(data_, augment, norm, seed), views_(views) {
+                     uint64_t seed, int views, int ten_crop_pad)
+    : data_(std::move(data)),
+      transform_(data_, augment, norm, seed),
+      views_(views),
+      ten_crop_pad_(ten_crop_pad) {
   RN_CHECK(views == 1 || views == 10, "[memory set] views " << views);
-  RN_CHECK(views == 1 || (data_.height >= 8 && data_.width >= 8),
+  RN_CHECK(ten_crop_pad >= 0, "[memory set] ten-crop padding " << ten_crop_pad);
+  RN_CHECK(views == 1 || ten_crop_pad > 0 || (data_.height >= 8 && data_.width >= 8),
            "[memory set] 10 crops of " << data_.height << "x" << data_.width << " images");
 }
 
 SampleShape MemorySet::shape() const {
-  if (views_ == 1) return {1, data_.channels, data_.height, data_.width};
+  if (views_ == 1 || ten_crop_pad_ > 0) return {views_, data_.channels, data_.height, data_.width};
   return {10, data_.channels, data_.height * 7 / 8, data_.width * 7 / 8};
 }
 
 void MemorySet::make(int64_t epoch, int64_t index, float* out, SampleScratch&) const {
   if (views_ == 1) {
     transform_.apply(epoch, index, out);
+    return;
+  }
+  if (ten_crop_pad_ > 0) {
+    // The corners and the centre of the padded image: shifts of -pad, 0 or +pad.
+    const int p = ten_crop_pad_;
+    const size_t view = static_cast<size_t>(data_.channels) * data_.height * data_.width;
+    int v = 0;
+    for (bool flip : {false, true})
+      for (auto [oy, ox] : {std::pair{-p, -p}, {-p, p}, {p, -p}, {p, p}, {0, 0}})
+        transform_.apply_shifted(index, oy, ox, flip, out + view * static_cast<size_t>(v++));
     return;
   }
   const int h = data_.height, w = data_.width, ch = h * 7 / 8, cw = w * 7 / 8;

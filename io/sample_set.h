@@ -61,11 +61,13 @@ class SampleSet {
 };
 
 // A decoded set in memory. Training: SampleTransform (pad + crop + flip). Evaluation with 10
-// views: the four corners and the centre at 7/8 of the side, and their mirror images.
+// views: the four corners and the centre of the image padded by `ten_crop_pad` (the training's
+// crop_pad) at full size, as training saw them, and their mirror images; without padding, the
+// four corners and the centre at 7/8 of the side, and their mirror images.
 class MemorySet : public SampleSet {
  public:
   MemorySet(ImageSet data, AugmentOptions augment, const Normalization& norm, uint64_t seed,
-            int views = 1);
+            int views = 1, int ten_crop_pad = 0);
   int64_t size() const override { return data_.count; }
   int num_classes() const override { return data_.num_classes; }
   int32_t label(int64_t index) const override {
@@ -79,6 +81,7 @@ class MemorySet : public SampleSet {
   ImageSet data_;
   SampleTransform transform_;
   int views_;
+  int ten_crop_pad_;
 };
 
 // Where encoded samples come from: the files of an image folder, or a packed HDF5 file.

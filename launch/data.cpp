@@ -218,8 +218,9 @@ DataSplits load_data(const Config& cfg, distributed::Communicator& comm, const D
     const io::Normalization norm =
         dc.mean.empty() ? io::compute_normalization(train) : configured_norm(dc);
     d.train = std::make_unique<io::MemorySet>(std::move(train), pad_crop, norm, cfg.train.seed);
+    // Ten views are taken as training saw the images: shifted within its padding.
     d.test = std::make_unique<io::MemorySet>(std::move(test), io::AugmentOptions{}, norm, 0,
-                                             opt.eval_views);
+                                             opt.eval_views, pad_crop.crop_pad);
   }
   const io::SampleShape s = d.train->shape();
   d.height = s.height, d.width = s.width;

@@ -204,6 +204,61 @@ distributed::RankGroups plan_ensemble(const Config& cfg, const std::vector<Confi
   }
 }
 
+namespace {
+
+// Rank 0: the ensemble's run_dir and config.yaml, and the line that says which ranks train
+// which member.
+void announce(const Config& cfg, const std::vector<Config>& members,
+              const distributed::RankGroups& plan, int world_size) {
+  std::error_code ec;
+  std::filesystem::create_directories(cfg.run_dir, ec);
+  if (ec) RN_FAIL("run_dir '" << cfg.run_dir << "': cannot create: " << ec.message());
+  write_text(std::filesystem::path(cfg.run_dir) / "config.yaml", to_yaml(cfg));
+  std::ostringstream where;
+  for (size_t m = 0; m < members.size(); ++m) {
+    const std::string& name = cfg.ensemble.members[m].name;
+    const std::string& model = members[m].model.name;
+    where << (m ? ", " : "") << name << (name == model ? "" : " (" + model + ")") << " on "
+          << plan.describe_ranks(plan.group_of_member[m]);
+  }
+  RN_LOG_JOB(info) << "ensemble of " << members.size() << " on " << world_size << " rank(s), "
+                   << plan.num_groups() << " group(s)"
+                   << (static_cast<int>(members.size()) > world_size
+                           ? " (more members than ranks: members take turns)"
+                           : "")
+                   << ": " << where.str();
+}
+
+// This rank's group trains its members one after another; false when a stop signal ended one
+// (after its checkpoint), leaving the rest unstarted.
+bool train_group(const Config& cfg, const std::vector<Config>& members,
+                 const distributed::RankGroups& plan, int g, distributed::Communicator& group,
+                 const std::string& resume, const TrainerOptions& base,
+                 EnsembleProgress& progress, const StopSignals& signals) {
+  for (int m : plan.members_of_group[g]) {
+    progress.poll_signals();
+    if (stop_requested(signals, group)) return false;
+    const std::string& name = cfg.ensemble.members[m].name;
+    set_log_member(name);
+    progress.state(m, "training");
+    TrainerOptions options = base;
+    options.signals = &signals;
+    options.on_progress = [&progress, m](const TrainProgress& p) { progress.update(m, p); };
+    TrainResult r;
+    try {
+      r = train(members[m], group, resume, options);
+    } catch (const std::exception& e) {
+      RN_FAIL("ensemble member '" << name << "' (" << plan.describe_ranks(g) << "): " << e.what());
+    }
+    set_log_member("");
+    progress.state(m, r.preempted ? "stopped" : (r.already_done ? "done (trained before)" : "done"));
+    if (r.preempted) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 EnsembleResult train_ensemble(const Config& cfg, distributed::Communicator& world,
                               const std::string& resume) {
   const auto t_start = Clock::now();
@@ -213,70 +268,26 @@ EnsembleResult train_ensemble(const Config& cfg, distributed::Communicator& worl
   const std::vector<Config> members = member_configs(cfg);
   const distributed::RankGroups plan = plan_ensemble(cfg, members, world.size());
   // Facts about this node, found once by every rank of the job together.
-  TrainerOptions base{.device_index = cfg.train.device == "cuda" ? distributed::local_rank() : 0,
-                      .default_threads = default_threads_per_rank()};
-  if (world.rank() == 0) {
-    std::error_code ec;
-    std::filesystem::create_directories(cfg.run_dir, ec);
-    if (ec) RN_FAIL("run_dir '" << cfg.run_dir << "': cannot create: " << ec.message());
-    write_text(std::filesystem::path(cfg.run_dir) / "config.yaml", to_yaml(cfg));
-    std::ostringstream where;
-    for (size_t m = 0; m < members.size(); ++m)
-      where << (m ? ", " : "") << cfg.ensemble.members[m].name
-            << (cfg.ensemble.members[m].name == members[m].model.name
-                    ? ""
-                    : " (" + members[m].model.name + ")")
-            << " on " << plan.describe_ranks(plan.group_of_member[m]);
-    RN_LOG_JOB(info) << "ensemble of " << members.size() << " on " << world.size() << " rank(s), "
-                     << plan.num_groups() << " group(s)"
-                     << (static_cast<int>(members.size()) > world.size()
-                             ? " (more members than ranks: members take turns)"
-                             : "")
-                     << ": " << where.str();
-  }
+  const TrainerOptions base{
+      .device_index = cfg.train.device == "cuda" ? distributed::local_rank() : 0,
+      .default_threads = default_threads_per_rank()};
+  if (world.rank() == 0) announce(cfg, members, plan, world.size());
   const int g = plan.group_of_rank(world.rank());
   auto group = distributed::split_into_group(world, plan);
   set_console_to_job_lines(true);
   StopSignals signals;
   EnsembleProgress progress(world, cfg, plan, group->rank() == 0, signals);
-  bool preempted = false;
-  for (int m : plan.members_of_group[g]) {
-    progress.poll_signals();
-    if (stop_requested(signals, *group)) {
-      preempted = true;
-      break;
-    }
-    const std::string& name = cfg.ensemble.members[m].name;
-    set_log_member(name);
-    progress.state(m, "training");
-    TrainerOptions options = base;
-    options.signals = &signals;
-    options.on_progress = [&progress, m](const TrainProgress& p) { progress.update(m, p); };
-    TrainResult r;
-    try {
-      r = train(members[m], *group, resume, options);
-    } catch (const std::exception& e) {
-      RN_FAIL("ensemble member '" << name << "' (" << plan.describe_ranks(g) << "): " << e.what());
-    }
-    set_log_member("");
-    progress.state(m, r.preempted ? "stopped" : (r.already_done ? "done (trained before)" : "done"));
-    if (r.preempted) {
-      preempted = true;
-      break;
-    }
-  }
+  const bool finished = train_group(cfg, members, plan, g, *group, resume, base, progress, signals);
   progress.group_finished(g);
   progress.wait_for_groups();
   // The groups end at their own pace: this meeting waits for the slowest without a time limit
   // (a stalled group's own watchdog ends the job).
   const double timeout = world.timeout_s();
   world.set_timeout(0);
-  const bool any_stopped = world.all_reduce_sum(preempted ? 1.0 : 0.0) > 0;
+  const bool any_stopped = world.all_reduce_sum(finished ? 0.0 : 1.0) > 0;
   world.set_timeout(timeout);
   set_console_to_job_lines(false);
-  EnsembleResult result;
-  result.preempted = any_stopped;
-  result.stopped = progress.stopped();
+  EnsembleResult result{.preempted = any_stopped, .stopped = progress.stopped()};
   if (!any_stopped) {
     const int threads = cfg.train.threads > 0 ? cfg.train.threads : base.default_threads;
     result.scores = evaluate_ensemble(cfg, member_checkpoints(cfg, world), {1, 10},

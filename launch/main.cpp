@@ -17,9 +17,10 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: resnet <command> [flags]\n"
-    "  train  --config FILE [--set key=value ...] [--resume auto|FILE]   train a network\n"
-    "  eval   --checkpoint FILE [--checkpoint FILE ...] --config FILE [--crops 1|10] [--json]\n"
-    "         [--precision fp32|bf16]\n"
+    "  train  --config FILE [--set key=value ...] [--resume auto|FILE]   train a network or\n"
+    "         an ensemble (the config's ensemble: section)\n"
+    "  eval   --config FILE [--checkpoint FILE ...] [--crops 1|10|1,10] [--weights W1,W2,...]\n"
+    "         [--precision fp32|bf16] [--json]   (no --checkpoint: the config's ensemble)\n"
     "  ckpt   inspect FILE [--json] | init --model NAME [--classes N] [--in-channels C] --seed S\n"
     "         --output FILE | bench [--model NAME] [--dir DIR] [--repeat N] [--drop-caches]\n"
     "  infer  --checkpoint FILE --input X.h5 --output Y.h5 [--batch B] [--threads T]\n"

@@ -127,5 +127,21 @@ TEST(RankGroups, PostedMessagesReachRankZeroInOrder) {
   world->barrier();
 }
 
+TEST(RankGroups, OneProcessSplitsIntoItselfAndPostsToItself) {
+  SingleProcessCommunicator one;
+  one.set_timeout(7);
+  auto group = one.split(3, 0);
+  EXPECT_EQ(group->size(), 1);
+  EXPECT_EQ(group->rank(), 0);
+  EXPECT_EQ(group->timeout_s(), 7);
+  EXPECT_FALSE(one.poll().has_value());
+  one.post(0, "first");
+  one.post(0, "second");
+  EXPECT_EQ(one.poll().value_or(""), "first");
+  EXPECT_EQ(one.poll().value_or(""), "second");
+  EXPECT_FALSE(one.poll().has_value());
+  EXPECT_THROW(one.post(1, "nobody"), Error);
+}
+
 }  // namespace
 }  // namespace rn::distributed

@@ -41,6 +41,40 @@ std::vector<uint8_t> jpeg(int w, int h, int channels, int seed = 0) {
   return encode_jpeg(p.data(), w, h, channels, 90);
 }
 
+// Ten views of an in-memory set trained with pad + crop: the padded image's corners and centre at
+// full size (training's extreme shifts), then their mirror images; the centre is the 1-view
+// image.
+TEST(MemorySetTenCrops, PaddedCornersAtFullSize) {
+  const ImageSet s = synthetic_set(3, 1, 9, 8, 10);
+  const Normalization none;  // pixels / 255
+  const MemorySet one(s, AugmentOptions{}, none, 0, 1), ten(s, AugmentOptions{}, none, 0, 10, 2);
+  ASSERT_EQ(ten.shape().views, 10);
+  ASSERT_EQ(ten.shape().height, 9);
+  ASSERT_EQ(ten.shape().width, 8);
+  const int h = 9, w = 8, plane = h * w;
+  std::vector<float> a(plane), b(10 * plane);
+  SampleScratch scratch;
+  one.make(0, 1, a.data(), scratch);
+  ten.make(0, 1, b.data(), scratch);
+  const uint8_t* src = s.sample(1);
+  const auto pixel = [&](int y, int x) {
+    return y < 0 || y >= h || x < 0 || x >= w ? 0.0f : src[y * w + x] / 255.0f;
+  };
+  const int shifts[5][2] = {{-2, -2}, {-2, 2}, {2, -2}, {2, 2}, {0, 0}};
+  for (int v = 0; v < 10; ++v)
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x) {
+        const int oy = shifts[v % 5][0], ox = shifts[v % 5][1];
+        const int sx = v < 5 ? x : w - 1 - x;  // mirrored after the shift
+        ASSERT_EQ(b[v * plane + y * w + x], pixel(y + oy, sx + ox))
+            << "view " << v << " at (" << y << ", " << x << ")";
+      }
+  for (int i = 0; i < plane; ++i) ASSERT_EQ(b[4 * plane + i], a[i]) << "centre view, pixel " << i;
+  // Without padding: the 7/8 windows as before.
+  const MemorySet windows(s, AugmentOptions{}, none, 0, 10);
+  EXPECT_EQ(windows.shape().height, 9 * 7 / 8);
+}
+
 TEST(Cifar, RecordsReadBack) {
   ScratchDir dir;
   ImageSet s = synthetic_set(7, 3, 32, 32, 10);
