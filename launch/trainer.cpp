@@ -253,6 +253,14 @@ TrainerState Trainer::state_at(int64_t epoch, int64_t batch, int64_t at_step) co
   return s;
 }
 
+TrainProgress Trainer::progress_at(TrainProgress::Event event, int epoch) const {
+  return TrainProgress{.event = event,
+                       .epoch = epoch + 1,
+                       .epochs = cfg_.train.epochs,
+                       .step = step_,
+                       .total_steps = total_steps_};
+}
+
 void Trainer::report(const TrainProgress& p) const {
   if (options_.on_progress) options_.on_progress(p);
 }
@@ -324,11 +332,7 @@ bool Trainer::train_epoch(int epoch, EpochSums& sums) {
     sums.correct += s.top1;
     sums.seen += batch.n, sums.window_seen += batch.n;
     if (step_ % cfg_.train.log_every == 0 || step_ == total_steps_) log_window(epoch, sums);
-    report(TrainProgress{.event = TrainProgress::Event::step,
-                         .epoch = epoch + 1,
-                         .epochs = cfg_.train.epochs,
-                         .step = step_,
-                         .total_steps = total_steps_});
+    report(progress_at(TrainProgress::Event::step, epoch));
     ++sums.batch;
     bool stop = false;
     try {
@@ -357,13 +361,9 @@ void Trainer::log_window(int epoch, EpochSums& sums) {
                << total_steps_ << "  loss " << std::fixed << std::setprecision(4) << loss
                << "  lr " << std::setprecision(5) << sums.lr << "  " << std::setprecision(1)
                << ips << " img/s  ETA " << format_duration(eta);
-  report(TrainProgress{.event = TrainProgress::Event::log,
-                       .epoch = epoch + 1,
-                       .epochs = cfg_.train.epochs,
-                       .step = step_,
-                       .total_steps = total_steps_,
-                       .loss = loss,
-                       .img_per_s = ips});
+  TrainProgress p = progress_at(TrainProgress::Event::log, epoch);
+  p.loss = loss, p.img_per_s = ips;
+  report(p);
   sums.window_loss = 0, sums.window_seen = 0, sums.window_start = Clock::now();
 }
 
@@ -408,15 +408,10 @@ void Trainer::finish_epoch(int epoch, EpochSums& sums, double epoch_train_s) {
                        ? str_cat("; bad samples substituted: ", bad, " train, ", result_.test.bad,
                                  " test")
                        : std::string());
-  report(TrainProgress{.event = TrainProgress::Event::epoch,
-                       .epoch = epoch + 1,
-                       .epochs = cfg_.train.epochs,
-                       .step = step_,
-                       .total_steps = total_steps_,
-                       .loss = train_loss,
-                       .img_per_s = seen / epoch_train_s,
-                       .test_top1 = result_.test.top1,
-                       .test_top5 = result_.test.top5});
+  TrainProgress p = progress_at(TrainProgress::Event::epoch, epoch);
+  p.loss = train_loss, p.img_per_s = seen / epoch_train_s;
+  p.test_top1 = result_.test.top1, p.test_top5 = result_.test.top5;
+  report(p);
   // Checkpoint at the epoch's end, and always once training is over. An epoch cut short by
   // train.max_steps is saved mid-epoch, so a longer run continues it exactly.
   const bool last = step_ >= total_steps_ || epoch + 1 == cfg_.train.epochs;

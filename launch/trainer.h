@@ -103,6 +103,8 @@ class Trainer {
   void log_window(int epoch, EpochSums& sums);
   void finish_epoch(int epoch, EpochSums& sums, double epoch_train_s);
   TrainerState state_at(int64_t epoch, int64_t batch, int64_t at_step) const;
+  // Where the run stands after step_ of `epoch` (0-based), for `event`.
+  TrainProgress progress_at(TrainProgress::Event event, int epoch) const;
   void report(const TrainProgress& p) const;
 
   const Config cfg_;

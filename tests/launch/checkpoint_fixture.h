@@ -35,14 +35,17 @@ class CheckpointTest : public ::testing::Test {
   // 4 on two. `extra` is appended to the train section's flags as --set pairs.
   std::string config(const std::string& run = "run") {
     const fs::path p = dir_ / "config.yaml";
-    std::ofstream(p) << "run_dir: " << (dir_ / run).string()
-                     << "\nmodel: {name: resnet20, in_channels: 1, num_classes: 10}\n"
-                        "data: {kind: synthetic, synthetic_size: 256, height: 12, width: 12, "
-                        "batch_size: 32, test_batch_size: 64, test_limit: 64, workers: 1}\n"
-                        "optim: {lr: 0.05, momentum: 0.9, weight_decay: 1.0e-4, schedule: cosine}\n"
-                        "train: {epochs: 3, seed: 5, threads: 1, log_every: 1}\n"
-                        "checkpoint: {every_epochs: 1, keep_last: 50}\n";
+    std::ofstream(p) << config_text(run);
     return "--config " + p.string() + " --set run_dir=" + (dir_ / run).string();
+  }
+  std::string config_text(const std::string& run) const {
+    return "run_dir: " + (dir_ / run).string() +
+           "\nmodel: {name: resnet20, in_channels: 1, num_classes: 10}\n"
+           "data: {kind: synthetic, synthetic_size: 256, height: 12, width: 12, "
+           "batch_size: 32, test_batch_size: 64, test_limit: 64, workers: 1}\n"
+           "optim: {lr: 0.05, momentum: 0.9, weight_decay: 1.0e-4, schedule: cosine}\n"
+           "train: {epochs: 3, seed: 5, threads: 1, log_every: 1}\n"
+           "checkpoint: {every_epochs: 1, keep_last: 50}\n";
   }
   fs::path ckpt(const std::string& run, int64_t step) const {
     char name[32];

@@ -16,14 +16,8 @@ class EnsembleTest : public CheckpointTest {
   std::string ensemble_config(const std::string& run,
                               const std::string& c_overrides = "{optim: {lr: 0.02}}") {
     const fs::path p = dir_ / "ensemble.yaml";
-    std::ofstream(p) << "run_dir: " << (dir_ / run).string()
-                     << "\nmodel: {name: resnet20, in_channels: 1, num_classes: 10}\n"
-                        "data: {kind: synthetic, synthetic_size: 256, height: 12, width: 12, "
-                        "batch_size: 32, test_batch_size: 64, test_limit: 64, workers: 1}\n"
-                        "optim: {lr: 0.05, momentum: 0.9, weight_decay: 1.0e-4, schedule: cosine}\n"
-                        "train: {epochs: 3, seed: 5, threads: 1, log_every: 1}\n"
-                        "checkpoint: {every_epochs: 1, keep_last: 50}\n"
-                        "ensemble:\n  members:\n"
+    std::ofstream(p) << config_text(run)
+                     << "ensemble:\n  members:\n"
                         "    - {name: a, model: resnet20, seed: 1}\n"
                         "    - {name: b, model: resnet20, seed: 2}\n"
                         "    - {name: c, model: resnet32, seed: 3, overrides: "
