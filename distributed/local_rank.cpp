@@ -1,7 +1,13 @@
-// The rank of this process among the ranks of its node: one GPU per rank is chosen by it.
+// This process's place on its node: its rank among the node's ranks (one GPU per rank is chosen
+// by it), and the CPU threads it should run (its CPU set shared with the node's ranks whose sets
+// overlap it), whichever launcher started the ranks.
 #include <mpi.h>
+#include <sched.h>
 
+#include <algorithm>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "core/check.h"
 #include "distributed/nccl_communicator.h"
@@ -10,21 +16,49 @@ namespace rn::distributed {
 
 namespace {
 
-// This rank's place on its node and the node's rank count; {0, 1} without MPI.
-std::pair<int, int> node_position() {
+bool mpi_running() {
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
-  if (!initialized || finalized) return {0, 1};
-  // Ranks that can share memory are the ranks of one node, whatever the launcher's variables.
-  MPI_Comm node = MPI_COMM_NULL;
-  RN_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  return initialized && !finalized;
+}
+
+// The ranks of this node: ranks that can share memory, whatever the launcher's variables.
+class NodeComm {
+ public:
+  NodeComm() {
+    RN_MPI_CHECK(
+        MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &comm_));
+  }
+  ~NodeComm() { MPI_Comm_free(&comm_); }
+  NodeComm(const NodeComm&) = delete;
+  NodeComm& operator=(const NodeComm&) = delete;
+  MPI_Comm get() const { return comm_; }
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+};
+
+// This rank's place on its node and the node's rank count; {0, 1} without MPI.
+std::pair<int, int> node_position() {
+  if (!mpi_running()) return {0, 1};
+  NodeComm node;
   int rank = 0, size = 1;
-  int rc = MPI_Comm_rank(node, &rank);
-  if (rc == MPI_SUCCESS) rc = MPI_Comm_size(node, &size);
-  MPI_Comm_free(&node);
-  RN_MPI_CHECK(rc);
+  RN_MPI_CHECK(MPI_Comm_rank(node.get(), &rank));
+  RN_MPI_CHECK(MPI_Comm_size(node.get(), &size));
   return {rank, size};
+}
+
+// The CPUs this process may run on (what taskset, cgroups, Slurm or mpirun's binding left it).
+cpu_set_t own_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) {
+    // No CPU set to read: every CPU the system reports.
+    const unsigned n = std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned c = 0; c < n && c < CPU_SETSIZE; ++c) CPU_SET(c, &set);
+  }
+  return set;
 }
 
 }  // namespace
@@ -35,6 +69,26 @@ int local_rank() {
 
 int local_size() {
   return node_position().second;
+}
+
+int cpu_threads_per_rank() {
+  cpu_set_t mine = own_cpus();
+  const int cpus = std::max(1, CPU_COUNT(&mine));
+  if (!mpi_running()) return cpus;
+  // Every rank's CPU set on this node; the ranks whose sets overlap this one share its CPUs.
+  NodeComm node;
+  int size = 1;
+  RN_MPI_CHECK(MPI_Comm_size(node.get(), &size));
+  std::vector<cpu_set_t> all(static_cast<size_t>(size));
+  RN_MPI_CHECK(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE,
+                             node.get()));
+  int sharing = 0;
+  for (cpu_set_t& other : all) {
+    cpu_set_t both;
+    CPU_AND(&both, &mine, &other);
+    sharing += CPU_COUNT(&both) > 0;
+  }
+  return std::max(1, cpus / std::max(1, sharing));
 }
 
 }  // namespace rn::distributed

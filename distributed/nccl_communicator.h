@@ -14,6 +14,10 @@ namespace rn::distributed {
 int local_rank();
 // The number of ranks on this process's node (1 without MPI); collective as local_rank().
 int local_size();
+// CPU threads for this rank: the CPUs of its CPU set (sched_getaffinity: what taskset, cgroups,
+// Slurm or mpirun's binding left it) divided among the ranks of its node whose CPU sets overlap
+// it, at least 1; the whole set without MPI. Collective as local_rank().
+int cpu_threads_per_rank();
 
 // A communicator whose all-reduce and broadcast run NCCL on device buffers of `backend` (a CUDA
 // backend), ordered after the work already queued on the backend's stream, on a stream of its

@@ -31,9 +31,9 @@ DefaultInput input_from_args(const Args& args, const std::string& model) {
 }
 
 int default_threads_per_rank() {
-  // The ranks on this node as MPI sees them, whichever launcher started them.
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) /
-                         std::max(1, distributed::local_size()));
+  // The CPUs this rank may use and the ranks on its node as MPI sees them, whichever launcher
+  // started them (mpirun binds each of up to 2 ranks to one core; srun and taskset give sets).
+  return distributed::cpu_threads_per_rank();
 }
 
 int run_info(const std::vector<std::string>& argv) {

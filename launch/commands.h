@@ -39,8 +39,8 @@ int run_peak_bench(const Args& args);
 // The median of timed iterations (the benchmarks' statistic).
 double median(std::vector<double> v);
 
-// CPU threads for one rank: this node's cores divided by the ranks mpirun started on it
-// (oversubscribed OpenMP threads slow everything down many times).
+// CPU threads for one rank: the CPUs of its CPU set divided among the ranks of its node that
+// share them (oversubscribed OpenMP threads slow everything down many times). Collective.
 int default_threads_per_rank();
 
 }  // namespace rn::launch

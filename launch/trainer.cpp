@@ -176,6 +176,10 @@ void Trainer::build() {
                                                       /*wrap=*/true);
   loader_ = std::make_unique<io::Loader>(*data_.train, *sampler_, loader_options(cfg_, true));
   steps_per_epoch_ = loader_->batches_per_epoch();
+  if (steps_per_epoch_ < 1)
+    RN_FAIL(cfg_.source << ": 'data.batch_size' is " << cfg_.data.batch_size << " per rank, but "
+                        << world_ << " rank(s) share " << data_.train->size()
+                        << " training samples: not one batch per epoch");
   schedule_ = std::make_unique<optim::LrSchedule>(optim::LrScheduleOptions{
       .kind = cfg_.optim.schedule,
       .base_lr = cfg_.optim.scale_lr ? cfg_.optim.lr * world_ : cfg_.optim.lr,
