@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/check.h"
+#include "distributed/nccl_communicator.h"
 #include "launch/args.h"
 #include "launch/commands.h"
 #include "launch/ensemble_eval.h"
@@ -68,14 +69,14 @@ int run_eval(const std::vector<std::string>& argv, distributed::Communicator& co
     const auto w = parse_weights(args.get("weights"), models.size());
     for (size_t i = 0; i < models.size(); ++i) models[i].weight = w[i];
   }
-  const int threads = cfg.train.threads > 0 ? cfg.train.threads : default_threads_per_rank();
   // The config's precision unless --precision says otherwise; the weights stay f32.
-  const EnsembleScores s =
-      args.has("precision")
-          ? evaluate_ensemble(cfg, models, crops, args.get("precision"), "--precision", threads,
-                              comm)
-          : evaluate_ensemble(cfg, models, crops, cfg.train.precision,
-                              cfg.source + ": 'train.precision'", threads, comm);
+  const ScoreOptions options{
+      .crops = crops,
+      .precision = args.has("precision") ? args.get("precision") : cfg.train.precision,
+      .precision_source = args.has("precision") ? "--precision" : cfg.source + ": 'train.precision'",
+      .threads = cfg.train.threads > 0 ? cfg.train.threads : default_threads_per_rank(),
+      .device_index = cfg.train.device == "cuda" ? distributed::local_rank() : 0};
+  const EnsembleScores s = evaluate_ensemble(cfg, models, options, comm);
   if (comm.rank() != 0) return 0;
   if (args.flag("json")) {
     std::printf("%s\n", scores_json(s).c_str());

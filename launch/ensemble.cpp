@@ -289,10 +289,13 @@ EnsembleResult train_ensemble(const Config& cfg, distributed::Communicator& worl
   set_console_to_job_lines(false);
   EnsembleResult result{.preempted = any_stopped, .stopped = progress.stopped()};
   if (!any_stopped) {
-    const int threads = cfg.train.threads > 0 ? cfg.train.threads : base.default_threads;
-    result.scores = evaluate_ensemble(cfg, member_checkpoints(cfg, world), {1, 10},
-                                      cfg.train.precision, cfg.source + ": 'train.precision'",
-                                      threads, world);
+    const ScoreOptions options{
+        .crops = {1, 10},
+        .precision = cfg.train.precision,
+        .precision_source = cfg.source + ": 'train.precision'",
+        .threads = cfg.train.threads > 0 ? cfg.train.threads : base.default_threads,
+        .device_index = base.device_index};
+    result.scores = evaluate_ensemble(cfg, member_checkpoints(cfg, world), options, world);
     result.evaluated = true;
     if (world.rank() == 0)
       write_text(std::filesystem::path(cfg.run_dir) / "ensemble.json",

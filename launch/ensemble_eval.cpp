@@ -57,11 +57,14 @@ struct Members {
   std::vector<std::unique_ptr<models::Network>> nets;
 };
 
-Members load_members(const Config& cfg, const std::vector<EnsembleModel>& models, int threads,
-                     distributed::Communicator& comm) {
+Device device_of(const Config& cfg, const ScoreOptions& o) {
+  return cfg.train.device == "cuda" ? Device{DeviceKind::cuda, o.device_index} : Device{};
+}
+
+Members load_members(const Config& cfg, const std::vector<EnsembleModel>& models,
+                     const ScoreOptions& o, distributed::Communicator& comm) {
   Members m;
-  m.backend = make_backend(
-      Device{cfg.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0}, threads);
+  m.backend = make_backend(device_of(cfg, o), o.threads);
   for (const auto& model : models) {
     const io::CheckpointSummary s = io::read_checkpoint_summary(model.checkpoint);
     models::ModelSpec spec;
@@ -150,16 +153,13 @@ std::string json_string(const std::string& s) {
 }  // namespace
 
 EnsembleScores evaluate_ensemble(const Config& cfg, const std::vector<EnsembleModel>& models,
-                                 const std::vector<int>& crops, const std::string& precision,
-                                 const std::string& precision_source, int threads,
-                                 distributed::Communicator& comm) {
+                                 const ScoreOptions& options, distributed::Communicator& comm) {
   RN_CHECK(!models.empty(), "evaluate_ensemble of no model");
-  const DType compute = checked_precision(
-      precision, Device{cfg.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0},
-      precision_source);
-  Members members = load_members(cfg, models, threads, comm);
+  const DType compute =
+      checked_precision(options.precision, device_of(cfg, options), options.precision_source);
+  Members members = load_members(cfg, models, options, comm);
   EnsembleScores s{.models = models};
-  for (int c : crops) s.by_crops.push_back(score(cfg, members, models, c, compute, comm));
+  for (int c : options.crops) s.by_crops.push_back(score(cfg, members, models, c, compute, comm));
   return s;
 }
 
