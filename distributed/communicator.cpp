@@ -219,8 +219,8 @@ class MpiCommunicator final : public Communicator {
     int bytes = 0;
     RN_MPI_CHECK(MPI_Get_count(&status, MPI_CHAR, &bytes));
     std::string text(static_cast<size_t>(bytes), '\0');
-    RN_MPI_CHECK(MPI_Recv(text.data(), bytes, MPI_CHAR, status.MPI_SOURCE, kMessageTag,
-                          comm_.get(), MPI_STATUS_IGNORE));
+    RN_MPI_CHECK(MPI_Recv(text.data(), bytes, MPI_CHAR, status.MPI_SOURCE, kMessageTag, comm_.get(),
+                          MPI_STATUS_IGNORE));
     return text;
   }
 

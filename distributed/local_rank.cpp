@@ -80,8 +80,8 @@ int cpu_threads_per_rank() {
   int size = 1;
   RN_MPI_CHECK(MPI_Comm_size(node.get(), &size));
   std::vector<cpu_set_t> all(static_cast<size_t>(size));
-  RN_MPI_CHECK(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE,
-                             node.get()));
+  RN_MPI_CHECK(
+      MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, node.get()));
   int sharing = 0;
   for (cpu_set_t& other : all) {
     cpu_set_t both;

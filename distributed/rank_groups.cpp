@@ -73,8 +73,7 @@ RankGroups plan_rank_groups(int world, const std::vector<double>& costs, GroupSp
     plan.size.assign(world, 1);
     std::vector<int> order(members);
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int a, int b) { return costs[a] > costs[b]; });
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return costs[a] > costs[b]; });
     std::vector<double> load(world, 0);
     for (int m : order) {
       const int g = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());

@@ -17,8 +17,8 @@ enum class GroupSplit {
 
 // Which ranks train which members. Groups hold consecutive ranks, in member order.
 struct RankGroups {
-  std::vector<int> first_rank, size;             // per group
-  std::vector<int> group_of_member;              // member -> group
+  std::vector<int> first_rank, size;               // per group
+  std::vector<int> group_of_member;                // member -> group
   std::vector<std::vector<int>> members_of_group;  // group -> its members, in training order
   int num_groups() const { return static_cast<int>(size.size()); }
   int group_of_rank(int rank) const;

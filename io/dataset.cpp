@@ -123,12 +123,12 @@ void SampleTransform::apply_shifted(int64_t index, int oy, int ox, bool flip, fl
   }
 }
 
-void SampleTransform::apply_window(int64_t index, int y0, int x0, int height, int width,
-                                   bool flip, float* out) const {
+void SampleTransform::apply_window(int64_t index, int y0, int x0, int height, int width, bool flip,
+                                   float* out) const {
   const int H = data_.height, W = data_.width;
   RN_CHECK(y0 >= 0 && x0 >= 0 && y0 + height <= H && x0 + width <= W,
-           "[augment] window " << height << "x" << width << " at (" << y0 << ", " << x0
-                               << ") of a " << H << "x" << W << " image");
+           "[augment] window " << height << "x" << width << " at (" << y0 << ", " << x0 << ") of a "
+                               << H << "x" << W << " image");
   const uint8_t* src = data_.sample(index);
   for (int c = 0; c < data_.channels; ++c) {
     const float* lut = lut_[static_cast<size_t>(c)].data();

@@ -63,17 +63,17 @@ EncodedSet::EncodedSet(std::unique_ptr<EncodedSource> source, Options options)
     : source_(std::move(source)), opts_(std::move(options)) {
   RN_CHECK(source_ != nullptr, "[encoded set] no source");
   if (opts_.norm.mean.empty()) opts_.norm = imagenet_normalization();
-  RN_CHECK(opts_.norm.mean.size() == 3 && opts_.norm.std.size() == 3,
-           "[encoded set] normalization has " << opts_.norm.mean.size()
-                                              << " channels; images have 3");
+  RN_CHECK(
+      opts_.norm.mean.size() == 3 && opts_.norm.std.size() == 3,
+      "[encoded set] normalization has " << opts_.norm.mean.size() << " channels; images have 3");
   for (int c = 0; c < 3; ++c) {
     const float sd = opts_.norm.std[static_cast<size_t>(c)];
     RN_CHECK(sd > 0, "[encoded set] standard deviation of channel " << c << " is " << sd);
     mul_[c] = 1.0f / (255.0f * sd);
     add_[c] = -opts_.norm.mean[static_cast<size_t>(c)] / sd;
   }
-  side_ = opts_.train && opts_.augment.recipe != Recipe::none ? opts_.augment.crop
-                                                              : opts_.eval.crop;
+  side_ =
+      opts_.train && opts_.augment.recipe != Recipe::none ? opts_.augment.crop : opts_.eval.crop;
   RN_CHECK(side_ >= 1, "[encoded set] crop " << side_);
 }
 
@@ -131,8 +131,7 @@ void EncodedSet::make(int64_t epoch, int64_t index, float* out, SampleScratch& s
 }
 
 void transform_encoded(const uint8_t* bytes, size_t size, const std::vector<ImageView>& views,
-                       int side, const float* mul, const float* add, float* out,
-                       SampleScratch& s) {
+                       int side, const float* mul, const float* add, float* out, SampleScratch& s) {
   RN_CHECK(!views.empty(), "[transform] no views");
   DecodeRequest req;
   const ImageView& v0 = views.front();
@@ -152,7 +151,8 @@ void transform_encoded(const uint8_t* bytes, size_t size, const std::vector<Imag
   for (size_t i = 0; i < views.size(); ++i) {
     const ImageView& v = views[i];
     float shifted[3];
-    for (int c = 0; c < 3; ++c) shifted[c] = add[c] + v.rgb_shift[static_cast<size_t>(c)] * 255.0f * mul[c];
+    for (int c = 0; c < 3; ++c)
+      shifted[c] = add[c] + v.rgb_shift[static_cast<size_t>(c)] * 255.0f * mul[c];
     ResampleOut o{.width = side,
                   .height = side,
                   .flip = v.flip,

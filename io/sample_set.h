@@ -70,9 +70,7 @@ class MemorySet : public SampleSet {
             int views = 1, int ten_crop_pad = 0);
   int64_t size() const override { return data_.count; }
   int num_classes() const override { return data_.num_classes; }
-  int32_t label(int64_t index) const override {
-    return data_.labels[static_cast<size_t>(index)];
-  }
+  int32_t label(int64_t index) const override { return data_.labels[static_cast<size_t>(index)]; }
   SampleShape shape() const override;
   void make(int64_t epoch, int64_t index, float* out, SampleScratch& scratch) const override;
   const ImageSet& data() const { return data_; }

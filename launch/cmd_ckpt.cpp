@@ -11,17 +11,23 @@
 #include "launch/commands.h"
 
 namespace rn::launch {
-namespace {
 
 std::string json_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
+    if (static_cast<unsigned char>(c) < 0x20) {
+      char esc[8];
+      std::snprintf(esc, sizeof esc, "\\u%04x", c);
+      out += esc;
+      continue;
+    }
     if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) continue;
     out += c;
   }
   return out;
 }
+
+namespace {
 
 int run_inspect(const std::vector<std::string>& argv) {
   if (argv.empty() || argv[0].rfind("--", 0) == 0)

@@ -61,8 +61,9 @@ int run_eval(const std::vector<std::string>& argv, distributed::Communicator& co
         EnsembleModel{.name = std::filesystem::path(f).filename().string(), .checkpoint = f});
   if (models.empty()) {
     if (cfg.ensemble.members.empty())
-      RN_FAIL("--checkpoint is required (repeat it for an ensemble), unless the config has an "
-              "'ensemble:' section");
+      RN_FAIL(
+          "--checkpoint is required (repeat it for an ensemble), unless the config has an "
+          "'ensemble:' section");
     models = member_checkpoints(cfg, comm);
   }
   if (args.has("weights")) {
@@ -73,7 +74,8 @@ int run_eval(const std::vector<std::string>& argv, distributed::Communicator& co
   const ScoreOptions options{
       .crops = crops,
       .precision = args.has("precision") ? args.get("precision") : cfg.train.precision,
-      .precision_source = args.has("precision") ? "--precision" : cfg.source + ": 'train.precision'",
+      .precision_source =
+          args.has("precision") ? "--precision" : cfg.source + ": 'train.precision'",
       .threads = cfg.train.threads > 0 ? cfg.train.threads : default_threads_per_rank(),
       .device_index = cfg.train.device == "cuda" ? distributed::local_rank() : 0};
   const EnsembleScores s = evaluate_ensemble(cfg, models, options, comm);
@@ -87,7 +89,8 @@ int run_eval(const std::vector<std::string>& argv, distributed::Communicator& co
   const size_t e = models.size();  // the ensemble's row
   std::printf("eval: %zu model(s), %d crop(s), %lld test samples: top-1 %.4f, top-5 %.4f%s\n",
               models.size(), c.crops, static_cast<long long>(c.samples),
-              static_cast<double>(c.top1[e]) / c.samples, static_cast<double>(c.top5[e]) / c.samples,
+              static_cast<double>(c.top1[e]) / c.samples,
+              static_cast<double>(c.top5[e]) / c.samples,
               c.bad > 0 ? str_cat(" (", c.bad, " bad samples substituted)").c_str() : "");
   return 0;
 }

@@ -22,11 +22,12 @@ int report_ensemble(const Config& cfg, const EnsembleResult& r) {
   const CropScores& c = r.scores.by_crops.front();
   const size_t e = r.scores.models.size();
   std::printf("%s", scores_table(r.scores).c_str());
-  std::printf("final: ensemble of %zu after %.1f s: test top-1 %.4f, top-5 %.4f (%lld test "
-              "samples, 1 crop); %s/ensemble.json\n",
-              e, r.wall_s, static_cast<double>(c.top1[e]) / c.samples,
-              static_cast<double>(c.top5[e]) / c.samples, static_cast<long long>(c.samples),
-              cfg.run_dir.c_str());
+  std::printf(
+      "final: ensemble of %zu after %.1f s: test top-1 %.4f, top-5 %.4f (%lld test "
+      "samples, 1 crop); %s/ensemble.json\n",
+      e, r.wall_s, static_cast<double>(c.top1[e]) / c.samples,
+      static_cast<double>(c.top5[e]) / c.samples, static_cast<long long>(c.samples),
+      cfg.run_dir.c_str());
   return 0;
 }
 

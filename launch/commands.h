@@ -36,6 +36,8 @@ DefaultInput input_from_args(const Args& args, const std::string& model);
 int run_allreduce_bench(const Args& args, distributed::Communicator& comm);
 // `bench --peak`: convolution GFLOP/s in fp32 and (where the CPU has it) bf16.
 int run_peak_bench(const Args& args);
+// `s` as the inside of a JSON string (quotes, backslashes and control characters escaped).
+std::string json_escape(const std::string& s);
 // The median of timed iterations (the benchmarks' statistic).
 double median(std::vector<double> v);
 

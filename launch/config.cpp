@@ -248,8 +248,8 @@ void decode(const YAML::Node& node, const std::string& key, const ReadContext& c
 
 // The keys of one ensemble member, in file order (also the "valid keys" of its messages).
 const std::vector<std::string>& member_keys() {
-  static const std::vector<std::string> keys{"name", "model", "seed", "weight", "ranks",
-                                             "overrides"};
+  static const std::vector<std::string> keys{"name",   "model", "seed",
+                                             "weight", "ranks", "overrides"};
   return keys;
 }
 
@@ -265,8 +265,8 @@ void decode(const YAML::Node& node, const std::string& key, const ReadContext& c
       const std::string k = entry.first.IsScalar() ? entry.first.Scalar() : "";
       const auto& known = member_keys();
       if (std::find(known.begin(), known.end(), k) == known.end())
-        RN_FAIL(ctx.origin << ": unknown key '" << at << "." << k << "'; valid keys of a member: "
-                           << join(known));
+        RN_FAIL(ctx.origin << ": unknown key '" << at << "." << k
+                           << "'; valid keys of a member: " << join(known));
     }
     EnsembleMember member;
     if (!m["name"].IsDefined()) RN_FAIL(ctx.origin << ": '" << at << "' has no 'name'");
@@ -281,7 +281,8 @@ void decode(const YAML::Node& node, const std::string& key, const ReadContext& c
     if (m["ranks"].IsDefined()) decode(m["ranks"], at + ".ranks", ctx, member.ranks);
     if (const YAML::Node o = m["overrides"]; o.IsDefined() && !o.IsNull()) {
       if (!o.IsMap())
-        fail_type(ctx, at + ".overrides", "a mapping shaped like the config (optim: {lr: 0.05})", o);
+        fail_type(ctx, at + ".overrides", "a mapping shaped like the config (optim: {lr: 0.05})",
+                  o);
       for (const char* banned : {"run_dir", "ensemble"})
         if (o[banned].IsDefined())
           RN_FAIL(ctx.origin << ": '" << at << ".overrides' cannot set '" << banned
@@ -424,12 +425,12 @@ class Validator {
                 a.shorter[1] <= 1e5 && a.shorter[0] == std::floor(a.shorter[0]) &&
                 a.shorter[1] == std::floor(a.shorter[1]),
             "data.augment.shorter", "[min, max] whole pixels with 1 <= min <= max", a.shorter);
-    require(std::isfinite(a.lighting) && a.lighting >= 0, "data.augment.lighting", "0 (off) or more",
-            a.lighting);
+    require(std::isfinite(a.lighting) && a.lighting >= 0, "data.augment.lighting",
+            "0 (off) or more", a.lighting);
     one_of("data.labels", d.labels, {"fine", "coarse"});
     one_of("data.on_bad_sample", d.on_bad_sample, {"substitute", "error"});
-    require(d.mean.size() == d.std.size(), "data.std",
-            "as many values as data.mean (per channel)", d.std);
+    require(d.mean.size() == d.std.size(), "data.std", "as many values as data.mean (per channel)",
+            d.std);
     bool positive = true;
     for (double x : d.std) positive = positive && std::isfinite(x) && x > 0;
     require(positive, "data.std", "positive numbers", d.std);
@@ -502,17 +503,15 @@ class Validator {
     for (std::size_t i = 0; i < e.members.size(); ++i) {
       const EnsembleMember& m = e.members[i];
       const std::string at = "ensemble.members[" + std::to_string(i) + "]";
-      const bool folder_name =
-          !m.name.empty() && m.name != "." && m.name != ".." &&
-          std::all_of(m.name.begin(), m.name.end(), [](char ch) {
-            return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' ||
-                   ch == '.';
-          });
-      require(folder_name, at + ".name", "a folder name (letters, digits, '_', '-', '.')",
-              m.name);
+      const bool folder_name = !m.name.empty() && m.name != "." && m.name != ".." &&
+                               std::all_of(m.name.begin(), m.name.end(), [](char ch) {
+                                 return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' ||
+                                        ch == '-' || ch == '.';
+                               });
+      require(folder_name, at + ".name", "a folder name (letters, digits, '_', '-', '.')", m.name);
       if (!names.insert(m.name).second)
-        RN_FAIL(origin("ensemble.members") << ": '" << at << ".name': member '" << m.name
-                                           << "' appears more than once");
+        RN_FAIL(origin("ensemble.members")
+                << ": '" << at << ".name': member '" << m.name << "' appears more than once");
       require(std::isfinite(m.weight) && m.weight > 0, at + ".weight", "a positive number",
               m.weight);
       require(m.ranks >= 0, at + ".ranks", "0 (by ensemble.split) or more", m.ranks);

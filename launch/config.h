@@ -19,13 +19,13 @@ struct ModelConfig {
 // Training augmentation. `recipe` pad_crop is for the in-memory sets (Fashion-MNIST, CIFAR,
 // synthetic); resnet, torchvision and none for the encoded ones (image_folder, packed).
 struct AugmentConfig {
-  std::string recipe = "pad_crop";  // pad_crop | resnet | torchvision | none
-  int crop_pad = 0;                 // pad_crop: pad by this many pixels, then crop back
-  bool hflip = false;               // mirror left-right with probability 1/2
-  int crop = 224;                   // resnet, torchvision: output side
-  std::vector<double> scale{0.08, 1.0};           // torchvision: area fraction range
+  std::string recipe = "pad_crop";       // pad_crop | resnet | torchvision | none
+  int crop_pad = 0;                      // pad_crop: pad by this many pixels, then crop back
+  bool hflip = false;                    // mirror left-right with probability 1/2
+  int crop = 224;                        // resnet, torchvision: output side
+  std::vector<double> scale{0.08, 1.0};  // torchvision: area fraction range
   std::vector<double> ratio{3.0 / 4.0, 4.0 / 3.0};  // torchvision: aspect ratio range
-  std::vector<double> shorter{256, 480};          // resnet: shorter side range
+  std::vector<double> shorter{256, 480};            // resnet: shorter side range
   double lighting = 0;  // AlexNet PCA lighting std (fb.resnet.torch: 0.1); 0 = off
   bool operator==(const AugmentConfig&) const = default;
 };
@@ -41,14 +41,14 @@ struct DataConfig {
   int workers = 1;   // loader threads per rank
   int prefetch = 4;  // batches queued ahead of the trainer
   AugmentConfig augment;
-  std::string labels = "fine";                // cifar100: fine (100 classes) | coarse (20)
-  std::string on_bad_sample = "substitute";   // substitute (warn, count) | error
+  std::string labels = "fine";               // cifar100: fine (100 classes) | coarse (20)
+  std::string on_bad_sample = "substitute";  // substitute (warn, count) | error
   std::vector<double> mean, std;  // per channel of pixel / 255; empty: the training set's
                                   // (in-memory sets) or ImageNet's (encoded sets)
   int eval_resize = 256;          // encoded sets: evaluation resizes the shorter side to this
   int eval_crop = 224;            // and takes the centre crop (or ten crops) of this side
-  int synthetic_size = 1024;  // synthetic only: samples in the data set
-  int height = 28;            // synthetic only: image size
+  int synthetic_size = 1024;      // synthetic only: samples in the data set
+  int height = 28;                // synthetic only: image size
   int width = 28;
   bool operator==(const DataConfig&) const = default;
 };
@@ -101,18 +101,18 @@ struct CheckpointConfig {
 // One member of an ensemble: the base config (file and --set) with this member's model, seed and
 // overrides; it trains in run_dir/<name>/.
 struct EnsembleMember {
-  std::string name;                // a folder name: letters, digits, '_', '-', '.'
-  std::string model;               // a zoo name; "" keeps the base config's model.name
-  std::optional<uint64_t> seed;    // train.seed; unset keeps the base config's
-  double weight = 1;               // its share in the ensemble's mean of probabilities
-  int ranks = 0;                   // ranks of its group; 0 = by ensemble.split
-  std::string overrides;           // a YAML mapping shaped like the config ("" = none)
+  std::string name;              // a folder name: letters, digits, '_', '-', '.'
+  std::string model;             // a zoo name; "" keeps the base config's model.name
+  std::optional<uint64_t> seed;  // train.seed; unset keeps the base config's
+  double weight = 1;             // its share in the ensemble's mean of probabilities
+  int ranks = 0;                 // ranks of its group; 0 = by ensemble.split
+  std::string overrides;         // a YAML mapping shaped like the config ("" = none)
   bool operator==(const EnsembleMember&) const = default;
 };
 
 struct EnsembleConfig {
-  std::string split = "equal";           // equal | macs: group sizes by multiply-adds x epochs
-  std::vector<EnsembleMember> members;   // empty: the job trains one model
+  std::string split = "equal";          // equal | macs: group sizes by multiply-adds x epochs
+  std::vector<EnsembleMember> members;  // empty: the job trains one model
   bool operator==(const EnsembleConfig&) const = default;
 };
 

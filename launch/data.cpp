@@ -70,8 +70,9 @@ std::unique_ptr<io::EncodedSource> limited(std::unique_ptr<io::EncodedSource> sr
 
 // Rank 0 lists the folder (or takes the run directory's cached list), every other rank
 // receives it: a million files are walked once per job, not once per rank.
-io::FolderListing shared_listing(const Config& cfg, const std::string& root, const std::string& split,
-                                 distributed::Communicator& comm, bool use_cache) {
+io::FolderListing shared_listing(const Config& cfg, const std::string& root,
+                                 const std::string& split, distributed::Communicator& comm,
+                                 bool use_cache) {
   std::vector<uint8_t> bytes;
   std::string error;
   if (comm.rank() == 0) {
@@ -165,7 +166,8 @@ DataSplits load_data(const Config& cfg, distributed::Communicator& comm, const D
       RN_FAIL(cfg.source << ": 'model.in_channels' is " << cfg.model.in_channels << " but data '"
                          << dc.kind << "' gives 3 channels (grayscale images are replicated)");
     if (!dc.mean.empty() && dc.mean.size() != 3)
-      RN_FAIL(cfg.source << ": 'data.mean' has " << dc.mean.size() << " values; images have 3 channels");
+      RN_FAIL(cfg.source << ": 'data.mean' has " << dc.mean.size()
+                         << " values; images have 3 channels");
     io::EncodedSet::Options o;
     o.augment.recipe = io::parse_recipe(dc.augment.recipe);
     o.augment.crop = dc.augment.crop;
@@ -192,14 +194,14 @@ DataSplits load_data(const Config& cfg, distributed::Communicator& comm, const D
   } else {
     io::ImageSet train, test;
     if (dc.kind == "synthetic") {
-      train = synthetic_set(dc, cfg.model.in_channels, cfg.model.num_classes,
-                            dc.train_limit > 0 ? dc.train_limit : dc.synthetic_size,
-                            cfg.train.seed);
+      train =
+          synthetic_set(dc, cfg.model.in_channels, cfg.model.num_classes,
+                        dc.train_limit > 0 ? dc.train_limit : dc.synthetic_size, cfg.train.seed);
       test = synthetic_set(dc, cfg.model.in_channels, cfg.model.num_classes,
                            dc.test_limit > 0 ? dc.test_limit : dc.synthetic_size / 4,
                            cfg.train.seed + 1);
     } else if (dc.kind == "cifar10" || dc.kind == "cifar100") {
-      const io::CifarKind k = dc.kind == "cifar10"   ? io::CifarKind::cifar10
+      const io::CifarKind k = dc.kind == "cifar10"  ? io::CifarKind::cifar10
                               : dc.labels == "fine" ? io::CifarKind::cifar100_fine
                                                     : io::CifarKind::cifar100_coarse;
       train = io::load_cifar(dc.root, k, io::Split::train, dc.train_limit);

@@ -46,8 +46,13 @@ class EnsembleProgress {
  public:
   EnsembleProgress(distributed::Communicator& world, const Config& cfg,
                    const distributed::RankGroups& plan, bool leader, const StopSignals& signals)
-      : world_(world), cfg_(cfg), plan_(plan), leader_(leader), signals_(signals),
-        status_(cfg.ensemble.members.size()), group_done_(plan.num_groups(), false) {}
+      : world_(world),
+        cfg_(cfg),
+        plan_(plan),
+        leader_(leader),
+        signals_(signals),
+        status_(cfg.ensemble.members.size()),
+        group_done_(plan.num_groups(), false) {}
 
   // From the trainer of member `m`, on every rank of its group.
   void update(int m, const TrainProgress& p) {
@@ -117,8 +122,8 @@ class EnsembleProgress {
     if (kind == 'S') {
       in >> std::ws;
       std::getline(in, s.state);
-      RN_LOG_JOB(info) << "member " << name << " (" << plan_.describe_ranks(plan_.group_of_member[index])
-                       << "): " << s.state;
+      RN_LOG_JOB(info) << "member " << name << " ("
+                       << plan_.describe_ranks(plan_.group_of_member[index]) << "): " << s.state;
       return false;
     }
     int event = 0;
@@ -233,8 +238,8 @@ void announce(const Config& cfg, const std::vector<Config>& members,
 // (after its checkpoint), leaving the rest unstarted.
 bool train_group(const Config& cfg, const std::vector<Config>& members,
                  const distributed::RankGroups& plan, int g, distributed::Communicator& group,
-                 const std::string& resume, const TrainerOptions& base,
-                 EnsembleProgress& progress, const StopSignals& signals) {
+                 const std::string& resume, const TrainerOptions& base, EnsembleProgress& progress,
+                 const StopSignals& signals) {
   for (int m : plan.members_of_group[g]) {
     progress.poll_signals();
     if (stop_requested(signals, group)) return false;
@@ -251,7 +256,8 @@ bool train_group(const Config& cfg, const std::vector<Config>& members,
       RN_FAIL("ensemble member '" << name << "' (" << plan.describe_ranks(g) << "): " << e.what());
     }
     set_log_member("");
-    progress.state(m, r.preempted ? "stopped" : (r.already_done ? "done (trained before)" : "done"));
+    progress.state(m,
+                   r.preempted ? "stopped" : (r.already_done ? "done (trained before)" : "done"));
     if (r.preempted) return false;
   }
   return true;

@@ -14,9 +14,9 @@
 namespace rn::launch {
 
 struct EnsembleResult {
-  bool preempted = false;             // a stop signal ended it; the stopped members checkpointed
-  std::vector<std::string> stopped;   // the members that stopped (rank 0's view)
-  bool evaluated = false;             // `scores` holds the final evaluation
+  bool preempted = false;            // a stop signal ended it; the stopped members checkpointed
+  std::vector<std::string> stopped;  // the members that stopped (rank 0's view)
+  bool evaluated = false;            // `scores` holds the final evaluation
   EnsembleScores scores;
   double wall_s = 0;
 };

@@ -86,8 +86,8 @@ CropScores score(const Config& cfg, Members& members, const std::vector<Ensemble
   // No file-list cache: the run directory may belong to a job still running.
   const DataSplits data =
       load_data(cfg, comm, DataOptions{.eval_views = crops, .cache_listing = false});
-  io::DistributedSampler sampler(data.test->size(), 0, /*shuffle=*/false, comm.rank(),
-                                 comm.size(), /*wrap=*/false);
+  io::DistributedSampler sampler(data.test->size(), 0, /*shuffle=*/false, comm.rank(), comm.size(),
+                                 /*wrap=*/false);
   io::LoaderOptions lo = loader_options(cfg, /*train=*/false);
   // Ten views per sample: a tenth of the samples per batch keeps the batch's memory.
   lo.batch_size = std::max(1, cfg.data.test_batch_size / crops);
@@ -101,7 +101,8 @@ CropScores score(const Config& cfg, Members& members, const std::vector<Ensemble
   while (loader.next(b)) {
     for (auto& p : probs) p.assign(static_cast<size_t>(b.n) * k, 0.0);
     for (int v = 0; v < b.views; ++v) {
-      const Tensor x = to_compute(*members.backend, members.backend->upload(view_of(b, v)), compute);
+      const Tensor x =
+          to_compute(*members.backend, members.backend->upload(view_of(b, v)), compute);
       for (size_t m = 0; m < nm; ++m)
         add_softmax(members.backend->download(members.nets[m]->forward(x)), probs[m]);
     }
@@ -111,8 +112,8 @@ CropScores score(const Config& cfg, Members& members, const std::vector<Ensemble
       for (size_t i = 0; i < probs[nm].size(); ++i) probs[nm][i] += models[m].weight * probs[m][i];
     for (size_t row = 0; row <= nm; ++row)
       for (int i = 0; i < b.n; ++i) {
-        const int above = classes_above(probs[row].data() + static_cast<size_t>(i) * k, k,
-                                        b.labels[i]);
+        const int above =
+            classes_above(probs[row].data() + static_cast<size_t>(i) * k, k, b.labels[i]);
         counts[2 * row] += above < 1, counts[2 * row + 1] += above < 5;
       }
     counts[counts.size() - 2] += b.n;
@@ -131,23 +132,9 @@ CropScores score(const Config& cfg, Members& members, const std::vector<Ensemble
 
 std::string fraction(int64_t count, int64_t samples) {
   char text[32];
-  std::snprintf(text, sizeof text, "%.4f", samples > 0 ? static_cast<double>(count) / samples : 0.0);
+  std::snprintf(text, sizeof text, "%.4f",
+                samples > 0 ? static_cast<double>(count) / samples : 0.0);
   return text;
-}
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      char esc[8];
-      std::snprintf(esc, sizeof esc, "\\u%04x", c);
-      out += esc;
-      continue;
-    }
-    out += c;
-  }
-  return out + "\"";
 }
 
 }  // namespace
@@ -167,7 +154,8 @@ std::string scores_table(const EnsembleScores& s) {
   size_t width = 8;  // "ensemble"
   for (const auto& m : s.models) width = std::max(width, m.name.size());
   std::ostringstream out;
-  out << std::left << std::setw(static_cast<int>(width)) << "model" << "  weight";
+  out << std::left << std::setw(static_cast<int>(width)) << "model"
+      << "  weight";
   for (const auto& c : s.by_crops) {
     const std::string views = c.crops == 1 ? "1 crop" : std::to_string(c.crops) + " crops";
     out << "  " << std::setw(18) << "top-1 (" + views + ")" << std::setw(18)
@@ -199,18 +187,18 @@ std::string scores_json(const EnsembleScores& s) {
   const CropScores& first = s.by_crops.front();
   std::ostringstream out;
   out << std::setprecision(6) << std::fixed;
-  out << "{\"models\": " << nm << ", \"crops\": " << first.crops << ", \"samples\": "
-      << first.samples << ", \"top1\": "
-      << static_cast<double>(first.top1[nm]) / std::max<int64_t>(first.samples, 1)
+  out << "{\"models\": " << nm << ", \"crops\": " << first.crops
+      << ", \"samples\": " << first.samples
+      << ", \"top1\": " << static_cast<double>(first.top1[nm]) / std::max<int64_t>(first.samples, 1)
       << ", \"top5\": " << static_cast<double>(first.top5[nm]) / std::max<int64_t>(first.samples, 1)
       << ", \"bad_samples\": " << first.bad << ", \"results\": [";
   bool comma = false;
   for (const auto& c : s.by_crops)
     for (size_t row = 0; row <= nm; ++row) {
-      out << (comma ? ", " : "") << "{\"name\": "
-          << json_string(row == nm ? "ensemble" : s.models[row].name);
+      out << (comma ? ", " : "") << "{\"name\": \""
+          << json_escape(row == nm ? "ensemble" : s.models[row].name) << "\"";
       if (row < nm)
-        out << ", \"checkpoint\": " << json_string(s.models[row].checkpoint)
+        out << ", \"checkpoint\": \"" << json_escape(s.models[row].checkpoint) << "\""
             << ", \"weight\": " << s.models[row].weight;
       out << ", \"crops\": " << c.crops << ", \"top1_correct\": " << c.top1[row]
           << ", \"top5_correct\": " << c.top5[row]

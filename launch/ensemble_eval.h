@@ -34,7 +34,7 @@ struct ScoreOptions {
   std::string precision = "fp32";  // the activations' (the weights stay f32)
   std::string precision_source;    // the flag or config field it came from, for messages
   int threads = 1;                 // CPU threads per rank
-  int device_index = 0;            // this rank's GPU (its place on its node), with train.device cuda
+  int device_index = 0;  // this rank's GPU (its place on its node), with train.device cuda
 };
 
 // Scores `models` on the test split of `cfg` with each view count of `options.crops`, every test

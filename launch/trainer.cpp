@@ -104,10 +104,10 @@ Trainer::Trainer(const Config& cfg, distributed::Communicator& comm, TrainerOpti
     RN_FAIL(cfg_.source << ": 'model.name': " << e.what());
   }
   spec_.zero_init_residual = cfg_.model.zero_init_residual;
-  compute_ = checked_precision(
-      cfg_.train.precision,
-      Device{cfg_.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0},
-      cfg_.source + ": 'train.precision'");
+  compute_ =
+      checked_precision(cfg_.train.precision,
+                        Device{cfg_.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0},
+                        cfg_.source + ": 'train.precision'");
   prepare_run_dir();
   build();
   log_setup();
@@ -148,7 +148,8 @@ void Trainer::build() {
     threads = options_.default_threads > 0 ? options_.default_threads : default_threads_per_rank();
   // One GPU per rank, by the rank's place on its node.
   int device = 0;
-  if (on_gpu) device = options_.device_index >= 0 ? options_.device_index : distributed::local_rank();
+  if (on_gpu)
+    device = options_.device_index >= 0 ? options_.device_index : distributed::local_rank();
   backend_ = make_backend(Device{on_gpu ? DeviceKind::cuda : DeviceKind::cpu, device}, threads);
   // GPU buffers are summed and broadcast by NCCL; MPI keeps the host-side collectives.
   if (on_gpu && world_ > 1) nccl_ = distributed::make_nccl_communicator(comm_, *backend_);
@@ -242,8 +243,7 @@ void Trainer::restore(const std::string& resume) {
     restore_rank_buffers(data, path, *net_, *backend_, rank_, world_);
   if (ckpt_.seed != cfg_.train.seed)
     RN_LOG(warning) << path << " was trained with train.seed " << ckpt_.seed << "; continuing with "
-                    << cfg_.train.seed
-                    << " changes the data order and augmentation from here on";
+                    << cfg_.train.seed << " changes the data order and augmentation from here on";
   ckpt_.seed = cfg_.train.seed;
   RN_LOG(info) << "resumed from " << path << " at epoch " << ckpt_.epoch + 1 << ", step "
                << ckpt_.step << " (batch " << ckpt_.batch_in_epoch << " of the epoch)";
@@ -362,9 +362,9 @@ void Trainer::log_window(int epoch, EpochSums& sums) {
   const double eta = (total_steps_ - step_) * cfg_.data.batch_size * world_ / ips;
   const double loss = sums.window_loss / sums.window_seen;
   RN_LOG(info) << "epoch " << epoch + 1 << "/" << cfg_.train.epochs << " step " << step_ << "/"
-               << total_steps_ << "  loss " << std::fixed << std::setprecision(4) << loss
-               << "  lr " << std::setprecision(5) << sums.lr << "  " << std::setprecision(1)
-               << ips << " img/s  ETA " << format_duration(eta);
+               << total_steps_ << "  loss " << std::fixed << std::setprecision(4) << loss << "  lr "
+               << std::setprecision(5) << sums.lr << "  " << std::setprecision(1) << ips
+               << " img/s  ETA " << format_duration(eta);
   TrainProgress p = progress_at(TrainProgress::Event::log, epoch);
   p.loss = loss, p.img_per_s = ips;
   report(p);
@@ -406,12 +406,11 @@ void Trainer::finish_epoch(int epoch, EpochSums& sums, double epoch_train_s) {
   RN_LOG(info) << "epoch " << epoch + 1 << " done: train loss " << std::fixed
                << std::setprecision(4) << train_loss << ", test top-1 " << result_.test.top1
                << " top-5 " << result_.test.top5 << " (" << std::setprecision(1)
-               << seen / epoch_train_s << " img/s, epoch " << epoch_train_s << " s, eval "
-               << eval_s << " s)"
-               << (bad + result_.test.bad > 0
-                       ? str_cat("; bad samples substituted: ", bad, " train, ", result_.test.bad,
-                                 " test")
-                       : std::string());
+               << seen / epoch_train_s << " img/s, epoch " << epoch_train_s << " s, eval " << eval_s
+               << " s)"
+               << (bad + result_.test.bad > 0 ? str_cat("; bad samples substituted: ", bad,
+                                                        " train, ", result_.test.bad, " test")
+                                              : std::string());
   TrainProgress p = progress_at(TrainProgress::Event::epoch, epoch);
   p.loss = train_loss, p.img_per_s = seen / epoch_train_s;
   p.test_top1 = result_.test.top1, p.test_top5 = result_.test.top5;

@@ -44,10 +44,10 @@ struct TrainResult {
 struct TrainProgress {
   enum class Event { step, log, epoch };
   Event event = Event::step;
-  int epoch = 0, epochs = 0;           // epoch is 1-based: the one in progress or just done
+  int epoch = 0, epochs = 0;  // epoch is 1-based: the one in progress or just done
   int64_t step = 0, total_steps = 0;
-  double loss = 0, img_per_s = 0;      // log: over the steps since the last log line
-  double test_top1 = 0, test_top5 = 0; // epoch: its evaluation
+  double loss = 0, img_per_s = 0;       // log: over the steps since the last log line
+  double test_top1 = 0, test_top5 = 0;  // epoch: its evaluation
 };
 
 // What the code that runs a trainer decides for it.

@@ -61,7 +61,7 @@ TEST(RankGroups, MoreMembersThanRanksTakeTurnsCostliestFirst) {
   const auto p = plan_rank_groups(2, {1, 1.6, 2.2}, GroupSplit::equal);
   expect_consistent(p, 2, 3);
   EXPECT_EQ(p.size, (std::vector<int>{1, 1}));
-  EXPECT_EQ(p.group_of_member, (std::vector<int>{1, 1, 0}));  // 2.2 | 1.6 then 1
+  EXPECT_EQ(p.group_of_member, (std::vector<int>{1, 1, 0}));   // 2.2 | 1.6 then 1
   EXPECT_EQ(p.members_of_group[1], (std::vector<int>{0, 1}));  // config order within a group
   const auto one = plan_rank_groups(1, {5, 1, 3}, GroupSplit::proportional);
   expect_consistent(one, 1, 3);
@@ -108,8 +108,8 @@ TEST(RankGroups, SplitCommunicatorsSumWithinTheirGroup) {
 
 TEST(RankGroups, PostedMessagesReachRankZeroInOrder) {
   auto world = make_communicator();
-  for (int i = 0; i < 3; ++i) world->post(0, "m " + std::to_string(world->rank()) + " " +
-                                                 std::to_string(i));
+  for (int i = 0; i < 3; ++i)
+    world->post(0, "m " + std::to_string(world->rank()) + " " + std::to_string(i));
   if (world->rank() == 0) {
     std::vector<int> next(world->size(), 0);
     for (int got = 0; got < 3 * world->size();) {

@@ -88,7 +88,8 @@ TEST(Cifar, RecordsReadBack) {
   ImageSet f = synthetic_set(5, 3, 32, 32, 100);
   const std::vector<int32_t> coarse{1, 2, 3, 19, 0};
   std::filesystem::create_directories(dir.path() + "/cifar-100-binary");
-  write_bytes(dir.path() + "/cifar-100-binary/test.bin", cifar_records(f, CifarKind::cifar100_fine, coarse));
+  write_bytes(dir.path() + "/cifar-100-binary/test.bin",
+              cifar_records(f, CifarKind::cifar100_fine, coarse));
   EXPECT_EQ(load_cifar(dir.path(), CifarKind::cifar100_fine, Split::test).labels, f.labels);
   EXPECT_EQ(load_cifar(dir.path(), CifarKind::cifar100_coarse, Split::test).labels, coarse);
   EXPECT_EQ(load_cifar(dir.path(), CifarKind::cifar100_coarse, Split::test).num_classes, 20);
@@ -132,7 +133,8 @@ TEST(Decode, RgbGrayCmykAndDamagedFiles) {
   // A flat CMYK image. TurboJPEG writes an Adobe marker, so its values are read (as PIL reads
   // them, "CMYK;I") in Adobe's inverted convention: RGB = C' K' / 255 of the stored C', K'.
   std::vector<uint8_t> cmyk(32 * 32 * 4);
-  for (size_t i = 0; i < cmyk.size(); i += 4) cmyk[i] = 200, cmyk[i + 1] = 50, cmyk[i + 2] = 0, cmyk[i + 3] = 30;
+  for (size_t i = 0; i < cmyk.size(); i += 4)
+    cmyk[i] = 200, cmyk[i + 1] = 50, cmyk[i + 2] = 0, cmyk[i + 3] = 30;
   const auto cmyk_jpeg = encode_jpeg(cmyk.data(), 32, 32, 4, 95);
   EXPECT_EQ(read_image_header(cmyk_jpeg.data(), cmyk_jpeg.size()).channels, 4);
   decode_image(cmyk_jpeg.data(), cmyk_jpeg.size(), DecodeRequest{.partial = false}, img);
@@ -140,7 +142,8 @@ TEST(Decode, RgbGrayCmykAndDamagedFiles) {
   const int expect[3] = {200 * 30 / 255, 50 * 30 / 255, 0};
   for (int c = 0; c < 3; ++c) EXPECT_NEAR(img.pixels[16 * 32 * 3 + 16 * 3 + c], expect[c], 4) << c;
 
-  const std::vector<uint8_t> truncated(rgb.begin(), rgb.begin() + static_cast<long>(rgb.size() / 2));
+  const std::vector<uint8_t> truncated(rgb.begin(),
+                                       rgb.begin() + static_cast<long>(rgb.size() / 2));
   EXPECT_THROW(decode_image(truncated.data(), truncated.size(), DecodeRequest{}, img), BadSample);
   std::vector<uint8_t> corrupt(rgb.begin(), rgb.begin() + 3);
   corrupt.resize(600, 0x5A);
@@ -162,9 +165,10 @@ TEST(Decode, DctScalingAndPartialDecodeAgreeWithTheFullDecode) {
   // The reference: the whole image, no scaling, resampled.
   DecodedImage& img = a.image;
   decode_image(big.data(), big.size(), DecodeRequest{.partial = false}, img);
-  resample_box(img.pixels.data(), img.width, img.height, 3, img.width * 3, v.x, v.y, v.w, v.h,
-               ResampleOut{.width = 224, .height = 224, .mul = mul, .add = add, .planes = full.data()},
-               a.resample);
+  resample_box(
+      img.pixels.data(), img.width, img.height, 3, img.width * 3, v.x, v.y, v.w, v.h,
+      ResampleOut{.width = 224, .height = 224, .mul = mul, .add = add, .planes = full.data()},
+      a.resample);
   transform_encoded(big.data(), big.size(), {v}, 224, mul, add, fast.data(), b);
   EXPECT_EQ(b.image.scale_denom, 2);
   EXPECT_LT(b.image.height, 640 / 2);  // only the crop's rows
@@ -175,13 +179,13 @@ TEST(Decode, DctScalingAndPartialDecodeAgreeWithTheFullDecode) {
 
 // The triangle filter from its definition, in double precision, every input pixel weighed:
 // what the resampler's trimmed taps and 4-lane passes must reproduce.
-std::vector<double> reference_axis(double start, double size, int in, int out, bool mirror,
-                                   int o) {
+std::vector<double> reference_axis(double start, double size, int in, int out, bool mirror, int o) {
   const double scale = size / out, support = std::max(scale, 1.0);
   const double center = start + ((mirror ? out - 1 - o : o) + 0.5) * scale;
   std::vector<double> w(static_cast<size_t>(in));
   double sum = 0;
-  for (int j = 0; j < in; ++j) sum += w[j] = std::max(0.0, 1.0 - std::abs(j + 0.5 - center) / support);
+  for (int j = 0; j < in; ++j)
+    sum += w[j] = std::max(0.0, 1.0 - std::abs(j + 0.5 - center) / support);
   for (double& v : w) v /= sum;
   return w;
 }
@@ -209,8 +213,13 @@ TEST(Resample, TrimmedTapsMatchTheTriangleFilter) {
     const float mul[3] = {0.5f, 1.0f, 2.0f}, add[3] = {-1.0f, 0.0f, 1.0f};
     ResampleScratch s;
     resample_box(img.data(), W, H, c.channels, static_cast<size_t>(W) * c.channels, c.x, c.y, c.w,
-                 c.h, ResampleOut{.width = c.ow, .height = c.oh, .flip = c.flip, .mul = mul,
-                                  .add = add, .planes = got.data()},
+                 c.h,
+                 ResampleOut{.width = c.ow,
+                             .height = c.oh,
+                             .flip = c.flip,
+                             .mul = mul,
+                             .add = add,
+                             .planes = got.data()},
                  s);
     double worst = 0;
     for (int oy = 0; oy < c.oh; ++oy) {
@@ -222,16 +231,17 @@ TEST(Resample, TrimmedTapsMatchTheTriangleFilter) {
           for (int y = 0; y < H; ++y)
             for (int x = 0; x < W; ++x)
               if (wy[y] > 0 && wx[x] > 0)
-                v += wy[y] * wx[x] *
-                     img[(static_cast<size_t>(y) * W + x) * c.channels + (c.channels == 1 ? 0 : ch)];
+                v +=
+                    wy[y] * wx[x] *
+                    img[(static_cast<size_t>(y) * W + x) * c.channels + (c.channels == 1 ? 0 : ch)];
           const double expect = v * mul[ch] + add[ch];
           const double g = got[(static_cast<size_t>(ch) * c.oh + oy) * c.ow + ox];
           worst = std::max(worst, std::abs(g - expect) / mul[ch]);
         }
       }
     }
-    EXPECT_LT(worst, 1e-3) << c.channels << " channels, box " << c.w << "x" << c.h << " to "
-                           << c.ow << "x" << c.oh << ": worst difference in pixel levels";
+    EXPECT_LT(worst, 1e-3) << c.channels << " channels, box " << c.w << "x" << c.h << " to " << c.ow
+                           << "x" << c.oh << ": worst difference in pixel levels";
   }
 }
 
@@ -277,8 +287,8 @@ TEST_F(FolderTest, CacheIsUsedUntilAFolderChanges) {
   EXPECT_EQ(got.files, l.files);
   EXPECT_FALSE(load_cached_listing(cache, root_ + "/", got));  // another root
   // A new file changes its folder's time: the cache is stale.
-  std::filesystem::last_write_time(root_ + "/b", std::filesystem::file_time_type::clock::now() +
-                                                     std::chrono::seconds(5));
+  std::filesystem::last_write_time(
+      root_ + "/b", std::filesystem::file_time_type::clock::now() + std::chrono::seconds(5));
   EXPECT_FALSE(load_cached_listing(cache, root_, got));
 }
 
@@ -335,7 +345,8 @@ TEST_F(FolderTest, PackedFileGivesTheFoldersBatches) {
   EXPECT_EQ(warnings.size(), 2u);  // the empty class and the bad file
   auto packed = std::make_unique<PackedSource>(file);
   EXPECT_EQ(packed->class_names(), (std::vector<std::string>{"a", "b", "c", "empty"}));
-  EXPECT_NE(describe_packed(file).find("6 in 4 classes"), std::string::npos) << describe_packed(file);
+  EXPECT_NE(describe_packed(file).find("6 in 4 classes"), std::string::npos)
+      << describe_packed(file);
   for (bool train : {true, false}) {
     EncodedSet::Options o;
     o.train = train;
@@ -507,7 +518,8 @@ TEST_F(EncodedBatchTest, RankCountsSeeTheSameSamples) {
     ASSERT_EQ(many.size(), one.size()) << world << " ranks";
     for (const auto& [index, v] : one) {
       ASSERT_TRUE(many.count(index)) << "sample " << index << " missing at " << world << " ranks";
-      EXPECT_EQ(many.at(index).second, v.second) << "sample " << index << " at " << world << " ranks";
+      EXPECT_EQ(many.at(index).second, v.second)
+          << "sample " << index << " at " << world << " ranks";
       EXPECT_TRUE(many.at(index).first == v.first)
           << "sample " << index << " differs at " << world << " ranks";
     }

@@ -71,8 +71,9 @@ TEST(Config, EveryShippedConfigLoadsAndRoundTrips) {
     if (prefix == "fashion") prefix = "fashion_mnist";
     EXPECT_EQ(config.data.kind, prefix == "imagenet" ? "image_folder" : prefix);
     EXPECT_EQ(config.model.in_channels, prefix == "fashion_mnist" ? 1 : 3);
-    EXPECT_EQ(config.model.num_classes,
-              prefix == "imagenet" ? 1000 : prefix == "cifar100" ? 100 : 10);
+    EXPECT_EQ(config.model.num_classes, prefix == "imagenet"   ? 1000
+                                        : prefix == "cifar100" ? 100
+                                                               : 10);
     EXPECT_EQ(config.run_dir, "runs/" + stem);
     // The CIFAR papers' schedule: decays at 50% and 75% of training; the default job's short
     // budget takes a cosine decay instead. ImageNet recipes decay every 30 epochs.

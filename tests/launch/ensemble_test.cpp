@@ -60,8 +60,7 @@ TEST_F(EnsembleTest, EachMemberTrainsOnItsGroupAndTheEnsembleIsScoredWithExactCo
                        "b (resnet20) on rank 1, c (resnet32) on rank 2"),
             std::string::npos)
       << r.err;
-  EXPECT_TRUE(std::regex_search(r.err, std::regex(R"(ensemble: a [^|]*\| b [^|]*\| c )")))
-      << r.err;
+  EXPECT_TRUE(std::regex_search(r.err, std::regex(R"(ensemble: a [^|]*\| b [^|]*\| c )"))) << r.err;
   // The members' own lines go to their train.log, not to the console.
   EXPECT_EQ(r.err.find("multiply-adds per image"), std::string::npos) << r.err;
   for (const char* m : {"a", "b", "c"}) {
@@ -97,8 +96,7 @@ TEST_F(EnsembleTest, EachMemberTrainsOnItsGroupAndTheEnsembleIsScoredWithExactCo
   const auto t = run_resnet("eval " + ensemble_config("ens") + " --crops 1,10", ranks(2));
   ASSERT_EQ(t.exit_code, 0) << t.err;
   EXPECT_NE(t.out.find("ensemble "), std::string::npos) << t.out;
-  EXPECT_NE(t.out.find("eval: 3 model(s), 1 crop(s), 64 test samples"), std::string::npos)
-      << t.out;
+  EXPECT_NE(t.out.find("eval: 3 model(s), 1 crop(s), 64 test samples"), std::string::npos) << t.out;
 }
 
 TEST_F(EnsembleTest, AMemberTrainsExactlyAsItDoesAlone) {
@@ -172,9 +170,9 @@ TEST_F(EnsembleTest, AKilledRankEndsTheWholeJob) {
 TEST_F(EnsembleTest, AnErrorInOneMemberEndsTheJobNamingIt) {
   if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed";
   // c diverges at once; a and b would train on.
-  auto r = run_resnet("train " + ensemble_config("ens", "{optim: {lr: 1.0e+30}}") +
-                          " --set train.epochs=1000",
-                      ranks(3));
+  auto r = run_resnet(
+      "train " + ensemble_config("ens", "{optim: {lr: 1.0e+30}}") + " --set train.epochs=1000",
+      ranks(3));
   EXPECT_NE(r.exit_code, 0);
   int lines = 0;
   const std::string e = error_line(r.err, &lines);
@@ -193,8 +191,7 @@ TEST_F(EnsembleTest, AnErrorInOneMemberEndsTheJobNamingIt) {
   EXPECT_FALSE(fs::exists(dir_ / "bad" / "x"));
   const auto file = run_resnet("train " + ensemble_config("ens2") + " --resume x.h5");
   EXPECT_EQ(file.exit_code, 1);
-  EXPECT_NE(error_line(file.err).find("an ensemble resumes with --resume auto"),
-            std::string::npos)
+  EXPECT_NE(error_line(file.err).find("an ensemble resumes with --resume auto"), std::string::npos)
       << file.err;
   const auto untrained = run_resnet("eval " + ensemble_config("ens3"));
   EXPECT_EQ(untrained.exit_code, 1);
