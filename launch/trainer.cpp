@@ -221,6 +221,8 @@ void Trainer::prepare_checkpoints() {
   namespace fs = std::filesystem;
   metrics_.open(fs::path(cfg_.run_dir) / "metrics.jsonl", std::ios::app);
   if (!metrics_) RN_FAIL("run_dir '" << cfg_.run_dir << "': cannot write metrics.jsonl");
+  steps_.open(fs::path(cfg_.run_dir) / "steps.jsonl", std::ios::app);
+  if (!steps_) RN_FAIL("run_dir '" << cfg_.run_dir << "': cannot write steps.jsonl");
   std::error_code ec;
   fs::create_directories(checkpoint_dir(cfg_), ec);
   if (ec) RN_FAIL("run_dir '" << cfg_.run_dir << "': cannot create checkpoints/: " << ec.message());
@@ -333,7 +335,7 @@ bool Trainer::train_epoch(int epoch, EpochSums& sums) {
                                            << "); lower 'optim.lr' or add warm-up");
     ++step_;
     sums.loss_sum += s.loss * batch.n, sums.window_loss += s.loss * batch.n;
-    sums.correct += s.top1;
+    sums.correct += s.top1, sums.window_correct += s.top1;
     sums.seen += batch.n, sums.window_seen += batch.n;
     if (step_ % cfg_.train.log_every == 0 || step_ == total_steps_) log_window(epoch, sums);
     report(progress_at(TrainProgress::Event::step, epoch));
@@ -357,18 +359,31 @@ bool Trainer::train_epoch(int epoch, EpochSums& sums) {
   return true;
 }
 
+// The progress line and the run's steps.jsonl line of the steps since the last one, over every
+// rank's samples (every rank calls it after the same step).
 void Trainer::log_window(int epoch, EpochSums& sums) {
-  const double ips = world_ * sums.window_seen / seconds_since(sums.window_start);
+  double window[3] = {sums.window_loss, static_cast<double>(sums.window_correct),
+                      static_cast<double>(sums.window_seen)};
+  if (world_ > 1) comm_.all_reduce_sum(window, 3);
+  const double seen = std::max(window[2], 1.0);
+  const double ips = window[2] / seconds_since(sums.window_start);
   const double eta = (total_steps_ - step_) * cfg_.data.batch_size * world_ / ips;
-  const double loss = sums.window_loss / sums.window_seen;
+  const double loss = window[0] / seen;
   RN_LOG(info) << "epoch " << epoch + 1 << "/" << cfg_.train.epochs << " step " << step_ << "/"
                << total_steps_ << "  loss " << std::fixed << std::setprecision(4) << loss << "  lr "
                << std::setprecision(5) << sums.lr << "  " << std::setprecision(1) << ips
                << " img/s  ETA " << format_duration(eta);
+  if (lead_)
+    steps_ << std::setprecision(6) << "{\"epoch\": " << epoch + 1 << ", \"step\": " << step_
+           << ", \"train_loss\": " << loss << ", \"train_top1\": " << window[1] / seen
+           << ", \"lr\": " << sums.lr << ", \"img_per_s\": " << ips
+           << ", \"wall_s\": " << seconds_since(t_start_) << "}\n"
+           << std::flush;
   TrainProgress p = progress_at(TrainProgress::Event::log, epoch);
   p.loss = loss, p.img_per_s = ips;
   report(p);
-  sums.window_loss = 0, sums.window_seen = 0, sums.window_start = Clock::now();
+  sums.window_loss = 0, sums.window_correct = 0, sums.window_seen = 0;
+  sums.window_start = Clock::now();
 }
 
 // The epoch's metrics over every rank, its evaluation, its metrics.jsonl line and log line, and

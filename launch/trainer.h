@@ -86,7 +86,7 @@ class Trainer {
   // This epoch's sums on this rank (a resumed epoch starts from the checkpoint's).
   struct EpochSums {
     double loss_sum = 0, window_loss = 0;
-    int64_t seen = 0, correct = 0, window_seen = 0, bad = 0, batch = 0;
+    int64_t seen = 0, correct = 0, window_seen = 0, window_correct = 0, bad = 0, batch = 0;
     double lr = 0;
     Clock::time_point window_start;
   };
@@ -127,7 +127,7 @@ class Trainer {
   std::unique_ptr<optim::LrSchedule> schedule_;
   std::unique_ptr<StopSignals> own_signals_;
   int64_t steps_per_epoch_ = 0, total_steps_ = 0, step_ = 0;
-  std::ofstream metrics_;
+  std::ofstream metrics_, steps_;  // one line per evaluated epoch; per train.log_every steps
   TrainerState ckpt_;
   double train_time_ = 0;
   int64_t train_images_ = 0;
