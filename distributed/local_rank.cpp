@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <thread>
-#include <utility>
 #include <vector>
 
 #include "core/check.h"
@@ -39,15 +38,6 @@ class NodeComm {
   MPI_Comm comm_ = MPI_COMM_NULL;
 };
 
-// This rank's place on its node and the node's rank count; {0, 1} without MPI.
-std::pair<int, int> node_position() {
-  if (!mpi_running()) return {0, 1};
-  NodeComm node;
-  int rank = 0, size = 1;
-  RN_MPI_CHECK(MPI_Comm_rank(node.get(), &rank));
-  RN_MPI_CHECK(MPI_Comm_size(node.get(), &size));
-  return {rank, size};
-}
 
 // The CPUs this process may run on (what taskset, cgroups, Slurm or mpirun's binding left it).
 cpu_set_t own_cpus() {
@@ -64,11 +54,11 @@ cpu_set_t own_cpus() {
 }  // namespace
 
 int local_rank() {
-  return node_position().first;
-}
-
-int local_size() {
-  return node_position().second;
+  if (!mpi_running()) return 0;
+  NodeComm node;
+  int rank = 0;
+  RN_MPI_CHECK(MPI_Comm_rank(node.get(), &rank));
+  return rank;
 }
 
 int cpu_threads_per_rank() {

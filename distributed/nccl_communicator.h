@@ -12,8 +12,6 @@ namespace rn::distributed {
 // This process's rank among the ranks on its node (MPI_Comm_split_type, shared memory), which
 // picks its GPU; 0 when MPI is not running. Collective: every rank calls it at the same point.
 int local_rank();
-// The number of ranks on this process's node (1 without MPI); collective as local_rank().
-int local_size();
 // CPU threads for this rank: the CPUs of its CPU set (sched_getaffinity: what taskset, cgroups,
 // Slurm or mpirun's binding left it) divided among the ranks of its node whose CPU sets overlap
 // it, at least 1; the whole set without MPI. Collective as local_rank().

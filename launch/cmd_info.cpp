@@ -1,8 +1,6 @@
 // `resnet info`: parameters, multiply-adds and depth of a named network; and the defaults the
 // subcommands share (input size, threads per rank).
-#include <algorithm>
 #include <iostream>
-#include <thread>
 
 #include "core/check.h"
 #include "core/models/model_spec.h"
