@@ -8,6 +8,7 @@
 #include <cstring>
 #include <iostream>
 #include <list>
+#include <mutex>
 #include <thread>
 
 #include "core/check.h"
@@ -243,13 +244,13 @@ class MpiCommunicator final : public Communicator {
     if (data && bytes > 0) std::memcpy(scratch_->data(), data, bytes);
     return scratch_->data();
   }
-  // On a timeout the scratch buffer is leaked with the request, since MPI may still write into
-  // it; the message is built only then.
+  // On a timeout the scratch buffer outlives the request (keep_until_exit), since MPI may still
+  // write into it; the message is built only then.
   template <typename Describe>
   void finish(MpiRequest& r, Describe describe) {
     if (r.wait_for(timeout_s())) return;
     r.abandon();
-    (void)scratch_.release();
+    keep_until_exit(std::shared_ptr<void>(std::move(scratch_)));
     throw_timeout(*this, describe());
   }
 
@@ -262,6 +263,13 @@ class MpiCommunicator final : public Communicator {
 };
 
 }  // namespace
+
+void keep_until_exit(std::shared_ptr<void> buffer) {
+  static std::mutex mutex;
+  static auto* kept = new std::vector<std::shared_ptr<void>>;  // never freed
+  std::lock_guard<std::mutex> lock(mutex);
+  kept->push_back(std::move(buffer));
+}
 
 void throw_timeout(const Communicator& comm, const std::string& what) {
   throw CollectiveTimeout(str_cat("[watchdog] rank ", comm.rank(), ": ", what,

@@ -73,6 +73,10 @@ class Communicator {
   double timeout_s_ = 300;
 };
 
+// Keeps `buffer` alive until the process ends, in a list that is never freed: the buffer of a
+// collective abandoned on a timeout, which MPI may still write into while the job ends.
+void keep_until_exit(std::shared_ptr<void> buffer);
+
 // The watchdog's error: `what` (the collective) did not complete within comm's timeout.
 [[noreturn]] void throw_timeout(const Communicator& comm, const std::string& what);
 

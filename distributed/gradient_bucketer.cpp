@@ -267,12 +267,12 @@ void GradientBucketer::finish() {
 
 void GradientBucketer::abandon() {
   // The job is ending with collectives in flight that can never complete: MPI may still write
-  // into their buffers, so those outlive this object (deliberately leaked).
+  // into their buffers, so those outlive this object (keep_until_exit).
   for (auto& b : buckets_) {
     if (!b.request) continue;
     b.request->abandon();
     b.request.reset();
-    new std::vector<float>(std::move(b.flat));
+    keep_until_exit(std::make_shared<std::vector<float>>(std::move(b.flat)));
   }
 }
 

@@ -1,6 +1,9 @@
 // ArrayReader / ArrayWriter: one HDF5 file of plain datasets, one process.
 #include "io/array_file.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <filesystem>
 
 #include "core/check.h"
@@ -36,6 +39,33 @@ int64_t count(const std::vector<int64_t>& shape) {
   return n;
 }
 
+// The element count of dataset `set` (`name`) of shape `shape`, refused in one line when the
+// array would not fit in this machine's memory, or when it is stored uncompressed (contiguous or
+// compact) in fewer bytes than it claims: a damaged or foreign file can claim any shape.
+int64_t checked_count(hid_t set, const std::string& path, const std::string& name,
+                      const std::vector<int64_t>& shape, size_t element_bytes) {
+  if (std::find(shape.begin(), shape.end(), 0) != shape.end()) return 0;
+  const uint64_t memory = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                          static_cast<uint64_t>(sysconf(_SC_PAGE_SIZE));
+  const uint64_t most = memory / element_bytes;
+  uint64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0 || static_cast<uint64_t>(d) > most / n) {
+      std::string dims;
+      for (int64_t e : shape) dims += (dims.empty() ? "" : " x ") + std::to_string(e);
+      RN_FAIL("'" << path << "': dataset '" << name << "' claims " << dims
+                  << " values, more than this machine's " << (memory >> 20) << " MiB hold");
+    }
+    n *= static_cast<uint64_t>(d);
+  }
+  H5Id dcpl(RN_HDF5_CHECK(H5Dget_create_plist(set)), H5Pclose);
+  const hsize_t stored = H5Dget_storage_size(set);
+  if (H5Pget_layout(dcpl.get()) != H5D_CHUNKED && stored < n * element_bytes)
+    RN_FAIL("'" << path << "': dataset '" << name << "' claims " << n << " values but stores "
+                << stored << " bytes (damaged?)");
+  return static_cast<int64_t>(n);
+}
+
 }  // namespace
 
 ArrayReader::ArrayReader(const std::string& path) : path_(path) {
@@ -43,7 +73,15 @@ ArrayReader::ArrayReader(const std::string& path) : path_(path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) RN_FAIL("'" << path << "': no such file");
   if (!std::filesystem::is_regular_file(path, ec)) RN_FAIL("'" << path << "': not a regular file");
-  if (H5Fis_hdf5(path.c_str()) <= 0) RN_FAIL("'" << path << "': not an HDF5 file");
+  const int version = superblock_version(path);
+  if (version < 0 || H5Fis_hdf5(path.c_str()) <= 0) RN_FAIL("'" << path << "': not an HDF5 file");
+  // h5py writes HDF5's original format by default: its metadata is read first in a child
+  // (here the superblock and root group, in open_dataset each dataset's way and header).
+  unchecked_ = version < 2;
+  if (unchecked_)
+    probe_in_child(path, [&] {
+      H5Id file(RN_HDF5_CHECK(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)), H5Fclose);
+    });
   const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (id < 0) RN_FAIL("'" << path << "': cannot be opened (damaged or truncated?)");
   file_ = H5Id(id, H5Fclose);
@@ -65,6 +103,15 @@ bool ArrayReader::has(const std::string& name) const {
 }
 
 H5Id ArrayReader::open_dataset(const std::string& name) const {
+  if (unchecked_)
+    probe_in_child(path_, [&] {
+      if (!has(name)) return;
+      H5Id set(RN_HDF5_CHECK(H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT)), H5Dclose);
+      H5Id type(RN_HDF5_CHECK(H5Dget_type(set.get())), H5Tclose);
+      H5Id space(RN_HDF5_CHECK(H5Dget_space(set.get())), H5Sclose);
+      H5Id dcpl(RN_HDF5_CHECK(H5Dget_create_plist(set.get())), H5Pclose);
+      (void)H5Dget_storage_size(set.get());  // walks a chunked dataset's index
+    });
   if (!has(name)) RN_FAIL("'" << path_ << "': no dataset '" << name << "'");
   const hid_t id = H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT);
   if (id < 0) RN_FAIL("'" << path_ << "': '" << name << "' is not a dataset");
@@ -79,7 +126,8 @@ FloatArray ArrayReader::read_f32(const std::string& name) const {
                 << ", expected float32");
   FloatArray a;
   a.shape = shape_of(set.get());
-  a.values.resize(count(a.shape));
+  a.values.resize(
+      static_cast<size_t>(checked_count(set.get(), path_, name, a.shape, sizeof(float))));
   if (!a.values.empty())
     RN_HDF5_CHECK(
         H5Dread(set.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.values.data()));
@@ -94,7 +142,8 @@ std::vector<int64_t> ArrayReader::read_integers(const std::string& name,
     RN_FAIL("'" << path_ << "': dataset '" << name << "' is " << type_name(type.get())
                 << ", expected integers");
   const std::vector<int64_t> dims = shape_of(set.get());
-  std::vector<int64_t> v(count(dims));
+  std::vector<int64_t> v(
+      static_cast<size_t>(checked_count(set.get(), path_, name, dims, sizeof(int64_t))));
   // HDF5 converts any integer width and sign to the native int64 on reading.
   if (!v.empty())
     RN_HDF5_CHECK(H5Dread(set.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()));
@@ -104,7 +153,8 @@ std::vector<int64_t> ArrayReader::read_integers(const std::string& name,
 
 ArrayWriter::ArrayWriter(const std::string& path) : path_(path) {
   silence_hdf5_errors();
-  const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  const H5Id fapl = checksummed_access_list(), fcpl = checksummed_create_list();
+  const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get());
   if (id < 0) RN_FAIL("'" << path << "': cannot be created (folder missing or not writable?)");
   file_ = H5Id(id, H5Fclose);
 }
@@ -116,9 +166,8 @@ void ArrayWriter::write(const std::string& name, const std::vector<int64_t>& sha
                                         : H5Screate_simple(static_cast<int>(dims.size()),
                                                            dims.data(), nullptr)),
              H5Sclose);
-  H5Id lcpl(RN_HDF5_CHECK(H5Pcreate(H5P_LINK_CREATE)), H5Pclose);
-  RN_HDF5_CHECK(H5Pset_create_intermediate_group(lcpl.get(), 1));
-  H5Id set(RN_HDF5_CHECK(H5Dcreate2(file_.get(), name.c_str(), file_type, space.get(), lcpl.get(),
+  create_parent_groups(file_.get(), name, checksummed_group_list().get());
+  H5Id set(RN_HDF5_CHECK(H5Dcreate2(file_.get(), name.c_str(), file_type, space.get(), H5P_DEFAULT,
                                     H5P_DEFAULT, H5P_DEFAULT)),
            H5Dclose);
   if (count(shape) > 0)

@@ -31,6 +31,7 @@ class ArrayReader {
   H5Id open_dataset(const std::string& name) const;
   std::string path_;
   H5Id file_;
+  bool unchecked_ = false;  // HDF5's original format: metadata without checksums
 };
 
 // Creates (or replaces) an array file; parent groups of a dataset are created as needed.

@@ -94,7 +94,7 @@ struct CheckpointSummary {
   std::string format;
   int format_version = 0;
   CheckpointHeader header;
-  std::vector<DatasetInfo> datasets;  // in the order written
+  std::vector<DatasetInfo> datasets;  // sorted by path
   size_t bytes() const;
 };
 

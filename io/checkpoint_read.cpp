@@ -31,6 +31,20 @@ std::string hex(uint32_t v) {
   return os.str();
 }
 
+// The innermost reason of an RN_HDF5_CHECK error ("incorrect metadata checksum after all read
+// attempts"), without the layers above it and the failed expression.
+std::string hdf5_reason(const std::string& what) {
+  std::string msg = what;
+  const size_t cut = msg.rfind("; ");
+  if (cut != std::string::npos) msg = msg.substr(cut + 2);
+  const size_t expr = msg.find(" (H5");
+  if (expr != std::string::npos) msg = msg.substr(0, expr);
+  if (msg.rfind("[hdf5] ", 0) == 0) msg = msg.substr(7);
+  return msg;
+}
+
+CheckpointSummary summarize(hid_t file, const std::string& path);
+
 // Opens `path` read-only, with one clear line for each way it can fail to be a checkpoint. Every
 // rank opens it on its own through HDF5's POSIX driver: reading needs no collective metadata, and
 // MPI-IO's layers made opening ResNet-50's 601 datasets take twice as long.
@@ -40,19 +54,21 @@ H5Id open_checkpoint(const std::string& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) RN_FAIL(where << "no such file");
   if (!fs::is_regular_file(path, ec)) RN_FAIL(where << "not a regular file");
+  const int version = superblock_version(path);
   const htri_t is_h5 = H5Fis_hdf5(path.c_str());
-  if (is_h5 == 0) RN_FAIL(where << "not an HDF5 file");
+  if (version < 0 || is_h5 == 0) RN_FAIL(where << "not an HDF5 file");
+  // Checkpoints written before the checksummed format: their metadata is read in a child first.
+  if (version < 2)
+    probe_in_child(path, [&] {
+      H5Id file(RN_HDF5_CHECK(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)), H5Fclose);
+      summarize(file.get(), path);
+    });
   H5Id fapl(RN_HDF5_CHECK(H5Pcreate(H5P_FILE_ACCESS)), H5Pclose);
   try {
     return H5Id(RN_HDF5_CHECK(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get())), H5Fclose);
   } catch (const Error& e) {
     // The innermost HDF5 message says why ("truncated file: eof = ..."); the rest is noise.
-    std::string msg = e.what();
-    const size_t cut = msg.rfind("; ");
-    if (cut != std::string::npos) msg = msg.substr(cut + 2);
-    const size_t expr = msg.find(" (H5Fopen");
-    if (expr != std::string::npos) msg = msg.substr(0, expr);
-    RN_FAIL(where << "cannot be opened (damaged or truncated?): " << msg);
+    RN_FAIL(where << "cannot be opened (damaged or truncated?): " << hdf5_reason(e.what()));
   }
 }
 
@@ -107,7 +123,10 @@ herr_t visit_dataset(hid_t root, const char* name, const H5O_info_t* info, void*
     }
     st.out->push_back(std::move(d));
   } catch (const std::exception& e) {
-    st.error = e.what();
+    const std::string what = e.what();
+    st.error = what.rfind("[hdf5] ", 0) == 0
+                   ? "dataset '" + std::string(name) + "' is damaged: " + hdf5_reason(what)
+                   : what;
     return -1;
   }
   return 0;
@@ -133,10 +152,22 @@ CheckpointSummary summarize(hid_t file, const std::string& path) {
     read_attribute(file, "created", s.header.created);
     read_attribute(file, "project_version", s.header.project_version);
     VisitState st{&s.datasets, {}};
-    if (H5Ovisit(file, H5_INDEX_NAME, H5_ITER_INC, visit_dataset, &st) < 0)
-      RN_FAIL((st.error.empty() ? std::string("cannot list its datasets") : st.error));
+    try {
+      // Native order: HDF5 1.10 walks a group's links where they are stored, where name order
+      // would first build a table of them, and on a damaged fractal heap (a group of more than
+      // 8 links written by another program in the 1.8 format) it frees that half-built table's
+      // uninitialised entries. Sorted by name below, as name order would give them.
+      RN_HDF5_CHECK(H5Ovisit(file, H5_INDEX_NAME, H5_ITER_NATIVE, visit_dataset, &st));
+    } catch (const Error& e) {
+      if (!st.error.empty()) RN_FAIL(st.error);
+      RN_FAIL("its groups are damaged: " << hdf5_reason(e.what()));
+    }
+    std::sort(s.datasets.begin(), s.datasets.end(),
+              [](const DatasetInfo& a, const DatasetInfo& b) { return a.path < b.path; });
   } catch (const std::exception& e) {
-    RN_FAIL(where << e.what());
+    const std::string what = e.what();
+    if (what.rfind("[hdf5] ", 0) == 0) RN_FAIL(where << "damaged metadata: " << hdf5_reason(what));
+    RN_FAIL(where << what);
   }
   return s;
 }

@@ -7,6 +7,7 @@
 #include <mpi.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,6 +44,34 @@ class H5Id {
 // HDF5 prints its error stack to stderr by default; the project reads the stack into its own
 // exceptions instead (RN_HDF5_CHECK), so the automatic printing is turned off.
 void silence_hdf5_errors();
+
+// Files the project writes keep every byte HDF5 parses under a checksum that HDF5 verifies as it
+// reads it, so that damaged metadata is an error, not a pointer followed into nowhere:
+// - the 1.8 file format (superblock version 2, version 2 object headers, new-style groups), whose
+//   superblock and object headers carry Jenkins checksums (checksummed_access_list);
+// - links and attributes kept in their object's header (compact storage) however many there are
+//   (checksummed_create_list for the root group, checksummed_group_list for the others): past 8
+//   HDF5 would move them to a fractal heap, whose blocks carry no checksum, and HDF5 1.10 frees
+//   uninitialised pointers when a damaged heap block leaves a group's link table half built.
+// HDF5 1.8 and later (h5py included) read these files; files in the older format stay readable.
+H5Id checksummed_access_list();
+H5Id checksummed_create_list();
+H5Id checksummed_group_list();
+// Creates the groups above `path` ("a/b/name": a and a/b) that do not exist yet, with
+// checksummed_group_list (instead of HDF5's intermediate groups, which take the defaults).
+void create_parent_groups(hid_t file, const std::string& path, hid_t gcpl);
+
+// The version of the HDF5 superblock of the file at `path` (read with plain reads, at the
+// offsets HDF5 looks at: 0, 512, 1024, ...), or -1 when there is none. Versions 0 and 1 are
+// HDF5's original format, whose metadata carries no checksums.
+int superblock_version(const std::string& path);
+
+// HDF5 1.10 trusts the metadata of files in its original format and can crash on a damaged one
+// (a heap block's size taken as is, an unchecked allocation). `body` (which opens the file and
+// reads the metadata the caller will read) runs first in a child process; if the child dies of
+// a signal, this throws "'PATH': damaged: HDF5 crashed reading its metadata (...)". An exception
+// in the child only ends the child: the caller meets the same error itself, with its own words.
+void probe_in_child(const std::string& path, const std::function<void()>& body);
 
 // zlib's CRC-32 of `bytes` bytes, the checksum each dataset carries.
 uint32_t crc_of(const void* data, size_t bytes);

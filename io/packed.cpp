@@ -219,7 +219,8 @@ PackResult pack_image_folder(const std::string& from, const std::string& to,
   r.bytes_out = offsets.back();
 
   {
-    H5Id file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+    const H5Id fapl = checksummed_access_list(), fcpl = checksummed_create_list();
+    H5Id file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose);
     if (file.get() < 0) RN_FAIL("data pack: cannot create '" << tmp << "'");
     write_attribute(file.get(), "format", std::string(kPackedFormat));
     write_attribute(file.get(), "format_version", static_cast<int64_t>(kPackedFormatVersion));

@@ -4,6 +4,8 @@
 #   bash launch/scripts/setup.sh run     # install, build, train ResNet-20 on Fashion-MNIST
 #   bash launch/scripts/setup.sh test    # install, build, run every test (CTest, MPI included)
 #   bash launch/scripts/setup.sh build   # install and build only
+#   bash launch/scripts/setup.sh hardening  # install clang too; the short sanitizer and fuzz run
+#                                           # of CI (launch/scripts/sanitize.sh, fuzz.sh)
 set -euo pipefail
 
 mode=${1:-run}
@@ -16,6 +18,8 @@ build_packages=(build-essential cmake pkg-config zlib1g-dev libopenmpi-dev openm
   libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libgtest-dev dataset-fashion-mnist)
 # The tests compare against PyTorch and torchvision (on PIL) and read checkpoints with h5py.
 test_packages=(python3-torch python3-torchvision python3-h5py python3-numpy python3-pil)
+# libFuzzer and its runtimes (clang 14), with the OpenMP runtime clang builds need.
+fuzz_packages=(clang-14 libclang-rt-14-dev libfuzzer-14-dev libomp-14-dev)
 
 install_missing() {
   local missing=()
@@ -56,8 +60,13 @@ case "$mode" in
     cd "$build"
     ctest --output-on-failure --timeout 900 -j "$jobs"
     ;;
+  hardening)
+    install_missing "${build_packages[@]}" "${fuzz_packages[@]}"
+    bash "$root/launch/scripts/sanitize.sh" quick
+    RESNET_FUZZ_QUICK=1 RESNET_FUZZ_PARALLEL=$jobs bash "$root/launch/scripts/fuzz.sh" 15
+    ;;
   *)
-    echo "usage: $0 run|test|build" >&2
+    echo "usage: $0 run|test|build|hardening" >&2
     exit 2
     ;;
 esac

@@ -9,6 +9,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -201,6 +202,122 @@ TEST_F(CheckpointFileTest, FlippedByteNamesTheDatasetAndTheFile) {
   EXPECT_NE(e.find("'/model/conv1.weight' fails its checksum"), std::string::npos) << e;
   EXPECT_NE(e.find(p), std::string::npos) << e;
   EXPECT_EQ(verify_checkpoint(p), std::vector<std::string>{"/model/conv1.weight"});
+}
+
+// HDF5 checks every piece of metadata the project writes before it parses it: version 2
+// superblock and object headers (which carry checksums) and groups and attributes kept in their
+// object headers (compact) however many there are, instead of fractal heaps without checksums.
+TEST_F(CheckpointFileTest, MetadataIsCheckedByHdf5) {
+  std::vector<CheckpointEntry> many = entries();
+  for (int i = 0; i < 40; ++i)
+    many.push_back(
+        {"model/extra" + std::to_string(i), {4}, EntryType::f32, [this](void*) -> const void* {
+           return weights_.data();
+         }});
+  const std::string p = (dir_ / "many.h5").string();
+  write_checkpoint(p, CheckpointHeader{.model = "resnet20", .project_version = "1.2.3"}, many,
+                   MPI_COMM_NULL);
+  H5Id file(H5Fopen(p.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  ASSERT_GE(file.get(), 0);
+  H5F_info2_t info{};
+  ASSERT_GE(H5Fget_info2(file.get(), &info), 0);
+  EXPECT_EQ(info.super.version, 2u);
+  H5G_info_t group{};
+  ASSERT_GE(H5Gget_info_by_name(file.get(), "model", &group, H5P_DEFAULT), 0);
+  EXPECT_EQ(group.nlinks, 41u);
+  EXPECT_EQ(group.storage_type, H5G_STORAGE_TYPE_COMPACT);
+  for (const char* object : {"/", "model", "model/extra7"}) {
+    H5O_info_t o{};
+    ASSERT_GE(H5Oget_info_by_name2(file.get(), object, &o, H5O_INFO_HDR | H5O_INFO_META_SIZE,
+                                   H5P_DEFAULT),
+              0);
+    EXPECT_EQ(o.hdr.version, 2u) << object;
+    EXPECT_EQ(o.meta_size.attr.heap_size, 0u) << object << ": attributes in a fractal heap";
+    EXPECT_EQ(o.meta_size.obj.heap_size, 0u) << object << ": links in a fractal heap";
+  }
+}
+
+// One bit flipped in each byte of the metadata in turn: the read either fails with one error
+// naming the file or returns every byte as written (a bit nothing reads); it never crashes.
+TEST_F(CheckpointFileTest, EveryFlippedMetadataBitIsAnErrorOrHarmless) {
+  const std::string p = write("a.h5");
+  const auto good = read_checkpoint(p, MPI_COMM_NULL);
+  std::string bytes;
+  {
+    std::ifstream f(p, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  std::vector<bool> raw(bytes.size(), false);
+  for (const DatasetInfo& d : read_checkpoint_summary(p).datasets)
+    if (d.raw) std::fill_n(raw.begin() + static_cast<ptrdiff_t>(d.offset), d.bytes, true);
+  // The metadata: the bytes outside the datasets, each stretch without its trailing zeros (the
+  // unused rest of HDF5's metadata block).
+  std::vector<size_t> meta;
+  for (size_t at = 0; at < bytes.size();) {
+    if (raw[at]) {
+      ++at;
+      continue;
+    }
+    size_t end = at;
+    while (end < bytes.size() && !raw[end]) ++end;
+    size_t used = end;
+    while (used > at && bytes[used - 1] == 0) --used;
+    for (size_t i = at; i < used; ++i) meta.push_back(i);
+    at = end;
+  }
+  const std::string copy = (dir_ / "flipped.h5").string();
+  std::ofstream(copy, std::ios::binary) << bytes;
+  std::fstream f(copy, std::ios::binary | std::ios::in | std::ios::out);
+  auto put = [&](size_t at, char c) {
+    f.seekp(static_cast<std::streamoff>(at));
+    f.put(c);
+    f.flush();
+  };
+  int flipped = 0, errors = 0;
+  for (size_t at : meta) {
+    put(at, static_cast<char>(bytes[at] ^ (1 << (at % 8))));
+    ++flipped;
+    try {
+      const auto got = read_checkpoint(copy, MPI_COMM_NULL);
+      ASSERT_EQ(got.size(), good.size()) << "byte " << at;
+      for (const auto& [name, value] : good) {
+        ASSERT_TRUE(got.count(name)) << "byte " << at << ": " << name;
+        ASSERT_TRUE(
+            std::equal(value.begin(), value.end(), got.at(name).begin(), got.at(name).end()))
+            << "byte " << at << ": " << name;
+      }
+    } catch (const Error& e) {
+      ++errors;
+      const std::string what = e.what();
+      ASSERT_NE(what.find("checkpoint '" + copy + "'"), std::string::npos) << what;
+      ASSERT_EQ(what.find('\n'), std::string::npos) << what;
+      ASSERT_EQ(what.find(".cpp:"), std::string::npos) << "byte " << at << ": " << what;
+    }
+    put(at, bytes[at]);
+  }
+  EXPECT_GT(flipped, 1000);
+  EXPECT_GT(errors, flipped * 9 / 10) << "of " << flipped << " flips";
+}
+
+// Files in HDF5's original format are read first in a child: a crash there is an error line
+// naming the file, an exception there is left for the caller to meet, success changes nothing.
+TEST_F(CheckpointFileTest, ProbeInAChildTurnsACrashIntoAnError) {
+  // A signal (SIGKILL here: the sanitizers would report a SIGSEGV before dying of it), and the
+  // exit status a sanitizer gives a crash it caught.
+  const std::string e = error_of([] { probe_in_child("x.h5", [] { std::raise(SIGKILL); }); });
+  EXPECT_NE(e.find("'x.h5': damaged: HDF5 crashed reading its metadata"), std::string::npos) << e;
+  EXPECT_NE(error_of([] { probe_in_child("x.h5", [] { std::_Exit(1); }); }).find("exit status 1"),
+            std::string::npos);
+  EXPECT_EQ(error_of([] { probe_in_child("x.h5", [] { throw Error("in the child"); }); }), "");
+  EXPECT_EQ(error_of([] { probe_in_child("x.h5", [] {}); }), "");
+  // The probe decides by the superblock's version, read without HDF5.
+  EXPECT_EQ(superblock_version(write("new.h5")), 2);
+  const std::string old = (dir_ / "old.h5").string();
+  H5Fclose(H5Fcreate(old.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  EXPECT_EQ(superblock_version(old), 0);
+  const std::string text = (dir_ / "text").string();
+  std::ofstream(text) << "not hdf5";
+  EXPECT_EQ(superblock_version(text), -1);
 }
 
 TEST_F(CheckpointFileTest, TruncatedFileIsNamed) {
