@@ -166,24 +166,29 @@ def main():
         kinds = [(w, b) for w in ("anywhere", "metadata", "first8k") for b in (1, 4, 32)]
         kinds.append("truncate")
         rng = random.Random(args.seed)
-        jobs = []
-        for i in range(args.copies):
-            jobs.append((i, *damage(data, kinds[i % len(kinds)], rng, meta)))
         print(f"{args.copies} damaged copies of a {len(data)}-byte checkpoint "
               f"({sum(b - a for a, b in meta)} bytes of metadata); commands: "
               + ", ".join(COMMANDS), flush=True)
         tally = {c: collections.Counter() for c in COMMANDS}
         failures = []
+        done = 0
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-            futs = [pool.submit(run_one, args, work, *j) for j in jobs]
-            for n, fut in enumerate(concurrent.futures.as_completed(futs), 1):
-                index, desc, results = fut.result()
-                for c, (outcome, last) in results.items():
-                    tally[c][outcome] += 1
-                    if outcome not in ("ok", "one error line"):
-                        failures.append((index, c, outcome, desc, last))
-                if n % 100 == 0:
-                    print(f"  {n}/{args.copies} copies, {len(failures)} failure(s)", flush=True)
+            # A few copies at a time, made in order from the one generator (the same damage for
+            # the same seed), so that only those few are held in memory.
+            for start in range(0, args.copies, 50):
+                batch = [(i, *damage(data, kinds[i % len(kinds)], rng, meta))
+                         for i in range(start, min(start + 50, args.copies))]
+                futs = [pool.submit(run_one, args, work, *j) for j in batch]
+                for fut in concurrent.futures.as_completed(futs):
+                    index, desc, results = fut.result()
+                    for c, (outcome, last) in results.items():
+                        tally[c][outcome] += 1
+                        if outcome not in ("ok", "one error line"):
+                            failures.append((index, c, outcome, desc, last))
+                    done += 1
+                    if done % 100 == 0:
+                        print(f"  {done}/{args.copies} copies, {len(failures)} failure(s)",
+                              flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
