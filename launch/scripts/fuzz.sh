@@ -4,8 +4,9 @@
 #   RESNET_FUZZ_PARALLEL=2 bash launch/scripts/fuzz.sh 600   # two targets at a time
 # Targets (tests/fuzz): config (YAML + --set), idx, cifar, image (JPEG/PNG decode + augment),
 # packed, checkpoint, array (infer/step files); all of them when none is named. Each runs
-# SECONDS (default 600), RESNET_FUZZ_PARALLEL targets at a time (default 1) sharing the cores, from a seed corpus made by the project's own writers
-# (fuzz_seeds, and configs/ for config) plus what earlier runs kept in the corpus folder.
+# SECONDS (default 600), RESNET_FUZZ_PARALLEL targets at a time (default 1) sharing the cores,
+# from a seed corpus made by the project's own writers (fuzz_seeds, and configs/ for config)
+# plus what earlier runs kept in the corpus folder.
 # A crash, a leak, an uncaught exception other than rn::Error or a timeout fails the run; the
 # input is kept in fuzz-out/TARGET/ and tests/fuzz/regressions/TARGET/ takes it as a test.
 # RESNET_FUZZ_QUICK=1 (CI) builds and runs only the io targets (no oneDNN build needed).
@@ -21,7 +22,8 @@ all=(config idx cifar image packed checkpoint array)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
-if ! command -v clang++-14 > /dev/null || [ ! -e /usr/lib/llvm-14/lib/clang/14.0.6/lib/linux/libclang_rt.fuzzer-x86_64.a ]; then
+if ! command -v clang++-14 > /dev/null ||
+  [ ! -e "$(clang++-14 -print-resource-dir)/lib/linux/libclang_rt.fuzzer-x86_64.a" ]; then
   echo "fuzz: needs clang-14, libclang-rt-14-dev, libfuzzer-14-dev and libomp-14-dev" \
     "(bash launch/scripts/setup.sh hardening installs them)" >&2
   exit 1
@@ -29,8 +31,8 @@ fi
 mkdir -p "$build"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRESNET_CUDA=OFF \
   -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
-  -DRESNET_SANITIZE=address,undefined -DRESNET_FUZZ=ON -DBUILD_TESTING=OFF > "$build/configure.log" ||
-  { cat "$build/configure.log"; exit 1; }
+  -DRESNET_SANITIZE=address,undefined -DRESNET_FUZZ=ON -DBUILD_TESTING=OFF \
+  > "$build/configure.log" || { cat "$build/configure.log"; exit 1; }
 cmake --build "$build" -j "$(nproc)" --target fuzz_seeds $(printf '%s_fuzz ' "${targets[@]}")
 
 seeds=$work/seeds
