@@ -105,13 +105,16 @@ bool ArrayReader::has(const std::string& name) const {
 H5Id ArrayReader::open_dataset(const std::string& name) const {
   if (unchecked_)
     probe_in_child(path_, [&] {
-      if (!has(name)) return;
-      H5Id set(RN_HDF5_CHECK(H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT)), H5Dclose);
+      H5Id set = open_unprobed(name);
       H5Id type(RN_HDF5_CHECK(H5Dget_type(set.get())), H5Tclose);
       H5Id space(RN_HDF5_CHECK(H5Dget_space(set.get())), H5Sclose);
       H5Id dcpl(RN_HDF5_CHECK(H5Dget_create_plist(set.get())), H5Pclose);
       (void)H5Dget_storage_size(set.get());  // walks a chunked dataset's index
     });
+  return open_unprobed(name);
+}
+
+H5Id ArrayReader::open_unprobed(const std::string& name) const {
   if (!has(name)) RN_FAIL("'" << path_ << "': no dataset '" << name << "'");
   const hid_t id = H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT);
   if (id < 0) RN_FAIL("'" << path_ << "': '" << name << "' is not a dataset");

@@ -28,7 +28,9 @@ class ArrayReader {
   std::vector<int64_t> read_integers(const std::string& name, std::vector<int64_t>* shape) const;
 
  private:
+  // Opens dataset `name`; in a file without metadata checksums, after a probe in a child.
   H5Id open_dataset(const std::string& name) const;
+  H5Id open_unprobed(const std::string& name) const;
   std::string path_;
   H5Id file_;
   bool unchecked_ = false;  // HDF5's original format: metadata without checksums
