@@ -19,6 +19,7 @@ enum class RngStream : uint64_t {
   shuffle = 0x53485546464c45ull,
   augment = 0x4155474d454e54ull,
   substitute = 0x5355425354ull,
+  dropout = 0x44524f504f5554ull,
 };
 
 // Hashes (seed, stream, a, b) to 64 bits; chaining through splitmix64 at each step keeps

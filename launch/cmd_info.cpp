@@ -7,6 +7,8 @@
 #include "distributed/nccl_communicator.h"
 #include "launch/args.h"
 #include "launch/commands.h"
+#include "launch/config.h"
+#include "launch/ensemble.h"
 
 namespace rn::launch {
 
@@ -35,23 +37,43 @@ int default_threads_per_rank() {
 }
 
 int run_info(const std::vector<std::string>& argv) {
-  Args args(argv, FlagSpec{{"model", "input", "classes"}, {}, {"json"}});
-  const std::string name = args.required("model");
-  const DefaultInput d = input_from_args(args, name);
+  Args args(argv, FlagSpec{{"model", "input", "classes", "config"}, {"set"}, {"json"}});
+  std::string name;
+  DefaultInput d;
+  if (args.has("config")) {
+    if (args.has("model"))
+      RN_FAIL("give either --model NAME or --config FILE (its 'model:' section), not both");
+    const Config cfg = load_config(args.get("config"), args.all("set"));
+    name = model_name_of(cfg.model);
+    const Shape in = training_input(cfg);
+    d = DefaultInput{static_cast<int>(in[1]), static_cast<int>(in[2]), static_cast<int>(in[3]),
+                     cfg.model.num_classes};
+    if (args.has("input") || args.has("classes")) d = input_from_args(args, name);
+  } else {
+    name = args.required("model");
+    d = input_from_args(args, name);
+  }
   auto backend = make_cpu_backend(1);
-  auto net = models::build_model(*backend, models::model_spec(name, d.channels, d.classes), 0);
+  const models::ModelSpec spec = models::model_spec(name, d.channels, d.classes);
+  auto net = models::build_model(*backend, spec, 0);
   const Shape in{1, d.channels, d.height, d.width};
   const int64_t params = net->num_parameters(), macs = net->macs(in);
   const Shape out = net->output_shape(in);
   const std::string bf16_why = precision_unsupported(Device{}, DType::bf16);
   if (args.flag("json")) {
-    std::cout << "{\"model\": \"" << name << "\", \"input\": [" << d.channels << ", " << d.height
-              << ", " << d.width << "], \"classes\": " << d.classes << ", \"params\": " << params
-              << ", \"macs\": " << macs << ", \"depth\": " << net->depth()
+    std::cout << "{\"model\": \"" << json_escape(name) << "\", \"input\": [" << d.channels
+              << ", " << d.height << ", " << d.width << "], \"classes\": " << d.classes
+              << ", \"params\": " << params << ", \"macs\": " << macs
+              << ", \"depth\": " << net->depth()
               << ", \"weighted_layers\": " << net->weighted_layers()
-              << ", \"parameter_tensors\": " << net->parameters().size() << ", \"cpu_isa\": \""
-              << cpu_isa_name() << "\", \"cpu_bf16\": " << (bf16_why.empty() ? "true" : "false")
-              << "}\n";
+              << ", \"parameter_tensors\": " << net->parameters().size() << ", \"spec\": {";
+    for (size_t i = 0; i < models::spec_fields().size(); ++i) {
+      const std::string& key = models::spec_fields()[i];
+      std::cout << (i ? ", " : "") << "\"" << key << "\": \"" << models::spec_field(spec, key)
+                << "\"";
+    }
+    std::cout << "}, \"cpu_isa\": \"" << cpu_isa_name()
+              << "\", \"cpu_bf16\": " << (bf16_why.empty() ? "true" : "false") << "}\n";
   } else {
     std::cout << "model          " << name << "\n"
               << "input          " << d.channels << "x" << d.height << "x" << d.width << "\n"
@@ -59,7 +81,11 @@ int run_info(const std::vector<std::string>& argv) {
               << "parameters     " << params << "\n"
               << "multiply-adds  " << macs << " (" << macs / 1e9 << " G per image, forward)\n"
               << "depth          " << net->depth() << " (weighted layers on the main path; "
-              << net->weighted_layers() << " with projections)\n"
+              << net->weighted_layers() << " with projections)\n";
+    std::cout << "spec          ";
+    for (const auto& key : models::spec_fields())
+      std::cout << " " << key << "=" << models::spec_field(spec, key);
+    std::cout << "\n"
               << "cpu            oneDNN runs " << cpu_isa_name() << "; bf16 "
               << (bf16_why.empty() ? "available" : bf16_why) << "\n";
   }

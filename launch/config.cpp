@@ -18,6 +18,7 @@
 #include <system_error>
 
 #include "core/check.h"
+#include "core/models/model_spec.h"
 
 namespace rn::launch {
 namespace {
@@ -30,6 +31,21 @@ void visit(ModelConfig& c, V& v) {
   v.field("in_channels", c.in_channels);
   v.field("num_classes", c.num_classes);
   v.field("zero_init_residual", c.zero_init_residual);
+  v.field("block", c.block);
+  v.field("blocks", c.blocks);
+  v.field("widths", c.widths);
+  v.field("groups", c.groups);
+  v.field("width_per_group", c.width_per_group);
+  v.field("stem", c.stem);
+  v.field("stem_channels", c.stem_channels);
+  v.field("unit", c.unit);
+  v.field("shortcut", c.shortcut);
+  v.field("shortcut_option", c.shortcut_option);
+  v.field("shortcut_scale", c.shortcut_scale);
+  v.field("gate_bias", c.gate_bias);
+  v.field("shortcut_dropout", c.shortcut_dropout);
+  v.field("plain", c.plain);
+  v.field("stride_on_3x3", c.stride_on_3x3);
 }
 
 template <typename V>
@@ -246,6 +262,31 @@ void decode(const YAML::Node& node, const std::string& key, const ReadContext& c
   out = std::move(values);
 }
 
+void decode(const YAML::Node& node, const std::string& key, const ReadContext& ctx,
+            std::vector<int>& out) {
+  if (!node.IsSequence()) fail_type(ctx, key, "a list of integers such as [9, 9, 9]", node);
+  std::vector<int> values;
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    int v = 0;
+    decode(node[i], key + "[" + std::to_string(i) + "]", ctx, v);
+    values.push_back(v);
+  }
+  out = std::move(values);
+}
+
+// An optional field: null (`key: ~`) unsets it.
+template <typename T>
+void decode(const YAML::Node& node, const std::string& key, const ReadContext& ctx,
+            std::optional<T>& out) {
+  if (node.IsNull()) {
+    out.reset();
+    return;
+  }
+  T value{};
+  decode(node, key, ctx, value);
+  out = std::move(value);
+}
+
 // The keys of one ensemble member, in file order (also the "valid keys" of its messages).
 const std::vector<std::string>& member_keys() {
   static const std::vector<std::string> keys{"name",   "model", "seed",
@@ -391,6 +432,12 @@ void apply_override(Config& config, const std::string& text,
   read_section(tree, config, "", ctx);
 }
 
+// A bad field of the model section, with its dotted key.
+struct ModelFieldError : Error {
+  ModelFieldError(const std::string& message, std::string k) : Error(message), key(std::move(k)) {}
+  std::string key;
+};
+
 // Range checks, run once on the final values so that an override can fix a file's value.
 class Validator {
  public:
@@ -404,6 +451,7 @@ class Validator {
     require(!c.model.name.empty(), "model.name", "a model name", c.model.name);
     require(c.model.in_channels >= 1, "model.in_channels", "at least 1", c.model.in_channels);
     require(c.model.num_classes >= 1, "model.num_classes", "at least 1", c.model.num_classes);
+    check_model(c.model);
 
     const DataConfig& d = c.data;
     one_of("data.kind", d.kind,
@@ -496,6 +544,18 @@ class Validator {
   }
 
  private:
+  // The model's fields, one at a time (the message names the field and where it was set), then
+  // the spec as a whole.
+  void check_model(const ModelConfig& m) const {
+    try {
+      model_name_of(m);
+    } catch (const ModelFieldError& e) {
+      RN_FAIL(origin(e.key) << ": " << e.what());
+    } catch (const Error& e) {
+      RN_FAIL(origin("model.name") << ": 'model': " << e.what());
+    }
+  }
+
   void check_ensemble(const EnsembleConfig& e) const {
     one_of("ensemble.split", e.split, {"equal", "macs"});
     std::set<std::string> names;
@@ -582,6 +642,17 @@ class Writer {
   template <typename T>
   void field(const char* key, T v) {
     out_ << YAML::Key << key << YAML::Value << v;
+  }
+
+  void field(const char* key, const std::vector<int>& v) {
+    out_ << YAML::Key << key << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (int x : v) out_ << x;
+    out_ << YAML::EndSeq;
+  }
+  // Unset optional fields are left out.
+  template <typename T>
+  void field(const char* key, const std::optional<T>& v) {
+    if (v) field(key, *v);
   }
 
   void field(const char* key, const std::vector<EnsembleMember>& members) {
@@ -691,6 +762,70 @@ std::vector<Config> member_configs(const Config& config) {
     members.push_back(std::move(c));
   }
   return members;
+}
+
+namespace {
+
+// The text of a field as models::set_spec_field reads it.
+std::string field_text(const std::string& v) { return v; }
+std::string field_text(int v) { return std::to_string(v); }
+std::string field_text(double v) { return format_double(v); }
+std::string field_text(bool v) { return v ? "true" : "false"; }
+std::string field_text(const std::vector<int>& v) {
+  std::string out;
+  for (int x : v) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(x);
+  }
+  return out;
+}
+
+// Applies the set fields of a ModelConfig to a spec, in schema order.
+class SpecApplier {
+ public:
+  explicit SpecApplier(models::ModelSpec& spec) : spec_(spec) {}
+  template <typename T>
+  void field(const char*, T&) {}  // name, in_channels, ...: not spec fields
+  template <typename T>
+  void field(const char* key, std::optional<T>& v) {
+    if (!v) return;
+    const std::string dotted_key = std::string("model.") + key;
+    try {
+      models::set_spec_field(spec_, key, field_text(*v), dotted_key);
+    } catch (const Error& e) {
+      throw ModelFieldError(e.what(), dotted_key);
+    }
+    any_ = true;
+  }
+  bool any() const { return any_; }
+
+ private:
+  models::ModelSpec& spec_;
+  bool any_ = false;
+};
+
+}  // namespace
+
+std::string model_name_of(const ModelConfig& model) {
+  models::ModelSpec spec;
+  if (model.name == "custom") {
+    spec.in_channels = model.in_channels;
+    spec.num_classes = model.num_classes;
+  } else {
+    if (model.name.find('{') != std::string::npos)
+      RN_FAIL("'model.name' must be a zoo name or custom (give the fields under 'model:'), got '"
+              << model.name << "'");
+    spec = models::model_spec(model.name, model.in_channels, model.num_classes);
+  }
+  ModelConfig copy = model;
+  SpecApplier applier(spec);
+  visit(copy, applier);
+  if (!applier.any()) {
+    if (model.name == "custom") models::validate_spec(spec);  // says which field is missing
+    return model.name;
+  }
+  models::validate_spec(spec);
+  return models::model_name(model.name, spec);
 }
 
 std::string to_yaml(const Config& config) {

@@ -8,11 +8,24 @@
 
 namespace rn::launch {
 
+// The network: a zoo name, and optionally the fields of its spec that differ from the named
+// network's ("custom" starts from nothing and needs block, blocks and widths). Unset fields keep
+// the named network's values.
 struct ModelConfig {
   std::string name = "resnet20";  // checked against the model zoo when the model is built
   int in_channels = 3;
   int num_classes = 10;
   bool zero_init_residual = false;  // last BN of each residual branch starts at gamma = 0
+  std::optional<std::string> block;                 // basic | bottleneck
+  std::optional<std::vector<int>> blocks, widths;   // units and widths per stage
+  std::optional<int> groups, width_per_group;       // bottleneck: cardinality, width per group
+  std::optional<std::string> stem;                  // cifar | imagenet
+  std::optional<int> stem_channels;
+  std::optional<std::string> unit;             // original | bn_after_add | relu_before_add | ...
+  std::optional<std::string> shortcut;         // identity | scale_shortcut | ... | dropout
+  std::optional<std::string> shortcut_option;  // A | B | C: where the shape changes
+  std::optional<double> shortcut_scale, gate_bias, shortcut_dropout;
+  std::optional<bool> plain, stride_on_3x3;
   bool operator==(const ModelConfig&) const = default;
 };
 
@@ -144,6 +157,11 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
 // set (data.kind, data.root, ..., model.num_classes) must not differ between members: they are
 // evaluated together on one test set.
 std::vector<Config> member_configs(const Config& config);
+
+// The network `model` describes, as a name models::model_spec reads back: the zoo name alone,
+// or with the changed fields ("resnet56{shortcut=exclusive_gate gate_bias=-6}"). Errors name
+// the field ("'model.blocks' must be ...").
+std::string model_name_of(const ModelConfig& model);
 
 // The resolved config as YAML (every key, defaults included); parse_config of it gives an
 // equal Config. Stored in checkpoints and run directories so a run can be reproduced.

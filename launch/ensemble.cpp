@@ -20,16 +20,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// The input side a member's network sees in training, for its multiply-adds.
-Shape training_input(const Config& c) {
-  int side_h = c.data.height, side_w = c.data.width;  // synthetic
-  if (c.data.kind == "fashion_mnist") side_h = side_w = 28;
-  if (c.data.kind == "cifar10" || c.data.kind == "cifar100") side_h = side_w = 32;
-  if (c.data.kind == "image_folder" || c.data.kind == "packed")
-    side_h = side_w = c.data.augment.crop;
-  return Shape{1, c.model.in_channels, side_h, side_w};
-}
-
 // Where each member stands, as rank 0 knows it.
 struct MemberStatus {
   std::string state = "waiting";  // waiting | training | done | stopped
@@ -180,6 +170,15 @@ void write_text(const std::filesystem::path& path, const std::string& text) {
 
 }  // namespace
 
+Shape training_input(const Config& c) {
+  int side_h = c.data.height, side_w = c.data.width;  // synthetic
+  if (c.data.kind == "fashion_mnist") side_h = side_w = 28;
+  if (c.data.kind == "cifar10" || c.data.kind == "cifar100") side_h = side_w = 32;
+  if (c.data.kind == "image_folder" || c.data.kind == "packed")
+    side_h = side_w = c.data.augment.crop;
+  return Shape{1, c.model.in_channels, side_h, side_w};
+}
+
 distributed::RankGroups plan_ensemble(const Config& cfg, const std::vector<Config>& members,
                                       int world_size) {
   std::vector<double> costs;
@@ -189,7 +188,7 @@ distributed::RankGroups plan_ensemble(const Config& cfg, const std::vector<Confi
     const Config& c = members[m];
     models::ModelSpec spec;
     try {
-      spec = models::model_spec(c.model.name, c.model.in_channels, c.model.num_classes);
+      spec = models::model_spec(model_name_of(c.model), c.model.in_channels, c.model.num_classes);
     } catch (const Error& e) {
       RN_FAIL(c.source << ": 'model': " << e.what());
     }

@@ -6,12 +6,16 @@
 #include <string>
 #include <vector>
 
+#include "core/tensor.h"
 #include "distributed/communicator.h"
 #include "distributed/rank_groups.h"
 #include "launch/config.h"
 #include "launch/ensemble_eval.h"
 
 namespace rn::launch {
+
+// The C x H x W input (as a 1 x C x H x W shape) the config's network sees in training.
+Shape training_input(const Config& c);
 
 struct EnsembleResult {
   bool preempted = false;            // a stop signal ended it; the stopped members checkpointed

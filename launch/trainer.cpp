@@ -15,6 +15,7 @@
 #include "core/nn/init.h"
 #include "core/nn/layers.h"
 #include "distributed/nccl_communicator.h"
+#include "io/counter_rng.h"
 #include "launch/commands.h"
 
 namespace rn::launch {
@@ -99,7 +100,8 @@ Trainer::Trainer(const Config& cfg, distributed::Communicator& comm, TrainerOpti
   check_same_config_everywhere();
   // Fail on a bad model name before reading any data.
   try {
-    spec_ = models::model_spec(cfg_.model.name, cfg_.model.in_channels, cfg_.model.num_classes);
+    spec_ = models::model_spec(model_name_of(cfg_.model), cfg_.model.in_channels,
+                               cfg_.model.num_classes);
   } catch (const Error& e) {
     RN_FAIL(cfg_.source << ": 'model.name': " << e.what());
   }
@@ -323,6 +325,8 @@ bool Trainer::train_epoch(int epoch, EpochSums& sums) {
     bt.fill(batch);
     sums.bad += batch.bad;
     sums.lr = schedule_->lr_at(step_);
+    net_->set_noise_key(io::counter_hash(cfg_.train.seed, io::RngStream::dropout,
+                                         static_cast<uint64_t>(step_), static_cast<uint64_t>(rank_)));
     LossStats s;
     try {
       s = runner_->train_step(bt.images, bt.labels, sums.lr);

@@ -101,6 +101,20 @@ class Backend {
   virtual void add(const Tensor& a, const Tensor& b, Tensor& y, bool relu) = 0;  // y = a + b [relu]
   virtual void add_inplace(Tensor& y, const Tensor& x) = 0;                      // y += x
   virtual void axpby(Tensor& y, float a, const Tensor& x, float b) = 0;          // y = a*x + b*y
+  // y = 1 / (1 + exp(-x)); padded blocks stay zero.
+  virtual void sigmoid_forward(const Tensor& x, Tensor& y) = 0;
+  // dx = dy * y * (1 - y), from the output y.
+  virtual void sigmoid_backward(const Tensor& y, const Tensor& dy, Tensor& dx) = 0;
+  // The element-wise product y = a * (alpha * b + beta): a * b, and a * (1 - b) for gates.
+  virtual void mul(const Tensor& a, const Tensor& b, Tensor& y, float alpha = 1.f,
+                   float beta = 0.f) = 0;
+  // y = factor * x (x unchanged; `scale` is the in-place form).
+  virtual void scale_to(const Tensor& x, float factor, Tensor& y) = 0;
+  // Inverted dropout: y = x * keep / (1 - p), keep drawn by dropout_keep(key, the element's
+  // N x C x H x W index), so the mask is the same on every backend and layout. Backward is the
+  // same map applied to dy with the same key.
+  virtual void dropout_forward(const Tensor& x, float p, uint64_t key, Tensor& y) = 0;
+  virtual void dropout_backward(const Tensor& dy, float p, uint64_t key, Tensor& dx) = 0;
   // Shortcut option A: identity subsampled by `stride`, zero-padded from x's channels to y's,
   // the new channels split evenly before and after (as the CIFAR ResNets of the paper).
   virtual void pad_shortcut_forward(const Tensor& x, int stride, Tensor& y) = 0;

@@ -25,19 +25,46 @@ struct ModelSpec {
   int width_per_group = 64;
   StemKind stem = StemKind::imagenet;
   int stem_channels = 64;
-  bool preact = false;
+  // Where BN and ReLU sit in each unit; full_preact is the pre-activation ResNet.
+  nn::UnitActivation activation = nn::UnitActivation::original;
   bool plain = false;  // no shortcuts (the degradation experiment)
-  nn::ShortcutKind shortcut = nn::ShortcutKind::B;
+  nn::ShortcutKind shortcut = nn::ShortcutKind::B;  // where the shape changes (options A/B/C)
+  nn::ShortcutVariant variant = nn::ShortcutVariant::identity;
+  float shortcut_scale = 0.5f;
+  float gate_bias = 0.f;
+  float shortcut_dropout = 0.5f;
   bool stride_on_3x3 = true;
   int in_channels = 3;
   int num_classes = 1000;
   bool zero_init_residual = false;
+
+  bool preact() const { return activation == nn::UnitActivation::full_preact; }
+  bool operator==(const ModelSpec&) const = default;
 };
 
 // The names `model_spec` knows, in a stable order.
 std::vector<std::string> known_models();
-// The spec of a named network; an unknown name is an error that lists the known ones.
+
+// The spec of a named network. A name is a zoo name, or a zoo name (or "custom", which starts
+// from nothing) followed by fields that change it, as model_name writes them:
+// "resnet56{shortcut=exclusive_gate gate_bias=-6}". An unknown name is an error that lists the
+// known ones; a bad field is an error that names it.
 ModelSpec model_spec(const std::string& name, int in_channels, int num_classes);
+
+// The fields of a spec, as the config's `model:` section and model names spell them.
+const std::vector<std::string>& spec_fields();
+// Sets field `key` of `s` from its text ("basic", "9,9,9", "-6"); an error says what the field
+// takes ("'blocks' must be ...").
+// `label` names the field in messages ("model.blocks"; default: the key).
+void set_spec_field(ModelSpec& s, const std::string& key, const std::string& value,
+                    const std::string& label = "");
+// The text of field `key` of `s`, as set_spec_field reads it.
+std::string spec_field(const ModelSpec& s, const std::string& key);
+// Checks the spec as a whole: one line naming the first bad field.
+void validate_spec(const ModelSpec& s);
+// The name that gives `s` back through model_spec: `base` when s is base's spec, else base
+// followed by the fields that differ from it ("custom" lists every field).
+std::string model_name(const std::string& base, const ModelSpec& s);
 
 // A whole network: stem, stages of residual units, (final BN + ReLU), global pooling, fc.
 class Network final : public nn::Module {
@@ -59,6 +86,9 @@ class Network final : public nn::Module {
   int64_t num_parameters();
   // Depth as the papers count it: weighted layers on the main path (projections excluded).
   int depth() const;
+  // Keys every dropout layer's masks for the next training step from `key` (a function of the
+  // seed, the step and the rank), so that masks never repeat and a resumed run redraws them.
+  void set_noise_key(uint64_t key);
 
  protected:
   Tensor forward_impl(const Tensor& x) override { return body_.forward(x); }

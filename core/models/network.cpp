@@ -1,4 +1,5 @@
 // The generic builder: stem, stages, head, from a ModelSpec.
+#include "core/backend/dropout_mask.h"
 #include "core/check.h"
 #include "core/models/model_spec.h"
 
@@ -12,10 +13,7 @@ using nn::Pool2d;
 
 Network::Network(Backend& be, ModelSpec spec, uint64_t seed) : Module(be), spec_(std::move(spec)) {
   const ModelSpec& s = spec_;
-  RN_CHECK(!s.blocks.empty() && s.blocks.size() == s.planes.size(),
-           "[model] " << s.name << ": blocks and planes must have one entry per stage");
-  RN_CHECK(s.in_channels >= 1 && s.num_classes >= 1,
-           "[model] " << s.name << ": in_channels and num_classes must be positive");
+  validate_spec(s);
   nn::InitRng rng(seed);
   const bool imagenet = s.stem == StemKind::imagenet;
   body_.emplace<Conv2d>(
@@ -24,7 +22,7 @@ Network::Network(Backend& be, ModelSpec spec, uint64_t seed) : Module(be), spec_
                : ConvParams{.out_channels = s.stem_channels, .kernel = 3, .stride = 1, .pad = 1},
       rng);
   // A CIFAR pre-activation net's first unit normalises the stem's output itself.
-  if (imagenet || !s.preact) body_.emplace<BatchNorm2d>("bn1", s.stem_channels, true);
+  if (imagenet || !s.preact()) body_.emplace<BatchNorm2d>("bn1", s.stem_channels, true);
   if (imagenet)
     body_.emplace<Pool2d>("maxpool",
                           PoolParams{.kind = PoolKind::max, .kernel = 3, .stride = 2, .pad = 1});
@@ -41,11 +39,16 @@ Network::Network(Backend& be, ModelSpec spec, uint64_t seed) : Module(be), spec_
                         .width_per_group = s.width_per_group,
                         .stride_on_3x3 = s.stride_on_3x3,
                         .shortcut = s.shortcut,
-                        .zero_init_last_bn = s.zero_init_residual};
+                        .zero_init_last_bn = s.zero_init_residual,
+                        .variant = s.variant,
+                        .shortcut_scale = s.shortcut_scale,
+                        .gate_bias = s.gate_bias,
+                        .shortcut_dropout = s.shortcut_dropout,
+                        .activation = s.activation};
       const std::string name = std::to_string(b);
-      if (s.preact && s.block == BlockKind::basic)
+      if (s.preact() && s.block == BlockKind::basic)
         seq.emplace<nn::PreActBasicUnit>(name, o, rng);
-      else if (s.preact)
+      else if (s.preact())
         seq.emplace<nn::PreActBottleneckUnit>(name, o, rng);
       else if (s.block == BlockKind::basic)
         seq.emplace<BasicUnit>(name, o, rng, s.plain);
@@ -54,7 +57,11 @@ Network::Network(Backend& be, ModelSpec spec, uint64_t seed) : Module(be), spec_
       channels = s.planes[stage] * expansion;
     }
   }
-  if (s.preact) body_.emplace<BatchNorm2d>("final_bn", channels, true);
+  // Units whose sum is not activated are followed by the activation they leave out: BN + ReLU
+  // after full pre-activation units, ReLU after ReLU-only pre-activation ones.
+  if (s.preact()) body_.emplace<BatchNorm2d>("final_bn", channels, true);
+  if (s.activation == nn::UnitActivation::relu_preact && !s.plain)
+    body_.emplace<nn::ReLU>("final_relu");
   body_.emplace<Pool2d>("avgpool", PoolParams{.kind = PoolKind::avg, .global = true});
   body_.emplace<nn::Linear>("fc", channels, s.num_classes, rng);
   body_.set_needs_input_grad(false);
@@ -91,13 +98,23 @@ int Network::depth() const {
     for (size_t stage = 0; stage < s.blocks.size(); ++stage) {
       for (int b = 0; b < s.blocks[stage]; ++b) {
         const bool reshapes = (stage > 0 && b == 0) || channels != s.planes[stage] * expansion;
-        projections +=
-            s.shortcut == nn::ShortcutKind::C || (s.shortcut == nn::ShortcutKind::B && reshapes);
+        projections += s.shortcut == nn::ShortcutKind::C ||
+                       s.variant == nn::ShortcutVariant::conv1x1 ||
+                       (s.shortcut == nn::ShortcutKind::B && reshapes);
         channels = s.planes[stage] * expansion;
       }
     }
   }
   return weighted_layers() - projections;
+}
+
+void Network::set_noise_key(uint64_t key) {
+  uint64_t index = 0;
+  std::function<void(nn::Module&)> visit = [&](nn::Module& m) {
+    if (auto* d = dynamic_cast<nn::Dropout*>(&m)) d->set_key(mix64(key + ++index));
+    m.for_each_child(visit);
+  };
+  visit(body_);
 }
 
 std::unique_ptr<Network> build_model(Backend& be, const ModelSpec& spec, uint64_t seed) {

@@ -3,6 +3,7 @@
 #include <cctype>
 #include <functional>
 #include <map>
+#include <sstream>
 
 #include "core/check.h"
 #include "core/models/model_spec.h"
@@ -44,7 +45,7 @@ ModelSpec cifar_preact(int depth, BlockKind block) {
   s.planes = {16, 32, 64};
   s.stem = StemKind::cifar;
   s.stem_channels = 16;
-  s.preact = true;
+  s.activation = nn::UnitActivation::full_preact;
   return s;
 }
 
@@ -142,7 +143,7 @@ const std::vector<std::pair<std::string, std::function<ModelSpec()>>>& zoo() {
       {"preact_resnet200",
        [] {
          auto s = imagenet(B::bottleneck, {3, 24, 36, 3});
-         s.preact = true;
+         s.activation = nn::UnitActivation::full_preact;
          return s;
        }},
       {"resnext29_8x64d", [] { return resnext29(8, 64); }},
@@ -181,6 +182,34 @@ bool parse_resnext29(const std::string& name, int& cardinality, int& width) {
 }  // namespace
 
 ModelSpec model_spec(const std::string& name, int in_channels, int num_classes) {
+  if (const size_t brace = name.find('{'); brace != std::string::npos) {
+    if (name.back() != '}' || name.find('{', brace + 1) != std::string::npos)
+      RN_FAIL("model '" << name << "': fields go in one pair of braces, as resnet56{gate_bias=-6}");
+    const std::string base = name.substr(0, brace);
+    ModelSpec s;
+    if (base == "custom") {
+      s.in_channels = in_channels;
+      s.num_classes = num_classes;
+    } else {
+      s = model_spec(base, in_channels, num_classes);
+    }
+    std::stringstream fields(name.substr(brace + 1, name.size() - brace - 2));
+    try {
+      for (std::string field; fields >> field;) {
+        const size_t eq = field.find('=');
+        if (eq == std::string::npos) RN_FAIL("'" << field << "' is not key=value");
+        set_spec_field(s, field.substr(0, eq), field.substr(eq + 1));
+      }
+      validate_spec(s);
+    } catch (const Error& e) {
+      RN_FAIL("model '" << name << "': " << e.what());
+    }
+    s.name = name;
+    return s;
+  }
+  if (name == "custom")
+    RN_FAIL("model 'custom' needs its fields (block, blocks, widths, ...): give them under "
+            "'model:' in the config");
   int cardinality = 0, width = 0;
   const bool is_resnext29 = parse_resnext29(name, cardinality, width);
   for (const auto& [n, make] : zoo()) {
@@ -195,7 +224,7 @@ ModelSpec model_spec(const std::string& name, int in_channels, int num_classes) 
   for (const auto& n : known_models()) list += (list.empty() ? "" : ", ") + n;
   RN_FAIL("unknown model '" << name << "'; known models: " << list
                             << " (and resnext29_<C>x<d>d for any "
-                               "cardinality C and width d)");
+                               "cardinality C and width d, or custom with the spec's fields)");
 }
 
 }  // namespace rn::models

@@ -6,7 +6,7 @@
 
 namespace rn::nn {
 
-Conv2d::Conv2d(Backend& be, int in_channels, const ConvParams& p, InitRng& rng)
+Conv2d::Conv2d(Backend& be, int in_channels, const ConvParams& p, InitRng& rng, float bias_init)
     : Module(be), in_channels_(in_channels), p_(p) {
   RN_CHECK(in_channels % p.groups == 0 && p.out_channels % p.groups == 0,
            "[conv] channels " << in_channels << " -> " << p.out_channels
@@ -15,7 +15,7 @@ Conv2d::Conv2d(Backend& be, int in_channels, const ConvParams& p, InitRng& rng)
   const double fan_out = static_cast<double>(p.out_channels) * p.kernel * p.kernel;
   weight_ = make_parameter(ws, rng.normal_vector(ws.numel(), std::sqrt(2.0 / fan_out)), false);
   if (p.bias)
-    bias_ = make_parameter(Shape{p.out_channels}, std::vector<float>(p.out_channels), true);
+    bias_ = make_parameter(Shape{p.out_channels}, std::vector<float>(p.out_channels, bias_init), true);
 }
 
 void Conv2d::collect(const std::string& prefix, std::vector<NamedParameter>& params,

@@ -25,6 +25,53 @@ Tensor ReLU::backward_impl(const Tensor& dy) {
   return dx;
 }
 
+Tensor Sigmoid::forward_impl(const Tensor& x) {
+  Tensor y = backend_.allocate(x.desc());
+  backend_.sigmoid_forward(x, y);
+  if (training_) saved_y_ = y;
+  return y;
+}
+
+Tensor Sigmoid::backward_impl(const Tensor& dy) {
+  RN_CHECK(saved_y_.defined(), "[sigmoid] backward without a training forward");
+  Tensor dx = backend_.allocate(saved_y_.desc());
+  backend_.sigmoid_backward(saved_y_, as_desc(dy, saved_y_.desc()), dx);
+  saved_y_ = Tensor();
+  return dx;
+}
+
+Tensor Scale::forward_impl(const Tensor& x) {
+  Tensor y = backend_.allocate(x.desc());
+  backend_.scale_to(x, factor_, y);
+  return y;
+}
+
+Tensor Scale::backward_impl(const Tensor& dy) {
+  Tensor dx = backend_.allocate(dy.desc());
+  backend_.scale_to(dy, factor_, dx);
+  return dx;
+}
+
+Dropout::Dropout(Backend& be, float p) : Module(be), p_(p) {
+  RN_CHECK(p >= 0.f && p < 1.f, "[dropout] p must be in [0, 1), got " << p);
+}
+
+Tensor Dropout::forward_impl(const Tensor& x) {
+  if (!training_ || p_ == 0.f) return x;
+  Tensor y = backend_.allocate(x.desc());
+  backend_.dropout_forward(x, p_, key_, y);
+  saved_x_desc_ = x.desc();
+  return y;
+}
+
+Tensor Dropout::backward_impl(const Tensor& dy) {
+  if (p_ == 0.f) return dy;
+  Tensor g = as_desc(dy, saved_x_desc_);
+  Tensor dx = backend_.allocate(saved_x_desc_);
+  backend_.dropout_backward(g, p_, key_, dx);
+  return dx;
+}
+
 Shape Pool2d::output_shape(const Shape& in) const {
   if (p_.global) return Shape{in[0], in[1], 1, 1};
   return Shape{in[0], in[1], (in[2] + 2 * p_.pad - p_.kernel) / p_.stride + 1,

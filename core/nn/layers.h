@@ -1,5 +1,5 @@
-// The basic layers: convolution, batch norm (optionally fused with ReLU), ReLU, pooling, linear,
-// identity, the zero-padding shortcut (option A), and a named sequence.
+// The basic layers: convolution, batch norm (optionally fused with ReLU), ReLU, sigmoid, scaling,
+// dropout, pooling, linear, identity, the zero-padding shortcut (option A), and a named sequence.
 #pragma once
 
 #include <memory>
@@ -13,7 +13,8 @@ namespace rn::nn {
 class Conv2d final : public Module {
  public:
   // Weights ~ N(0, 2 / fan_out), fan_out = out_channels * k * k (torchvision's ResNet init).
-  Conv2d(Backend& be, int in_channels, const ConvParams& p, InitRng& rng);
+  // A bias (p.bias) starts at `bias_init` (a gate's b_g), else at 0.
+  Conv2d(Backend& be, int in_channels, const ConvParams& p, InitRng& rng, float bias_init = 0.f);
   void collect(const std::string& prefix, std::vector<NamedParameter>& params,
                std::vector<NamedBuffer>& buffers) override;
   Shape output_shape(const Shape& in) const override;
@@ -92,6 +93,54 @@ class ReLU final : public Module {
 
  private:
   Tensor saved_y_;
+};
+
+class Sigmoid final : public Module {
+ public:
+  using Module::Module;
+  Shape output_shape(const Shape& in) const override { return in; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+  Tensor backward_impl(const Tensor& dy) override;
+
+ private:
+  Tensor saved_y_;
+};
+
+// y = factor * x: constant scaling of a shortcut or a branch (He et al. 2016, Fig. 2b).
+class Scale final : public Module {
+ public:
+  Scale(Backend& be, float factor) : Module(be), factor_(factor) {}
+  Shape output_shape(const Shape& in) const override { return in; }
+  float factor() const { return factor_; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+  Tensor backward_impl(const Tensor& dy) override;
+
+ private:
+  float factor_;
+};
+
+// Inverted dropout with probability p in training, identity in inference. The mask is a pure
+// function of the key set before each training step (set_key) and the element, so backward
+// draws it again, and a resumed run draws the masks it would have drawn.
+class Dropout final : public Module {
+ public:
+  Dropout(Backend& be, float p);
+  Shape output_shape(const Shape& in) const override { return in; }
+  void set_key(uint64_t key) { key_ = key; }
+  float p() const { return p_; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+  Tensor backward_impl(const Tensor& dy) override;
+
+ private:
+  float p_;
+  uint64_t key_ = 0;
+  TensorDesc saved_x_desc_;
 };
 
 class Pool2d final : public Module {

@@ -10,6 +10,26 @@ namespace rn::nn {
 // A: zero-padded identity; B: projection where the shape changes; C: projection everywhere.
 enum class ShortcutKind { A, B, C };
 
+// How the shortcut joins the branch F (He et al. 2016, "Identity Mappings", Fig. 2 / Table 1):
+// identity x + F; scale_shortcut 0.5x + F; scale_both 0.5x + 0.5F; exclusive_gate
+// (1 - g)x + gF and shortcut_gate (1 - g)x + F with g = sigmoid(1x1 conv of the unit's input);
+// conv1x1 a 1x1 convolution on every shortcut; dropout on the shortcut.
+enum class ShortcutVariant {
+  identity,
+  scale_shortcut,
+  scale_both,
+  exclusive_gate,
+  shortcut_gate,
+  conv1x1,
+  dropout
+};
+
+// Where BN and ReLU sit around the addition (the same paper, Fig. 4 / Table 2): original
+// (ReLU after the sum), bn_after_add (the branch's last BN moves after the sum), relu_before_add
+// (the branch ends with BN + ReLU, nothing after the sum), relu_preact (ReLU first, nothing after
+// the sum) and full_preact (BN + ReLU first).
+enum class UnitActivation { original, bn_after_add, relu_before_add, relu_preact, full_preact };
+
 struct UnitOptions {
   int in_channels = 64;
   int planes = 64;  // bottleneck: output is planes * 4
@@ -19,6 +39,11 @@ struct UnitOptions {
   bool stride_on_3x3 = true;  // false: the stride sits on the first 1x1 (the original paper)
   ShortcutKind shortcut = ShortcutKind::B;
   bool zero_init_last_bn = false;  // the last BN's gamma starts at 0 (Goyal et al.)
+  ShortcutVariant variant = ShortcutVariant::identity;
+  float shortcut_scale = 0.5f;    // scale_shortcut, scale_both
+  float gate_bias = 0.f;          // the gates' 1x1 convolution bias starts here (b_g)
+  float shortcut_dropout = 0.5f;  // dropout: the probability of dropping
+  UnitActivation activation = UnitActivation::original;  // basic and bottleneck units
 };
 
 // The residual sum: y = branch(x) + shortcut(x), then ReLU for the original units (not for the
@@ -33,6 +58,9 @@ class ResidualUnit : public Module {
     if (preact_) f(*preact_);
     f(branch_);
     if (shortcut_) f(*shortcut_);
+    if (shortcut_tail_) f(*shortcut_tail_);
+    if (gate_) f(*gate_);
+    if (post_) f(*post_);
   }
   Shape output_shape(const Shape& in) const override { return branch_.output_shape(in); }
   int64_t macs(const Shape& in) const override;
@@ -46,8 +74,13 @@ class ResidualUnit : public Module {
   // The unit's input gradient is branch + shortcut: returned as a sum, so that the unit below
   // folds the addition into its ReLU backward.
   GradSum backward_sum_impl(const GradSum& dy) override;
-  // Adds the shortcut: projection options make a 1x1 conv (+ BN for the original units).
+  // Adds the shortcut: projection options make a 1x1 conv (+ BN for the original units); then
+  // the variant's scaling, dropout or gate.
   void make_shortcut(const UnitOptions& o, int out_channels, bool with_bn, InitRng& rng);
+  // Basic and bottleneck units: the branch's last BN (`last_bn`) and the ReLUs around the sum,
+  // as o.activation places them.
+  void place_activations(const UnitOptions& o, int out_channels, bool plain,
+                         const std::string& last_bn);
 
   Sequential branch_{backend_};
   std::unique_ptr<Module> shortcut_;   // null for plain units
@@ -55,9 +88,14 @@ class ResidualUnit : public Module {
   bool shortcut_from_preact_ = false;  // a projection sees the pre-activated input
   bool relu_after_sum_ = true;
   bool projection_ = false;
+  std::unique_ptr<Module> shortcut_tail_;  // scaling or dropout after the shortcut
+  std::unique_ptr<Module> gate_;           // 1x1 conv + sigmoid on the branch's input
+  bool exclusive_gate_ = false;            // the gate also scales the branch by g
+  std::unique_ptr<Module> post_;           // BN + ReLU after the sum (bn_after_add)
+  std::string post_name_;
 
  private:
-  Tensor saved_y_;
+  Tensor saved_y_, saved_h_, saved_s_, saved_g_;
 };
 
 class BasicUnit final : public ResidualUnit {

@@ -35,6 +35,12 @@ class CpuBackend final : public Backend {
   void add(const Tensor& a, const Tensor& b, Tensor& y, bool relu) override;
   void add_inplace(Tensor& y, const Tensor& x) override;
   void axpby(Tensor& y, float a, const Tensor& x, float b) override;
+  void sigmoid_forward(const Tensor& x, Tensor& y) override;
+  void sigmoid_backward(const Tensor& y, const Tensor& dy, Tensor& dx) override;
+  void mul(const Tensor& a, const Tensor& b, Tensor& y, float alpha, float beta) override;
+  void scale_to(const Tensor& x, float factor, Tensor& y) override;
+  void dropout_forward(const Tensor& x, float p, uint64_t key, Tensor& y) override;
+  void dropout_backward(const Tensor& dy, float p, uint64_t key, Tensor& dx) override;
   void pad_shortcut_forward(const Tensor& x, int stride, Tensor& y) override;
   void pad_shortcut_backward(const Tensor& dy, int stride, Tensor& dx) override;
   void channel_affine_add(Tensor& y, const Tensor& x, const Tensor& scale,

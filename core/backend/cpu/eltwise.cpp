@@ -7,6 +7,7 @@
 
 #include "core/backend/cpu/cpu_backend.h"
 #include "core/backend/cpu/element_types.h"
+#include "core/backend/dropout_mask.h"
 
 namespace rn::cpu {
 namespace {
@@ -72,6 +73,35 @@ void for_each_shortcut_pair(const Tensor& x, const Tensor& y, int stride, int th
       for (int64_t h = 0; h < ys[2]; ++h)
         for (int64_t w = 0; w < ys[3]; ++w) f(xb + h * xh + w * xw, yb + h * yh + w * yw);
     }
+}
+
+// Runs f(offset, logical) for every element of `t`: its buffer offset and its row-major
+// N x C x H x W index. Padding is not visited. Tensors other than 4-D ones are plain.
+template <typename F>
+void for_each_element(const Tensor& t, int threads, F f) {
+  const Shape& s = t.shape();
+  if (s.rank() != 4 || t.is_plain()) {  // row-major: the offset is the index
+    const int64_t n = t.numel();
+#pragma omp parallel for num_threads(threads) if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) f(i, i);
+    return;
+  }
+  const ChannelBlockedIndexer ix(md_of(t.desc()));
+  const int64_t sh = ix.stride_h(), sw = ix.stride_w();
+#pragma omp parallel for collapse(2) num_threads(threads)
+  for (int64_t n = 0; n < s[0]; ++n)
+    for (int64_t c = 0; c < s[1]; ++c) {
+      const int64_t base = ix.base(n, c);
+      const int64_t first = (n * s[1] + c) * s[2] * s[3];
+      for (int64_t h = 0; h < s[2]; ++h)
+        for (int64_t w = 0; w < s[3]; ++w) f(base + h * sh + w * sw, first + h * s[3] + w);
+    }
+}
+
+// A padded layout's padding zeroed (for_each_element writes only the elements).
+void clear_padding(Tensor& t) {
+  if (t.bytes() > static_cast<size_t>(t.numel()) * dtype_size(t.dtype()))
+    std::memset(t.data(), 0, t.bytes());
 }
 
 }  // namespace
@@ -161,6 +191,91 @@ void CpuBackend::axpby(Tensor& y, float a, const Tensor& x, float b) {
 #pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
     for (int64_t i = 0; i < n; ++i) o[i] = from_f32<T>(a * to_f32(p[i]) + b * to_f32(o[i]));
   });
+}
+
+void CpuBackend::sigmoid_forward(const Tensor& x, Tensor& y) {
+  check_same("sigmoid", x, y);
+  clear_padding(y);
+  with_element_type("sigmoid", x, [&](auto tag) {
+    using T = decltype(tag);
+    const T* a = x.data_as<T>();
+    T* o = y.data_as<T>();
+    for_each_element(x, threads_, [&](int64_t i, int64_t) {
+      o[i] = from_f32<T>(1.f / (1.f + std::exp(-to_f32(a[i]))));
+    });
+  });
+}
+
+void CpuBackend::sigmoid_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
+  check_same("sigmoid_backward", y, dy);
+  check_same("sigmoid_backward", y, dx);
+  with_element_type("sigmoid_backward", y, [&](auto tag) {
+    using T = decltype(tag);
+    const T* out = y.data_as<T>();
+    const T* g = dy.data_as<T>();
+    T* o = dx.data_as<T>();
+    const int64_t n = element_count(y);
+#pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) {
+      const float s = to_f32(out[i]);
+      o[i] = from_f32<T>(to_f32(g[i]) * s * (1.f - s));
+    }
+  });
+}
+
+void CpuBackend::mul(const Tensor& a, const Tensor& b, Tensor& y, float alpha, float beta) {
+  check_same("mul", a, b);
+  check_same("mul", a, y);
+  with_element_type("mul", a, [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = a.data_as<T>();
+    const T* q = b.data_as<T>();
+    T* o = y.data_as<T>();
+    const int64_t n = element_count(a);
+#pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i)
+      o[i] = from_f32<T>(to_f32(p[i]) * (alpha * to_f32(q[i]) + beta));
+  });
+}
+
+void CpuBackend::scale_to(const Tensor& x, float factor, Tensor& y) {
+  check_same("scale_to", x, y);
+  with_element_type("scale_to", x, [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = x.data_as<T>();
+    T* o = y.data_as<T>();
+    const int64_t n = element_count(x);
+#pragma omp parallel for num_threads(threads_) if (n > kParallelGrain)
+    for (int64_t i = 0; i < n; ++i) o[i] = from_f32<T>(factor * to_f32(p[i]));
+  });
+}
+
+namespace {
+
+void dropout_map(const char* op, const Tensor& x, float p, uint64_t key, Tensor& y, int threads) {
+  check_same(op, x, y);
+  RN_CHECK(p >= 0.f && p < 1.f, "[" << op << "] p must be in [0, 1), got " << p);
+  const uint32_t threshold = dropout_threshold(p);
+  const float keep_scale = 1.f / (1.f - p);
+  clear_padding(y);
+  with_element_type(op, x, [&](auto tag) {
+    using T = decltype(tag);
+    const T* a = x.data_as<T>();
+    T* o = y.data_as<T>();
+    for_each_element(x, threads, [&](int64_t i, int64_t logical) {
+      o[i] = from_f32<T>(dropout_keep(key, logical, threshold) ? to_f32(a[i]) * keep_scale : 0.f);
+    });
+  });
+}
+
+}  // namespace
+
+void CpuBackend::dropout_forward(const Tensor& x, float p, uint64_t key, Tensor& y) {
+  dropout_map("dropout", x, p, key, y, threads_);
+}
+
+void CpuBackend::dropout_backward(const Tensor& dy, float p, uint64_t key, Tensor& dx) {
+  dropout_map("dropout_backward", dy, p, key, dx, threads_);
 }
 
 void CpuBackend::pad_shortcut_forward(const Tensor& x, int stride, Tensor& y) {

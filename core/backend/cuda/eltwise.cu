@@ -1,8 +1,10 @@
-// Element-wise kernels of the CUDA backend: ReLU and its gradients, add, axpby, fill, scale,
-// casts, the finiteness check, the zero-padding shortcut, bias rows and batch-norm statistics.
+// Element-wise kernels of the CUDA backend: ReLU and its gradients, sigmoid, products, dropout,
+// add, axpby, fill, scale, casts, the finiteness check, the zero-padding shortcut, bias rows and
+// batch-norm statistics.
 // Every kernel computes in fp32 whatever the storage type (f32, bf16, f16).
 #include "core/backend/cuda/cuda_backend.h"
 #include "core/backend/cuda/kernel_util.cuh"
+#include "core/backend/dropout_mask.h"
 
 namespace rn::cuda {
 namespace {
@@ -84,6 +86,71 @@ struct Scale {
   float factor;
   __device__ float operator()(float a, float, float) const { return a * factor; }
 };
+
+struct Sigmoid {
+  __device__ float operator()(float a, float, float) const { return 1.f / (1.f + __expf(-a)); }
+};
+struct SigmoidBackward {  // a = y, b = dy
+  __device__ float operator()(float a, float b, float) const { return b * a * (1.f - a); }
+};
+struct Mul {  // a * (alpha * b + beta)
+  float alpha, beta;
+  __device__ float operator()(float a, float b, float) const { return a * (alpha * b + beta); }
+};
+
+// Inverted dropout over a plain (NCHW) or NHWC tensor, one thread per element in memory order;
+// the mask is keyed by the element's NCHW index, as on the CPU.
+template <typename T>
+__global__ void dropout_kernel(const T* x, T* y, int64_t n_, int64_t c_, int64_t h_, int64_t w_,
+                               bool nhwc, uint64_t key, uint32_t threshold, float keep_scale) {
+  const int64_t total = n_ * c_ * h_ * w_;
+  for (int64_t i = thread_index(); i < total; i += grid_stride()) {
+    int64_t logical = i;
+    if (nhwc) {
+      int64_t r = i;
+      const int64_t c = r % c_;
+      r /= c_;
+      const int64_t w = r % w_;
+      r /= w_;
+      const int64_t h = r % h_, n = r / h_;
+      logical = ((n * c_ + c) * h_ + h) * w_ + w;
+    }
+    y[i] = from_f<T>(dropout_keep(key, logical, threshold) ? to_f(x[i]) * keep_scale : 0.f);
+  }
+}
+
+void dropout_map(const char* name, const Tensor& x, float p, uint64_t key, Tensor& y,
+                 cudaStream_t s) {
+  RN_CHECK(x.desc().same_layout(y.desc()),
+           "[" << name << "] operands differ: " << x.desc().str() << " vs " << y.desc().str());
+  RN_CHECK(p >= 0.f && p < 1.f, "[" << name << "] p must be in [0, 1), got " << p);
+  const int64_t total = x.numel();
+  if (total == 0) return;
+  // Tensors other than 4-D ones are plain: their offset is the index.
+  const Shape& sh = x.shape();
+  const bool four = sh.rank() == 4;
+  const int64_t n = four ? sh[0] : total, c = four ? sh[1] : 1, h = four ? sh[2] : 1,
+                w = four ? sh[3] : 1;
+  const bool nhwc = four && is_nhwc(x.desc());
+  const unsigned grid = grid_for(total, kBlock);
+  const uint32_t threshold = dropout_threshold(p);
+  const float keep_scale = 1.f / (1.f - p);
+  switch (x.dtype()) {
+#define RN_DROPOUT_CASE(DT, T)                                                                   \
+  case DT:                                                                                       \
+    dropout_kernel<T><<<grid, kBlock, 0, s>>>(static_cast<const T*>(x.data()),                   \
+                                              static_cast<T*>(y.data()), n, c, h, w, nhwc, key, \
+                                              threshold, keep_scale);                            \
+    break;
+    RN_DROPOUT_CASE(DType::f32, float)
+    RN_DROPOUT_CASE(DType::bf16, __nv_bfloat16)
+    RN_DROPOUT_CASE(DType::f16, __half)
+#undef RN_DROPOUT_CASE
+    default:
+      RN_FAIL("[" << name << "] unsupported type " << dtype_name(x.dtype()));
+  }
+  RN_CUDA_CHECK(cudaGetLastError());
+}
 
 template <typename S, typename D>
 __global__ void cast_kernel(const S* x, D* y, int64_t n) {
@@ -263,6 +330,30 @@ bool CudaBackend::all_finite(const Tensor& t) {
       cudaMemcpyAsync(host_result_, flag, sizeof(int), cudaMemcpyDeviceToHost, ctx_.stream()));
   RN_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream()));
   return *static_cast<int*>(host_result_) == 0;
+}
+
+void CudaBackend::sigmoid_forward(const Tensor& x, Tensor& y) {
+  map_eltwise("sigmoid", Sigmoid{}, y, &x, nullptr, nullptr, ctx_.stream());
+}
+
+void CudaBackend::sigmoid_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
+  map_eltwise("sigmoid_backward", SigmoidBackward{}, dx, &y, &dy, nullptr, ctx_.stream());
+}
+
+void CudaBackend::mul(const Tensor& a, const Tensor& b, Tensor& y, float alpha, float beta) {
+  map_eltwise("mul", Mul{alpha, beta}, y, &a, &b, nullptr, ctx_.stream());
+}
+
+void CudaBackend::scale_to(const Tensor& x, float factor, Tensor& y) {
+  map_eltwise("scale_to", Scale{factor}, y, &x, nullptr, nullptr, ctx_.stream());
+}
+
+void CudaBackend::dropout_forward(const Tensor& x, float p, uint64_t key, Tensor& y) {
+  dropout_map("dropout", x, p, key, y, ctx_.stream());
+}
+
+void CudaBackend::dropout_backward(const Tensor& dy, float p, uint64_t key, Tensor& dx) {
+  dropout_map("dropout_backward", dy, p, key, dx, ctx_.stream());
 }
 
 void CudaBackend::pad_shortcut_forward(const Tensor& x, int stride, Tensor& y) {

@@ -1,4 +1,5 @@
-// The CUDA backend's own kernels against the CPU backend: element-wise ops, the padding
+// The CUDA backend's own kernels against the CPU backend: element-wise ops (sigmoid, products
+// and dropout's mask included), the padding
 // shortcut, the per-channel affine accumulation, casts, the finiteness check, softmax
 // cross-entropy, SGD and LARS, and transfers through the NHWC layout. Skipped where no GPU is
 // usable.
@@ -73,6 +74,21 @@ TEST_F(CudaEltwiseTest, ElementwiseOpsMatchCpu) {
       expect_same("fill");
       gpu_->fill(gy, 0.f), cpu_->fill(cy, 0.f);
       expect_same("fill zero");
+      gpu_->sigmoid_forward(ga, gy), cpu_->sigmoid_forward(ca, cy);
+      expect_same("sigmoid");
+      gpu_->sigmoid_backward(ga, gb, gy), cpu_->sigmoid_backward(ca, cb, cy);
+      expect_same("sigmoid_backward");
+      gpu_->mul(ga, gb, gy), cpu_->mul(ca, cb, cy);
+      expect_same("mul");
+      gpu_->mul(ga, gb, gy, -1.f, 1.f), cpu_->mul(ca, cb, cy, -1.f, 1.f);
+      expect_same("mul 1 - b");
+      gpu_->scale_to(ga, 0.5f, gy), cpu_->scale_to(ca, 0.5f, cy);
+      expect_same("scale_to");
+      // The same mask on both, though the GPU's tensor is NHWC and the CPU's NCHW.
+      gpu_->dropout_forward(ga, 0.5f, 77, gy), cpu_->dropout_forward(ca, 0.5f, 77, cy);
+      expect_same("dropout");
+      gpu_->dropout_backward(gb, 0.3f, 78, gy), cpu_->dropout_backward(cb, 0.3f, 78, cy);
+      expect_same("dropout_backward");
     }
 }
 

@@ -1,6 +1,7 @@
-// Element-wise ops (relu, add, add_inplace, axpby, fill, scale, copy), reorders between plain and
-// blocked layouts, and the option-A shortcut, on plain and blocked tensors whose channel count is
-// not a multiple of the block, so the padded tail of the last block is exercised too.
+// Element-wise ops (relu, sigmoid, products, dropout, add, add_inplace, axpby, fill, scale, copy),
+// reorders between plain and blocked layouts, and the option-A shortcut, on plain and blocked
+// tensors whose channel count is not a multiple of the block, so the padded tail of the last
+// block is exercised too.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "core/backend/backend.h"
+#include "core/backend/dropout_mask.h"
 #include "core/check.h"
 #include "tests/core/gradient_check.h"
 
@@ -175,6 +177,89 @@ TEST_P(EltwiseTest, ScaleMultipliesEveryElement) {
   for (size_t i = 0; i < av_.size(); ++i) expected[i] = -3.0 * av_[i];
   EXPECT_TRUE(all_close(values(a_), expected, 1e-6));
   EXPECT_TRUE(padding_is_zero(a_));
+}
+
+TEST_P(EltwiseTest, SigmoidAndItsGradient) {
+  Tensor y = be_->allocate(desc_), dx = be_->allocate(desc_);
+  be_->sigmoid_forward(a_, y);
+  std::vector<double> expected(av_.size());
+  for (size_t i = 0; i < av_.size(); ++i) expected[i] = 1.0 / (1.0 + std::exp(-av_[i]));
+  EXPECT_TRUE(all_close(values(y), expected, 1e-6));
+  EXPECT_TRUE(padding_is_zero(y));  // sigmoid(0) is 1/2: the padding is not an element
+  be_->sigmoid_backward(y, b_, dx);
+  EXPECT_TRUE(padding_is_zero(dx));
+  EXPECT_TRUE(gradient_matches(
+      [&](const std::vector<float>& x) {
+        Tensor out = be_->allocate(desc_);
+        be_->sigmoid_forward(upload_as(*be_, desc_, x), out);
+        return values(out);
+      },
+      av_, bv_, values(dx), {.step = 1e-2, .max_points = 100}));
+}
+
+TEST_P(EltwiseTest, ProductWithAnAffineSecondOperand) {
+  Tensor y = be_->allocate(desc_), z = be_->allocate(desc_);
+  be_->mul(a_, b_, y);
+  be_->mul(a_, b_, z, -1.f, 1.f);  // a * (1 - b): a gate's complement
+  std::vector<double> product(av_.size()), complement(av_.size());
+  for (size_t i = 0; i < av_.size(); ++i) {
+    product[i] = static_cast<double>(av_[i]) * bv_[i];
+    complement[i] = static_cast<double>(av_[i]) * (1.0 - bv_[i]);
+  }
+  EXPECT_TRUE(all_close(values(y), product, 1e-6));
+  EXPECT_TRUE(all_close(values(z), complement, 1e-6));
+  EXPECT_TRUE(padding_is_zero(z));
+  // d(a*b)/da = b: the finite differences of the product in a, against b * dy.
+  std::vector<float> da(av_.size());
+  for (size_t i = 0; i < av_.size(); ++i) da[i] = bv_[i] * 0.5f;
+  EXPECT_TRUE(gradient_matches(
+      [&](const std::vector<float>& x) {
+        Tensor out = be_->allocate(desc_);
+        be_->mul(upload_as(*be_, desc_, x), b_, out);
+        return values(out);
+      },
+      av_, std::vector<float>(av_.size(), 0.5f), da, {.step = 1e-2, .max_points = 100}));
+}
+
+TEST_P(EltwiseTest, ScaleToLeavesTheSourceAlone) {
+  Tensor y = be_->allocate(desc_);
+  be_->scale_to(a_, 0.5f, y);
+  std::vector<double> expected(av_.size());
+  for (size_t i = 0; i < av_.size(); ++i) expected[i] = 0.5 * av_[i];
+  EXPECT_TRUE(all_close(values(y), expected, 1e-7));
+  EXPECT_EQ(values(a_), av_);
+}
+
+TEST_P(EltwiseTest, DropoutMaskIsAFunctionOfKeyAndElement) {
+  const float p = 0.25f;
+  Tensor y = be_->allocate(desc_), again = be_->allocate(desc_), other = be_->allocate(desc_);
+  be_->dropout_forward(a_, p, 42, y);
+  be_->dropout_forward(a_, p, 42, again);
+  be_->dropout_forward(a_, p, 43, other);
+  const std::vector<float> got = values(y);
+  EXPECT_EQ(got, values(again));
+  EXPECT_NE(got, values(other));
+  EXPECT_TRUE(padding_is_zero(y));
+  // The mask as dropout_keep defines it on the N x C x H x W index, whatever the layout.
+  const uint32_t threshold = dropout_threshold(p);
+  int64_t kept = 0;
+  for (size_t i = 0; i < av_.size(); ++i) {
+    const bool keep = dropout_keep(42, static_cast<int64_t>(i), threshold);
+    kept += keep;
+    ASSERT_FLOAT_EQ(got[i], keep ? av_[i] / (1.f - p) : 0.f) << i;
+  }
+  const double n = static_cast<double>(av_.size());
+  EXPECT_NEAR(kept / n, 1 - p, 4 * std::sqrt(p * (1 - p) / n));  // 720 draws: within 4 sigma
+  // Backward applies the same mask to the gradient: exactly the forward map's derivative.
+  Tensor dx = be_->allocate(desc_);
+  be_->dropout_backward(b_, p, 42, dx);
+  EXPECT_TRUE(gradient_matches(
+      [&](const std::vector<float>& x) {
+        Tensor out = be_->allocate(desc_);
+        be_->dropout_forward(upload_as(*be_, desc_, x), p, 42, out);
+        return values(out);
+      },
+      av_, bv_, values(dx), {.step = 1e-2, .max_points = 100}));
 }
 
 TEST_P(EltwiseTest, CopyDuplicates) {

@@ -338,7 +338,7 @@ ModelSpec tiny_spec(const std::string& name) {
     s.block = BlockKind::bottleneck;
     s.blocks = {1, 1};
     s.planes = {4, 8};
-    s.preact = true;
+    s.activation = nn::UnitActivation::full_preact;
     s.in_channels = 2;
     s.num_classes = 4;
   } else if (name == "tiny_imagenet") {  // 7 x 7 / 2 stem and 3 x 3 / 2 max pooling
