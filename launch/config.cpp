@@ -780,6 +780,18 @@ std::string field_text(const std::vector<int>& v) {
   return out;
 }
 
+// Whether any spec field of a ModelConfig is set.
+struct FieldPresence {
+  explicit FieldPresence(bool& any) : any_(any) {}
+  template <typename T>
+  void field(const char*, T&) {}
+  template <typename T>
+  void field(const char*, std::optional<T>& v) {
+    any_ = any_ || v.has_value();
+  }
+  bool& any_;
+};
+
 // Applies the set fields of a ModelConfig to a spec, in schema order.
 class SpecApplier {
  public:
@@ -795,18 +807,21 @@ class SpecApplier {
     } catch (const Error& e) {
       throw ModelFieldError(e.what(), dotted_key);
     }
-    any_ = true;
   }
-  bool any() const { return any_; }
 
  private:
   models::ModelSpec& spec_;
-  bool any_ = false;
 };
 
 }  // namespace
 
 std::string model_name_of(const ModelConfig& model) {
+  ModelConfig copy = model;
+  bool any_field = false;
+  FieldPresence presence(any_field);
+  visit(copy, presence);
+  // A name alone is checked against the zoo when the model is built.
+  if (!any_field) return model.name;
   models::ModelSpec spec;
   if (model.name == "custom") {
     spec.in_channels = model.in_channels;
@@ -817,13 +832,8 @@ std::string model_name_of(const ModelConfig& model) {
               << model.name << "'");
     spec = models::model_spec(model.name, model.in_channels, model.num_classes);
   }
-  ModelConfig copy = model;
   SpecApplier applier(spec);
   visit(copy, applier);
-  if (!applier.any()) {
-    if (model.name == "custom") models::validate_spec(spec);  // says which field is missing
-    return model.name;
-  }
   models::validate_spec(spec);
   return models::model_name(model.name, spec);
 }

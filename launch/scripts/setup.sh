@@ -6,6 +6,8 @@
 #   bash launch/scripts/setup.sh build   # install and build only
 #   bash launch/scripts/setup.sh hardening  # install clang too; the short sanitizer and fuzz run
 #                                           # of CI (launch/scripts/sanitize.sh, fuzz.sh)
+#   bash launch/scripts/setup.sh experiments [NAME...]  # the papers' experiments (configs/
+#                                           # experiments), trained (resumable) and plotted
 set -euo pipefail
 
 mode=${1:-run}
@@ -16,8 +18,12 @@ jobs=$(nproc)
 build_packages=(build-essential cmake pkg-config zlib1g-dev libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev hdf5-tools libboost-log-dev libdnnl-dev libyaml-cpp-dev
   libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libgtest-dev dataset-fashion-mnist)
-# The tests compare against PyTorch and torchvision (on PIL) and read checkpoints with h5py.
-test_packages=(python3-torch python3-torchvision python3-h5py python3-numpy python3-pil)
+# The experiments' runner reads YAML and plots with matplotlib.
+experiment_packages=(python3-yaml python3-matplotlib)
+# The tests compare against PyTorch and torchvision (on PIL) and read checkpoints with h5py; one
+# runs a tiny experiment.
+test_packages=(python3-torch python3-torchvision python3-h5py python3-numpy python3-pil
+  "${experiment_packages[@]}")
 # libFuzzer and its runtimes (clang 14), with the OpenMP runtime clang builds need.
 fuzz_packages=(clang-14 libclang-rt-14-dev libfuzzer-14-dev libomp-14-dev)
 
@@ -60,13 +66,25 @@ case "$mode" in
     cd "$build"
     ctest --output-on-failure --timeout 900 -j "$jobs"
     ;;
+  experiments)
+    install_missing "${build_packages[@]}" "${experiment_packages[@]}"
+    do_build
+    cd "$root"
+    names=("${@:2}")
+    [ ${#names[@]} -eq 0 ] && names=(degradation shortcuts activations cardinality)
+    for name in "${names[@]}"; do
+      /usr/bin/python3 launch/scripts/experiment.py run "configs/experiments/$name.yaml" \
+        --resnet "$build/resnet"
+      /usr/bin/python3 launch/scripts/experiment.py plot "configs/experiments/$name.yaml"
+    done
+    ;;
   hardening)
     install_missing "${build_packages[@]}" "${fuzz_packages[@]}"
     bash "$root/launch/scripts/sanitize.sh" quick
     RESNET_FUZZ_QUICK=1 RESNET_FUZZ_PARALLEL=$jobs bash "$root/launch/scripts/fuzz.sh" 15
     ;;
   *)
-    echo "usage: $0 run|test|build|hardening" >&2
+    echo "usage: $0 run|test|build|experiments|hardening" >&2
     exit 2
     ;;
 esac

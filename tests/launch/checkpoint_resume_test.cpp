@@ -34,6 +34,34 @@ TEST_F(ResumeTest, ResumeOnTwoRanksIsBitIdentical) {
   EXPECT_FALSE(tensors(ckpt("a", 6)) == ta);
 }
 
+// Dropout masks are drawn from (seed, step, rank): a run resumed in the middle draws the masks
+// the uninterrupted run drew. The network comes from spec fields, which the checkpoint keeps.
+TEST_F(ResumeTest, ResumeWithShortcutDropoutIsBitIdentical) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed";
+  const std::string variant =
+      " --set model.shortcut=dropout --set model.shortcut_dropout=0.3 --set model.unit=relu_preact";
+  auto a = run_resnet("train " + config("a") + variant + " --set checkpoint.every_steps=3",
+                      ranks(2));
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  auto b = run_resnet("train " + config("b") + variant + " --resume " + ckpt("a", 6).string(),
+                      ranks(2));
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  const auto ta = tensors(ckpt("a", 12)), tb = tensors(ckpt("b", 12));
+  ASSERT_EQ(ta.size(), tb.size());
+  for (const auto& [name, bytes] : ta) EXPECT_TRUE(bytes == tb.at(name)) << name << " differs";
+  EXPECT_EQ(metrics("b").at(3), metrics("a").at(3));
+  // The masks matter: without dropout the weights differ.
+  auto c = run_resnet("train " + config("c") + " --set model.unit=relu_preact", ranks(2));
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_FALSE(tensors(ckpt("c", 12)) == ta);
+  // The checkpoint names its network with the fields, and `ckpt inspect` shows them.
+  auto inspect = run_resnet("ckpt inspect " + ckpt("a", 12).string(), "");
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+  EXPECT_NE(inspect.out.find("resnet20{unit=relu_preact shortcut=dropout shortcut_dropout=0.3}"),
+            std::string::npos)
+      << inspect.out;
+}
+
 // Ranks on several machines read their shares of a checkpoint and broadcast them (a test hook
 // makes these ranks do so); the continuation is the same as the one-machine reading's.
 TEST_F(ResumeTest, BroadcastReadingResumesTheSame) {

@@ -6,10 +6,12 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "tests/launch/run_command.h"
+#include "tests/scratch_dir.h"
 
 namespace rn::launch {
 namespace {
@@ -83,6 +85,32 @@ TEST_F(CliTest, InfoTakesInputAndClasses) {
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_NE(text.out.find("269722"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("3x32x32"), std::string::npos) << text.out;
+}
+
+TEST_F(CliTest, InfoReadsTheNetworkFromAConfig) {
+  test::ScratchDir dir;
+  const std::string config = dir.file("gated.yaml");
+  std::ofstream(config) << "model: {name: resnet20, in_channels: 1, num_classes: 10,\n"
+                           "        shortcut: shortcut_gate, gate_bias: -6}\n";
+  const CommandResult r = run({"info", "--config", config, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json_string(r.out, "model"), "resnet20{shortcut=shortcut_gate gate_bias=-6}");
+  // resnet20 on 1x28x28 (269434, above) plus nine gates of in*out + out parameters.
+  EXPECT_EQ(json_number(r.out, "params"), 269434 + 3 * (16 * 16 + 16) + (16 * 32 + 32) +
+                                              2 * (32 * 32 + 32) + (32 * 64 + 64) +
+                                              2 * (64 * 64 + 64));
+  EXPECT_EQ(json_number(r.out, "depth"), 20);
+  EXPECT_NE(r.out.find("\"unit\": \"original\""), std::string::npos) << r.out;
+  const CommandResult text = run({"info", "--config", config, "--set", "model.unit=full_preact"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("unit=full_preact"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("1x28x28"), std::string::npos) << text.out;
+  expect_one_line_error(run({"info", "--config", config, "--set", "model.blocks=[3,x]"}),
+                        {"--set model.blocks=[3,x]", "'model.blocks[1]'"});
+  expect_one_line_error(run({"info", "--config", config, "--set", "model.shortcut=gate"}),
+                        {"--set model.shortcut=gate", "'model.shortcut' must be one of"});
+  expect_one_line_error(run({"info", "--config", config, "--model", "resnet20"}),
+                        {"--model", "--config"});
 }
 
 TEST_F(CliTest, UnknownModelListsKnownModels) {

@@ -217,6 +217,58 @@ TEST(Config, ToYamlRoundTripsEveryField) {
   EXPECT_TRUE(contains(text, "lr: 0.3333333333333333")) << text;
 }
 
+TEST(ConfigModel, FieldsChangeTheNamedNetwork) {
+  const Config c = parse_config(
+      "model: {name: resnet56, shortcut: exclusive_gate, gate_bias: -6, blocks: [2, 2, 2]}\n",
+      "x.yaml");
+  EXPECT_EQ(model_name_of(c.model), "resnet56{blocks=2,2,2 shortcut=exclusive_gate gate_bias=-6}");
+  // A name alone stays a name; fields equal to the named network's leave it unchanged.
+  EXPECT_EQ(model_name_of(parse_config("model: {name: resnet20}\n", "x.yaml").model), "resnet20");
+  EXPECT_EQ(model_name_of(parse_config("model: {unit: original}\n", "x.yaml").model), "resnet20");
+  // Overrides set fields too, and a whole spec starts from "custom".
+  const Config custom = parse_config(
+      "model: {name: custom, block: bottleneck, blocks: [1, 1], widths: [8, 16], stem: cifar, "
+      "stem_channels: 8, groups: 2, width_per_group: 32}\n",
+      "x.yaml", {"model.unit=full_preact"});
+  const std::string name = model_name_of(custom.model);
+  EXPECT_TRUE(contains(name, "custom{block=bottleneck blocks=1,1 widths=8,16 groups=2 "
+                             "width_per_group=32 stem=cifar stem_channels=8 unit=full_preact"))
+      << name;
+  // The resolved config writes the set fields only, and reads back equal.
+  const std::string text = to_yaml(custom);
+  EXPECT_TRUE(contains(text, "blocks: [1, 1]")) << text;
+  EXPECT_FALSE(contains(text, "gate_bias")) << text;
+  EXPECT_EQ(parse_config(text, custom.source), custom);
+}
+
+TEST(ConfigModel, BadFieldsNameTheFieldAndWhereItWasSet) {
+  EXPECT_EQ(parse_error("model: {shortcut: gated}\n"),
+            "configs/x.yaml: 'model.shortcut' must be one of identity, scale_shortcut, "
+            "scale_both, exclusive_gate, shortcut_gate, conv1x1, dropout; got 'gated'");
+  EXPECT_EQ(parse_error("model: {blocks: [3, 0, 3]}\n"),
+            "configs/x.yaml: 'model.blocks' must be a list of positive integers, one per stage, "
+            "such as [9, 9, 9]; got '3,0,3'");
+  EXPECT_EQ(parse_error("model: {blocks: 3}\n"),
+            "configs/x.yaml: 'model.blocks' must be a list of integers such as [9, 9, 9], got '3'");
+  EXPECT_EQ(parse_error("", {"model.gate_bias=abc"}),
+            "--set model.gate_bias=abc: 'model.gate_bias' must be a number, got 'abc'");
+  EXPECT_EQ(parse_error("model: {unit: preact}\n", {}),
+            "configs/x.yaml: 'model.unit' must be one of original, bn_after_add, "
+            "relu_before_add, relu_preact, full_preact; got 'preact'");
+  EXPECT_EQ(parse_error("model: {widths: [16, 32]}\n"),
+            "configs/x.yaml: 'model': 'widths' must have one entry per stage (3, as 'blocks'), "
+            "got 2");
+  EXPECT_EQ(parse_error("model: {name: custom, block: basic}\n"),
+            "configs/x.yaml: 'model': 'blocks' must list the units of each stage, such as "
+            "[9, 9, 9]");
+  EXPECT_EQ(parse_error("model: {name: resnet21, plain: true}\n").rfind(
+                "configs/x.yaml: 'model': unknown model 'resnet21'; known models: ", 0),
+            0u);
+  EXPECT_EQ(parse_error("model: {shortcut_scale: 2}\n", {}),
+            "configs/x.yaml: 'model': 'shortcut_scale' must be in (0, 1), got 2");
+  EXPECT_TRUE(contains(parse_error("model: {depth: 20}\n"), "unknown key 'model.depth'"));
+}
+
 // --- bad input: each message is one line naming the file or override and the key.
 
 TEST(ConfigErrors, UnknownKeyListsTheValidKeysAtItsLevel) {
