@@ -250,12 +250,14 @@ void decode(const YAML::Node& node, const std::string& key, const ReadContext& c
   }
 }
 
-void decode(const YAML::Node& node, const std::string& key, const ReadContext& ctx,
-            std::vector<double>& out) {
-  if (!node.IsSequence()) fail_type(ctx, key, "a list of numbers such as [5, 7.5]", node);
-  std::vector<double> values;
+// A list of numbers; `example` shows its form in the message.
+template <typename T>
+void decode_list(const YAML::Node& node, const std::string& key, const ReadContext& ctx,
+                 std::vector<T>& out, const char* example) {
+  if (!node.IsSequence()) fail_type(ctx, key, example, node);
+  std::vector<T> values;
   for (std::size_t i = 0; i < node.size(); ++i) {
-    double v = 0;
+    T v = 0;
     decode(node[i], key + "[" + std::to_string(i) + "]", ctx, v);
     values.push_back(v);
   }
@@ -263,15 +265,13 @@ void decode(const YAML::Node& node, const std::string& key, const ReadContext& c
 }
 
 void decode(const YAML::Node& node, const std::string& key, const ReadContext& ctx,
+            std::vector<double>& out) {
+  decode_list(node, key, ctx, out, "a list of numbers such as [5, 7.5]");
+}
+
+void decode(const YAML::Node& node, const std::string& key, const ReadContext& ctx,
             std::vector<int>& out) {
-  if (!node.IsSequence()) fail_type(ctx, key, "a list of integers such as [9, 9, 9]", node);
-  std::vector<int> values;
-  for (std::size_t i = 0; i < node.size(); ++i) {
-    int v = 0;
-    decode(node[i], key + "[" + std::to_string(i) + "]", ctx, v);
-    values.push_back(v);
-  }
-  out = std::move(values);
+  decode_list(node, key, ctx, out, "a list of integers such as [9, 9, 9]");
 }
 
 // An optional field: null (`key: ~`) unsets it.
@@ -771,14 +771,7 @@ std::string field_text(const std::string& v) { return v; }
 std::string field_text(int v) { return std::to_string(v); }
 std::string field_text(double v) { return format_double(v); }
 std::string field_text(bool v) { return v ? "true" : "false"; }
-std::string field_text(const std::vector<int>& v) {
-  std::string out;
-  for (int x : v) {
-    if (!out.empty()) out += ',';
-    out += std::to_string(x);
-  }
-  return out;
-}
+std::string field_text(const std::vector<int>& v) { return models::stage_list(v); }
 
 // Whether any spec field of a ModelConfig is set.
 struct FieldPresence {

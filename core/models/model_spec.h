@@ -58,6 +58,8 @@ const std::vector<std::string>& spec_fields();
 // `label` names the field in messages ("model.blocks"; default: the key).
 void set_spec_field(ModelSpec& s, const std::string& key, const std::string& value,
                     const std::string& label = "");
+// A per-stage list as field text: "9,9,9".
+std::string stage_list(const std::vector<int>& v);
 // The text of field `key` of `s`, as set_spec_field reads it.
 std::string spec_field(const ModelSpec& s, const std::string& key);
 // Checks the spec as a whole: one line naming the first bad field.

@@ -114,15 +114,6 @@ void set_ints(const std::string& key, const std::string& value, std::vector<int>
   out = std::move(v);
 }
 
-std::string ints_text(const std::vector<int>& v) {
-  std::string out;
-  for (int x : v) {
-    if (!out.empty()) out += ',';
-    out += std::to_string(x);
-  }
-  return out;
-}
-
 std::string float_text(float v) {
   char buf[32];
   const auto r = std::to_chars(buf, buf + sizeof buf, v);
@@ -130,6 +121,15 @@ std::string float_text(float v) {
 }
 
 }  // namespace
+
+std::string stage_list(const std::vector<int>& v) {
+  std::string out;
+  for (int x : v) {
+    if (!out.empty()) out += ',';
+    out += std::to_string(x);
+  }
+  return out;
+}
 
 const std::vector<std::string>& spec_fields() {
   static const std::vector<std::string> keys{
@@ -164,8 +164,8 @@ void set_spec_field(ModelSpec& s, const std::string& name, const std::string& va
 
 std::string spec_field(const ModelSpec& s, const std::string& key) {
   if (key == "block") return kBlocks.of(s.block);
-  if (key == "blocks") return ints_text(s.blocks);
-  if (key == "widths") return ints_text(s.planes);
+  if (key == "blocks") return stage_list(s.blocks);
+  if (key == "widths") return stage_list(s.planes);
   if (key == "groups") return std::to_string(s.groups);
   if (key == "width_per_group") return std::to_string(s.width_per_group);
   if (key == "stem") return kStems.of(s.stem);
