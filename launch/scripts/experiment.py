@@ -152,11 +152,17 @@ def run_command(args, spec, run, run_dir):
     cmd = []
     if args.np > 1 or args.mpirun:
         cmd += ["mpirun", "-np", str(args.np), "--oversubscribe", "--bind-to", "none"]
+        if os.geteuid() == 0:
+            cmd += ["--allow-run-as-root"]
     cmd += [args.resnet, "train", "--config", spec["base_path"], "--resume", "auto"]
     for key, value in sets.items():
         cmd += ["--set", f"{key}={yaml_value(value)}"]
-    if args.threads:
-        cmd += ["--set", f"train.threads={args.threads}"]
+    threads = args.threads
+    if not threads and args.parallel > 1:
+        # Side by side, each job only sees its own ranks: share this machine's cores out here.
+        threads = max(1, len(os.sched_getaffinity(0)) // (args.parallel * args.np))
+    if threads:
+        cmd += ["--set", f"train.threads={threads}"]
     cmd += ["--set", f"run_dir={run_dir}"]
     return cmd
 
@@ -395,12 +401,14 @@ def main():
     p.add_argument("--mpirun", action="store_true", help="start runs under mpirun even with 1 rank")
     p.add_argument("--parallel", type=int, default=1, help="runs side by side (default 1)")
     p.add_argument("--threads", type=int, default=0,
-                   help="train.threads of each rank (default: the node's cores shared by its ranks)")
+                   help="train.threads of each rank (default: the trainer's choice; with "
+                        "--parallel, the cores divided among every run's ranks)")
     p.add_argument("--only", help="comma-separated run names")
     p.add_argument("--resnet", default=os.path.join(ROOT, "build", "resnet"),
                    help="the resnet binary (default build/resnet)")
     p.add_argument("--formats", default="png,svg", help="plot formats (default png,svg)")
     args = p.parse_args()
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `list | head` ends quietly
     if args.np < 1 or args.parallel < 1:
         fail("--np and --parallel must be at least 1")
     spec = load(args.file)
