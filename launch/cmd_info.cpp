@@ -61,8 +61,8 @@ int run_info(const std::vector<std::string>& argv) {
   const Shape out = net->output_shape(in);
   const std::string bf16_why = precision_unsupported(Device{}, DType::bf16);
   if (args.flag("json")) {
-    std::cout << "{\"model\": \"" << json_escape(name) << "\", \"input\": [" << d.channels
-              << ", " << d.height << ", " << d.width << "], \"classes\": " << d.classes
+    std::cout << "{\"model\": \"" << json_escape(name) << "\", \"input\": [" << d.channels << ", "
+              << d.height << ", " << d.width << "], \"classes\": " << d.classes
               << ", \"params\": " << params << ", \"macs\": " << macs
               << ", \"depth\": " << net->depth()
               << ", \"weighted_layers\": " << net->weighted_layers()

@@ -767,11 +767,21 @@ std::vector<Config> member_configs(const Config& config) {
 namespace {
 
 // The text of a field as models::set_spec_field reads it.
-std::string field_text(const std::string& v) { return v; }
-std::string field_text(int v) { return std::to_string(v); }
-std::string field_text(double v) { return format_double(v); }
-std::string field_text(bool v) { return v ? "true" : "false"; }
-std::string field_text(const std::vector<int>& v) { return models::stage_list(v); }
+std::string field_text(const std::string& v) {
+  return v;
+}
+std::string field_text(int v) {
+  return std::to_string(v);
+}
+std::string field_text(double v) {
+  return format_double(v);
+}
+std::string field_text(bool v) {
+  return v ? "true" : "false";
+}
+std::string field_text(const std::vector<int>& v) {
+  return models::stage_list(v);
+}
 
 // Whether any spec field of a ModelConfig is set.
 struct FieldPresence {

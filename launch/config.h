@@ -15,11 +15,11 @@ struct ModelConfig {
   std::string name = "resnet20";  // checked against the model zoo when the model is built
   int in_channels = 3;
   int num_classes = 10;
-  bool zero_init_residual = false;  // last BN of each residual branch starts at gamma = 0
-  std::optional<std::string> block;                 // basic | bottleneck
-  std::optional<std::vector<int>> blocks, widths;   // units and widths per stage
-  std::optional<int> groups, width_per_group;       // bottleneck: cardinality, width per group
-  std::optional<std::string> stem;                  // cifar | imagenet
+  bool zero_init_residual = false;   // last BN of each residual branch starts at gamma = 0
+  std::optional<std::string> block;  // basic | bottleneck
+  std::optional<std::vector<int>> blocks, widths;  // units and widths per stage
+  std::optional<int> groups, width_per_group;      // bottleneck: cardinality, width per group
+  std::optional<std::string> stem;                 // cifar | imagenet
   std::optional<int> stem_channels;
   std::optional<std::string> unit;             // original | bn_after_add | relu_before_add | ...
   std::optional<std::string> shortcut;         // identity | scale_shortcut | ... | dropout

@@ -326,7 +326,8 @@ bool Trainer::train_epoch(int epoch, EpochSums& sums) {
     sums.bad += batch.bad;
     sums.lr = schedule_->lr_at(step_);
     net_->set_noise_key(io::counter_hash(cfg_.train.seed, io::RngStream::dropout,
-                                         static_cast<uint64_t>(step_), static_cast<uint64_t>(rank_)));
+                                         static_cast<uint64_t>(step_),
+                                         static_cast<uint64_t>(rank_)));
     LossStats s;
     try {
       s = runner_->train_step(bt.images, bt.labels, sums.lr);

@@ -27,8 +27,9 @@ RN_HOST_DEVICE inline uint32_t dropout_threshold(float p) {
 
 // Whether the element at `logical` (its N x C x H x W row-major index) is kept.
 RN_HOST_DEVICE inline bool dropout_keep(uint64_t key, int64_t logical, uint32_t threshold) {
-  return static_cast<uint32_t>(mix64(key ^ (static_cast<uint64_t>(logical) *
-                                            0xd1b54a32d192ed03ull)) >> 40) >= threshold;
+  return static_cast<uint32_t>(
+             mix64(key ^ (static_cast<uint64_t>(logical) * 0xd1b54a32d192ed03ull)) >> 40) >=
+         threshold;
 }
 
 }  // namespace rn

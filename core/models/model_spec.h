@@ -27,7 +27,7 @@ struct ModelSpec {
   int stem_channels = 64;
   // Where BN and ReLU sit in each unit; full_preact is the pre-activation ResNet.
   nn::UnitActivation activation = nn::UnitActivation::original;
-  bool plain = false;  // no shortcuts (the degradation experiment)
+  bool plain = false;                               // no shortcuts (the degradation experiment)
   nn::ShortcutKind shortcut = nn::ShortcutKind::B;  // where the shape changes (options A/B/C)
   nn::ShortcutVariant variant = nn::ShortcutVariant::identity;
   float shortcut_scale = 0.5f;

@@ -40,7 +40,8 @@ struct Names {
   }
 };
 
-const Names<BlockKind> kBlocks{{{BlockKind::basic, "basic"}, {BlockKind::bottleneck, "bottleneck"}}};
+const Names<BlockKind> kBlocks{
+    {{BlockKind::basic, "basic"}, {BlockKind::bottleneck, "bottleneck"}}};
 const Names<StemKind> kStems{{{StemKind::cifar, "cifar"}, {StemKind::imagenet, "imagenet"}}};
 const Names<UnitActivation> kUnits{{{UnitActivation::original, "original"},
                                     {UnitActivation::bn_after_add, "bn_after_add"},
@@ -90,6 +91,11 @@ void set_bool(const std::string& key, const std::string& value, bool& out) {
     RN_FAIL("'" << key << "' must be true or false; got '" << value << "'");
 }
 
+[[noreturn]] void bad_list(const std::string& key, const std::string& value) {
+  RN_FAIL("'" << key << "' must be a list of positive integers, one per stage, such as [9, 9, 9]; "
+              << "got '" << value << "'");
+}
+
 // "9,9,9" (the brackets of "[9, 9, 9]" and spaces are allowed).
 void set_ints(const std::string& key, const std::string& value, std::vector<int>& out) {
   std::string text;
@@ -101,16 +107,10 @@ void set_ints(const std::string& key, const std::string& value, std::vector<int>
     int x = 0;
     const char* end = item.data() + item.size();
     const auto r = std::from_chars(item.data(), end, x);
-    if (item.empty() || r.ec != std::errc() || r.ptr != end || x < 1)
-      RN_FAIL("'" << key << "' must be a list of positive integers, one per stage, such as "
-                     "[9, 9, 9]; got '"
-                  << value << "'");
+    if (item.empty() || r.ec != std::errc() || r.ptr != end || x < 1) bad_list(key, value);
     v.push_back(x);
   }
-  if (v.empty() || text.back() == ',')
-    RN_FAIL("'" << key << "' must be a list of positive integers, one per stage, such as "
-                   "[9, 9, 9]; got '"
-                << value << "'");
+  if (v.empty() || text.back() == ',') bad_list(key, value);
   out = std::move(v);
 }
 
@@ -132,10 +132,21 @@ std::string stage_list(const std::vector<int>& v) {
 }
 
 const std::vector<std::string>& spec_fields() {
-  static const std::vector<std::string> keys{
-      "block",          "blocks",     "widths",         "groups",     "width_per_group",
-      "stem",           "stem_channels", "unit",        "shortcut",   "shortcut_option",
-      "shortcut_scale", "gate_bias",  "shortcut_dropout", "plain",    "stride_on_3x3"};
+  static const std::vector<std::string> keys{"block",
+                                             "blocks",
+                                             "widths",
+                                             "groups",
+                                             "width_per_group",
+                                             "stem",
+                                             "stem_channels",
+                                             "unit",
+                                             "shortcut",
+                                             "shortcut_option",
+                                             "shortcut_scale",
+                                             "gate_bias",
+                                             "shortcut_dropout",
+                                             "plain",
+                                             "stride_on_3x3"};
   return keys;
 }
 
@@ -182,39 +193,42 @@ std::string spec_field(const ModelSpec& s, const std::string& key) {
 }
 
 void validate_spec(const ModelSpec& s) {
-  RN_SPEC_REQUIRE(!s.blocks.empty(), "'blocks' must list the units of each stage, such as [9, 9, 9]");
+  RN_SPEC_REQUIRE(!s.blocks.empty(),
+                  "'blocks' must list the units of each stage, such as [9, 9, 9]");
   RN_SPEC_REQUIRE(s.planes.size() == s.blocks.size(),
-           "'widths' must have one entry per stage (" << s.blocks.size() << ", as 'blocks'), got "
-                                                      << s.planes.size());
+                  "'widths' must have one entry per stage ("
+                      << s.blocks.size() << ", as 'blocks'), got " << s.planes.size());
   for (int b : s.blocks) RN_SPEC_REQUIRE(b >= 1, "'blocks' must be positive, got " << b);
   for (int w : s.planes) RN_SPEC_REQUIRE(w >= 1, "'widths' must be positive, got " << w);
   RN_SPEC_REQUIRE(s.groups >= 1, "'groups' must be at least 1, got " << s.groups);
-  RN_SPEC_REQUIRE(s.width_per_group >= 1, "'width_per_group' must be at least 1, got "
-                                       << s.width_per_group);
-  RN_SPEC_REQUIRE(s.stem_channels >= 1, "'stem_channels' must be at least 1, got " << s.stem_channels);
+  RN_SPEC_REQUIRE(s.width_per_group >= 1,
+                  "'width_per_group' must be at least 1, got " << s.width_per_group);
+  RN_SPEC_REQUIRE(s.stem_channels >= 1,
+                  "'stem_channels' must be at least 1, got " << s.stem_channels);
   RN_SPEC_REQUIRE(s.in_channels >= 1, "'in_channels' must be at least 1, got " << s.in_channels);
   RN_SPEC_REQUIRE(s.num_classes >= 1, "'num_classes' must be at least 1, got " << s.num_classes);
-  RN_SPEC_REQUIRE(s.block == BlockKind::bottleneck || (s.groups == 1 && s.width_per_group == 64),
-           "'groups' and 'width_per_group' apply to bottleneck units only (block: bottleneck)");
+  RN_SPEC_REQUIRE(
+      s.block == BlockKind::bottleneck || (s.groups == 1 && s.width_per_group == 64),
+      "'groups' and 'width_per_group' apply to bottleneck units only (block: bottleneck)");
   if (s.block == BlockKind::bottleneck)
     for (int w : s.planes)
       RN_SPEC_REQUIRE(static_cast<int>(w * (s.width_per_group / 64.0)) >= 1,
-               "'width_per_group' " << s.width_per_group << " leaves stage width " << w
-                                    << " with no channels per group");
+                      "'width_per_group' " << s.width_per_group << " leaves stage width " << w
+                                           << " with no channels per group");
   RN_SPEC_REQUIRE(s.shortcut_scale > 0 && s.shortcut_scale < 1,
-           "'shortcut_scale' must be in (0, 1), got " << s.shortcut_scale);
+                  "'shortcut_scale' must be in (0, 1), got " << s.shortcut_scale);
   RN_SPEC_REQUIRE(s.shortcut_dropout >= 0 && s.shortcut_dropout < 1,
-           "'shortcut_dropout' must be in [0, 1), got " << s.shortcut_dropout);
+                  "'shortcut_dropout' must be in [0, 1), got " << s.shortcut_dropout);
   if (s.plain) {
     RN_SPEC_REQUIRE(s.variant == ShortcutVariant::identity,
-             "'shortcut' must be identity in a plain network (it has no shortcuts), got "
-                 << kVariants.of(s.variant));
+                    "'shortcut' must be identity in a plain network (it has no shortcuts), got "
+                        << kVariants.of(s.variant));
     RN_SPEC_REQUIRE(s.activation == UnitActivation::original,
-             "'unit' must be original in a plain network, got " << kUnits.of(s.activation));
+                    "'unit' must be original in a plain network, got " << kUnits.of(s.activation));
   }
   RN_SPEC_REQUIRE(s.shortcut != ShortcutKind::A || s.variant != ShortcutVariant::conv1x1,
-           "'shortcut_option' A (zero padding) contradicts 'shortcut' conv1x1 (a projection "
-           "everywhere)");
+                  "'shortcut_option' A (zero padding) contradicts 'shortcut' conv1x1 (a projection "
+                  "everywhere)");
 }
 
 std::string model_name(const std::string& base, const ModelSpec& s) {

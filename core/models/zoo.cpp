@@ -208,8 +208,9 @@ ModelSpec model_spec(const std::string& name, int in_channels, int num_classes) 
     return s;
   }
   if (name == "custom")
-    RN_FAIL("model 'custom' needs its fields (block, blocks, widths, ...): give them under "
-            "'model:' in the config");
+    RN_FAIL(
+        "model 'custom' needs its fields (block, blocks, widths, ...): give them under "
+        "'model:' in the config");
   int cardinality = 0, width = 0;
   const bool is_resnext29 = parse_resnext29(name, cardinality, width);
   for (const auto& [n, make] : zoo()) {

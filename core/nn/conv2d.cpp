@@ -15,7 +15,8 @@ Conv2d::Conv2d(Backend& be, int in_channels, const ConvParams& p, InitRng& rng, 
   const double fan_out = static_cast<double>(p.out_channels) * p.kernel * p.kernel;
   weight_ = make_parameter(ws, rng.normal_vector(ws.numel(), std::sqrt(2.0 / fan_out)), false);
   if (p.bias)
-    bias_ = make_parameter(Shape{p.out_channels}, std::vector<float>(p.out_channels, bias_init), true);
+    bias_ =
+        make_parameter(Shape{p.out_channels}, std::vector<float>(p.out_channels, bias_init), true);
 }
 
 void Conv2d::collect(const std::string& prefix, std::vector<NamedParameter>& params,

@@ -40,11 +40,11 @@ TEST_F(ResumeTest, ResumeWithShortcutDropoutIsBitIdentical) {
   if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed";
   const std::string variant =
       " --set model.shortcut=dropout --set model.shortcut_dropout=0.3 --set model.unit=relu_preact";
-  auto a = run_resnet("train " + config("a") + variant + " --set checkpoint.every_steps=3",
-                      ranks(2));
+  auto a =
+      run_resnet("train " + config("a") + variant + " --set checkpoint.every_steps=3", ranks(2));
   ASSERT_EQ(a.exit_code, 0) << a.err;
-  auto b = run_resnet("train " + config("b") + variant + " --resume " + ckpt("a", 6).string(),
-                      ranks(2));
+  auto b =
+      run_resnet("train " + config("b") + variant + " --resume " + ckpt("a", 6).string(), ranks(2));
   ASSERT_EQ(b.exit_code, 0) << b.err;
   const auto ta = tensors(ckpt("a", 12)), tb = tensors(ckpt("b", 12));
   ASSERT_EQ(ta.size(), tb.size());

@@ -231,8 +231,9 @@ TEST(ConfigModel, FieldsChangeTheNamedNetwork) {
       "stem_channels: 8, groups: 2, width_per_group: 32}\n",
       "x.yaml", {"model.unit=full_preact"});
   const std::string name = model_name_of(custom.model);
-  EXPECT_TRUE(contains(name, "custom{block=bottleneck blocks=1,1 widths=8,16 groups=2 "
-                             "width_per_group=32 stem=cifar stem_channels=8 unit=full_preact"))
+  EXPECT_TRUE(contains(name,
+                       "custom{block=bottleneck blocks=1,1 widths=8,16 groups=2 "
+                       "width_per_group=32 stem=cifar stem_channels=8 unit=full_preact"))
       << name;
   // The resolved config writes the set fields only, and reads back equal.
   const std::string text = to_yaml(custom);
@@ -261,8 +262,8 @@ TEST(ConfigModel, BadFieldsNameTheFieldAndWhereItWasSet) {
   EXPECT_EQ(parse_error("model: {name: custom, block: basic}\n"),
             "configs/x.yaml: 'model': 'blocks' must list the units of each stage, such as "
             "[9, 9, 9]");
-  EXPECT_EQ(parse_error("model: {name: resnet21, plain: true}\n").rfind(
-                "configs/x.yaml: 'model': unknown model 'resnet21'; known models: ", 0),
+  EXPECT_EQ(parse_error("model: {name: resnet21, plain: true}\n")
+                .rfind("configs/x.yaml: 'model': unknown model 'resnet21'; known models: ", 0),
             0u);
   EXPECT_EQ(parse_error("model: {shortcut_scale: 2}\n", {}),
             "configs/x.yaml: 'model': 'shortcut_scale' must be in (0, 1), got 2");

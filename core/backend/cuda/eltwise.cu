@@ -136,11 +136,11 @@ void dropout_map(const char* name, const Tensor& x, float p, uint64_t key, Tenso
   const uint32_t threshold = dropout_threshold(p);
   const float keep_scale = 1.f / (1.f - p);
   switch (x.dtype()) {
-#define RN_DROPOUT_CASE(DT, T)                                                                   \
-  case DT:                                                                                       \
-    dropout_kernel<T><<<grid, kBlock, 0, s>>>(static_cast<const T*>(x.data()),                   \
+#define RN_DROPOUT_CASE(DT, T)                                                                  \
+  case DT:                                                                                      \
+    dropout_kernel<T><<<grid, kBlock, 0, s>>>(static_cast<const T*>(x.data()),                  \
                                               static_cast<T*>(y.data()), n, c, h, w, nhwc, key, \
-                                              threshold, keep_scale);                            \
+                                              threshold, keep_scale);                           \
     break;
     RN_DROPOUT_CASE(DType::f32, float)
     RN_DROPOUT_CASE(DType::bf16, __nv_bfloat16)

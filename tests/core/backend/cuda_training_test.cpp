@@ -49,25 +49,33 @@ class CudaTrainingTest : public test::CudaTest {
   Tensor images_, labels_;
 };
 
-TEST_F(CudaTrainingTest, FirstStepAgreesWithCpu) {
+// ResNet-20, and its Identity Mappings variants: gates, scaling, dropout (the same mask on both
+// backends for the same key), BN after the addition and ReLU-only pre-activation.
+TEST_F(CudaTrainingTest, FirstStepsAgreeWithCpu) {
   make_batch();
-  const auto spec = models::model_spec("resnet20", 3, kClasses);
-  auto cnet = models::build_model(*cpu_, spec, 7), gnet = models::build_model(*gpu_, spec, 7);
-  optim::Optimizer copt(*cpu_, cnet->parameters(), {}), gopt(*gpu_, gnet->parameters(), {});
-  double closs = 0, gloss = 0;
-  for (int i = 0; i < 3; ++i) {
-    closs = step(*cpu_, *cnet, copt, DType::f32, nullptr);
-    gloss = step(*gpu_, *gnet, gopt, DType::f32, nullptr);
-    // Same seeded weights, same batch: the same loss up to TF32 rounding.
-    EXPECT_NEAR(gloss, closs, 1e-2 * closs) << "step " << i;
-  }
-  // The parameters stayed f32 and moved alike.
-  const auto cp = cnet->parameters(), gp = gnet->parameters();
-  ASSERT_EQ(cp.size(), gp.size());
-  for (size_t i = 0; i < cp.size(); ++i) {
-    EXPECT_EQ(gp[i].param->value.dtype(), DType::f32) << gp[i].name;
-    EXPECT_TRUE(close(from_gpu(gp[i].param->value), from_cpu(cp[i].param->value), DType::f32))
-        << gp[i].name;
+  for (const char* model : {"resnet20", "resnet20{shortcut=exclusive_gate gate_bias=-1}",
+                            "resnet20{unit=relu_preact shortcut=dropout}",
+                            "resnet20{unit=bn_after_add shortcut=scale_both}"}) {
+    SCOPED_TRACE(model);
+    const auto spec = models::model_spec(model, 3, kClasses);
+    auto cnet = models::build_model(*cpu_, spec, 7), gnet = models::build_model(*gpu_, spec, 7);
+    optim::Optimizer copt(*cpu_, cnet->parameters(), {}), gopt(*gpu_, gnet->parameters(), {});
+    double closs = 0, gloss = 0;
+    for (int i = 0; i < 3; ++i) {
+      cnet->set_noise_key(100 + i), gnet->set_noise_key(100 + i);
+      closs = step(*cpu_, *cnet, copt, DType::f32, nullptr);
+      gloss = step(*gpu_, *gnet, gopt, DType::f32, nullptr);
+      // Same seeded weights, same batch: the same loss up to TF32 rounding.
+      EXPECT_NEAR(gloss, closs, 1e-2 * closs) << "step " << i;
+    }
+    // The parameters stayed f32 and moved alike.
+    const auto cp = cnet->parameters(), gp = gnet->parameters();
+    ASSERT_EQ(cp.size(), gp.size());
+    for (size_t i = 0; i < cp.size(); ++i) {
+      EXPECT_EQ(gp[i].param->value.dtype(), DType::f32) << gp[i].name;
+      EXPECT_TRUE(close(from_gpu(gp[i].param->value), from_cpu(cp[i].param->value), DType::f32))
+          << gp[i].name;
+    }
   }
 }
 

@@ -73,8 +73,7 @@ TEST(SpecFieldsTest, BadFieldsAreOneLineNamingTheField) {
             std::string::npos);
   EXPECT_NE(error_of("resnet20{shortcut_scale=1}").find("'shortcut_scale' must be in (0, 1)"),
             std::string::npos);
-  EXPECT_NE(error_of("plain20{shortcut=exclusive_gate}").find("plain network"),
-            std::string::npos);
+  EXPECT_NE(error_of("plain20{shortcut=exclusive_gate}").find("plain network"), std::string::npos);
   EXPECT_NE(error_of("resnet20{groups=4}").find("bottleneck units only"), std::string::npos);
   EXPECT_NE(error_of("resnet20{shortcut=conv1x1}").find("contradicts"), std::string::npos);
   EXPECT_NE(error_of("resnet20{unit=original").find("one pair of braces"), std::string::npos);
@@ -88,7 +87,8 @@ TEST(SpecFieldsTest, BadFieldsAreOneLineNamingTheField) {
 TEST(SpecFieldsTest, VariantsBuildAndCountTheirDepth) {
   auto be = make_cpu_backend(1);
   // 1x1 conv shortcuts everywhere are projections: depth stays 20, weighted layers 20 + 9.
-  auto conv = build_model(*be, model_spec("resnet20{shortcut=conv1x1 shortcut_option=B}", 1, 10), 0);
+  auto conv =
+      build_model(*be, model_spec("resnet20{shortcut=conv1x1 shortcut_option=B}", 1, 10), 0);
   EXPECT_EQ(conv->depth(), 20);
   EXPECT_EQ(conv->weighted_layers(), 29);
   // Gates are not on the main path; their parameters count: 9 units, in*out + out each.

@@ -61,8 +61,12 @@ UnitOptions basic(ShortcutVariant v, UnitActivation a = UnitActivation::original
 }
 
 UnitOptions bottleneck(ShortcutVariant v, UnitActivation a = UnitActivation::original) {
-  return UnitOptions{
-      .in_channels = 16, .planes = 4, .stride = 1, .variant = v, .gate_bias = -1.f, .activation = a};
+  return UnitOptions{.in_channels = 16,
+                     .planes = 4,
+                     .stride = 1,
+                     .variant = v,
+                     .gate_bias = -1.f,
+                     .activation = a};
 }
 
 // Parameters by hand. Basic 8 -> 8: two 3x3 convolutions 8*8*9 = 576 each, two BNs 2*8 each:
@@ -78,36 +82,78 @@ using A = UnitActivation;
 const std::vector<VariantCase> kCases = {
     {"basic_scale_shortcut", false, false, basic(V::scale_shortcut), {2, 8, 5, 5}, kBasic},
     {"basic_scale_both", false, false, basic(V::scale_both), {2, 8, 5, 5}, kBasic},
-    {"basic_exclusive_gate", false, false, basic(V::exclusive_gate), {2, 8, 5, 5},
+    {"basic_exclusive_gate",
+     false,
+     false,
+     basic(V::exclusive_gate),
+     {2, 8, 5, 5},
      kBasic + 8 * 8 + 8},
-    {"basic_exclusive_gate_stride2_A", false, false, basic(V::exclusive_gate, A::original, 4, 2),
-     {2, 4, 6, 6}, 4 * 8 * 9 + 576 + 32 + 4 * 8 + 8},
-    {"basic_shortcut_gate", false, false, basic(V::shortcut_gate), {2, 8, 5, 5},
+    {"basic_exclusive_gate_stride2_A",
+     false,
+     false,
+     basic(V::exclusive_gate, A::original, 4, 2),
+     {2, 4, 6, 6},
+     4 * 8 * 9 + 576 + 32 + 4 * 8 + 8},
+    {"basic_shortcut_gate",
+     false,
+     false,
+     basic(V::shortcut_gate),
+     {2, 8, 5, 5},
      kBasic + 8 * 8 + 8},
     {"basic_conv1x1", false, false, basic(V::conv1x1), {2, 8, 5, 5}, kBasic + 8 * 8 + 16},
     {"basic_dropout", false, false, basic(V::dropout), {2, 8, 5, 5}, kBasic},
-    {"basic_bn_after_add", false, false, basic(V::identity, A::bn_after_add), {2, 8, 5, 5},
-     kBasic},
-    {"basic_relu_before_add", false, false, basic(V::identity, A::relu_before_add), {2, 8, 5, 5},
+    {"basic_bn_after_add", false, false, basic(V::identity, A::bn_after_add), {2, 8, 5, 5}, kBasic},
+    {"basic_relu_before_add",
+     false,
+     false,
+     basic(V::identity, A::relu_before_add),
+     {2, 8, 5, 5},
      kBasic},
     {"basic_relu_preact", false, false, basic(V::identity, A::relu_preact), {2, 8, 5, 5}, kBasic},
-    {"basic_relu_preact_gate", false, false, basic(V::shortcut_gate, A::relu_preact),
-     {2, 8, 5, 5}, kBasic + 8 * 8 + 8},
-    {"basic_bn_after_add_B_stride2", false, false,
-     basic(V::identity, A::bn_after_add, 4, 2, ShortcutKind::B), {2, 4, 6, 6},
+    {"basic_relu_preact_gate",
+     false,
+     false,
+     basic(V::shortcut_gate, A::relu_preact),
+     {2, 8, 5, 5},
+     kBasic + 8 * 8 + 8},
+    {"basic_bn_after_add_B_stride2",
+     false,
+     false,
+     basic(V::identity, A::bn_after_add, 4, 2, ShortcutKind::B),
+     {2, 4, 6, 6},
      4 * 8 * 9 + 576 + 32 + 4 * 8},  // the projection has no BN: the BN after the sum has it
-    {"preact_bottleneck_exclusive_gate", true, true, bottleneck(V::exclusive_gate), {2, 16, 4, 4},
+    {"preact_bottleneck_exclusive_gate",
+     true,
+     true,
+     bottleneck(V::exclusive_gate),
+     {2, 16, 4, 4},
      kBottleneck + 16 * 16 + 16},
     {"bottleneck_scale_both", true, false, bottleneck(V::scale_both), {2, 16, 4, 4}, kBottleneck},
-    {"bottleneck_exclusive_gate", true, false, bottleneck(V::exclusive_gate), {2, 16, 4, 4},
+    {"bottleneck_exclusive_gate",
+     true,
+     false,
+     bottleneck(V::exclusive_gate),
+     {2, 16, 4, 4},
      kBottleneck + 16 * 16 + 16},
     {"bottleneck_dropout", true, false, bottleneck(V::dropout), {2, 16, 4, 4}, kBottleneck},
-    {"bottleneck_bn_after_add", true, false, bottleneck(V::identity, A::bn_after_add),
-     {2, 16, 4, 4}, kBottleneck},
-    {"bottleneck_relu_before_add", true, false, bottleneck(V::identity, A::relu_before_add),
-     {2, 16, 4, 4}, kBottleneck},
-    {"bottleneck_relu_preact", true, false, bottleneck(V::identity, A::relu_preact),
-     {2, 16, 4, 4}, kBottleneck},
+    {"bottleneck_bn_after_add",
+     true,
+     false,
+     bottleneck(V::identity, A::bn_after_add),
+     {2, 16, 4, 4},
+     kBottleneck},
+    {"bottleneck_relu_before_add",
+     true,
+     false,
+     bottleneck(V::identity, A::relu_before_add),
+     {2, 16, 4, 4},
+     kBottleneck},
+    {"bottleneck_relu_preact",
+     true,
+     false,
+     bottleneck(V::identity, A::relu_preact),
+     {2, 16, 4, 4},
+     kBottleneck},
 };
 
 class ResidualVariantTest : public ::testing::TestWithParam<VariantCase> {
@@ -211,10 +257,10 @@ TEST(ResidualVariantNamesTest, NewLayersTakeTheirOwnNames) {
   auto be = make_cpu_backend(1);
   InitRng rng(1);
   BasicUnit gated(*be, basic(V::exclusive_gate), rng);
-  EXPECT_EQ(test::param_names(gated),
-            (std::vector<std::string>{"conv1.weight", "bn1.weight", "bn1.bias", "conv2.weight",
-                                      "bn2.weight", "bn2.bias", "gate.conv.weight",
-                                      "gate.conv.bias"}));
+  EXPECT_EQ(
+      test::param_names(gated),
+      (std::vector<std::string>{"conv1.weight", "bn1.weight", "bn1.bias", "conv2.weight",
+                                "bn2.weight", "bn2.bias", "gate.conv.weight", "gate.conv.bias"}));
   // The gate's bias starts at b_g; it is exempt from weight decay like every bias.
   const auto* bias = test::find_param(gated, "gate.conv.bias");
   EXPECT_EQ(plain_values(*be, bias->value), std::vector<float>(8, -1.f));
