@@ -319,7 +319,15 @@ void abort_job(int code) {
   MPI_Finalized(&finalized);
   if (!initialized || finalized) return;
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  if (size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+  if (size <= 1) return;
+  // MPI_Abort asks the launcher to end every rank; a launcher this rank cannot reach (its node's
+  // link is down) never answers, and the rank would wait in MPI_Abort forever. A bounded wait:
+  // the process ends itself after kAbortGraceS whatever MPI_Abort does.
+  std::thread([code] {
+    std::this_thread::sleep_for(std::chrono::seconds(kAbortGraceS));
+    std::_Exit(code);
+  }).detach();
+  MPI_Abort(MPI_COMM_WORLD, code);
 }
 
 MPI_Comm mpi_comm(const Communicator& comm) {

@@ -109,7 +109,10 @@ std::unique_ptr<Communicator> make_mpi_communicator();
 std::unique_ptr<Communicator> make_communicator();
 
 // Ends every rank of the job (MPI_Abort) when MPI is running with more than one rank, so that
-// an error on one rank leaves none waiting in a collective; a no-op otherwise.
+// an error on one rank leaves none waiting in a collective; a no-op otherwise. The calling
+// process exits with `code` after kAbortGraceS seconds even where MPI_Abort cannot reach the
+// launcher (a node cut off from the job).
+inline constexpr int kAbortGraceS = 10;
 void abort_job(int code);
 // This process's rank in the job: MPI's when MPI is running, else 0.
 int job_rank();

@@ -1,6 +1,6 @@
 // This process's place on its node: its rank among the node's ranks (one GPU per rank is chosen
-// by it), and the CPU threads it should run (its CPU set shared with the node's ranks whose sets
-// overlap it), whichever launcher started the ranks.
+// by it), the CPU threads it should run (its CPU set shared with the node's ranks whose sets
+// overlap it), and the job's nodes, whichever launcher started the ranks.
 #include <mpi.h>
 #include <sched.h>
 
@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "distributed/mpi_comm.h"
 #include "distributed/nccl_communicator.h"
 
 namespace rn::distributed {
@@ -79,6 +80,35 @@ int cpu_threads_per_rank() {
     sharing += CPU_COUNT(&both) > 0;
   }
   return std::max(1, cpus / std::max(1, sharing));
+}
+
+NodeLayout node_layout(const Communicator& comm) {
+  NodeLayout layout;
+  const MPI_Comm c = mpi_comm(comm);
+  if (!mpi_running() || c == MPI_COMM_NULL) return layout;
+  MPI_Comm node = MPI_COMM_NULL;
+  RN_MPI_CHECK(MPI_Comm_split_type(c, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
+  int local = 0, local_size = 1, size = 1;
+  MPI_Comm_rank(node, &local);
+  MPI_Comm_size(node, &local_size);
+  MPI_Comm_free(&node);
+  MPI_Comm_size(c, &size);
+  // Each rank's (local rank, node size); the nodes are the ranks with local rank 0.
+  std::vector<int> mine{local, local_size}, all(2 * static_cast<size_t>(size));
+  RN_MPI_CHECK(MPI_Allgather(mine.data(), 2, MPI_INT, all.data(), 2, MPI_INT, c));
+  layout.ranks_per_node.clear();
+  for (int r = 0; r < size; ++r)
+    if (all[2 * r] == 0) layout.ranks_per_node.push_back(all[2 * r + 1]);
+  layout.nodes = static_cast<int>(layout.ranks_per_node.size());
+  return layout;
+}
+
+std::string NodeLayout::describe() const {
+  if (nodes == 1) return "1 node";
+  std::string counts;
+  for (size_t i = 0; i < ranks_per_node.size(); ++i)
+    counts += (i ? " + " : "") + std::to_string(ranks_per_node[i]);
+  return std::to_string(nodes) + " nodes (" + counts + " ranks)";
 }
 
 }  // namespace rn::distributed

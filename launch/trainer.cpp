@@ -166,6 +166,7 @@ void Trainer::build() {
   // bf16 / fp16 activations with f32 master weights (where the device has them: checked above).
   if (compute_ != DType::f32) runner_->set_precision(compute_);
   if (world_ > 1) {
+    nodes_ = distributed::node_layout(comm_);
     const auto mib = [](double m) { return static_cast<size_t>(m * (1 << 20)); };
     bucketer_ = std::make_unique<distributed::GradientBucketer>(
         *backend_, device_comm, net_->parameters(), mib(cfg_.distributed.bucket_mib),
@@ -200,7 +201,8 @@ void Trainer::log_setup() const {
                << net_->macs(Shape{1, spec_.in_channels, data_.height, data_.width}) / 1e6
                << " M multiply-adds per image; backend " << backend_->name();
   if (world_ > 1)
-    RN_LOG(info) << "data-parallel: " << world_ << " ranks, " << bucketer_->num_buckets()
+    RN_LOG(info) << "data-parallel: " << world_ << " ranks on " << nodes_.describe() << ", "
+                 << bucketer_->num_buckets()
                  << " gradient bucket(s), batch norm "
                  << (cfg_.distributed.sync_bn ? "over the global batch (sync_bn)" : "per rank")
                  << ", collective timeout "

@@ -12,6 +12,7 @@
 #include "core/optim/lr_schedule.h"
 #include "distributed/communicator.h"
 #include "distributed/gradient_bucketer.h"
+#include "distributed/nccl_communicator.h"
 #include "io/loader.h"
 #include "io/sample_set.h"
 #include "launch/checkpointing.h"
@@ -122,6 +123,7 @@ class Trainer {
   std::unique_ptr<models::Network> net_;
   std::unique_ptr<StepRunner> runner_;
   std::unique_ptr<distributed::GradientBucketer> bucketer_;
+  distributed::NodeLayout nodes_;  // where the ranks run (several ranks only)
   std::unique_ptr<io::DistributedSampler> sampler_;
   std::unique_ptr<io::Loader> loader_;
   std::unique_ptr<optim::LrSchedule> schedule_;
