@@ -52,9 +52,10 @@ double peak_rss_mib() {
 int run_bench(const std::vector<std::string>& argv, distributed::Communicator& comm) {
   Args args(argv,
             FlagSpec{{"model", "input", "batch", "threads", "device", "warmup", "iters", "classes",
-                      "precision", "bucket-kib", "first-bucket-kib"},
+                      "precision", "bucket-kib", "first-bucket-kib", "max-mib"},
                      {},
-                     {"json", "train-only", "infer-only", "allreduce", "data-parallel", "peak"}});
+                     {"json", "train-only", "infer-only", "allreduce", "data-parallel", "peak",
+                      "sweep"}});
   if (args.flag("allreduce")) return run_allreduce_bench(args, comm);
   if (args.flag("peak")) return run_peak_bench(args);
   const std::string name = args.required("model");

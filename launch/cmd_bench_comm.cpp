@@ -1,5 +1,6 @@
 // `resnet bench --allreduce`: the gradient bucketer's all-reduce of a network's gradients against
 // one plain MPI_Allreduce of the same bytes, run under mpirun; the median of timed iterations.
+// `--sweep`: the all-reduce time of each message size, for the scaling model.
 #include <mpi.h>
 
 #include <algorithm>
@@ -37,7 +38,28 @@ double median_seconds(distributed::Communicator& comm, int warmup, int iters, F 
 
 }  // namespace
 
+// All-reduce time against message size, for fitting a cost model: one JSON line per size, from
+// 4 KiB up by factors of 4 to --max-mib, through the path training takes (the communicator's
+// non-blocking all-reduce).
+int run_allreduce_sweep(const Args& args, distributed::Communicator& comm) {
+  const int warmup = args.get_int("warmup", 2), iters = args.get_int("iters", 10);
+  const int max_mib = args.get_int("max-mib", 64);
+  if (warmup < 0 || iters < 1 || max_mib < 1)
+    RN_FAIL("--iters and --max-mib must be positive, --warmup >= 0");
+  std::vector<float> buf((static_cast<size_t>(max_mib) << 20) / sizeof(float), 1.f);
+  for (size_t bytes = 4 << 10; bytes <= static_cast<size_t>(max_mib) << 20; bytes *= 4) {
+    const size_t floats = bytes / sizeof(float);
+    const double s = median_seconds(
+        comm, warmup, iters, [&] { comm.all_reduce_sum_async(buf.data(), floats)->wait(); });
+    if (comm.rank() == 0)
+      std::printf("{\"ranks\": %d, \"bytes\": %zu, \"seconds\": %.7f, \"gb_per_s\": %.4f}\n",
+                  comm.size(), bytes, s, static_cast<double>(bytes) / s / 1e9);
+  }
+  return 0;
+}
+
 int run_allreduce_bench(const Args& args, distributed::Communicator& comm) {
+  if (args.flag("sweep")) return run_allreduce_sweep(args, comm);
   const std::string name = args.get("model", "resnet50");
   const DefaultInput d = input_from_args(args, name);
   const int warmup = args.get_int("warmup", 2), iters = args.get_int("iters", 10);

@@ -10,9 +10,9 @@
 #                                          the cluster's subnet only
 #   local_cluster.sh exec K CMD...         CMD on node K (its namespace and host name)
 #   local_cluster.sh link K down|up        takes node K's link down or up
-#   local_cluster.sh shape RATE DELAY      every node's link at RATE (tc tbf: 10gbit, 100gbit)
-#                                          with DELAY one way (tc netem: 5us, 50us);
-#                                          `shape off` removes it
+#   local_cluster.sh shape RATE [DELAY]    every node's link at RATE (tc tbf: 1gbit, 10gbit),
+#                                          with DELAY one way (tc netem: 5us, 50us; kernels
+#                                          without sch_netem refuse it); `shape off` removes it
 #   local_cluster.sh pids K                the processes running on node K
 #   local_cluster.sh down                  kills every process on the nodes, removes the
 #                                          namespaces and the state folder
@@ -137,15 +137,20 @@ link() {
 }
 
 shape() {
-  local k
+  local rate=$1 delay=${2:-} k
   for k in $(seq 1 "$(nodes)"); do
     local ns
     ns=$(ns_of "$k")
     tc -n "$ns" qdisc del dev eth0 root 2> /dev/null || true
-    [ "$1" = off ] && continue
-    # netem delays every packet by DELAY; tbf below it caps the rate at RATE.
-    tc -n "$ns" qdisc add dev eth0 root handle 1: netem delay "$2" limit 100000
-    tc -n "$ns" qdisc add dev eth0 parent 1:1 handle 10: tbf rate "$1" burst 4mb latency 100ms
+    [ "$rate" = off ] && continue
+    if [ -n "$delay" ]; then
+      # netem delays every packet by DELAY; tbf below it caps the rate at RATE.
+      tc -n "$ns" qdisc add dev eth0 root handle 1: netem delay "$delay" limit 100000 2> /dev/null ||
+        die "shape: this kernel has no netem (sch_netem): give RATE alone for tbf without delay"
+      tc -n "$ns" qdisc add dev eth0 parent 1:1 handle 10: tbf rate "$rate" burst 4mb latency 200ms
+    else
+      tc -n "$ns" qdisc add dev eth0 root tbf rate "$rate" burst 4mb latency 200ms
+    fi
   done
 }
 
@@ -288,8 +293,8 @@ case "${1:-}" in
     ;;
   link) link "${2:-0}" "${3:-}" ;;
   shape)
-    [ "${2:-}" = off ] || [ $# -eq 3 ] || die "shape RATE DELAY | shape off"
-    shape "${2:-}" "${3:-}"
+    [ $# -ge 2 ] && [ $# -le 3 ] || die "shape RATE [DELAY] | shape off"
+    shape "$2" "${3:-}"
     ;;
   pids) ip netns pids "$(ns_of "${2:-0}")" ;;
   down) down ;;
