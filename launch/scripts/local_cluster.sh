@@ -189,12 +189,15 @@ slurm_up() {
   local host cpus
   host=$(hostname -s)
   cpus=$(nproc)
+  # Addresses are given, not looked up: a host whose name does not resolve (a fresh root
+  # without /etc/hosts entries) still runs it. munge's socket is this Slurm's own.
   cat > "$s/slurm.conf" << EOF
 ClusterName=resnet
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+AuthInfo=socket=$s/munge-socket/munge.socket
 CryptoType=crypto/munge
 StateSaveLocation=$s/state
 SlurmdSpoolDir=$s/spool
@@ -215,7 +218,7 @@ AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 JobAcctGatherType=jobacct_gather/none
 SchedulerType=sched/backfill
-NodeName=$host CPUs=$cpus State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus State=UNKNOWN
 PartitionName=main Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
   # munge: its key and sockets under the state folder.
@@ -225,13 +228,15 @@ EOF
   dd if=/dev/urandom of="$s/munge/munge.key" bs=1024 count=1 status=none
   chown munge:munge "$s/munge/munge.key" 2> /dev/null || true
   chmod 400 "$s/munge/munge.key"
-  mkdir -p /run/munge
-  chown munge:munge /run/munge 2> /dev/null || true
+  # The socket's folder must be open to every user (munged checks); the key's is munge's alone.
+  mkdir -p "$s/munge-socket"
+  chown munge:munge "$s/munge-socket" 2> /dev/null || true
+  chmod 755 "$s/munge-socket"
   local munge_user=()
   id munge > /dev/null 2>&1 && munge_user=(runuser -u munge --)
   "${munge_user[@]}" munged --key-file "$s/munge/munge.key" --pid-file "$s/munge/munged.pid" \
     --log-file "$s/munge/munged.log" --seed-file "$s/munge/munged.seed" \
-    --socket /run/munge/munge.socket.2
+    --socket "$s/munge-socket/munge.socket"
   wait_for_file "$s/munge/munged.pid" "munged"
   cat "$s/munge/munged.pid" >> "$s/pids"
   export SLURM_CONF=$s/slurm.conf
@@ -243,7 +248,7 @@ EOF
   cat "$s/run/slurmd.pid" >> "$s/pids"
   local i
   for i in $(seq 1 100); do
-    if sinfo -h -o %t 2> /dev/null | grep -q idle; then
+    if timeout 5 sinfo -h -o %t 2> /dev/null | grep -q idle; then
       trap - ERR
       echo "local_cluster: slurm up (export SLURM_CONF=$s/slurm.conf)"
       return 0
@@ -266,7 +271,7 @@ slurm_down() {
   local s=$state/slurm pid
   [ -e "$s/pids" ] || return 0
   export SLURM_CONF=$s/slurm.conf
-  scancel --full --quiet --user root 2> /dev/null || true
+  timeout 5 scancel --full --quiet --user root 2> /dev/null || true
   # Reverse order: slurmd, slurmctld, munged.
   for pid in $(tac "$s/pids"); do kill "$pid" 2> /dev/null || true; done
   for pid in $(tac "$s/pids"); do
