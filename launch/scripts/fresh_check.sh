@@ -82,6 +82,10 @@ cleanup() {
     m=${mounted[i]}
     umount -R "$m" 2>/dev/null || umount -R -l "$m" 2>/dev/null
   done
+  # Mounts the tests made inside the root (`ip netns add` binds /run/netns), deepest first.
+  for m in $(awk -v w="$work/" 'index($2, w) == 1 {print $2}' /proc/mounts | sort -r); do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+  done
   if grep -q " $work/" /proc/mounts; then
     echo "fresh_check: warning: still mounted under $work; left in place:" >&2
     grep " $work/" /proc/mounts >&2
