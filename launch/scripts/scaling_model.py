@@ -15,7 +15,7 @@
         the table of predicted step time and scaling efficiency, from a per-rank step time
         (measured here by `resnet bench`, or a GPU figure given with --compute-ms/--img-per-s)
         and a link: the fitted one (--link NAME of the fit file) or a nominal one (--rate,
-        --delay; the measured software overhead per ring step is added to --delay).
+        --delay, --overhead-us per ring step).
 
 The model. A ring all-reduce of B bytes over N ranks takes 2(N-1) steps of B/N bytes each:
 T(B, N) = 2(N-1) * (alpha + beta * B/N). The gradient bucketer sends a 1 MiB bucket, then 25 MiB
@@ -136,17 +136,21 @@ def measure(args):
                           "--allreduce", "--sweep", "--max-mib", "64", "--iters",
                           str(args.iters), env=env)
             rows = json_lines(out)
-            # Two ranks: T = 2 alpha + beta * B.
-            a, b = fit_line([r["bytes"] for r in rows], [r["seconds"] for r in rows])
+            # Two ranks: T = 2 alpha + beta * B, over the sizes the bucketer sends (its first
+            # bucket is 1 MiB, the others 25 MiB); smaller messages are reported, not fitted.
+            fitted = [r for r in rows if r["bytes"] >= args.fit_min_kib * 1024]
+            a, b = fit_line([r["bytes"] for r in fitted], [r["seconds"] for r in fitted])
             alpha, beta = a / 2, b
             err = max(abs(ring_time(r["bytes"], 2, alpha, beta) - r["seconds"]) / r["seconds"]
-                      for r in rows)
+                      for r in fitted)
             links[rate] = {"alpha_s": alpha, "beta_s_per_byte": beta,
                            "gb_per_s": 1 / beta / 1e9 if beta > 0 else None,
                            "max_fit_error": err, "sweep": rows}
+            small = ", ".join(f"{r['bytes'] // 1024} KiB {r['seconds'] * 1e3:.1f} ms"
+                              for r in rows if r not in fitted)
             print(f"[scaling] link {rate}: alpha {alpha * 1e6:.1f} us per ring step, "
                   f"{1 / beta / 1e9:.3f} GB/s, fit within {100 * err:.0f}% over "
-                  f"{len(rows)} sizes", flush=True)
+                  f"{len(fitted)} sizes >= {args.fit_min_kib} KiB (below: {small})", flush=True)
         cluster("down", env=env)
         # The model against measured steps, at the slowest rate: 2 and 4 nodes of one rank.
         rate = args.rates.split(",")[0]
@@ -206,12 +210,12 @@ def predict(args):
         beta = fit["links"][args.link]["beta_s_per_byte"]
         link_text = f"measured link '{args.link}'"
     else:
-        # A nominal link: its rate, its one-way delay, plus the software cost per ring step
-        # measured on the unshaped simulated link (when a fit is at hand).
-        overhead = fit["links"]["off"]["alpha_s"] if fit and "off" in fit["links"] else 0.0
-        alpha = parse_time(args.delay) + overhead
+        # A nominal link: its rate, and its delay plus a software cost per ring step (NCCL's
+        # and MPI's; --overhead-us, 0 by default: the simulated link's is Open MPI's TCP on
+        # veth under load and says nothing of a real fabric).
+        alpha = parse_time(args.delay) + args.overhead_us * 1e-6
         beta = 1 / parse_rate(args.rate)
-        link_text = (f"{args.rate}, {args.delay} + {overhead * 1e6:.1f} us software per ring step")
+        link_text = f"{args.rate}, {args.delay} + {args.overhead_us:g} us per ring step"
     params = args.params or model_params(args.resnet, args.model, args.input, args.classes)
     grad_bytes = 4 * params
     if args.compute_ms:
@@ -259,6 +263,8 @@ def main():
     p.add_argument("--fit", default=os.path.join(ROOT, "runs", "scaling", "fit.json"))
     p.add_argument("--rates", default="1gbit,4gbit")
     p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--fit-min-kib", type=int, default=1024,
+                   help="fit the all-reduce sizes from this one up (default 1024: the bucketer's)")
     p.add_argument("--model", default="resnet20")
     p.add_argument("--input", default="1x28x28")
     p.add_argument("--classes", type=int, default=10)
@@ -269,6 +275,8 @@ def main():
     p.add_argument("--link", help="a measured link of the fit file (off, 1gbit, ...)")
     p.add_argument("--rate", default="100gbit")
     p.add_argument("--delay", default="5us")
+    p.add_argument("--overhead-us", type=float, default=0.0,
+                   help="software cost per ring step added to a nominal link's delay")
     p.add_argument("--ranks", default="2,4,8,16,32,64,128,256,512")
     p.add_argument("--plot")
     args = p.parse_args()
