@@ -254,6 +254,8 @@ def cmd_run(args, spec):
             break
         while len(running) >= args.parallel:
             finish_one()
+        if stop["signal"]:  # it came while a run finished: start no other
+            break
         os.makedirs(run_dir, exist_ok=True)
         cmd = run_command(args, spec, run, run_dir)
         resumed = any(n.endswith(".h5") for n in os.listdir(os.path.join(run_dir, "checkpoints"))) \

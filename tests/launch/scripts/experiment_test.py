@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""An experiment of two tiny runs end to end: trained, interrupted, resumed, skipped when done,
+"""An experiment of three tiny runs end to end: trained, interrupted, resumed, skipped when done,
 plotted (PNG, SVG and the Markdown table); and bad experiment files answered in one line.
 
     experiment_test.py RESNET
@@ -41,6 +41,7 @@ set: {{optim.weight_decay: 0.0001}}
 runs:
   - {{name: plain_shortcut}}
   - {{name: gated, set: {{model.shortcut: exclusive_gate, model.gate_bias: -2}}}}
+  - {{name: dropped, set: {{model.shortcut: dropout, train.epochs: 1}}}}
 plot: {{x: step, paper: {{gated: "8.70"}}, paper_metric: "paper (%)"}}
 """
 
@@ -94,6 +95,7 @@ def main():
         check(state.get("done") is True, "the first run is done")
         gated = json.load(open(os.path.join(out, "gated", "experiment.json")))
         check(gated.get("done") is False, "the interrupted run is not done")
+        check(not os.path.exists(os.path.join(out, "dropped")), "no run starts after the signal")
 
         # Second pass: the finished run is skipped, the interrupted one resumes and finishes.
         second = run("run", *common).stdout
@@ -101,13 +103,14 @@ def main():
         check("plain_shortcut: done" in second and "skipped" in second, "a done run is skipped")
         check("gated: resuming" in second, "the interrupted run resumes")
         check("gated: done" in second, "the resumed run finishes")
+        check("dropped: starting" in second and "dropped: done" in second, "the last run trains")
         with open(os.path.join(out, "gated", "train.log")) as f:
             log = f.read()
         check("resumed from" in log or "resume" in log, "the trainer resumed from a checkpoint")
         epochs = [json.loads(l)["epoch"] for l in open(os.path.join(out, "gated", "metrics.jsonl"))]
         check(sorted(set(epochs)) == [1, 2, 3], f"every epoch has metrics, got {epochs}")
         third = run("run", *common).stdout
-        check(third.count("skipped") == 2, "a finished experiment trains nothing")
+        check(third.count("skipped") == 3, "a finished experiment trains nothing")
 
         # The plot and the table.
         plot = run("plot", exp, "--out", out).stdout
