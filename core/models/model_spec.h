@@ -99,6 +99,7 @@ class Network final : public nn::Module {
  private:
   ModelSpec spec_;
   nn::Sequential body_{backend_};
+  std::vector<nn::Dropout*> dropouts_;  // in the order of the modules, for set_noise_key
 };
 
 std::unique_ptr<Network> build_model(Backend& be, const ModelSpec& spec, uint64_t seed);

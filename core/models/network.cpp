@@ -65,6 +65,12 @@ Network::Network(Backend& be, ModelSpec spec, uint64_t seed) : Module(be), spec_
   body_.emplace<Pool2d>("avgpool", PoolParams{.kind = PoolKind::avg, .global = true});
   body_.emplace<nn::Linear>("fc", channels, s.num_classes, rng);
   body_.set_needs_input_grad(false);
+  // The dropout layers, found once: set_noise_key runs every training step.
+  std::function<void(nn::Module&)> find = [&](nn::Module& m) {
+    if (auto* d = dynamic_cast<nn::Dropout*>(&m)) dropouts_.push_back(d);
+    m.for_each_child(find);
+  };
+  find(body_);
 }
 
 std::vector<nn::NamedParameter> Network::parameters() {
@@ -110,11 +116,7 @@ int Network::depth() const {
 
 void Network::set_noise_key(uint64_t key) {
   uint64_t index = 0;
-  std::function<void(nn::Module&)> visit = [&](nn::Module& m) {
-    if (auto* d = dynamic_cast<nn::Dropout*>(&m)) d->set_key(mix64(key + ++index));
-    m.for_each_child(visit);
-  };
-  visit(body_);
+  for (nn::Dropout* d : dropouts_) d->set_key(mix64(key + ++index));
 }
 
 std::unique_ptr<Network> build_model(Backend& be, const ModelSpec& spec, uint64_t seed) {
