@@ -118,15 +118,17 @@ class CpuConv final : public ConvOp {
   // Activations: oneDNN's choice (nChw16c on AVX-512), except where nhwc is faster:
   //  - bf16 on AMX: oneDNN 2.6's AMX convolution kernels (brgconv, jit:avx512_core_amx_bf16)
   //    take nhwc only, and with `any` the AVX512-BF16 kernel and its nChw16c win the dispatch;
-  //  - grouped convolutions of fewer than 16 channels per group (ResNeXt's 32x4d): `any` gives
-  //    them a 4-channel blocking (nChw4c) that no batch-norm kernel takes, so batch norm falls
-  //    back to oneDNN's reference code (62% of a ResNeXt-50 bf16 step); in nhwc they run on
-  //    brgconv and ResNeXt-50 trains 1.6x (fp32) and 2.6x (bf16) faster.
+  //  - grouped convolutions whose channels per group are not a multiple of 16 (ResNeXt's 32x4d,
+  //    or 2x20d): `any` gives them a 4-channel blocking (nChw4c) that no batch-norm kernel
+  //    takes, so batch norm falls back to oneDNN's reference code (62% of a ResNeXt-50 bf16
+  //    step, 20x slower than the JIT kernel on 40 channels); in nhwc they run on brgconv and
+  //    ResNeXt-50 trains 1.6x (fp32) and 2.6x (bf16) faster.
   // On AVX512-BF16 without AMX, ResNet-50 trains as fast in nChw16c as in nhwc.
   memory::desc activation_md(const memory::dims& d) const {
     const bool amx = dt_ == memory::data_type::bf16 && ctx_.amx();
-    const bool small_groups = p_.groups > 1 && x_shape_[1] / p_.groups < 16;
-    return memory::desc(d, dt_, amx || small_groups ? Tag::nhwc : Tag::any);
+    const bool odd_groups = p_.groups > 1 && ((x_shape_[1] / p_.groups) % 16 != 0 ||
+                                              (p_.out_channels / p_.groups) % 16 != 0);
+    return memory::desc(d, dt_, amx || odd_groups ? Tag::nhwc : Tag::any);
   }
 
   void check_input(const Tensor& x) const {

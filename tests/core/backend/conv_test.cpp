@@ -259,6 +259,19 @@ TEST_F(ConvLayoutTest, AcceptsBlockedInputAndWritesPlainOutput) {
   EXPECT_TRUE(all_close(dx.to_vector(), dx_ref, 1e-4, 1e-4));
 }
 
+// Batch norm has fast kernels for nChw16c, nhwc and plain activations only; a grouped
+// convolution whose groups are not multiples of 16 channels must not hand it oneDNN's own
+// choice there, a 4-channel blocking that batch norm runs in reference code, 20x slower.
+TEST_F(ConvLayoutTest, GroupedConvolutionsWriteALayoutBatchNormHasKernelsFor) {
+  for (const auto& [c, groups] : std::vector<std::pair<int, int>>{{40, 2}, {32, 8}, {48, 4}}) {
+    auto op = be_->make_conv(conv(c, 3, 1, 1, groups), plain_desc(Shape{8, c, 14, 14}), true);
+    const LayoutPtr& l = op->output_desc().layout;
+    const std::string name = l ? l->str() : "plain";
+    EXPECT_TRUE(name == "plain" || name == "acdb" || name == "aBcd16b")
+        << c << " channels in " << groups << " groups: " << name;
+  }
+}
+
 TEST_F(ConvLayoutTest, RejectsAnInputOfAnotherShape) {
   auto op = be_->make_conv(conv(16, 3, 1, 1), plain_desc(Shape{2, 3, 8, 8}), true);
   Tensor x = be_->allocate(plain_desc(Shape{2, 3, 9, 8}));
