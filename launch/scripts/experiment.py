@@ -35,6 +35,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SAVE_EVERY_S = 10  # how often the wall time of running runs is written to their experiment.json
 
 
 def fail(msg):
@@ -224,19 +225,28 @@ def cmd_run(args, spec):
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
 
+    def save_progress():
+        # A runner killed outright (SIGKILL, a session or allocation that ends) keeps the
+        # settings and the wall time of its runs up to the last save.
+        for _p, _run, run_dir, state, start in running:
+            save_state(run_dir, dict(state, wall_s=state.get("wall_s", 0) + time.time() - start))
+
     def finish_one():
         # Waits for any run to end while every run stays in `running`, where a signal reaches it.
+        last_save = time.time()
         while True:
             done = [e for e in running if e[0].poll() is not None]
             if done:
                 break
+            if time.time() - last_save >= SAVE_EVERY_S:
+                save_progress()
+                last_save = time.time()
             time.sleep(0.2)
         entry = done[0]
         running.remove(entry)
         p, run, run_dir, state, start = entry
         rc = p.wait()
         state["wall_s"] = state.get("wall_s", 0) + time.time() - start
-        state["attempts"] = state.get("attempts", 0) + 1
         metrics = read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
         # Done when the last epoch finished (a stop by signal also exits 0, after a checkpoint).
         epochs = last_config_epochs(run_dir)
@@ -262,6 +272,9 @@ def cmd_run(args, spec):
             if os.path.isdir(os.path.join(run_dir, "checkpoints")) else False
         print(f"[experiment] {run['name']}: {'resuming' if resumed else 'starting'}: "
               f"{shlex.join(cmd)}", flush=True)
+        state["attempts"] = state.get("attempts", 0) + 1
+        state["done"] = False
+        save_state(run_dir, state)  # the settings are on disk before the first checkpoint
         log = open(os.path.join(run_dir, "experiment.log"), "a")
         p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         running.append((p, run, run_dir, state, time.time()))

@@ -132,6 +132,33 @@ def main():
         check("was trained with other settings" in p.stderr and p.stderr.count("\n") == 1,
               f"changed settings are one error line: {p.stderr!r}")
 
+        # A runner killed outright (as when a session or allocation ends) has already written
+        # the running run's settings, so a changed experiment cannot resume its checkpoint.
+        with open(exp, "w") as f:
+            f.write(EXPERIMENT.format(base=base))
+        out2 = os.path.join(tmp, "out2")
+        p = subprocess.Popen([sys.executable, SCRIPT, "run", exp, "--out", out2, "--resnet", resnet],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+        ckpts = os.path.join(out2, "gated", "checkpoints")
+        deadline = time.time() + 120
+        while time.time() < deadline and p.poll() is None:
+            if os.path.isdir(ckpts) and any(n.endswith(".h5") for n in os.listdir(ckpts)):
+                os.killpg(p.pid, signal.SIGKILL)
+                break
+            time.sleep(0.005)
+        p.wait(timeout=60)
+        check(p.returncode == -signal.SIGKILL, f"the runner was killed, got {p.returncode}")
+        gated = json.load(open(os.path.join(out2, "gated", "experiment.json")))
+        check(gated.get("done") is False and gated.get("attempts") == 1 and
+              gated.get("settings", {}).get("set", {}).get("model.gate_bias") == "-2",
+              f"the killed run's state is on disk: {gated}")
+        with open(exp, "w") as f:
+            f.write(EXPERIMENT.format(base=base).replace("gate_bias: -2", "gate_bias: -3"))
+        p = run("run", exp, "--out", out2, "--resnet", resnet, expect=1)
+        check("'gated'" in p.stderr and "was trained with other settings" in p.stderr,
+              f"the killed run refuses changed settings: {p.stderr!r}")
+
         # Bad experiment files: one line naming the file and the key.
         bad = {
             "runs: []\n": "'name' is missing",
