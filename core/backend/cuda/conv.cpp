@@ -178,8 +178,8 @@ class CudaConv final : public ConvOp {
     if (dws.data() != dw.data()) be_.reorder(dws, dw);
     if (p_.bias) {
       RN_CHECK(dbias != nullptr, "[conv] bias gradient expected");
-      launch_column_sum(out_desc_.dtype, dys.data(), dbias->data_as<float>(),
-                        out_desc_.shape.numel() / p_.out_channels, p_.out_channels, ctx_.stream());
+      launch_column_sum(ctx_, out_desc_.dtype, dys.data(), dbias->data_as<float>(),
+                        out_desc_.shape.numel() / p_.out_channels, p_.out_channels);
     }
   }
 

@@ -93,8 +93,10 @@ std::unique_ptr<LinearOp> make_linear(CudaBackend& be, const LinearParams& p, co
 // Kernels the op files launch (defined in eltwise.cu).
 void launch_bias_add(DType t, void* y, const float* bias, int64_t rows, int64_t cols,
                      cudaStream_t s);
-void launch_column_sum(DType t, const void* dy, float* db, int64_t rows, int64_t cols,
-                       cudaStream_t s);
+// db[j] = sum over rows of dy[r][j] (dy: rows x cols of type t), in two deterministic passes
+// over a partial-sum buffer from the context's pool, on the grid of column_sum_plan.
+void launch_column_sum(CudaContext& ctx, DType t, const void* dy, float* db, int64_t rows,
+                       int64_t cols);
 // var = 1 / inv_std^2 - eps (cuDNN saves the inverse standard deviation; the interface wants
 // the biased variance), and back for backward.
 void launch_inv_std_to_var(const float* inv_std, float* var, int64_t c, double eps, cudaStream_t s);

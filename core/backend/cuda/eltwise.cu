@@ -2,6 +2,7 @@
 // add, axpby, fill, scale, casts, the finiteness check, the zero-padding shortcut, bias rows and
 // batch-norm statistics.
 // Every kernel computes in fp32 whatever the storage type (f32, bf16, f16).
+#include "core/backend/column_sum_plan.h"
 #include "core/backend/cuda/cuda_backend.h"
 #include "core/backend/cuda/kernel_util.cuh"
 #include "core/backend/dropout_mask.h"
@@ -217,12 +218,36 @@ __global__ void bias_add_kernel(T* y, const float* bias, int64_t rows, int64_t c
     y[i] = from_f<T>(to_f(y[i]) + bias[i % cols]);
 }
 
-// One thread per column: neighbouring threads read neighbouring columns (coalesced rows).
+// Column sums of a rows x cols matrix (a bias gradient: rows = N*H*W, cols = channels) in two
+// deterministic passes. Pass 1: block (x, y) sums rows [y*rows_per_part, ...) of 32 columns
+// from x*32, its 32 x 8 threads reading 32 neighbouring columns of 8 rows at a time (coalesced),
+// then reduces the 8 row-partials in shared memory into partial[y][column]. Pass 2 sums each
+// column's parts in a fixed order, so the result does not depend on scheduling.
+constexpr int kColTile = static_cast<int>(kColumnTile), kRowThreads = 8;
+
 template <typename T>
-__global__ void column_sum_kernel(const T* dy, float* db, int64_t rows, int64_t cols) {
+__global__ void column_partial_kernel(const T* dy, float* partial, int64_t rows, int64_t cols,
+                                      int64_t rows_per_part) {
+  __shared__ float tile[kRowThreads][kColTile + 1];
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * kColTile + threadIdx.x;
+  const int64_t first = static_cast<int64_t>(blockIdx.y) * rows_per_part;
+  const int64_t last = min(rows, first + rows_per_part);
+  float sum = 0.f;
+  if (j < cols)
+    for (int64_t r = first + threadIdx.y; r < last; r += kRowThreads) sum += to_f(dy[r * cols + j]);
+  tile[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y == 0 && j < cols) {
+    for (int k = 1; k < kRowThreads; ++k) sum += tile[k][threadIdx.x];
+    partial[static_cast<int64_t>(blockIdx.y) * cols + j] = sum;
+  }
+}
+
+__global__ void column_final_kernel(const float* partial, float* db, int64_t parts,
+                                    int64_t cols) {
   for (int64_t j = thread_index(); j < cols; j += grid_stride()) {
     float sum = 0.f;
-    for (int64_t r = 0; r < rows; ++r) sum += to_f(dy[r * cols + j]);
+    for (int64_t p = 0; p < parts; ++p) sum += partial[p * cols + j];
     db[j] = sum;
   }
 }
@@ -429,23 +454,36 @@ void launch_bias_add(DType t, void* y, const float* bias, int64_t rows, int64_t 
   RN_CUDA_CHECK(cudaGetLastError());
 }
 
-void launch_column_sum(DType t, const void* dy, float* db, int64_t rows, int64_t cols,
-                       cudaStream_t s) {
-  const unsigned grid = grid_for(cols, kBlock);
+void launch_column_sum(CudaContext& ctx, DType t, const void* dy, float* db, int64_t rows,
+                       int64_t cols) {
+  if (cols == 0) return;
+  cudaStream_t s = ctx.stream();
+  if (rows == 0) {
+    RN_CUDA_CHECK(cudaMemsetAsync(db, 0, cols * sizeof(float), s));
+    return;
+  }
+  const ColumnSumPlan plan = column_sum_plan(rows, cols);
+  Tensor partial = ctx.scratch(static_cast<size_t>(plan.parts * cols) * sizeof(float));
+  const dim3 grid(static_cast<unsigned>(plan.column_tiles), static_cast<unsigned>(plan.parts));
+  const dim3 block(kColTile, kRowThreads);
+  float* part = partial.data_as<float>();
   switch (t) {
     case DType::f32:
-      column_sum_kernel<<<grid, kBlock, 0, s>>>(static_cast<const float*>(dy), db, rows, cols);
+      column_partial_kernel<<<grid, block, 0, s>>>(static_cast<const float*>(dy), part, rows, cols,
+                                                   plan.rows_per_part);
       break;
     case DType::bf16:
-      column_sum_kernel<<<grid, kBlock, 0, s>>>(static_cast<const __nv_bfloat16*>(dy), db, rows,
-                                                cols);
+      column_partial_kernel<<<grid, block, 0, s>>>(static_cast<const __nv_bfloat16*>(dy), part,
+                                                   rows, cols, plan.rows_per_part);
       break;
     case DType::f16:
-      column_sum_kernel<<<grid, kBlock, 0, s>>>(static_cast<const __half*>(dy), db, rows, cols);
+      column_partial_kernel<<<grid, block, 0, s>>>(static_cast<const __half*>(dy), part, rows,
+                                                   cols, plan.rows_per_part);
       break;
     default:
       RN_FAIL("[bias] unsupported type " << dtype_name(t));
   }
+  column_final_kernel<<<grid_for(cols, kBlock), kBlock, 0, s>>>(part, db, plan.parts, cols);
   RN_CUDA_CHECK(cudaGetLastError());
 }
 

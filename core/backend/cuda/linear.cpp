@@ -50,8 +50,8 @@ class CudaLinear final : public LinearOp {
          p_.out_features, dw.data(), k_);
     if (p_.bias) {
       RN_CHECK(dbias != nullptr, "[linear] bias gradient expected");
-      launch_column_sum(DType::f32, dy.data(), dbias->data_as<float>(), n_, p_.out_features,
-                        ctx_.stream());
+      launch_column_sum(ctx_, DType::f32, dy.data(), dbias->data_as<float>(), n_,
+                        p_.out_features);
     }
   }
 

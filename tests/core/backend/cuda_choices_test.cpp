@@ -1,9 +1,11 @@
 // The choices the CUDA backend makes from documented library behaviour, tested without a GPU:
-// the batch-norm paths tried for each storage type, and what each math mode allows.
+// the batch-norm paths tried for each storage type, what each math mode allows, and the grid
+// of the column sums.
 #include <gtest/gtest.h>
 
 #include "core/backend/backend.h"
 #include "core/backend/batch_norm_paths.h"
+#include "core/backend/column_sum_plan.h"
 #include "core/check.h"
 
 namespace rn {
@@ -38,6 +40,21 @@ TEST(MathChoice, ExactModeKeepsFp32OffTensorCores) {
     for (MathMode m : {MathMode::fast, MathMode::exact}) {
       EXPECT_TRUE(math_choice(t, m).tensor_cores) << dtype_name(t);
       EXPECT_FALSE(math_choice(t, m).tf32) << dtype_name(t);
+    }
+}
+
+// The column sums' grid (host code, no GPU needed): every row and column in exactly one block.
+TEST(CudaColumnSumPlan, CoversEveryRowAndColumnOnce) {
+  for (int64_t rows : {1, 7, 255, 256, 257, 6400, 802816, 10000019})
+    for (int64_t cols : {1, 31, 40, 64, 2048}) {
+      const ColumnSumPlan p = column_sum_plan(rows, cols);
+      SCOPED_TRACE(testing::Message() << rows << " x " << cols);
+      EXPECT_GE(p.parts, 1);
+      EXPECT_LE(p.parts, 1024);
+      EXPECT_GE(p.parts * p.rows_per_part, rows);
+      EXPECT_LT((p.parts - 1) * p.rows_per_part, rows);
+      EXPECT_GE(p.column_tiles * kColumnTile, cols);
+      EXPECT_LT((p.column_tiles - 1) * kColumnTile, cols);
     }
 }
 

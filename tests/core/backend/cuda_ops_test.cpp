@@ -78,6 +78,9 @@ std::vector<ConvCase> conv_cases() {
     cases.push_back(
         {"stem_bias", Shape{2, 3, 16, 16},
          ConvParams{.out_channels = 8, .kernel = 7, .stride = 2, .pad = 3, .bias = true}, t});
+    // 6,400 rows of 40 columns: the bias gradient's column sums span 25 row parts, 2 tiles.
+    cases.push_back({"bias_many_rows", Shape{4, 8, 40, 40},
+                     ConvParams{.out_channels = 40, .bias = true}, t});
     cases.push_back({"dilated", Shape{1, 8, 10, 10},
                      ConvParams{.out_channels = 8, .pad = 2, .dilation = 2}, t});
   }
