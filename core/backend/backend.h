@@ -130,6 +130,16 @@ class Backend {
 
   // Optimizer updates; w, g, m share one desc.
   virtual void sgd_update(const SgdParams& p, Tensor& w, const Tensor& g, Tensor& m) = 0;
+  // The same update on many tensors at once (the CUDA backend launches one kernel per 64
+  // tensors instead of one per tensor); by default one sgd_update each.
+  struct UpdateTensors {
+    Tensor* w;
+    const Tensor* g;
+    Tensor* m;
+  };
+  virtual void sgd_update_many(const SgdParams& p, const std::vector<UpdateTensors>& list) {
+    for (const UpdateTensors& t : list) sgd_update(p, *t.w, *t.g, *t.m);
+  }
   virtual void lars_update(const LarsParams& p, Tensor& w, const Tensor& g, Tensor& m) = 0;
 
   virtual void fill(Tensor& t, float value) = 0;

@@ -31,6 +31,9 @@ class Optimizer {
   Backend& backend_;
   std::vector<nn::NamedParameter> params_;
   OptimizerOptions options_;
+  // The tensors of one step's SGD updates, with and without weight decay (kept: their capacity
+  // is reused, a step allocates nothing).
+  std::vector<Backend::UpdateTensors> decayed_, undecayed_;
 };
 
 }  // namespace rn::optim

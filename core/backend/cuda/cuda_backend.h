@@ -53,6 +53,7 @@ class CudaBackend final : public Backend {
                                   const CrossEntropyParams& p, Tensor* dlogits) override;
 
   void sgd_update(const SgdParams& p, Tensor& w, const Tensor& g, Tensor& m) override;
+  void sgd_update_many(const SgdParams& p, const std::vector<UpdateTensors>& list) override;
   void lars_update(const LarsParams& p, Tensor& w, const Tensor& g, Tensor& m) override;
 
   void fill(Tensor& t, float value) override;

@@ -1,5 +1,6 @@
-// SGD (momentum, Nesterov, weight decay) and LARS updates on fp32 master weights, in place. LARS
-// reads its norms on the device, so an update never waits for the host.
+// SGD (momentum, Nesterov, weight decay) and LARS updates on fp32 master weights, in place: SGD
+// per tensor or many tensors per launch. LARS reads its norms on the device, so an update never
+// waits for the host.
 #include "core/backend/cuda/cuda_backend.h"
 #include "core/backend/cuda/kernel_util.cuh"
 
@@ -34,6 +35,56 @@ __global__ void sgd_kernel(float* w, const float* g, float* m, int64_t n, float 
     reinterpret_cast<float4*>(m)[i] = mv;
   }
   for (int64_t i = n4 * 4 + first; i < n; i += stride) step(w[i], g[i], m[i]);
+}
+
+// Many tensors in one launch, as kernel arguments (64 tensors: 2.6 KB of the 4 KB a launch
+// takes): each block updates one chunk of 4096 elements of one tensor, found by a binary search
+// of the blocks' prefix sums.
+constexpr int kMultiTensors = 64;
+constexpr int64_t kMultiChunk = 4096;
+
+struct SgdTensorList {
+  float* w[kMultiTensors];
+  const float* g[kMultiTensors];
+  float* m[kMultiTensors];
+  int64_t n[kMultiTensors];
+  int64_t first_block[kMultiTensors + 1];  // first_block[count] = the grid size
+  int count;
+};
+
+__global__ void sgd_many_kernel(const SgdTensorList list, float lr, float mu, float wd,
+                                bool nesterov) {
+  const int64_t b = blockIdx.x;
+  int lo = 0, hi = list.count - 1;  // the last t with first_block[t] <= b
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (list.first_block[mid] <= b)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  const int t = lo;
+  const int64_t begin = (b - list.first_block[t]) * kMultiChunk;
+  const int64_t end = min(list.n[t], begin + kMultiChunk);
+  float* w = list.w[t];
+  const float* g = list.g[t];
+  float* m = list.m[t];
+  auto step = [&](float& wv, float gv, float& mv) {
+    const float d = gv + wd * wv;
+    mv = mu * mv + d;
+    wv -= lr * (nesterov ? d + mu * mv : mv);
+  };
+  // Whole float4s (the buffers are 16-byte aligned, checked on the host, and begin is a
+  // multiple of 4), then the tensor's last 1-3 elements by the thread whose float4 they start.
+  int64_t i = begin + threadIdx.x * 4;
+  for (; i + 3 < end; i += blockDim.x * 4) {
+    float4 wv = *reinterpret_cast<float4*>(w + i), mv = *reinterpret_cast<float4*>(m + i);
+    const float4 gv = *reinterpret_cast<const float4*>(g + i);
+    step(wv.x, gv.x, mv.x), step(wv.y, gv.y, mv.y), step(wv.z, gv.z, mv.z), step(wv.w, gv.w, mv.w);
+    *reinterpret_cast<float4*>(w + i) = wv;
+    *reinterpret_cast<float4*>(m + i) = mv;
+  }
+  for (int64_t k = i; k < end; ++k) step(w[k], g[k], m[k]);
 }
 
 // Sums of w^2 and g^2 into norms[0], norms[1] (zeroed before): per-block partial sums, then one
@@ -74,6 +125,36 @@ void CudaBackend::sgd_update(const SgdParams& p, Tensor& w, const Tensor& g, Ten
       w.data_as<float>(), g.data_as<float>(), m.data_as<float>(), n, p.lr, p.momentum,
       p.weight_decay, p.nesterov);
   RN_CUDA_CHECK(cudaGetLastError());
+}
+
+void CudaBackend::sgd_update_many(const SgdParams& p, const std::vector<UpdateTensors>& list) {
+  static_assert(sizeof(SgdTensorList) <= 4000, "a launch takes at most 4 KB of arguments");
+  SgdTensorList batch{};
+  auto launch = [&] {
+    if (batch.count == 0) return;
+    sgd_many_kernel<<<static_cast<unsigned>(batch.first_block[batch.count]), kBlock, 0,
+                      ctx_.stream()>>>(batch, p.lr, p.momentum, p.weight_decay, p.nesterov);
+    RN_CUDA_CHECK(cudaGetLastError());
+    batch.count = 0;
+  };
+  for (const UpdateTensors& u : list) {
+    check_update("sgd", *u.w, *u.g, *u.m);
+    RN_CHECK(((reinterpret_cast<uintptr_t>(u.w->data()) | reinterpret_cast<uintptr_t>(u.g->data()) |
+               reinterpret_cast<uintptr_t>(u.m->data())) & 15) == 0,
+             "[sgd] the batched update needs 16-byte aligned buffers");
+    const int64_t n = u.w->numel();
+    if (n == 0) continue;
+    const int k = batch.count;
+    batch.w[k] = u.w->data_as<float>();
+    batch.g[k] = u.g->data_as<float>();
+    batch.m[k] = u.m->data_as<float>();
+    batch.n[k] = n;
+    if (k == 0) batch.first_block[0] = 0;
+    batch.first_block[k + 1] = batch.first_block[k] + (n + kMultiChunk - 1) / kMultiChunk;
+    batch.count = k + 1;
+    if (batch.count == kMultiTensors) launch();
+  }
+  launch();
 }
 
 void CudaBackend::lars_update(const LarsParams& p, Tensor& w, const Tensor& g, Tensor& m) {

@@ -210,5 +210,41 @@ TEST_F(CudaEltwiseTest, SgdAndLarsUpdatesMatchCpu) {
   EXPECT_TRUE(test::all_close(g.second, c.second, 1e-6, 1e-5)) << "lars momentum";
 }
 
+// 70 tensors (two launches of at most 64), of sizes around the 4096-element chunks and the
+// float4 tail: the batched update equals one update per tensor, on the GPU and the CPU.
+TEST_F(CudaEltwiseTest, SgdUpdateManyMatchesOneUpdatePerTensor) {
+  std::vector<int64_t> sizes = {1, 3, 4, 5, 1003, 4095, 4096, 4097, 9000, 12288};
+  while (sizes.size() < 70) sizes.push_back(static_cast<int64_t>(sizes.size()) * 37 + 1);
+  const SgdParams p{.lr = 0.1f, .momentum = 0.9f, .weight_decay = 1e-3f, .nesterov = true};
+  auto run = [&](Backend& be, bool many) {
+    std::vector<Tensor> w, g, m;
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      const Shape s{sizes[i]};
+      w.push_back(be.upload(Tensor::from_vector(s, random_values(sizes[i], 3 * i + 1))));
+      g.push_back(be.upload(Tensor::from_vector(s, random_values(sizes[i], 3 * i + 2))));
+      m.push_back(be.upload(Tensor::from_vector(s, random_values(sizes[i], 3 * i + 3))));
+    }
+    for (int step = 0; step < 2; ++step) {
+      if (many) {
+        std::vector<Backend::UpdateTensors> list;
+        for (size_t i = 0; i < w.size(); ++i) list.push_back({&w[i], &g[i], &m[i]});
+        be.sgd_update_many(p, list);
+      } else {
+        for (size_t i = 0; i < w.size(); ++i) be.sgd_update(p, w[i], g[i], m[i]);
+      }
+    }
+    std::vector<float> out;
+    for (size_t i = 0; i < w.size(); ++i)
+      for (const Tensor* t : {&w[i], &m[i]}) {
+        const auto v = be.download(*t).to_vector();
+        out.insert(out.end(), v.begin(), v.end());
+      }
+    return out;
+  };
+  const auto gpu_many = run(*gpu_, true), gpu_each = run(*gpu_, false), cpu = run(*cpu_, false);
+  EXPECT_TRUE(test::all_close(gpu_many, gpu_each, 1e-7, 1e-6));
+  EXPECT_TRUE(test::all_close(gpu_many, cpu, 1e-6, 1e-5));
+}
+
 }  // namespace
 }  // namespace rn

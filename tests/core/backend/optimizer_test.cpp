@@ -10,6 +10,7 @@
 
 #include "core/backend/backend.h"
 #include "core/check.h"
+#include "core/optim/optimizer.h"
 #include "tests/core/gradient_check.h"
 
 namespace rn {
@@ -182,6 +183,59 @@ TEST(OptimizerParallelTest, LargeTensorsMatchTheReferences) {
   EXPECT_TRUE(all_close(sgd.w.to_vector(), ws, 1e-6, 1e-5));
   EXPECT_TRUE(all_close(lars.w.to_vector(), wl, 1e-6, 1e-5));
   EXPECT_TRUE(all_close(lars.m.to_vector(), ml, 1e-7, 1e-5));
+}
+
+// Optimizer::step batches the SGD updates (with and without decay) and keeps LARS per tensor:
+// each parameter ends as its own backend update would leave it, decay where it should, and a
+// parameter without a gradient this step is left alone.
+TEST(OptimizerStepTest, EachParameterGetsItsOwnUpdate) {
+  auto be = test::make_test_backend();
+  const std::vector<Shape> shapes = {Shape{8, 3, 3, 3}, Shape{8}, Shape{8}, Shape{10, 8}, Shape{5}};
+  const std::vector<bool> no_decay = {false, true, true, false, false};
+  for (const auto kind : {optim::OptimizerKind::sgd, optim::OptimizerKind::lars})
+    for (const bool decay_bn : {false, true}) {
+      const optim::OptimizerOptions o{.kind = kind, .momentum = 0.9, .nesterov = true,
+                                      .weight_decay = 1e-2, .decay_bn_and_bias = decay_bn,
+                                      .lars_eta = 0.02};
+      std::vector<nn::Parameter> params(shapes.size()), expect(shapes.size());
+      std::vector<nn::NamedParameter> named;
+      for (size_t i = 0; i < shapes.size(); ++i) {
+        for (nn::Parameter* p : {&params[i], &expect[i]}) {
+          p->shape = shapes[i], p->no_decay = no_decay[i];
+          p->value = be->upload(test::random_tensor(shapes[i], 10 * i + 1));
+          p->momentum = be->upload(test::random_tensor(shapes[i], 10 * i + 2));
+        }
+        named.push_back({"p" + std::to_string(i), &params[i]});
+      }
+      optim::Optimizer opt(*be, named, o);
+      for (int step = 0; step < 2; ++step) {
+        for (size_t i = 0; i + 1 < shapes.size(); ++i)  // the last one gets no gradient
+          params[i].grad = be->upload(test::random_tensor(shapes[i], 100 * step + i + 3));
+        opt.step(0.1);
+        for (size_t i = 0; i + 1 < shapes.size(); ++i) {
+          nn::Parameter& e = expect[i];
+          const Tensor g = be->upload(test::random_tensor(shapes[i], 100 * step + i + 3));
+          const float wd = decay_bn || !e.no_decay ? 1e-2f : 0.f;
+          if (kind == optim::OptimizerKind::lars && !e.no_decay)
+            be->lars_update({.lr = 0.1f, .momentum = 0.9f, .weight_decay = wd, .eta = 0.02f},
+                            e.value, g, e.momentum);
+          else
+            be->sgd_update({.lr = 0.1f, .momentum = 0.9f, .weight_decay = wd,
+                            .nesterov = kind == optim::OptimizerKind::sgd},
+                           e.value, g, e.momentum);
+        }
+      }
+      for (size_t i = 0; i < shapes.size(); ++i) {
+        SCOPED_TRACE(testing::Message() << "parameter " << i << (decay_bn ? ", decay all" : ""));
+        EXPECT_EQ(be->download(params[i].value).to_vector(),
+                  be->download(expect[i].value).to_vector());
+        EXPECT_EQ(be->download(params[i].momentum).to_vector(),
+                  be->download(expect[i].momentum).to_vector());
+        EXPECT_FALSE(params[i].grad.defined()) << "gradients are released after the step";
+      }
+      EXPECT_EQ(be->download(params[4].value).to_vector(),
+                test::random_tensor(shapes[4], 41).to_vector());
+    }
 }
 
 TEST(OptimizerErrorTest, MismatchedLayoutsThrow) {

@@ -225,8 +225,11 @@ TEST_F(VariantSemanticsTest, GatesPassTheShortcutByOneMinusG) {
   EXPECT_TRUE(test::all_close(run(V::shortcut_gate, 30), relu(x, 0.f), 1e-5, 0));
   // b_g = 0 with a gate in between: strictly less than the whole shortcut where x > 0.
   const std::vector<float> half = run(V::shortcut_gate, 0);
-  for (size_t i = 0; i < x.size(); ++i)
-    if (x[i] > 0.05f) ASSERT_LT(half[i], x[i]) << i;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (x[i] > 0.05f) {
+      ASSERT_LT(half[i], x[i]) << i;
+    }
+  }
 }
 
 TEST_F(VariantSemanticsTest, DropoutDropsTheShortcutInTrainingOnly) {
