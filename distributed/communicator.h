@@ -34,6 +34,10 @@ class Request {
   // Forgets an operation that will never complete, without waiting (the job is being aborted):
   // destruction no longer blocks. Its buffer must then outlive the process.
   virtual void abandon() = 0;
+  // Whether the device orders work after it (a GPU stream waits for the collective): then
+  // order() is enough before the result is used there, and the host may wait for it later.
+  virtual bool device_ordered() const { return false; }
+  virtual void order() {}
 };
 
 class Communicator {

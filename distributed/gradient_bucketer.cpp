@@ -36,6 +36,7 @@ GradientBucketer::GradientBucketer(Backend& backend, Communicator& comm,
 
 GradientBucketer::~GradientBucketer() {
   for (auto& np : params_) np.param->on_grad_ready = nullptr;
+  unconfirmed_.clear();  // each request's destructor orders the device after it
   // Requests still in flight wait in their destructors, before the buffers go.
   for (auto& b : buckets_) {
     b.request.reset();
@@ -231,6 +232,7 @@ void GradientBucketer::reset() {
 }
 
 void GradientBucketer::finish() {
+  confirm();
   std::string missing;
   size_t num_missing = 0;
   for (auto& b : buckets_)
@@ -251,18 +253,40 @@ void GradientBucketer::finish() {
   }
   for (size_t i = 0; i < buckets_.size(); ++i) {
     Bucket& b = buckets_[i];
-    if (!b.request->wait_for(comm_.timeout_s())) {
-      const double mib = std::round(b.flat.size() * sizeof(float) * 100.0 / (1 << 20)) / 100;
-      const std::string what =
-          str_cat("gradient bucket ", i + 1, "/", buckets_.size(), " (", b.members.size(),
-                  " tensor(s) from ", params_[b.members.front()].name, ", ", mib, " MiB)");
-      abandon();
-      throw_timeout(comm_, what);
+    if (b.request->device_ordered()) {
+      b.request->order();
+      unconfirmed_.emplace_back(i, std::move(b.request));
+    } else if (!b.request->wait_for(comm_.timeout_s())) {
+      timed_out(i);
     }
     unpack(b);
     if (b.views.empty()) lend(b);
   }
   reset();
+}
+
+void GradientBucketer::confirm() {
+  for (size_t k = 0; k < unconfirmed_.size(); ++k) {
+    if (unconfirmed_[k].second->wait_for(comm_.timeout_s())) continue;
+    // Back into their buckets, so that abandon() treats them as every request in flight.
+    const size_t bucket = unconfirmed_[k].first;
+    for (auto& [j, r] : unconfirmed_) buckets_[j].request = std::move(r);
+    unconfirmed_.clear();
+    timed_out(bucket);
+  }
+  unconfirmed_.clear();
+}
+
+void GradientBucketer::timed_out(size_t i) {
+  const Bucket& b = buckets_[i];
+  const size_t floats =
+      b.device_flat.defined() ? static_cast<size_t>(b.device_flat.numel()) : b.flat.size();
+  const double mib = std::round(floats * sizeof(float) * 100.0 / (1 << 20)) / 100;
+  const std::string what =
+      str_cat("gradient bucket ", i + 1, "/", buckets_.size(), " (", b.members.size(),
+              " tensor(s) from ", params_[b.members.front()].name, ", ", mib, " MiB)");
+  abandon();
+  throw_timeout(comm_, what);
 }
 
 void GradientBucketer::abandon() {

@@ -29,8 +29,13 @@ class GradientBucketer {
   // Waits for every bucket, averages (divides by the number of ranks) and writes the result back
   // into each parameter's `grad`. Throws, naming them, when some gradients never became ready,
   // and CollectiveTimeout, naming the bucket, when one waits longer than the communicator's
-  // timeout.
+  // timeout. Where the device orders work after a collective (NCCL), finish() only queues the
+  // waits and the mean on the GPU stream, so the optimizer's update can be queued at once, and
+  // the host's timed wait (the stall watchdog) happens in confirm().
   void finish();
+  // Waits, with the timeout, for the collectives finish() left to the device; nothing to do
+  // otherwise. finish() confirms a previous step's first.
+  void confirm();
 
   size_t num_buckets() const { return buckets_.size(); }
   // The parameter names of bucket `i`, in the order they are packed.
@@ -61,6 +66,7 @@ class GradientBucketer {
   void progress();
   void reset();
   void abandon();
+  [[noreturn]] void timed_out(size_t bucket);
   void lend(Bucket& b);
   void unlend(Bucket& b);
   bool is_view(const Bucket& b, size_t j) const;
@@ -72,6 +78,8 @@ class GradientBucketer {
   std::unordered_map<const nn::Parameter*, Slot> slots_;
   // Buckets start in index order on every rank (collectives must be issued in one order).
   size_t next_launch_ = 0;
+  // Collectives finished on the device but not yet confirmed by the host, by bucket index.
+  std::vector<std::pair<size_t, std::unique_ptr<Request>>> unconfirmed_;
 };
 
 }  // namespace rn::distributed

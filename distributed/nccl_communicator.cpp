@@ -43,9 +43,13 @@ class NcclRequest final : public Request {
   // The compute stream waits for the sum without blocking the host. With a timeout (the stall
   // watchdog) the host also polls the event until it completes or the deadline passes: a peer
   // that never joins would otherwise hang the GPU silently.
-  bool wait_for(double timeout_s) override {
+  bool device_ordered() const override { return true; }
+  void order() override {
     if (!waited_) RN_CUDA_CHECK(cudaStreamWaitEvent(compute_, done_, 0));
     waited_ = true;
+  }
+  bool wait_for(double timeout_s) override {
+    order();
     if (timeout_s <= 0) return true;
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);

@@ -106,7 +106,7 @@ int run_bench(const std::vector<std::string>& argv, distributed::Communicator& c
       local_med = median(time_iterations(warmup, iters, train));
       comm.barrier();
       distributed::GradientBucketer bucketer(*backend, device_comm, net->parameters());
-      runner.set_gradient_sync([&] { bucketer.finish(); });
+      runner.set_gradient_sync([&] { bucketer.finish(); }, [&] { bucketer.confirm(); });
       train_med = median(time_iterations(warmup, iters, train));
       runner.set_gradient_sync(nullptr);
       // Averaged over ranks: equal with communication, each rank its own without.

@@ -46,14 +46,23 @@ LossStats StepRunner::train_step(const Tensor& images, const Tensor& labels, dou
   Tensor logits = net_.forward(x);
   if (!dlogits_.defined() || !dlogits_.desc().same_layout(logits.desc()))
     dlogits_ = backend_.allocate(logits.desc());
-  LossStats s = backend_.softmax_cross_entropy(logits, y, loss_, &dlogits_);
+  // The loss statistics are read at the end: on a GPU the whole step is queued before the host
+  // waits for anything.
+  backend_.queue_softmax_cross_entropy(logits, y, loss_, &dlogits_);
   if (scaler_) backend_.scale(dlogits_, scaler_->scale());
   net_.backward(dlogits_);
   if (sync_) sync_();
-  // An overflowed fp16 step is skipped (after the all-reduce, so every rank skips it alike).
-  if (scaler_ && !scaler_->unscale(backend_, optimizer_.parameters())) return s;
+  if (scaler_) {
+    // The overflow check reads the summed gradients on the host: the collectives first, under
+    // the stall watchdog. An overflowed fp16 step is skipped (after the all-reduce, so every
+    // rank skips it alike).
+    if (confirm_) confirm_();
+    if (!scaler_->unscale(backend_, optimizer_.parameters())) return backend_.queued_loss_stats();
+  }
   optimizer_.step(lr);
-  return s;
+  // Waits, under the watchdog, for collectives left to the device (NCCL) while the update runs.
+  if (confirm_) confirm_();
+  return backend_.queued_loss_stats();
 }
 
 LossStats StepRunner::eval_step(const Tensor& images, const Tensor& labels) {

@@ -28,8 +28,12 @@ class StepRunner {
   // Inference only: the logits as a plain host tensor.
   Tensor predict(const Tensor& images);
   optim::Optimizer& optimizer() { return optimizer_; }
-  // Runs between backward and the update (the data-parallel gradient all-reduce).
-  void set_gradient_sync(std::function<void()> sync) { sync_ = std::move(sync); }
+  // `sync` runs between backward and the update (the data-parallel gradient all-reduce), and
+  // `confirm` after the update is queued (the host's wait for collectives that only the device
+  // waited for in `sync`).
+  void set_gradient_sync(std::function<void()> sync, std::function<void()> confirm = nullptr) {
+    sync_ = std::move(sync), confirm_ = std::move(confirm);
+  }
   // Mixed precision: activations in `compute` (bf16 or f16; the parameters stay f32 masters).
   // f16 also scales the loss dynamically.
   void set_precision(DType compute);
@@ -43,7 +47,7 @@ class StepRunner {
   CrossEntropyParams loss_;
 
   Tensor dlogits_;
-  std::function<void()> sync_;
+  std::function<void()> sync_, confirm_;
   DType compute_ = DType::f32;
   std::unique_ptr<optim::LossScaler> scaler_;
 };

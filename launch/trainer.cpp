@@ -171,7 +171,7 @@ void Trainer::build() {
     bucketer_ = std::make_unique<distributed::GradientBucketer>(
         *backend_, device_comm, net_->parameters(), mib(cfg_.distributed.bucket_mib),
         mib(cfg_.distributed.first_bucket_mib));
-    runner_->set_gradient_sync([this] { bucketer_->finish(); });
+    runner_->set_gradient_sync([this] { bucketer_->finish(); }, [this] { bucketer_->confirm(); });
     if (cfg_.distributed.sync_bn)
       nn::set_batch_norm_sync(*net_, [this](double* d, size_t n) { comm_.all_reduce_sum(d, n); });
   }

@@ -127,6 +127,14 @@ class Backend {
   // Softmax cross-entropy on N x K logits; writes d(mean loss)/d(logits) when `dlogits` is given.
   virtual LossStats softmax_cross_entropy(const Tensor& logits, const Tensor& labels,
                                           const CrossEntropyParams& p, Tensor* dlogits) = 0;
+  // The same, its statistics read later by queued_loss_stats(): the GPU backend queues the
+  // kernel and the copy back and waits only there, so that a training step waits for the device
+  // once, at its end, instead of between forward and backward. One loss queued at a time.
+  virtual void queue_softmax_cross_entropy(const Tensor& logits, const Tensor& labels,
+                                           const CrossEntropyParams& p, Tensor* dlogits) {
+    queued_loss_ = softmax_cross_entropy(logits, labels, p, dlogits);
+  }
+  virtual LossStats queued_loss_stats() { return queued_loss_; }
 
   // Optimizer updates; w, g, m share one desc.
   virtual void sgd_update(const SgdParams& p, Tensor& w, const Tensor& g, Tensor& m) = 0;
@@ -154,6 +162,9 @@ class Backend {
                           size_t bytes) = 0;
 
   virtual void synchronize() = 0;
+
+ private:
+  LossStats queued_loss_;
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int threads);

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -184,6 +185,98 @@ TEST(GradientBucketer, LateRankTripsTheWatchdogNamingTheBucket) {
     bucketer.finish();
   }
   comm->barrier();
+}
+
+// One process whose collectives behave like NCCL's: ordered on the device, complete only
+// when the test says so. Records what the bucketer asked of each request.
+struct DeviceOrderedLog {
+  int ordered = 0, waited = 0, abandoned = 0;
+  bool complete = false;
+  std::vector<double> timeouts;
+};
+
+class DeviceOrderedRequest final : public Request {
+ public:
+  explicit DeviceOrderedRequest(DeviceOrderedLog& log) : log_(log) {}
+  bool device_ordered() const override { return true; }
+  void order() override { ++log_.ordered; }
+  bool wait_for(double timeout_s) override {
+    ++log_.waited;
+    log_.timeouts.push_back(timeout_s);
+    if (!log_.complete) std::this_thread::sleep_for(std::chrono::duration<double>(timeout_s));
+    return log_.complete;
+  }
+  bool test() override { return log_.complete; }
+  void abandon() override { ++log_.abandoned; }
+
+ private:
+  DeviceOrderedLog& log_;
+};
+
+class DeviceOrderedCommunicator final : public Communicator {
+ public:
+  DeviceOrderedLog log;
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  std::unique_ptr<Request> all_reduce_sum_async(float*, size_t) override {
+    return std::make_unique<DeviceOrderedRequest>(log);
+  }
+  void broadcast(void*, size_t, int) override {}
+  void barrier() override {}
+  std::vector<uint64_t> all_gather(uint64_t value) override { return {value}; }
+  void all_reduce_sum(double*, size_t) override {}
+  std::unique_ptr<Communicator> split(int, int) override { return nullptr; }
+  void post(int, const std::string&) override {}
+  std::optional<std::string> poll() override { return std::nullopt; }
+};
+
+// With collectives the device orders (NCCL), finish() only queues them, so the update can be
+// queued at once; confirm() is where the host waits, under the watchdog's timeout.
+TEST(GradientBucketer, DeviceOrderedCollectivesAreWaitedForInConfirm) {
+  auto backend = make_cpu_backend(1);
+  DeviceOrderedCommunicator comm;
+  comm.set_timeout(7);
+  FakeParameters fake(0);
+  GradientBucketer bucketer(*backend, comm, fake.named, 2000, 1400);
+  const int buckets = static_cast<int>(bucketer.num_buckets());
+  ASSERT_GT(buckets, 1);
+  comm.log.complete = true;
+  for (int step = 1; step <= 2; ++step) {
+    for (size_t k = fake.storage.size(); k-- > 0;) fake.storage[k].mark_ready();
+    bucketer.finish();
+    EXPECT_EQ(comm.log.ordered, step * buckets);
+    EXPECT_EQ(comm.log.waited, (step - 1) * buckets) << "finish() never waits on the host";
+    for (size_t k = 0; k < fake.storage.size(); ++k)
+      EXPECT_EQ(fake.storage[k].grad.to_vector()[5], FakeParameters::expected(1, k, 5));
+    bucketer.confirm();
+    EXPECT_EQ(comm.log.waited, step * buckets);
+    bucketer.confirm();  // nothing left to wait for
+    EXPECT_EQ(comm.log.waited, step * buckets);
+  }
+  EXPECT_EQ(comm.log.timeouts, std::vector<double>(comm.log.waited, 7.0));
+  EXPECT_EQ(comm.log.abandoned, 0);
+}
+
+TEST(GradientBucketer, AnUnconfirmedCollectiveTripsTheWatchdogNamingTheBucket) {
+  auto backend = make_cpu_backend(1);
+  DeviceOrderedCommunicator comm;
+  comm.set_timeout(0.05);
+  FakeParameters fake(0);
+  GradientBucketer bucketer(*backend, comm, fake.named, 2000, 1400);
+  for (size_t k = fake.storage.size(); k-- > 0;) fake.storage[k].mark_ready();
+  bucketer.finish();
+  try {
+    bucketer.confirm();
+    ADD_FAILURE() << "confirm() should have timed out";
+  } catch (const CollectiveTimeout& e) {
+    EXPECT_NE(std::string(e.what()).find("gradient bucket 1/4 (2 tensor(s) from p6"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(comm.log.waited, 1) << "the first bucket that never completes ends the wait";
+  EXPECT_EQ(comm.log.abandoned, 4) << "every collective still in flight is abandoned";
+  bucketer.confirm();  // nothing is left pending
+  EXPECT_EQ(comm.log.waited, 1);
 }
 
 TEST(Communicator, LateRankTripsTheWatchdogOfABlockingCollective) {

@@ -8,11 +8,15 @@ namespace rn::cuda {
 
 CudaBackend::CudaBackend(int device, MathMode math) : ctx_(device), math_(math) {
   RN_CUDA_CHECK(cudaMallocHost(&host_result_, 64));
-  device_result_ = ctx_.allocate(TensorDesc{Shape{16}, DType::f32, nullptr});
+  RN_CUDA_CHECK(cudaMallocHost(&host_loss_, 64));
+  RN_CUDA_CHECK(cudaEventCreateWithFlags(&loss_done_, cudaEventDisableTiming));
+  device_result_ = ctx_.allocate(TensorDesc{Shape{32}, DType::f32, nullptr});
 }
 
 CudaBackend::~CudaBackend() {
   device_result_ = Tensor();
+  if (loss_done_) RN_CUDA_CHECK_PRINT(cudaEventDestroy(loss_done_));
+  if (host_loss_) RN_CUDA_CHECK_PRINT(cudaFreeHost(host_loss_));
   if (host_result_) RN_CUDA_CHECK_PRINT(cudaFreeHost(host_result_));
 }
 

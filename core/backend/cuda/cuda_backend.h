@@ -49,6 +49,9 @@ class CudaBackend final : public Backend {
   void channel_affine_add(Tensor& y, const Tensor& x, const Tensor& scale,
                           const Tensor& shift) override;
 
+  void queue_softmax_cross_entropy(const Tensor& logits, const Tensor& labels,
+                                   const CrossEntropyParams& p, Tensor* dlogits) override;
+  LossStats queued_loss_stats() override;
   LossStats softmax_cross_entropy(const Tensor& logits, const Tensor& labels,
                                   const CrossEntropyParams& p, Tensor* dlogits) override;
 
@@ -80,6 +83,11 @@ class CudaBackend final : public Backend {
   // Pinned host words the loss and finiteness checks return through (one copy, one sync).
   void* host_result_ = nullptr;
   Tensor device_result_;
+  // The loss's own pinned words (a queued loss is read after other checks used host_result_),
+  // its batch size and classes, and the event after its copy back.
+  void* host_loss_ = nullptr;
+  int64_t loss_n_ = 0, loss_k_ = 0;
+  cudaEvent_t loss_done_ = nullptr;
 };
 
 // The op objects, one family per file (conv.cpp, batch_norm.cpp, pool.cu, linear.cpp).
