@@ -230,14 +230,20 @@ class DeviceOrderedCommunicator final : public Communicator {
   std::optional<std::string> poll() override { return std::nullopt; }
 };
 
+// The fake parameters in 4 buckets over a device-ordered communicator with `timeout_s`.
+struct DeviceOrderedBuckets {
+  explicit DeviceOrderedBuckets(double timeout_s) { comm.set_timeout(timeout_s); }
+  std::unique_ptr<Backend> backend = make_cpu_backend(1);
+  DeviceOrderedCommunicator comm;
+  FakeParameters fake{0};
+  GradientBucketer bucketer{*backend, comm, fake.named, 2000, 1400};
+};
+
 // With collectives the device orders (NCCL), finish() only queues them, so the update can be
 // queued at once; confirm() is where the host waits, under the watchdog's timeout.
 TEST(GradientBucketer, DeviceOrderedCollectivesAreWaitedForInConfirm) {
-  auto backend = make_cpu_backend(1);
-  DeviceOrderedCommunicator comm;
-  comm.set_timeout(7);
-  FakeParameters fake(0);
-  GradientBucketer bucketer(*backend, comm, fake.named, 2000, 1400);
+  DeviceOrderedBuckets b(7);
+  auto& [backend, comm, fake, bucketer] = b;
   const int buckets = static_cast<int>(bucketer.num_buckets());
   ASSERT_GT(buckets, 1);
   comm.log.complete = true;
@@ -258,11 +264,8 @@ TEST(GradientBucketer, DeviceOrderedCollectivesAreWaitedForInConfirm) {
 }
 
 TEST(GradientBucketer, AnUnconfirmedCollectiveTripsTheWatchdogNamingTheBucket) {
-  auto backend = make_cpu_backend(1);
-  DeviceOrderedCommunicator comm;
-  comm.set_timeout(0.05);
-  FakeParameters fake(0);
-  GradientBucketer bucketer(*backend, comm, fake.named, 2000, 1400);
+  DeviceOrderedBuckets b(0.05);
+  auto& [backend, comm, fake, bucketer] = b;
   for (size_t k = fake.storage.size(); k-- > 0;) fake.storage[k].mark_ready();
   bucketer.finish();
   try {
