@@ -78,7 +78,7 @@ class GradientBucketer {
   std::unordered_map<const nn::Parameter*, Slot> slots_;
   // Buckets start in index order on every rank (collectives must be issued in one order).
   size_t next_launch_ = 0;
-  // Collectives finished on the device but not yet confirmed by the host, by bucket index.
+  // Collectives the device waits for but the host has not yet seen complete, by bucket index.
   std::vector<std::pair<size_t, std::unique_ptr<Request>>> unconfirmed_;
 };
 

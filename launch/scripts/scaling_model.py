@@ -34,6 +34,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLUSTER = os.path.join(ROOT, "launch", "scripts", "local_cluster.sh")
 MIB = 1 << 20
+SWEEP_MAX_MIB = 64  # the largest all-reduce `measure` times
 
 
 def fail(msg):
@@ -133,7 +134,7 @@ def measure(args):
                 parse_rate(rate)
                 shape_rate(env, 2, rate)
             out = cluster("mpirun", "-np", "2", "--map-by", "node", args.resnet, "bench",
-                          "--allreduce", "--sweep", "--max-mib", "64", "--iters",
+                          "--allreduce", "--sweep", "--max-mib", str(SWEEP_MAX_MIB), "--iters",
                           str(args.iters), env=env)
             rows = json_lines(out)
             # Two ranks: T = 2 alpha + beta * B, over the sizes the bucketer sends (its first
@@ -280,6 +281,10 @@ def main():
     p.add_argument("--ranks", default="2,4,8,16,32,64,128,256,512")
     p.add_argument("--plot")
     args = p.parse_args()
+    # The fit needs two sizes of the sweep (powers of two up to SWEEP_MAX_MIB) at least.
+    if not 0 < args.fit_min_kib <= SWEEP_MAX_MIB * 1024 // 2:
+        fail(f"--fit-min-kib must be in 1..{SWEEP_MAX_MIB * 1024 // 2} (the sweep ends at "
+             f"{SWEEP_MAX_MIB} MiB), got {args.fit_min_kib}")
     if args.action == "measure":
         return measure(args)
     return predict(args)

@@ -64,6 +64,10 @@ check("25.6 M parameters" in p.stdout and "| 512 |" in p.stdout, "predict prints
 bad = subprocess.run([sys.executable, SCRIPT, "predict", "--resnet", sys.argv[1], "--rate",
                       "fast", "--compute-ms", "1"], capture_output=True, text=True)
 check(bad.returncode == 1 and "'fast' is not a rate" in bad.stderr, "a bad rate is one error line")
+bad = subprocess.run([sys.executable, SCRIPT, "measure", "--fit-min-kib", "65536"],
+                     capture_output=True, text=True)
+check(bad.returncode == 1 and bad.stderr.count("\n") == 1 and "--fit-min-kib must be in" in
+      bad.stderr, f"a fit range past the sweep is one error line, before measuring: {bad.stderr!r}")
 if failures:
     print(f"{len(failures)} check(s) failed")
     sys.exit(1)
