@@ -155,6 +155,15 @@ class Backend {
   virtual void copy(const Tensor& src, Tensor& dst) = 0;     // same desc
   virtual void reorder(const Tensor& src, Tensor& dst) = 0;  // same shape, any layouts
   virtual void cast(const Tensor& src, Tensor& dst) = 0;     // same shape, f32 <-> bf16 / f16
+  // Many casts at once (the CUDA backend casts up to 64 tensors per launch); by default one
+  // cast each.
+  struct CastPair {
+    const Tensor* src;
+    Tensor* dst;
+  };
+  virtual void cast_many(const std::vector<CastPair>& list) {
+    for (const CastPair& c : list) cast(*c.src, *c.dst);
+  }
   // Whether every element is finite (no inf, no NaN): the overflow check of fp16 loss scaling.
   virtual bool all_finite(const Tensor& t) = 0;
   // Raw bytes between two buffers of this backend (gradient buckets pack and unpack with it).

@@ -91,15 +91,21 @@ class Network final : public nn::Module {
   // Keys every dropout layer's masks for the next training step from `key` (a function of the
   // seed, the step and the rank), so that masks never repeat and a resumed run redraws them.
   void set_noise_key(uint64_t key);
+  // How many convolution weights the last training forward cast together (Backend::cast_many):
+  // every convolution's in low precision once its plans are known, else 0.
+  size_t batched_casts() const { return casts_.size(); }
 
  protected:
-  Tensor forward_impl(const Tensor& x) override { return body_.forward(x); }
+  // A training forward in low precision casts every convolution's weights in one batch first.
+  Tensor forward_impl(const Tensor& x) override;
   Tensor backward_impl(const Tensor& dy) override { return body_.backward(dy); }
 
  private:
   ModelSpec spec_;
   nn::Sequential body_{backend_};
   std::vector<nn::Dropout*> dropouts_;  // in the order of the modules, for set_noise_key
+  std::vector<nn::Conv2d*> convs_;      // found once, for the batched weight casts
+  std::vector<Backend::CastPair> casts_;
 };
 
 std::unique_ptr<Network> build_model(Backend& be, const ModelSpec& spec, uint64_t seed);

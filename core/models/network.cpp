@@ -65,12 +65,23 @@ Network::Network(Backend& be, ModelSpec spec, uint64_t seed) : Module(be), spec_
   body_.emplace<Pool2d>("avgpool", PoolParams{.kind = PoolKind::avg, .global = true});
   body_.emplace<nn::Linear>("fc", channels, s.num_classes, rng);
   body_.set_needs_input_grad(false);
-  // The dropout layers, found once: set_noise_key runs every training step.
+  // The dropout layers and convolutions, found once: set_noise_key and the batched weight
+  // casts run every training step.
   std::function<void(nn::Module&)> find = [&](nn::Module& m) {
     if (auto* d = dynamic_cast<nn::Dropout*>(&m)) dropouts_.push_back(d);
+    if (auto* c = dynamic_cast<nn::Conv2d*>(&m)) convs_.push_back(c);
     m.for_each_child(find);
   };
   find(body_);
+}
+
+Tensor Network::forward_impl(const Tensor& x) {
+  if (training_) {
+    casts_.clear();
+    for (nn::Conv2d* c : convs_) c->prepare_low_weight(casts_);
+    if (!casts_.empty()) backend_.cast_many(casts_);
+  }
+  return body_.forward(x);
 }
 
 std::vector<nn::NamedParameter> Network::parameters() {

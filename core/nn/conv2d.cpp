@@ -39,6 +39,7 @@ Tensor Conv2d::forward_impl(const Tensor& x) {
            "[conv] expects " << in_channels_ << " input channels, got " << x.shape().str());
   op_ =
       &plans_.get(x.desc(), training_, [&] { return backend_.make_conv(p_, x.desc(), training_); });
+  op_training_ = training_;
   const TensorDesc& wd = op_->weight_desc();
   // Mixed precision: the parameter stays f32 (the master copy the optimizer updates) in the
   // layout family the op wants, and the op gets a low-precision cast of it each step.
@@ -52,15 +53,35 @@ Tensor Conv2d::forward_impl(const Tensor& x) {
   if (training_ || weight_.value.is_plain()) relayout(weight_, master);
   const Tensor* w = &weight_.value;
   if (wd.dtype != DType::f32) {
-    low_weight_ = backend_.allocate(wd);
-    backend_.cast(weight_.value, low_weight_);
+    // A copy prepared for another plan (the input's shape changed) is cast again.
+    if (!(training_ && prepared_for_ == op_)) {
+      low_weight_ = backend_.allocate(wd);
+      backend_.cast(weight_.value, low_weight_);
+    }
     w = &low_weight_;
   }
+  prepared_for_ = nullptr;
   Tensor y = backend_.allocate(op_->output_desc());
   op_->forward(x, *w, p_.bias ? &bias_.value : nullptr, y);
   if (!training_) low_weight_ = Tensor();
   if (training_) saved_x_ = x;
   return y;
+}
+
+bool Conv2d::prepare_low_weight(std::vector<Backend::CastPair>& casts) {
+  prepared_for_ = nullptr;
+  if (!training_ || !op_ || !op_training_ || op_->weight_desc().dtype == DType::f32) return false;
+  const TensorDesc& wd = op_->weight_desc();
+  TensorDesc master = wd;
+  master.dtype = DType::f32;
+  master.layout = backend_.layout_like(master, wd.shape);
+  // A master that moved to another layout (a checkpoint's load, a broadcast) is laid out again
+  // by the forward, which then casts it itself.
+  if (!weight_.value.desc().same_layout(master)) return false;
+  low_weight_ = backend_.allocate(wd);
+  casts.push_back({&weight_.value, &low_weight_});
+  prepared_for_ = op_;
+  return true;
 }
 
 Tensor Conv2d::backward_impl(const Tensor& dy) {

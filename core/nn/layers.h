@@ -21,6 +21,12 @@ class Conv2d final : public Module {
   int64_t macs(const Shape& in) const override;
   int weighted_layers() const override { return 1; }
   const ConvParams& params() const { return p_; }
+  // Mixed precision, batched: adds the (f32 master, low-precision copy) pair that the next
+  // training forward needs to `casts` when this conv knows it (its last forward was a training
+  // one in low precision, and its master is still in that plan's layout). The caller casts the
+  // pairs together (Backend::cast_many) right before that forward, which then uses the copy
+  // instead of casting its own; any other forward casts its own. False when nothing was added.
+  bool prepare_low_weight(std::vector<Backend::CastPair>& casts);
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
@@ -32,9 +38,12 @@ class Conv2d final : public Module {
   Parameter weight_, bias_;
   PlanCache<ConvOp> plans_;
   ConvOp* op_ = nullptr;  // the plan of the last forward
+  bool op_training_ = false;
   Tensor saved_x_;
-  // Mixed precision: this step's low-precision copy of the f32 master weights.
+  // Mixed precision: this step's low-precision copy of the f32 master weights, and the plan it
+  // was prepared for by prepare_low_weight (null once a forward has used or ignored it).
   Tensor low_weight_;
+  const ConvOp* prepared_for_ = nullptr;
 };
 
 // Sums per-channel statistics in place across the replicas of a data-parallel job.

@@ -64,6 +64,7 @@ class CudaBackend final : public Backend {
   void copy(const Tensor& src, Tensor& dst) override;
   void reorder(const Tensor& src, Tensor& dst) override;
   void cast(const Tensor& src, Tensor& dst) override;
+  void cast_many(const std::vector<CastPair>& list) override;
   bool all_finite(const Tensor& t) override;
   void copy_bytes(const Tensor& src, size_t src_offset, Tensor& dst, size_t dst_offset,
                   size_t bytes) override;

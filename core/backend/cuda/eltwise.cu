@@ -176,6 +176,26 @@ void cast_from(const S* x, void* y, DType to, int64_t n, cudaStream_t s) {
   }
 }
 
+// f32 master weights into their bf16 / f16 copies, many tensors per launch (2.1 KB of
+// arguments for 64): each block casts one chunk of one tensor, coalesced.
+struct CastTensorList {
+  const float* src[kMultiTensors];
+  void* dst[kMultiTensors];
+  int64_t n[kMultiTensors];
+  int64_t first_block[kMultiTensors + 1];  // first_block[count] = the grid size
+  int count;
+};
+
+template <typename D>
+__global__ void cast_many_kernel(const CastTensorList list) {
+  const int t = multi_tensor_of_block(list.first_block, list.count);
+  const int64_t begin = (static_cast<int64_t>(blockIdx.x) - list.first_block[t]) * kMultiChunk;
+  const int64_t end = min(list.n[t], begin + kMultiChunk);
+  const float* x = list.src[t];
+  D* y = static_cast<D*>(list.dst[t]);
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) y[i] = from_f<D>(x[i]);
+}
+
 template <typename T>
 __global__ void nonfinite_kernel(const T* x, int64_t n, int* flag) {
   for (int64_t i = thread_index(); i < n; i += grid_stride())
@@ -243,8 +263,7 @@ __global__ void column_partial_kernel(const T* dy, float* partial, int64_t rows,
   }
 }
 
-__global__ void column_final_kernel(const float* partial, float* db, int64_t parts,
-                                    int64_t cols) {
+__global__ void column_final_kernel(const float* partial, float* db, int64_t parts, int64_t cols) {
   for (int64_t j = thread_index(); j < cols; j += grid_stride()) {
     float sum = 0.f;
     for (int64_t p = 0; p < parts; ++p) sum += partial[p * cols + j];
@@ -293,6 +312,45 @@ void CudaBackend::fill(Tensor& t, float value) {
     return;
   }
   map_eltwise("fill", Constant{value}, t, nullptr, nullptr, nullptr, ctx_.stream());
+}
+
+void CudaBackend::cast_many(const std::vector<CastPair>& list) {
+  static_assert(sizeof(CastTensorList) <= 4000, "a launch takes at most 4 KB of arguments");
+  // One list per target type; a pair that is not an element-wise f32 -> bf16 / f16 cast in one
+  // layout (plain or NHWC on both sides) takes the single cast.
+  CastTensorList bf16{}, f16{};
+  auto launch = [&](CastTensorList& batch, DType to) {
+    if (batch.count == 0) return;
+    const unsigned grid = static_cast<unsigned>(batch.first_block[batch.count]);
+    if (to == DType::bf16)
+      cast_many_kernel<__nv_bfloat16><<<grid, kBlock, 0, ctx_.stream()>>>(batch);
+    else
+      cast_many_kernel<__half><<<grid, kBlock, 0, ctx_.stream()>>>(batch);
+    RN_CUDA_CHECK(cudaGetLastError());
+    batch.count = 0;
+  };
+  for (const CastPair& c : list) {
+    const Tensor& src = *c.src;
+    Tensor& dst = *c.dst;
+    const bool same_layout =
+        (src.is_plain() && dst.is_plain()) || (is_nhwc(src.desc()) && is_nhwc(dst.desc()));
+    if (src.dtype() != DType::f32 || (dst.dtype() != DType::bf16 && dst.dtype() != DType::f16) ||
+        !same_layout) {
+      cast(src, dst);
+      continue;
+    }
+    RN_CHECK(src.shape() == dst.shape(),
+             "[cast] " << src.desc().str() << " -> " << dst.desc().str());
+    const int64_t n = src.numel();
+    if (n == 0) continue;
+    CastTensorList& batch = dst.dtype() == DType::bf16 ? bf16 : f16;
+    const int k = multi_tensor_add(batch, n);
+    batch.src[k] = src.data_as<float>();
+    batch.dst[k] = dst.data();
+    if (batch.count == kMultiTensors) launch(batch, dst.dtype());
+  }
+  launch(bf16, DType::bf16);
+  launch(f16, DType::f16);
 }
 
 void CudaBackend::scale(Tensor& t, float factor) {
@@ -477,8 +535,8 @@ void launch_column_sum(CudaContext& ctx, DType t, const void* dy, float* db, int
                                                    rows, cols, plan.rows_per_part);
       break;
     case DType::f16:
-      column_partial_kernel<<<grid, block, 0, s>>>(static_cast<const __half*>(dy), part, rows,
-                                                   cols, plan.rows_per_part);
+      column_partial_kernel<<<grid, block, 0, s>>>(static_cast<const __half*>(dy), part, rows, cols,
+                                                   plan.rows_per_part);
       break;
     default:
       RN_FAIL("[bias] unsupported type " << dtype_name(t));

@@ -54,4 +54,35 @@ __device__ __forceinline__ int64_t grid_stride() {
   return static_cast<int64_t>(blockDim.x) * gridDim.x;
 }
 
+// Multi-tensor kernels take up to kMultiTensors tensors as kernel arguments (a launch takes at
+// most 4 KB of them); each block handles one chunk of kMultiChunk elements of one tensor.
+// `first_block[t]` is tensor t's first block (a prefix sum over the tensors' chunk counts);
+// this block's tensor is the last t with first_block[t] <= blockIdx.x, found by binary search.
+constexpr int kMultiTensors = 64;
+constexpr int64_t kMultiChunk = 4096;
+__device__ __forceinline__ int multi_tensor_of_block(const int64_t* first_block, int count) {
+  const int64_t b = blockIdx.x;
+  int lo = 0, hi = count - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (first_block[mid] <= b)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
+// Host side: adds a tensor of n > 0 elements to a list with the fields n, first_block and count
+// (the caller fills its pointers at the returned slot, and launches when count reaches
+// kMultiTensors).
+template <typename List>
+int multi_tensor_add(List& list, int64_t n) {
+  const int k = list.count;
+  list.n[k] = n;
+  if (k == 0) list.first_block[0] = 0;
+  list.first_block[k + 1] = list.first_block[k] + (n + kMultiChunk - 1) / kMultiChunk;
+  list.count = k + 1;
+  return k;
+}
+
 }  // namespace rn::cuda

@@ -38,11 +38,7 @@ __global__ void sgd_kernel(float* w, const float* g, float* m, int64_t n, float 
 }
 
 // Many tensors in one launch, as kernel arguments (64 tensors: 2.6 KB of the 4 KB a launch
-// takes): each block updates one chunk of 4096 elements of one tensor, found by a binary search
-// of the blocks' prefix sums.
-constexpr int kMultiTensors = 64;
-constexpr int64_t kMultiChunk = 4096;
-
+// takes): each block updates one chunk of one tensor (multi_tensor_of_block).
 struct SgdTensorList {
   float* w[kMultiTensors];
   const float* g[kMultiTensors];
@@ -54,17 +50,8 @@ struct SgdTensorList {
 
 __global__ void sgd_many_kernel(const SgdTensorList list, float lr, float mu, float wd,
                                 bool nesterov) {
-  const int64_t b = blockIdx.x;
-  int lo = 0, hi = list.count - 1;  // the last t with first_block[t] <= b
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) / 2;
-    if (list.first_block[mid] <= b)
-      lo = mid;
-    else
-      hi = mid - 1;
-  }
-  const int t = lo;
-  const int64_t begin = (b - list.first_block[t]) * kMultiChunk;
+  const int t = multi_tensor_of_block(list.first_block, list.count);
+  const int64_t begin = (static_cast<int64_t>(blockIdx.x) - list.first_block[t]) * kMultiChunk;
   const int64_t end = min(list.n[t], begin + kMultiChunk);
   float* w = list.w[t];
   const float* g = list.g[t];
@@ -139,19 +126,16 @@ void CudaBackend::sgd_update_many(const SgdParams& p, const std::vector<UpdateTe
   };
   for (const UpdateTensors& u : list) {
     check_update("sgd", *u.w, *u.g, *u.m);
-    RN_CHECK(((reinterpret_cast<uintptr_t>(u.w->data()) | reinterpret_cast<uintptr_t>(u.g->data()) |
-               reinterpret_cast<uintptr_t>(u.m->data())) & 15) == 0,
-             "[sgd] the batched update needs 16-byte aligned buffers");
+    const uintptr_t addresses = reinterpret_cast<uintptr_t>(u.w->data()) |
+                                reinterpret_cast<uintptr_t>(u.g->data()) |
+                                reinterpret_cast<uintptr_t>(u.m->data());
+    RN_CHECK(addresses % 16 == 0, "[sgd] the batched update needs 16-byte aligned buffers");
     const int64_t n = u.w->numel();
     if (n == 0) continue;
-    const int k = batch.count;
+    const int k = multi_tensor_add(batch, n);
     batch.w[k] = u.w->data_as<float>();
     batch.g[k] = u.g->data_as<float>();
     batch.m[k] = u.m->data_as<float>();
-    batch.n[k] = n;
-    if (k == 0) batch.first_block[0] = 0;
-    batch.first_block[k + 1] = batch.first_block[k] + (n + kMultiChunk - 1) / kMultiChunk;
-    batch.count = k + 1;
     if (batch.count == kMultiTensors) launch();
   }
   launch();

@@ -246,5 +246,32 @@ TEST_F(CudaEltwiseTest, SgdUpdateManyMatchesOneUpdatePerTensor) {
   EXPECT_TRUE(test::all_close(gpu_many, cpu, 1e-6, 1e-5));
 }
 
+// 70 f32 tensors into bf16 and f16 copies (alternating, so each type fills its own launches),
+// of sizes around the 4096-element chunks, and one 4-D pair from plain to NHWC that takes the
+// single cast: the batched casts equal one cast per tensor, bit for bit.
+TEST_F(CudaEltwiseTest, CastManyMatchesOneCastPerTensor) {
+  std::vector<int64_t> sizes = {1, 3, 4, 5, 1003, 4095, 4096, 4097, 9000, 12288};
+  while (sizes.size() < 70) sizes.push_back(static_cast<int64_t>(sizes.size()) * 37 + 1);
+  std::vector<Tensor> src, many, each;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const Shape s{sizes[i]};
+    const DType to = i % 2 ? DType::f16 : DType::bf16;
+    src.push_back(gpu_->upload(Tensor::from_vector(s, random_values(sizes[i], i + 1))));
+    many.push_back(gpu_->allocate(TensorDesc{s, to, nullptr}));
+    each.push_back(gpu_->allocate(TensorDesc{s, to, nullptr}));
+  }
+  const Shape s4{2, 5, 3, 7};
+  src.push_back(gpu_->upload(Tensor::from_vector(s4, random_values(s4.numel(), 99))));
+  many.push_back(gpu_->allocate(activation_desc(s4, DType::bf16)));
+  each.push_back(gpu_->allocate(activation_desc(s4, DType::bf16)));
+  std::vector<Backend::CastPair> list;
+  for (size_t i = 0; i < src.size(); ++i) {
+    list.push_back({&src[i], &many[i]});
+    gpu_->cast(src[i], each[i]);
+  }
+  gpu_->cast_many(list);
+  for (size_t i = 0; i < src.size(); ++i) EXPECT_EQ(from_gpu(many[i]), from_gpu(each[i])) << i;
+}
+
 }  // namespace
 }  // namespace rn

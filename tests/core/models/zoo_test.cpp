@@ -486,6 +486,30 @@ TEST_F(ZooTest, BackwardGivesTheSameGradientsTwice) {
         << params[i].name;
 }
 
+TEST_F(ZooTest, Bf16TrainingCastsEveryConvolutionTogetherFromTheCurrentMasters) {
+  const std::string why = precision_unsupported(Device{}, DType::bf16);
+  if (!why.empty()) GTEST_SKIP() << why;
+  auto net = build_model(*be, model_spec("resnet20", 1, 10), 8);
+  auto other = build_model(*be, model_spec("resnet20", 1, 10), 9);
+  const Shape xs{2, 1, 8, 8};
+  Tensor x = be->allocate(TensorDesc{xs, DType::bf16, nullptr});
+  be->cast(test::upload_values(*be, xs, random_values(xs.numel(), 1)), x);
+  net->set_training(true);
+  net->forward(x);
+  EXPECT_EQ(net->batched_casts(), 0u) << "no plan is known before the first forward";
+  net->backward(test::upload_values(*be, Shape{2, 10}, random_values(20, 2)));
+  // New masters between steps, as a checkpoint's load writes them: the next forward must use
+  // their casts, not the copies of the step before.
+  const auto mine = net->parameters(), theirs = other->parameters();
+  ASSERT_EQ(mine.size(), theirs.size());
+  for (size_t i = 0; i < mine.size(); ++i)
+    test::write_values(*be, mine[i].param->value, test::plain_values(*be, theirs[i].param->value));
+  const Tensor y = net->forward(x);
+  EXPECT_EQ(net->batched_casts(), 19u) << "resnet20 has 19 convolutions";
+  other->set_training(true);
+  EXPECT_EQ(test::plain_values(*be, y), test::plain_values(*be, other->forward(x)));
+}
+
 TEST_F(ZooTest, SgdFitsATinyBatch) {
   auto net = build_model(*be, model_spec("resnet20", 1, 10), 9);
   optim::Optimizer opt(*be, net->parameters(), optim::OptimizerOptions{.momentum = 0.9});

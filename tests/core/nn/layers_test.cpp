@@ -282,6 +282,49 @@ TEST_F(NnLayersTest, BackwardOverwritesParameterGradients) {
   EXPECT_TRUE(all_close(second.params.at("weight"), first.params.at("weight"), 1e-6, 1e-5));
 }
 
+TEST_F(NnLayersTest, PreparedLowPrecisionWeightsAreCastsOfTheCurrentMaster) {
+  const std::string why = precision_unsupported(Device{}, DType::bf16);
+  if (!why.empty()) GTEST_SKIP() << why;
+  InitRng rng(4);
+  const ConvParams p{.out_channels = 16};
+  Conv2d conv(*be, 16, p, rng), ref(*be, 16, p, rng);
+  auto bf16_input = [&](const Shape& s, uint64_t seed) {
+    Tensor x = be->allocate(TensorDesc{s, DType::bf16, nullptr});
+    be->cast(upload_values(*be, s, random_values(s.numel(), seed)), x);
+    return x;
+  };
+  auto values = [&](const Tensor& t) {
+    Tensor f = be->allocate(test::plain_desc(t.shape()));
+    be->cast(t, f);
+    return be->download(f).to_vector();
+  };
+  const Shape xs{2, 16, 6, 6};
+  const Tensor x = bf16_input(xs, 1);
+  std::vector<Backend::CastPair> casts;
+  conv.set_training(true);
+  EXPECT_FALSE(conv.prepare_low_weight(casts)) << "no plan before the first forward";
+  conv.backward(conv.forward(x));
+  // A new master after the step (a checkpoint's load): the prepared copy is its cast.
+  const std::vector<float> w = random_values(16 * 16 * 9, 5, -.2f, .2f);
+  write_values(*be, find_param(conv, "weight")->value, w);
+  write_values(*be, find_param(ref, "weight")->value, w);
+  ASSERT_TRUE(conv.prepare_low_weight(casts));
+  ASSERT_EQ(casts.size(), 1u);
+  EXPECT_EQ(casts[0].src, &find_param(conv, "weight")->value);
+  be->cast_many(casts);
+  ref.set_training(true);
+  EXPECT_EQ(values(conv.forward(x)), values(ref.forward(x)));
+  conv.backward(conv.forward(x)), ref.backward(ref.forward(x));
+  // Prepared for one input shape, run on another: the forward's own cast, the same values.
+  casts.clear();
+  ASSERT_TRUE(conv.prepare_low_weight(casts));
+  be->cast_many(casts);
+  const Tensor x2 = bf16_input(Shape{3, 16, 5, 5}, 2);
+  EXPECT_EQ(values(conv.forward(x2)), values(ref.forward(x2)));
+  conv.set_training(false);
+  EXPECT_FALSE(conv.prepare_low_weight(casts)) << "inference casts its own";
+}
+
 // ---------------------------------------------------------------------------------------------
 // BatchNorm2d
 
