@@ -2,8 +2,10 @@
 #include "distributed/communicator.h"
 
 #include <mpi.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -271,11 +273,44 @@ void keep_until_exit(std::shared_ptr<void> buffer) {
   kept->push_back(std::move(buffer));
 }
 
+std::string timeout_message(const Communicator& comm, const std::string& what) {
+  return str_cat("[watchdog] rank ", comm.rank(), ": ", what, " not complete after ",
+                 comm.timeout_s(),
+                 " s (distributed.timeout_s): another rank has stalled or died; ending the job");
+}
+
 void throw_timeout(const Communicator& comm, const std::string& what) {
-  throw CollectiveTimeout(str_cat("[watchdog] rank ", comm.rank(), ": ", what,
-                                  " not complete after ", comm.timeout_s(),
-                                  " s (distributed.timeout_s): another rank has stalled or "
-                                  "died; ending the job"));
+  throw CollectiveTimeout(timeout_message(comm, what));
+}
+
+struct SectionWatchdog::State {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool done = false;
+};
+
+SectionWatchdog::SectionWatchdog(const Communicator& comm, std::string what) {
+  if (comm.size() <= 1 || comm.timeout_s() <= 0) return;
+  state_ = std::make_shared<State>();
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                            std::chrono::duration<double>(comm.timeout_s()));
+  // Detached, sharing the state: the guard's end never waits for the monitor to wake.
+  std::thread([state = state_, deadline, message = timeout_message(comm, what)] {
+    {
+      std::unique_lock<std::mutex> lock(state->mutex);
+      if (state->cv.wait_until(lock, deadline, [&] { return state->done; })) return;
+    }
+    report_error(message);
+    std::_Exit(1);
+  }).detach();
+}
+
+SectionWatchdog::~SectionWatchdog() {
+  if (!state_) return;
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  state_->done = true;
+  state_->cv.notify_all();
 }
 
 std::unique_ptr<Request> SingleProcessCommunicator::all_reduce_sum_async(float*, size_t) {
@@ -333,6 +368,29 @@ void abort_job(int code) {
 MPI_Comm mpi_comm(const Communicator& comm) {
   const auto* mpi = dynamic_cast<const MpiCommunicator*>(&comm);
   return mpi ? mpi->handle() : MPI_COMM_NULL;
+}
+
+namespace {
+std::string& error_prefix() {
+  static auto* prefix = new std::string("error: ");  // never freed: a monitor may print late
+  return *prefix;
+}
+}  // namespace
+
+void set_error_prefix(std::string prefix) {
+  error_prefix() = std::move(prefix);
+}
+
+void report_error(const std::string& what) {
+  const int rank = job_rank();
+  if (rank > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // One write(2) of the whole line: mpirun's own messages share the stream, and a line written
+  // in pieces can be split by them.
+  const std::string line =
+      error_prefix() + (rank > 0 ? str_cat("[rank ", rank, "] ") : "") + what + "\n";
+  std::cerr.flush();
+  (void)!::write(STDERR_FILENO, line.data(), line.size());
+  abort_job(1);
 }
 
 int job_rank() {

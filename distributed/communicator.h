@@ -82,7 +82,25 @@ class Communicator {
 void keep_until_exit(std::shared_ptr<void> buffer);
 
 // The watchdog's error: `what` (the collective) did not complete within comm's timeout.
+std::string timeout_message(const Communicator& comm, const std::string& what);
 [[noreturn]] void throw_timeout(const Communicator& comm, const std::string& what);
+
+// The stall watchdog of a blocking section whose waits cannot be timed from inside (a
+// checkpoint's HDF5 MPI-IO collectives): while the guard lives, a monitor thread waits up to
+// comm.timeout_s(); a section still running then is reported as the job's error line
+// (report_error, with timeout_message(comm, what)) and the job ends. No monitor for a single
+// process, nor with a timeout of 0.
+class SectionWatchdog {
+ public:
+  SectionWatchdog(const Communicator& comm, std::string what);
+  ~SectionWatchdog();
+  SectionWatchdog(const SectionWatchdog&) = delete;
+  SectionWatchdog& operator=(const SectionWatchdog&) = delete;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
 
 // One process: every collective is the identity.
 class SingleProcessCommunicator final : public Communicator {
@@ -120,5 +138,11 @@ inline constexpr int kAbortGraceS = 10;
 void abort_job(int code);
 // This process's rank in the job: MPI's when MPI is running, else 0.
 int job_rank();
+
+// The job's one error line: "<prefix>[rank R] what" (no tag on rank 0) in one write(2), where
+// other ranks first wait a moment so that an error every rank meets is printed once, by rank 0;
+// then abort_job(1). The prefix ("resnet train: error: ") is set once by main.
+void set_error_prefix(std::string prefix);
+void report_error(const std::string& what);
 
 }  // namespace rn::distributed

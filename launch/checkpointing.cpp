@@ -209,12 +209,15 @@ void save_checkpoint(const std::string& path, models::Network& net, Backend& be,
   h.step = state.step;
   h.project_version = RESNET_VERSION;
   const auto rank_buffers = gather_buffers(net, be, comm);
+  // HDF5's MPI-IO collectives cannot time their own waits: the whole write has the deadline.
+  const distributed::SectionWatchdog watchdog(comm, "checkpoint write of '" + path + "'");
   io::write_checkpoint(path, h, checkpoint_entries(net, be, state, config_yaml, true, rank_buffers),
                        distributed::mpi_comm(comm));
 }
 
 CheckpointData load_checkpoint(const std::string& path, distributed::Communicator& comm) {
   CheckpointData d;
+  const distributed::SectionWatchdog watchdog(comm, "checkpoint read of '" + path + "'");
   d.tensors = io::read_checkpoint(path, distributed::mpi_comm(comm), &d.summary);
   return d;
 }
@@ -261,7 +264,10 @@ CheckpointData load_into_model(const std::string& path, models::Network& net, Ba
     d.placed.insert(info.path);
     return static_cast<char*>(it->second->data());
   };
-  d.tensors = io::read_checkpoint(path, distributed::mpi_comm(comm), &d.summary, place);
+  {
+    const distributed::SectionWatchdog watchdog(comm, "checkpoint read of '" + path + "'");
+    d.tensors = io::read_checkpoint(path, distributed::mpi_comm(comm), &d.summary, place);
+  }
   restore_model(d, path, net, be, with_momentum);
   return d;
 }

@@ -1,12 +1,9 @@
 // The `resnet` executable: dispatches to a subcommand; every error is caught here and printed once.
-#include <unistd.h>
 
-#include <chrono>
 #include <cstring>
 #include <iostream>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/check.h"
@@ -51,6 +48,7 @@ int main(int argc, char** argv) {
     std::cout << "resnet " << RESNET_VERSION << "\n";
     return 0;
   }
+  rn::distributed::set_error_prefix("resnet " + cmd + ": error: ");
   std::vector<std::string> rest(argv + 2, argv + argc);
   // Declared outside the try: MPI must still be running when the error is handled.
   std::unique_ptr<rn::distributed::Communicator> comm;
@@ -83,16 +81,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     // An error every rank meets (a bad config) is printed once: rank 0 prints and ends the job
     // while the others wait a moment. An error of one rank alone is printed by that rank.
-    const int rank = rn::distributed::job_rank();
-    if (rank > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    // One write(2) of the whole line: mpirun's own messages share the stream, and a line written
-    // in pieces can be split by them.
-    const std::string line =
-        "resnet " + cmd + ": error: " + (rank > 0 ? "[rank " + std::to_string(rank) + "] " : "") +
-        e.what() + "\n";
-    std::cerr.flush();
-    (void)!::write(STDERR_FILENO, line.data(), line.size());
-    rn::distributed::abort_job(1);
+    rn::distributed::report_error(e.what());
     return 1;
   }
 }

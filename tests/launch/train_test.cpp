@@ -247,7 +247,7 @@ TEST_F(TrainTest, StalledRankTripsTheWatchdogNamingStepAndBucket) {
   if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed";
   // Rank 1 stops itself (SIGSTOP, as a hung node) once training runs; rank 0 waits on its
   // gradient all-reduce for distributed.timeout_s, reports what it waits on, and ends the job.
-  // No checkpoints: their MPI-IO collectives have no deadline (see README).
+  // No checkpoints: their watchdog is tested below.
   // Epochs long enough (20,000 samples) that the stop lands inside one, not in its evaluation.
   const fs::path root = make_data(0x803, 20000, 20000, 20000 * 784);
   const auto t = run_two_ranks_wrapped(
@@ -272,6 +272,38 @@ TEST_F(TrainTest, StalledRankTripsTheWatchdogNamingStepAndBucket) {
                           t.r.err.find("in the stop-signal check after step") != std::string::npos;
   EXPECT_TRUE(bucket || stop_check) << t.r.err;
   EXPECT_NE(t.r.err.find("distributed.timeout_s"), std::string::npos) << t.r.err;
+}
+
+TEST_F(TrainTest, RankStalledInACheckpointWriteTripsTheWatchdogNamingTheFile) {
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed";
+  // HDF5's MPI-IO collectives cannot time their own waits: the write as a whole has the
+  // deadline. Every rank holds the file half-written for 1.5 s (the test hook), and rank 1 stops
+  // itself (SIGSTOP) once the temporary file exists; rank 0 then waits inside the write past
+  // distributed.timeout_s, reports the file it was writing, and ends the job.
+  const fs::path root = make_data(0x803, 200, 200, 200 * 784);
+  const fs::path ckpt_dir = dir_ / "run" / "checkpoints";
+  const auto t = run_two_ranks_wrapped(
+      dir_ / "stop_rank1_in_write.sh",
+      "export RESNET_TEST_CHECKPOINT_PAUSE_MS=1500\n"
+      "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (for i in $(seq 1200); do ls " +
+          ckpt_dir.string() +
+          "/*.tmp >/dev/null 2>&1 && break; sleep 0.05; done; kill -STOP $$) & fi\n"
+          "exec \"$@\"\n",
+      "train --config " + write_config(base_config(root.string())) +
+          " --set train.threads=1 --set data.batch_size=16 --set distributed.timeout_s=4"
+          " --set checkpoint.every_epochs=1");
+  EXPECT_NE(t.r.exit_code, 0);
+  EXPECT_LT(t.seconds, 40.0);
+  int errors = 0;
+  for (const auto& l : t.r.err_lines())
+    errors += l.find("resnet train: error:") != std::string::npos;
+  EXPECT_EQ(errors, 1) << t.r.err;
+  EXPECT_NE(t.r.err.find("resnet train: error: [watchdog] rank 0: checkpoint write of '" +
+                         ckpt_dir.string()),
+            std::string::npos)
+      << t.r.err;
+  EXPECT_NE(t.r.err.find("not complete after 4 s (distributed.timeout_s)"), std::string::npos)
+      << t.r.err;
 }
 
 TEST_F(TrainTest, LinearLrScalingMultipliesByTheRanks) {
