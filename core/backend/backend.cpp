@@ -26,8 +26,33 @@ MathChoice math_choice(DType storage, MathMode mode) {
                                 : MathChoice{.tensor_cores = false, .tf32 = false};
 }
 
-std::vector<CudaBatchNormPath> cuda_batch_norm_paths(DType t, bool fuse_relu) {
+const char* cuda_batch_norm_path_name(CudaBatchNormPath p) {
+  switch (p) {
+    case CudaBatchNormPath::fused_relu_persistent:
+      return "fused_relu_persistent";
+    case CudaBatchNormPath::persistent:
+      return "persistent";
+    case CudaBatchNormPath::spatial:
+      return "spatial";
+    case CudaBatchNormPath::f32_copy:
+      return "f32_copy";
+    case CudaBatchNormPath::native:
+      return "native";
+  }
+  return "?";
+}
+
+std::vector<CudaBatchNormPath> cuda_batch_norm_paths(DType t, bool fuse_relu, const char* forced) {
   using P = CudaBatchNormPath;
+  if (forced) {
+    std::string names;
+    for (P p : {P::fused_relu_persistent, P::persistent, P::spatial, P::f32_copy, P::native}) {
+      if (cuda_batch_norm_path_name(p) == std::string(forced)) return {p};
+      names += std::string(names.empty() ? "" : ", ") + cuda_batch_norm_path_name(p);
+    }
+    RN_FAIL("RESNET_CUDA_BATCH_NORM_PATH: unknown batch-norm path '" << forced << "'; one of "
+                                                                     << names);
+  }
   switch (t) {
     case DType::f16:
       if (fuse_relu) return {P::fused_relu_persistent, P::persistent, P::spatial, P::f32_copy};
@@ -35,7 +60,7 @@ std::vector<CudaBatchNormPath> cuda_batch_norm_paths(DType t, bool fuse_relu) {
     case DType::f32:
       return {P::persistent, P::spatial};
     case DType::bf16:
-      return {P::f32_copy};
+      return {P::native, P::f32_copy};
     default:
       RN_FAIL("[batch_norm] no batch norm for " << dtype_name(t) << " data");
   }

@@ -13,12 +13,17 @@ enum class CudaBatchNormPath {
   persistent,             // CUDNN_BATCHNORM_OPS_BN, SPATIAL_PERSISTENT
   spatial,                // CUDNN_BATCHNORM_OPS_BN, SPATIAL
   f32_copy,               // fp32 kernels on an fp32 copy of bf16 data, cast back
+  native,                 // the project's own NHWC kernels (+ ReLU), any storage type
 };
 
 // fp16: fused with ReLU where asked (cuDNN documents the fused NHWC kernel for half), then
-// persistent, spatial, and the fp32 copy last. fp32: persistent, spatial. bf16: the fp32 copy
-// only: cuDNN's batch-norm entry points document half, float and double data, not bfloat16, and
-// PyTorch never sends bf16 batch norm to cuDNN either.
-std::vector<CudaBatchNormPath> cuda_batch_norm_paths(DType t, bool fuse_relu);
+// persistent, spatial, and the fp32 copy last. fp32: persistent, spatial. bf16: the project's
+// own kernels, then the fp32 copy: cuDNN's batch-norm entry points document half, float and
+// double data, not bfloat16, and PyTorch never sends bf16 batch norm to cuDNN either.
+// `forced` (the environment's RESNET_CUDA_BATCH_NORM_PATH, when set) replaces the list by the
+// path of that name; an unknown name is an error listing the names.
+std::vector<CudaBatchNormPath> cuda_batch_norm_paths(DType t, bool fuse_relu,
+                                                     const char* forced = nullptr);
+const char* cuda_batch_norm_path_name(CudaBatchNormPath p);
 
 }  // namespace rn

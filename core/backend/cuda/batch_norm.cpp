@@ -1,11 +1,14 @@
-// Batch normalization on cuDNN. The ways it can run are tried best first, as
-// cuda_batch_norm_paths() lists them (core/backend/batch_norm_paths.h, where the choice is
-// tested without a GPU): the NHWC kernels fused with the ReLU that follows
+// Batch normalization on cuDNN or the project's own kernels. The ways it can run are tried best
+// first, as cuda_batch_norm_paths() lists them (core/backend/batch_norm_paths.h, where the choice
+// is tested without a GPU): the NHWC kernels fused with the ReLU that follows
 // (CUDNN_BATCHNORM_OPS_BN_ACTIVATION, its reserve space as the layer's workspace), the persistent
 // NHWC kernels, the plain spatial ones, and, for bf16, which cuDNN's batch norm does not document,
-// fp32 kernels on an fp32 copy. A configuration refused at plan time or at the first forward is
-// replaced by the next; a backward refused at run time falls back to the legacy spatial backward,
-// which needs only the saved statistics. The scale, shift and statistics stay fp32 throughout.
+// the project's own NHWC kernels (batch_norm_native.cu) or fp32 kernels on an fp32 copy. A
+// configuration refused at plan time or at the first forward is replaced by the next; a backward
+// refused at run time falls back to the legacy spatial backward, which needs only the saved
+// statistics. The scale, shift and statistics stay fp32 throughout.
+#include <cstdlib>
+
 #include "core/backend/batch_norm_paths.h"
 #include "core/backend/cuda/cuda_backend.h"
 
@@ -20,7 +23,8 @@ class CudaBatchNorm final : public BatchNormOp {
              "[batch_norm] input must be N x C x H x W, got " << x.shape.str());
     x_desc_ = nhwc_desc(x.shape, x.dtype);
     channels_ = x.shape[1];
-    paths_ = cuda_batch_norm_paths(x.dtype, p.fuse_relu);
+    paths_ =
+        cuda_batch_norm_paths(x.dtype, p.fuse_relu, std::getenv("RESNET_CUDA_BATCH_NORM_PATH"));
     RN_CUDNN_CHECK(
         cudnnSetActivationDescriptor(act_, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
     while (!configure(paths_[next_]))
@@ -33,6 +37,7 @@ class CudaBatchNorm final : public BatchNormOp {
                      DType::f32, nullptr};
     inv_std_ = be.allocate_persistent(TensorDesc{Shape{channels_}, DType::f32, nullptr});
     running_ = be.allocate_persistent(TensorDesc{Shape{2 * channels_}, DType::f32, nullptr});
+    affine_ = be.allocate_persistent(TensorDesc{Shape{2 * channels_}, DType::f32, nullptr});
   }
 
   const TensorDesc& output_desc() const override { return x_desc_; }
@@ -43,6 +48,15 @@ class CudaBatchNorm final : public BatchNormOp {
     check_out(y);
     RN_CHECK(!p_.fuse_relu || workspace != nullptr, "[batch_norm] fused ReLU needs a workspace");
     Tensor xs = be_.as_layout(x, x_desc_);
+    if (native_) {
+      NativeBatchNormArgs a = native_args(xs);
+      a.y = y.data(), a.gamma = gamma.data_as<float>(), a.beta = beta.data_as<float>();
+      a.batch_mean = mean.data_as<float>(), a.batch_var = var.data_as<float>();
+      a.affine = affine_.data_as<float>();  // kept for backward's ReLU mask
+      launch_native_batch_norm_training(ctx_, x_desc_.dtype, a);
+      forward_done_ = true;
+      return;
+    }
     cudnnStatus_t st = forward_ex(xs, gamma, beta, y, mean, workspace);
     // A configuration cuDNN accepted at plan time may still refuse to run: take the next.
     while (st == CUDNN_STATUS_NOT_SUPPORTED && next_ + 1 < paths_.size()) {
@@ -65,6 +79,15 @@ class CudaBatchNorm final : public BatchNormOp {
   void forward_inference(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                          const Tensor& mean, const Tensor& var, Tensor& y) override {
     check_out(y);
+    if (native_) {
+      NativeBatchNormArgs a = native_args(be_.as_layout(x, x_desc_));
+      Tensor affine = ctx_.scratch(2 * static_cast<size_t>(channels_) * sizeof(float));
+      a.y = y.data(), a.gamma = gamma.data_as<float>(), a.beta = beta.data_as<float>();
+      a.mean = mean.data_as<float>(), a.var = var.data_as<float>();
+      a.affine = affine.data_as<float>();
+      launch_native_batch_norm_inference(ctx_, x_desc_.dtype, a);
+      return;
+    }
     Tensor xs = compute_copy(be_.as_layout(x, x_desc_));
     Tensor ys = cast_ ? be_.allocate(compute_desc()) : y;
     const float one = 1.f, zero = 0.f;
@@ -78,8 +101,22 @@ class CudaBatchNorm final : public BatchNormOp {
   void backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& mean,
                 const Tensor& var, const Tensor* workspace, Tensor& dx, Tensor& dgamma,
                 Tensor& dbeta) override {
-    RN_CHECK(reserve_.defined(), "[batch_norm] backward without a training forward");
+    RN_CHECK(forward_done_, "[batch_norm] backward without a training forward");
+    forward_done_ = false;
     Tensor dys = be_.as_layout(dy, x_desc_);
+    if (native_) {
+      const Tensor xs = be_.as_layout(x, x_desc_);
+      NativeBatchNormArgs a = native_args(xs);
+      Tensor dxs = dx.desc().same_layout(x_desc_) ? dx : be_.allocate(x_desc_);
+      a.dy = dys.data(), a.dx = dxs.data(), a.gamma = gamma.data_as<float>();
+      a.mean = mean.data_as<float>(), a.var = var.data_as<float>();
+      a.affine = affine_.data_as<float>();
+      a.dgamma = dgamma.data_as<float>(), a.dbeta = dbeta.data_as<float>();
+      launch_native_batch_norm_backward(ctx_, x_desc_.dtype, a);
+      if (dxs.data() != dx.data()) be_.reorder(dxs, dx);
+      reserve_ = Tensor();
+      return;
+    }
     const bool act = ops_ == CUDNN_BATCHNORM_OPS_BN_ACTIVATION;
     if (p_.fuse_relu && !act) dys = relu_grad(dys);
     launch_var_to_inv_std(var.data_as<float>(), inv_std_.data_as<float>(), channels_, p_.eps,
@@ -121,6 +158,12 @@ class CudaBatchNorm final : public BatchNormOp {
   // Takes one path's (ops, mode) and, for the fp32 copy, the fp32 descriptor, with its workspace
   // and reserve sizes; false when cuDNN refuses it for this input.
   bool configure(CudaBatchNormPath path) {
+    native_ = path == CudaBatchNormPath::native;
+    if (native_) {
+      reserve_bytes_ = fwd_ws_bytes_ = bwd_ws_bytes_ = 0;
+      cast_ = false;
+      return true;
+    }
     cast_ = path == CudaBatchNormPath::f32_copy;
     ops_ = path == CudaBatchNormPath::fused_relu_persistent ? CUDNN_BATCHNORM_OPS_BN_ACTIVATION
                                                             : CUDNN_BATCHNORM_OPS_BN;
@@ -145,6 +188,7 @@ class CudaBatchNorm final : public BatchNormOp {
     // op keeps its own.
     const bool fused = ops_ == CUDNN_BATCHNORM_OPS_BN_ACTIVATION;
     reserve_ = fused ? *workspace : ctx_.scratch(reserve_bytes_);
+    forward_done_ = true;
     Tensor ws = ctx_.scratch(fwd_ws_bytes_);
     Tensor xc = compute_copy(xs);
     Tensor yc = cast_ ? be_.allocate(compute_desc()) : y;
@@ -159,6 +203,17 @@ class CudaBatchNorm final : public BatchNormOp {
         ws.data(), fwd_ws_bytes_, reserve_.data(), reserve_bytes_);
     if (st == CUDNN_STATUS_SUCCESS && cast_) be_.cast(yc, y);
     return st;
+  }
+
+  // The native kernels' arguments for the NHWC tensor `xs` (rows x channels).
+  NativeBatchNormArgs native_args(const Tensor& xs) const {
+    NativeBatchNormArgs a;
+    a.rows = xs.numel() / std::max<int64_t>(channels_, 1);
+    a.cols = channels_;
+    a.eps = static_cast<float>(p_.eps);
+    a.relu = p_.fuse_relu;
+    a.x = xs.data();
+    return a;
   }
 
   // The type cuDNN computes on: the activations' own, or fp32 on the f32_copy path.
@@ -190,13 +245,14 @@ class CudaBatchNorm final : public BatchNormOp {
   int64_t channels_ = 0;
   std::vector<CudaBatchNormPath> paths_;
   size_t next_ = 0;
-  bool cast_ = false, legacy_backward_ = false;
+  bool cast_ = false, legacy_backward_ = false, native_ = false, forward_done_ = false;
   TensorDescriptor xd_, bnd_;
   ActivationDescriptor act_;
   cudnnBatchNormOps_t ops_ = CUDNN_BATCHNORM_OPS_BN;
   cudnnBatchNormMode_t mode_ = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
   size_t reserve_bytes_ = 0, fwd_ws_bytes_ = 0, bwd_ws_bytes_ = 0;
-  Tensor inv_std_, running_, reserve_, saved_y_, saved_beta_;
+  // affine_: the native forward's scale and shift per channel, for its backward's ReLU mask.
+  Tensor inv_std_, running_, affine_, reserve_, saved_y_, saved_beta_;
 };
 
 }  // namespace

@@ -107,6 +107,31 @@ void launch_bias_add(DType t, void* y, const float* bias, int64_t rows, int64_t 
 // over a partial-sum buffer from the context's pool, on the grid of column_sum_plan.
 void launch_column_sum(CudaContext& ctx, DType t, const void* dy, float* db, int64_t rows,
                        int64_t cols);
+// The project's own NHWC batch norm (batch_norm_native.cu): x, y, dy, dx are rows x cols
+// (N*H*W x C) of one storage type; the per-channel vectors are f32. `affine` (2 cols floats) is
+// the forward's y = scale * x + shift, written by the forward and read by the backward's ReLU
+// mask, so the two agree exactly; `relu` fuses the ReLU that follows.
+struct NativeBatchNormArgs {
+  int64_t rows = 0, cols = 0;
+  float eps = 1e-5f;
+  bool relu = false;
+  const void* x = nullptr;
+  void* y = nullptr;
+  const void* dy = nullptr;
+  void* dx = nullptr;
+  const float *gamma = nullptr, *beta = nullptr;
+  const float *mean = nullptr, *var = nullptr;        // the statistics inference and backward use
+  float *batch_mean = nullptr, *batch_var = nullptr;  // the training forward's
+  float* affine = nullptr;
+  float *dgamma = nullptr, *dbeta = nullptr;
+};
+// Training forward: the batch mean and biased variance into batch_mean / batch_var, affine,
+// then y.
+void launch_native_batch_norm_training(CudaContext& ctx, DType t, const NativeBatchNormArgs& a);
+// Inference with the given mean / var (affine is scratch here).
+void launch_native_batch_norm_inference(CudaContext& ctx, DType t, const NativeBatchNormArgs& a);
+// Backward from the given mean / var (and, with relu, the forward's affine): dx, dgamma, dbeta.
+void launch_native_batch_norm_backward(CudaContext& ctx, DType t, const NativeBatchNormArgs& a);
 // var = 1 / inv_std^2 - eps (cuDNN saves the inverse standard deviation; the interface wants
 // the biased variance), and back for backward.
 void launch_inv_std_to_var(const float* inv_std, float* var, int64_t c, double eps, cudaStream_t s);

@@ -2,7 +2,9 @@
 // fp32, bf16 and fp16, forward and backward. Skipped where no GPU is usable.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <ostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -79,8 +81,8 @@ std::vector<ConvCase> conv_cases() {
         {"stem_bias", Shape{2, 3, 16, 16},
          ConvParams{.out_channels = 8, .kernel = 7, .stride = 2, .pad = 3, .bias = true}, t});
     // 6,400 rows of 40 columns: the bias gradient's column sums span 25 row parts, 2 tiles.
-    cases.push_back({"bias_many_rows", Shape{4, 8, 40, 40},
-                     ConvParams{.out_channels = 40, .bias = true}, t});
+    cases.push_back(
+        {"bias_many_rows", Shape{4, 8, 40, 40}, ConvParams{.out_channels = 40, .bias = true}, t});
     cases.push_back({"dilated", Shape{1, 8, 10, 10},
                      ConvParams{.out_channels = 8, .pad = 2, .dilation = 2}, t});
   }
@@ -91,12 +93,24 @@ INSTANTIATE_TEST_SUITE_P(Cuda, CudaConvTest, ::testing::ValuesIn(conv_cases()),
                            return info.param.name + "_" + dtype_name(info.param.t);
                          });
 
-class CudaBatchNormTest : public test::CudaTest,
-                          public ::testing::WithParamInterface<std::tuple<bool, DType>> {};
+// A path named (RESNET_CUDA_BATCH_NORM_PATH) or the default list; shapes with one part of rows,
+// several parts (3200 rows, 40 channels), and channels no vector width divides (scalar passes).
+struct BatchNormPathCase {
+  std::string path;  // empty: the default list
+  Shape x;
+};
+
+class CudaBatchNormTest
+    : public test::CudaTest,
+      public ::testing::WithParamInterface<std::tuple<bool, DType, BatchNormPathCase>> {
+ protected:
+  void TearDown() override { unsetenv("RESNET_CUDA_BATCH_NORM_PATH"); }
+};
 
 TEST_P(CudaBatchNormTest, TrainingInferenceAndBackwardMatchCpu) {
-  const auto [fuse, t] = GetParam();
-  const Shape xs{4, 16, 5, 5};
+  const auto [fuse, t, pc] = GetParam();
+  if (!pc.path.empty()) setenv("RESNET_CUDA_BATCH_NORM_PATH", pc.path.c_str(), 1);
+  const Shape xs = pc.x;
   const int64_t c = xs[1];
   const BatchNormParams p{.eps = 1e-5, .fuse_relu = fuse};
   const auto xv = random_values(xs.numel(), 1, -2.f, 2.f), dyv = random_values(xs.numel(), 2),
@@ -137,13 +151,23 @@ TEST_P(CudaBatchNormTest, TrainingInferenceAndBackwardMatchCpu) {
   EXPECT_TRUE(close(from_gpu(gi), from_cpu(ci), t)) << "inference";
 }
 
-INSTANTIATE_TEST_SUITE_P(Cuda, CudaBatchNormTest,
-                         ::testing::Combine(::testing::Bool(),
-                                            ::testing::Values(DType::f32, DType::bf16, DType::f16)),
-                         [](const auto& info) {
-                           return std::string(std::get<0>(info.param) ? "fused_relu_" : "plain_") +
-                                  dtype_name(std::get<1>(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Cuda, CudaBatchNormTest,
+    ::testing::Combine(::testing::Bool(), ::testing::Values(DType::f32, DType::bf16, DType::f16),
+                       ::testing::Values(BatchNormPathCase{"", Shape{4, 16, 5, 5}},
+                                         BatchNormPathCase{"native", Shape{4, 16, 5, 5}},
+                                         BatchNormPathCase{"native", Shape{8, 40, 20, 20}},
+                                         BatchNormPathCase{"native", Shape{2, 3, 7, 7}},
+                                         BatchNormPathCase{"f32_copy", Shape{8, 40, 20, 20}})),
+    [](const auto& info) {
+      const BatchNormPathCase& pc = std::get<2>(info.param);
+      std::ostringstream name;
+      name << (std::get<0>(info.param) ? "fused_relu_" : "plain_")
+           << dtype_name(std::get<1>(info.param)) << "_"
+           << (pc.path.empty() ? "default" : pc.path.c_str());
+      for (int64_t d : pc.x.dims()) name << "_" << d;
+      return name.str();
+    });
 
 struct PoolCase {
   std::string name;
