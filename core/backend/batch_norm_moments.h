@@ -6,11 +6,7 @@
 // spread.
 #pragma once
 
-#if defined(__CUDACC__)
-#define RN_HOST_DEVICE __host__ __device__
-#else
-#define RN_HOST_DEVICE
-#endif
+#include "core/backend/host_device.h"
 
 namespace rn {
 

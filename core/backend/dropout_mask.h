@@ -4,11 +4,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define RN_HOST_DEVICE __host__ __device__
-#else
-#define RN_HOST_DEVICE
-#endif
+#include "core/backend/host_device.h"
 
 namespace rn {
 

@@ -25,6 +25,12 @@ struct CommandResult {
       if (!l.empty()) lines.push_back(l);
     return lines;
   }
+  // How many lines of stderr contain `text` (a job's error line must appear once).
+  int err_lines_with(const std::string& text) const {
+    int n = 0;
+    for (const auto& l : err_lines()) n += l.find(text) != std::string::npos;
+    return n;
+  }
 };
 
 // RN_RESNET_BINARY overrides the build tree's binary (the test programs packed for another

@@ -181,9 +181,7 @@ TEST_F(TrainTest, ErrorOnEveryRankIsPrintedOnceAndEndsTheJob) {
   const auto r = run_resnet("train --config " + write_config(base_config()) + " --set optim.lr=-1",
                             rn::test::mpirun_prefix(2));
   EXPECT_NE(r.exit_code, 0);
-  int errors = 0;
-  for (const auto& l : r.err_lines()) errors += l.find("resnet train: error:") != std::string::npos;
-  EXPECT_EQ(errors, 1) << r.err;
+  EXPECT_EQ(r.err_lines_with("resnet train: error:"), 1) << r.err;
   EXPECT_NE(r.err.find("'optim.lr' must be a positive number"), std::string::npos) << r.err;
 }
 
@@ -198,9 +196,7 @@ TEST_F(TrainTest, DifferentConfigsOnTwoRanksAreAnError) {
   const auto r = run_resnet("train --config " + write_config(base_config()),
                             rn::test::mpirun_prefix(2) + wrapper.string() + " ");
   EXPECT_NE(r.exit_code, 0);
-  int errors = 0;
-  for (const auto& l : r.err_lines()) errors += l.find("resnet train: error:") != std::string::npos;
-  EXPECT_EQ(errors, 1) << r.err;
+  EXPECT_EQ(r.err_lines_with("resnet train: error:"), 1) << r.err;
   EXPECT_NE(r.err.find("rank 1's resolved config differs from rank 0's"), std::string::npos)
       << r.err;
 }
@@ -236,10 +232,7 @@ TEST_F(TrainTest, OneRankFailingAloneEndsEveryRankWithin30Seconds) {
       "train --config " + write_config(cfg) + " --set train.threads=1");
   EXPECT_NE(t.r.exit_code, 0);
   EXPECT_LT(t.seconds, 30.0);
-  int errors = 0;
-  for (const auto& l : t.r.err_lines())
-    errors += l.find("resnet train: error:") != std::string::npos;
-  EXPECT_EQ(errors, 1) << t.r.err;
+  EXPECT_EQ(t.r.err_lines_with("resnet train: error:"), 1) << t.r.err;
   EXPECT_NE(t.r.err.find("train-images-idx3-ubyte"), std::string::npos) << t.r.err;
 }
 
@@ -261,10 +254,7 @@ TEST_F(TrainTest, StalledRankTripsTheWatchdogNamingStepAndBucket) {
           " --set distributed.timeout_s=3 --set checkpoint.every_epochs=0");
   EXPECT_NE(t.r.exit_code, 0);
   EXPECT_LT(t.seconds, 30.0);
-  int errors = 0;
-  for (const auto& l : t.r.err_lines())
-    errors += l.find("resnet train: error:") != std::string::npos;
-  EXPECT_EQ(errors, 1) << t.r.err;
+  EXPECT_EQ(t.r.err_lines_with("resnet train: error:"), 1) << t.r.err;
   // Rank 0 waits either on a gradient bucket or on the per-step stop-signal check that follows.
   const bool bucket = t.r.err.find("[watchdog] rank 0: gradient bucket") != std::string::npos &&
                       t.r.err.find("waiting at step") != std::string::npos;
@@ -294,10 +284,7 @@ TEST_F(TrainTest, RankStalledInACheckpointWriteTripsTheWatchdogNamingTheFile) {
           " --set checkpoint.every_epochs=1");
   EXPECT_NE(t.r.exit_code, 0);
   EXPECT_LT(t.seconds, 40.0);
-  int errors = 0;
-  for (const auto& l : t.r.err_lines())
-    errors += l.find("resnet train: error:") != std::string::npos;
-  EXPECT_EQ(errors, 1) << t.r.err;
+  EXPECT_EQ(t.r.err_lines_with("resnet train: error:"), 1) << t.r.err;
   EXPECT_NE(t.r.err.find("resnet train: error: [watchdog] rank 0: checkpoint write of '" +
                          ckpt_dir.string()),
             std::string::npos)
