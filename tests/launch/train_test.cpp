@@ -217,6 +217,13 @@ TimedResult run_two_ranks_wrapped(const fs::path& wrapper, const std::string& sc
   return t;
 }
 
+// A wrapper script body in which rank 1 stops itself (SIGSTOP, as a hung node) once the shell
+// test `condition` holds, polled every 0.1 s for at most a minute, after the `setup` lines.
+std::string stop_rank1_once(const std::string& condition, const std::string& setup = "") {
+  return setup + "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (for i in $(seq 600); do " +
+         condition + " && break; sleep 0.1; done; kill -STOP $$) & fi\nexec \"$@\"\n";
+}
+
 TEST_F(TrainTest, OneRankFailingAloneEndsEveryRankWithin30Seconds) {
   if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed";
   // Each rank runs in its own directory with a relative data root (as on two nodes): rank 1's
@@ -245,10 +252,8 @@ TEST_F(TrainTest, StalledRankTripsTheWatchdogNamingStepAndBucket) {
   const fs::path root = make_data(0x803, 20000, 20000, 20000 * 784);
   const auto t = run_two_ranks_wrapped(
       dir_ / "stop_rank1.sh",
-      // Once rank 0 has logged training progress (at most a minute), not while starting up.
-      "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (for i in $(seq 600); do grep -q ' step ' " +
-          (dir_ / "run" / "train.log").string() +
-          " 2>/dev/null && break; sleep 0.1; done; kill -STOP $$) & fi\nexec \"$@\"\n",
+      // Once rank 0 has logged training progress, not while starting up.
+      stop_rank1_once("grep -q ' step ' " + (dir_ / "run" / "train.log").string() + " 2>/dev/null"),
       "train --config " + write_config(base_config(root.string())) +
           " --set train.threads=1 --set train.epochs=1000 --set data.batch_size=16"
           " --set distributed.timeout_s=3 --set checkpoint.every_epochs=0");
@@ -274,11 +279,8 @@ TEST_F(TrainTest, RankStalledInACheckpointWriteTripsTheWatchdogNamingTheFile) {
   const fs::path ckpt_dir = dir_ / "run" / "checkpoints";
   const auto t = run_two_ranks_wrapped(
       dir_ / "stop_rank1_in_write.sh",
-      "export RESNET_TEST_CHECKPOINT_PAUSE_MS=1500\n"
-      "if [ \"$OMPI_COMM_WORLD_RANK\" = 1 ]; then (for i in $(seq 1200); do ls " +
-          ckpt_dir.string() +
-          "/*.tmp >/dev/null 2>&1 && break; sleep 0.05; done; kill -STOP $$) & fi\n"
-          "exec \"$@\"\n",
+      stop_rank1_once("ls " + ckpt_dir.string() + "/*.tmp >/dev/null 2>&1",
+                      "export RESNET_TEST_CHECKPOINT_PAUSE_MS=1500\n"),
       "train --config " + write_config(base_config(root.string())) +
           " --set train.threads=1 --set data.batch_size=16 --set distributed.timeout_s=4"
           " --set checkpoint.every_epochs=1");
