@@ -4,6 +4,7 @@
 #include <mpi.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -292,14 +293,26 @@ struct SectionWatchdog::State {
 SectionWatchdog::SectionWatchdog(const Communicator& comm, std::string what) {
   if (comm.size() <= 1 || comm.timeout_s() <= 0) return;
   state_ = std::make_shared<State>();
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                            std::chrono::duration<double>(comm.timeout_s()));
+  using Clock = std::chrono::steady_clock;
+  const auto timeout =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(comm.timeout_s()));
   // Detached, sharing the state: the guard's end never waits for the monitor to wake.
-  std::thread([state = state_, deadline, message = timeout_message(comm, what)] {
+  std::thread([state = state_, timeout, message = timeout_message(comm, what)] {
+    using namespace std::chrono_literals;
     {
       std::unique_lock<std::mutex> lock(state->mutex);
-      if (state->cv.wait_until(lock, deadline, [&] { return state->done; })) return;
+      Clock::time_point last = Clock::now(), deadline = last + timeout;
+      for (;;) {
+        const Clock::time_point wake = std::min(deadline, Clock::now() + 100ms);
+        if (state->cv.wait_until(lock, wake, [&] { return state->done; })) return;
+        const Clock::time_point now = Clock::now();
+        // A wake-up a second late: this process itself was stopped (SIGSTOP, a frozen node)
+        // and is the rank the others wait for. Their watchdogs speak; this one starts again,
+        // so that the SIGCONT a launcher sends before ending the job prints nothing here.
+        if (now - last > 1s) deadline = now + timeout;
+        last = now;
+        if (now >= deadline) break;
+      }
     }
     report_error(message);
     std::_Exit(1);

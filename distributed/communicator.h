@@ -88,8 +88,9 @@ std::string timeout_message(const Communicator& comm, const std::string& what);
 // The stall watchdog of a blocking section whose waits cannot be timed from inside (a
 // checkpoint's HDF5 MPI-IO collectives): while the guard lives, a monitor thread waits up to
 // comm.timeout_s(); a section still running then is reported as the job's error line
-// (report_error, with timeout_message(comm, what)) and the job ends. No monitor for a single
-// process, nor with a timeout of 0.
+// (report_error, with timeout_message(comm, what)) and the job ends. A process that was itself
+// stopped during the section (its monitor wakes a second late) is the one the others wait for:
+// its deadline starts again instead. No monitor for a single process, nor with a timeout of 0.
 class SectionWatchdog {
  public:
   SectionWatchdog(const Communicator& comm, std::string what);
