@@ -290,14 +290,15 @@ struct SectionWatchdog::State {
   bool done = false;
 };
 
-SectionWatchdog::SectionWatchdog(const Communicator& comm, std::string what) {
+SectionWatchdog::SectionWatchdog(const Communicator& comm, std::string what, OnTimeout on_timeout) {
   if (comm.size() <= 1 || comm.timeout_s() <= 0) return;
   state_ = std::make_shared<State>();
   using Clock = std::chrono::steady_clock;
   const auto timeout =
       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(comm.timeout_s()));
   // Detached, sharing the state: the guard's end never waits for the monitor to wake.
-  std::thread([state = state_, timeout, message = timeout_message(comm, what)] {
+  std::thread([state = state_, timeout, message = timeout_message(comm, what),
+               on_timeout = std::move(on_timeout)] {
     using namespace std::chrono_literals;
     {
       std::unique_lock<std::mutex> lock(state->mutex);
@@ -314,6 +315,7 @@ SectionWatchdog::SectionWatchdog(const Communicator& comm, std::string what) {
         if (now >= deadline) break;
       }
     }
+    if (on_timeout) return on_timeout(message);
     report_error(message);
     std::_Exit(1);
   }).detach();

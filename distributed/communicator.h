@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -93,7 +94,9 @@ std::string timeout_message(const Communicator& comm, const std::string& what);
 // its deadline starts again instead. No monitor for a single process, nor with a timeout of 0.
 class SectionWatchdog {
  public:
-  SectionWatchdog(const Communicator& comm, std::string what);
+  // `on_timeout` (tests) replaces the report and the end of the job; it gets the message.
+  using OnTimeout = std::function<void(const std::string& message)>;
+  SectionWatchdog(const Communicator& comm, std::string what, OnTimeout on_timeout = nullptr);
   ~SectionWatchdog();
   SectionWatchdog(const SectionWatchdog&) = delete;
   SectionWatchdog& operator=(const SectionWatchdog&) = delete;

@@ -1,10 +1,15 @@
 // Communicator: collectives give the same values on 1, 2 and 4 ranks; the single-process one is
-// the identity.
+// the identity; the watchdog of a blocking section.
 #include "distributed/communicator.h"
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <mutex>
 #include <numeric>
+#include <string>
+#include <thread>
+#include <vector>
 
 namespace rn::distributed {
 namespace {
@@ -73,6 +78,64 @@ TEST(SingleProcessCommunicator, IsTheIdentity) {
   EXPECT_EQ(comm.all_gather(7), std::vector<uint64_t>{7});
   EXPECT_EQ(comm.all_reduce_sum(2.5), 2.5);
   comm.barrier();
+}
+
+// The watchdog of a blocking section, with the report replaced by a recorder: once, naming the
+// section, for a section that outlives the timeout; never for one that ends in time, for a
+// single process, or with a timeout of 0.
+struct Reports {
+  std::mutex mutex;
+  std::vector<std::string> messages;
+  SectionWatchdog::OnTimeout recorder() {
+    return [this](const std::string& m) {
+      std::lock_guard<std::mutex> lock(mutex);
+      messages.push_back(m);
+    };
+  }
+  std::vector<std::string> taken() {
+    std::lock_guard<std::mutex> lock(mutex);
+    return messages;
+  }
+};
+
+TEST(SectionWatchdog, ReportsOnceASectionThatOutlivesTheTimeout) {
+  auto comm = make_communicator();
+  if (comm->size() == 1) GTEST_SKIP() << "a single process has no deadline";
+  // Shared with the detached monitors, which may outlive the test body.
+  static Reports reports;
+  comm->set_timeout(0.3);
+  { const SectionWatchdog quick(*comm, "quick section", reports.recorder()); }
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_TRUE(reports.taken().empty());
+  {
+    const SectionWatchdog slow(*comm, "slow section", reports.recorder());
+    std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  const auto got = reports.taken();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0], "[watchdog] rank " + std::to_string(comm->rank()) +
+                        ": slow section not complete after 0.3 s (distributed.timeout_s): another "
+                        "rank has stalled or died; ending the job");
+  comm->set_timeout(0);
+  {
+    const SectionWatchdog unlimited(*comm, "unlimited section", reports.recorder());
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  }
+  EXPECT_EQ(reports.taken().size(), 1u);
+  comm->set_timeout(300);
+  comm->barrier();
+}
+
+TEST(SectionWatchdog, ASingleProcessHasNoDeadline) {
+  static Reports reports;
+  SingleProcessCommunicator comm;
+  comm.set_timeout(0.1);
+  {
+    const SectionWatchdog section(comm, "section", reports.recorder());
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  EXPECT_TRUE(reports.taken().empty());
 }
 
 }  // namespace
