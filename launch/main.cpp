@@ -1,5 +1,4 @@
 // The `resnet` executable: dispatches to a subcommand; every error is caught here and printed once.
-
 #include <cstring>
 #include <iostream>
 #include <memory>
