@@ -34,6 +34,16 @@ int64_t Conv2d::macs(const Shape& in) const {
   return out[1] * out[2] * out[3] * (in_channels_ / p_.groups) * p_.kernel * p_.kernel;
 }
 
+TensorDesc Conv2d::master_desc(const TensorDesc& wd) const {
+  // Mixed precision: the parameter stays f32 (the master copy the optimizer updates) in the
+  // layout family the op wants, and the op gets a low-precision cast of it each step.
+  if (wd.dtype == DType::f32) return wd;
+  TensorDesc master = wd;
+  master.dtype = DType::f32;
+  master.layout = backend_.layout_like(master, wd.shape);
+  return master;
+}
+
 Tensor Conv2d::forward_impl(const Tensor& x) {
   RN_CHECK(x.shape().rank() == 4 && x.shape()[1] == in_channels_,
            "[conv] expects " << in_channels_ << " input channels, got " << x.shape().str());
@@ -41,13 +51,7 @@ Tensor Conv2d::forward_impl(const Tensor& x) {
       &plans_.get(x.desc(), training_, [&] { return backend_.make_conv(p_, x.desc(), training_); });
   op_training_ = training_;
   const TensorDesc& wd = op_->weight_desc();
-  // Mixed precision: the parameter stays f32 (the master copy the optimizer updates) in the
-  // layout family the op wants, and the op gets a low-precision cast of it each step.
-  TensorDesc master = wd;
-  if (wd.dtype != DType::f32) {
-    master.dtype = DType::f32;
-    master.layout = backend_.layout_like(master, wd.shape);
-  }
+  const TensorDesc master = master_desc(wd);
   // The training plan decides the weights' layout; an inference plan that prefers another one
   // reorders them on the fly instead of moving the optimizer state back and forth.
   if (training_ || weight_.value.is_plain()) relayout(weight_, master);
@@ -72,12 +76,9 @@ bool Conv2d::prepare_low_weight(std::vector<Backend::CastPair>& casts) {
   prepared_for_ = nullptr;
   if (!training_ || !op_ || !op_training_ || op_->weight_desc().dtype == DType::f32) return false;
   const TensorDesc& wd = op_->weight_desc();
-  TensorDesc master = wd;
-  master.dtype = DType::f32;
-  master.layout = backend_.layout_like(master, wd.shape);
   // A master that moved to another layout (a checkpoint's load, a broadcast) is laid out again
   // by the forward, which then casts it itself.
-  if (!weight_.value.desc().same_layout(master)) return false;
+  if (!weight_.value.desc().same_layout(master_desc(wd))) return false;
   low_weight_ = backend_.allocate(wd);
   casts.push_back({&weight_.value, &low_weight_});
   prepared_for_ = op_;

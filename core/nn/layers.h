@@ -33,6 +33,9 @@ class Conv2d final : public Module {
   Tensor backward_impl(const Tensor& dy) override;
 
  private:
+  // The f32 master weights' desc for an op that takes weights `wd`.
+  TensorDesc master_desc(const TensorDesc& wd) const;
+
   int in_channels_;
   ConvParams p_;
   Parameter weight_, bias_;

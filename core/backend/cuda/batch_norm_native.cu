@@ -279,18 +279,19 @@ void backward(CudaContext& ctx, const NativeBatchNormArgs& a) {
 #undef RN_INPUT_GRAD
 }
 
-template <template <typename> class F>
-void dispatch(const char* what, DType t, CudaContext& ctx, const NativeBatchNormArgs& a) {
+// Runs `run` with a value of the storage type's C++ type (its type selects the kernels).
+template <typename Run>
+void dispatch(const char* what, DType t, const NativeBatchNormArgs& a, Run run) {
   if (a.rows == 0 || a.cols == 0) return;
   switch (t) {
     case DType::f32:
-      F<float>::run(ctx, a);
+      run(float{});
       break;
     case DType::bf16:
-      F<__nv_bfloat16>::run(ctx, a);
+      run(__nv_bfloat16{});
       break;
     case DType::f16:
-      F<__half>::run(ctx, a);
+      run(__half{});
       break;
     default:
       RN_FAIL("[batch_norm] " << what << ": unsupported type " << dtype_name(t));
@@ -298,31 +299,18 @@ void dispatch(const char* what, DType t, CudaContext& ctx, const NativeBatchNorm
   RN_CUDA_CHECK(cudaGetLastError());
 }
 
-template <typename T>
-struct ForwardTraining {
-  static void run(CudaContext& ctx, const NativeBatchNormArgs& a) { forward_training<T>(ctx, a); }
-};
-template <typename T>
-struct ForwardInference {
-  static void run(CudaContext& ctx, const NativeBatchNormArgs& a) { forward_inference<T>(ctx, a); }
-};
-template <typename T>
-struct Backward {
-  static void run(CudaContext& ctx, const NativeBatchNormArgs& a) { backward<T>(ctx, a); }
-};
-
 }  // namespace
 
 void launch_native_batch_norm_training(CudaContext& ctx, DType t, const NativeBatchNormArgs& a) {
-  dispatch<ForwardTraining>("training forward", t, ctx, a);
+  dispatch("training forward", t, a, [&](auto v) { forward_training<decltype(v)>(ctx, a); });
 }
 
 void launch_native_batch_norm_inference(CudaContext& ctx, DType t, const NativeBatchNormArgs& a) {
-  dispatch<ForwardInference>("inference", t, ctx, a);
+  dispatch("inference", t, a, [&](auto v) { forward_inference<decltype(v)>(ctx, a); });
 }
 
 void launch_native_batch_norm_backward(CudaContext& ctx, DType t, const NativeBatchNormArgs& a) {
-  dispatch<Backward>("backward", t, ctx, a);
+  dispatch("backward", t, a, [&](auto v) { backward<decltype(v)>(ctx, a); });
 }
 
 }  // namespace rn::cuda

@@ -280,6 +280,11 @@ __global__ void var_to_inv_std_kernel(const float* var, float* inv, int64_t c, f
   for (int64_t i = thread_index(); i < c; i += grid_stride()) inv[i] = rsqrtf(var[i] + eps);
 }
 
+// Whether an element-wise pass maps `a` onto `b` index for index: both plain or both NHWC.
+bool same_dense_layout(const Tensor& a, const Tensor& b) {
+  return (a.is_plain() && b.is_plain()) || (is_nhwc(a.desc()) && is_nhwc(b.desc()));
+}
+
 }  // namespace
 
 void CudaBackend::relu_forward(const Tensor& x, Tensor& y) {
@@ -332,10 +337,8 @@ void CudaBackend::cast_many(const std::vector<CastPair>& list) {
   for (const CastPair& c : list) {
     const Tensor& src = *c.src;
     Tensor& dst = *c.dst;
-    const bool same_layout =
-        (src.is_plain() && dst.is_plain()) || (is_nhwc(src.desc()) && is_nhwc(dst.desc()));
     if (src.dtype() != DType::f32 || (dst.dtype() != DType::bf16 && dst.dtype() != DType::f16) ||
-        !same_layout) {
+        !same_dense_layout(src, dst)) {
       cast(src, dst);
       continue;
     }
@@ -365,7 +368,7 @@ void CudaBackend::cast(const Tensor& src, Tensor& dst) {
   }
   // The element-wise cast keeps the source's layout; a layout change follows as its own pass.
   Tensor out = dst;
-  if (!((src.is_plain() && dst.is_plain()) || (is_nhwc(src.desc()) && is_nhwc(dst.desc()))))
+  if (!same_dense_layout(src, dst))
     out = allocate(
         TensorDesc{src.shape(), dst.dtype(),
                    is_nhwc(src.desc()) ? nhwc_desc(src.shape(), dst.dtype()).layout : nullptr});
