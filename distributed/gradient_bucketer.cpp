@@ -63,20 +63,22 @@ bool GradientBucketer::is_view(const Bucket& b, size_t j) const {
   return j < b.views.size() && params_[b.members[j]].param->grad.data() == b.views[j].data();
 }
 
+bool GradientBucketer::on_device() const {
+  return backend_.device().kind != DeviceKind::cpu;
+}
+
 void GradientBucketer::lend(Bucket& b) {
-  for (size_t j = 0; j < b.members.size(); ++j) {
-    nn::Parameter& p = *params_[b.members[j]].param;
-    if (p.grad.device().kind != DeviceKind::cpu) return;  // device gradients: copies
-  }
+  const Device device = backend_.device();
+  for (size_t k : b.members)
+    if (params_[k].param->grad.device() != device) return;  // gradients elsewhere: copies
+  float* buffer = on_device() ? b.device_flat.data_as<float>() : b.flat.data();
   for (size_t j = 0; j < b.members.size(); ++j) {
     nn::Parameter& p = *params_[b.members[j]].param;
     const TensorDesc desc = p.grad.desc();
-    b.slices.push_back(std::make_unique<SliceAllocator>(b.flat.data() + b.offsets[j]));
-    b.views.emplace_back(desc, std::make_shared<Storage>(*b.slices.back(), desc.bytes(),
-                                                         Device{DeviceKind::cpu, 0}));
-    // This step's averaged gradient moves into the slice; from the next step on backward
-    // writes there directly.
-    std::memcpy(b.views.back().data(), p.grad.data(), desc.bytes());
+    b.slices.push_back(std::make_unique<SliceAllocator>(buffer + b.offsets[j]));
+    b.views.emplace_back(desc, std::make_shared<Storage>(*b.slices.back(), desc.bytes(), device));
+    // The slice holds this step's mean already (unpack wrote it from there); from the next step
+    // on backward writes there directly.
     p.grad = b.views.back();
     p.grad_source = [view = b.views.back()](const TensorDesc& d) {
       return d.same_layout(view.desc()) ? view : Tensor();
@@ -89,7 +91,12 @@ void GradientBucketer::unlend(Bucket& b) {
   for (size_t j = 0; j < b.views.size(); ++j) {
     nn::Parameter& p = *params_[b.members[j]].param;
     p.grad_source = nullptr;
-    if (is_view(b, j)) {
+    if (!is_view(b, j)) continue;
+    if (on_device()) {
+      Tensor own = backend_.allocate_persistent(p.grad.desc());
+      backend_.copy_bytes(p.grad, 0, own, 0, p.grad.bytes());
+      p.grad = own;
+    } else {
       Tensor own(p.grad.desc(),
                  std::make_shared<Storage>(host_allocator(), p.grad.bytes(), p.grad.device()));
       std::memcpy(own.data(), p.grad.data(), p.grad.bytes());
@@ -137,23 +144,6 @@ void GradientBucketer::pack(Bucket& b) {
     same = same && g.bytes() == b.views[j].bytes();
     total += g.bytes() / sizeof(float);
   }
-  if (backend_.device().kind != DeviceKind::cpu) {
-    // On a GPU the bucket stays on the device and the communicator (NCCL) sums it in place.
-    offsets.clear();
-    total = 0;
-    for (size_t k : b.members) {
-      offsets.push_back(total);
-      total += params_[k].param->grad.bytes() / sizeof(float);
-    }
-    if (!b.device_flat.defined() || b.device_flat.numel() != static_cast<int64_t>(total))
-      b.device_flat = backend_.allocate_persistent(
-          TensorDesc{Shape{static_cast<int64_t>(total)}, DType::f32, nullptr});
-    for (size_t j = 0; j < b.members.size(); ++j) {
-      const Tensor& g = params_[b.members[j]].param->grad;
-      backend_.copy_bytes(g, 0, b.device_flat, offsets[j] * sizeof(float), g.bytes());
-    }
-    return;
-  }
   // A layout of another size no longer fits the lent slices (the buffer must not move under them).
   if (!b.views.empty() && !same) unlend(b);
   if (b.views.empty()) {
@@ -163,12 +153,19 @@ void GradientBucketer::pack(Bucket& b) {
       offsets.push_back(total);
       total += params_[k].param->grad.bytes() / sizeof(float);
     }
-    b.flat.resize(total);
+    if (!on_device())
+      b.flat.resize(total);
+    else if (!b.device_flat.defined() || b.device_flat.numel() != static_cast<int64_t>(total))
+      b.device_flat = backend_.allocate_persistent(
+          TensorDesc{Shape{static_cast<int64_t>(total)}, DType::f32, nullptr});
   }
   for (size_t j = 0; j < b.members.size(); ++j) {
     if (is_view(b, j)) continue;  // backward wrote it in place
     const Tensor& g = params_[b.members[j]].param->grad;
-    if (g.device().kind == DeviceKind::cpu) {
+    if (on_device()) {
+      // On a GPU the bucket stays on the device and the communicator (NCCL) sums it in place.
+      backend_.copy_bytes(g, 0, b.device_flat, b.offsets[j] * sizeof(float), g.bytes());
+    } else if (g.device().kind == DeviceKind::cpu) {
       std::memcpy(b.flat.data() + offsets[j], g.data(), g.bytes());
     } else {
       Tensor host = backend_.download(g);
@@ -181,9 +178,10 @@ void GradientBucketer::unpack(Bucket& b) {
   // The sum becomes the mean in place, in one pass; only gradients outside the buffer are
   // copied back.
   const float inv = 1.0f / static_cast<float>(comm_.size());
-  if (b.device_flat.defined() && backend_.device().kind != DeviceKind::cpu) {
+  if (on_device()) {
     backend_.scale(b.device_flat, inv);
     for (size_t j = 0; j < b.members.size(); ++j) {
+      if (is_view(b, j)) continue;
       nn::Parameter& p = *params_[b.members[j]].param;
       backend_.copy_bytes(b.device_flat, b.offsets[j] * sizeof(float), p.grad, 0, p.grad.bytes());
     }
@@ -207,6 +205,10 @@ void GradientBucketer::unpack(Bucket& b) {
 }
 
 void GradientBucketer::launch(Bucket& b) {
+  // Gradients backward left in the compute type go to f32 together, the whole bucket's at once.
+  std::vector<nn::Parameter*> members;
+  for (size_t k : b.members) members.push_back(params_[k].param);
+  nn::cast_pending_grads(backend_, members);
   pack(b);
   if (backend_.device().kind != DeviceKind::cpu)
     b.request = comm_.all_reduce_sum_async(b.device_flat.data_as<float>(),

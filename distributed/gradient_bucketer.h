@@ -18,7 +18,9 @@ class GradientBucketer {
 
   // Buckets take the parameters in reverse order (backward produces the last layers' gradients
   // first); the first bucket is small so that communication starts early. Installs an
-  // `on_grad_ready` hook on every parameter, removed again by the destructor.
+  // `on_grad_ready` hook on every parameter, removed again by the destructor. Gradients left
+  // in the compute type (Parameter::low_grad) are cast into f32 a bucket at a time, before it is
+  // summed.
   GradientBucketer(Backend& backend, Communicator& comm, std::vector<nn::NamedParameter> params,
                    size_t bucket_bytes = kDefaultBucketBytes,
                    size_t first_bucket_bytes = kDefaultFirstBucketBytes);
@@ -50,8 +52,9 @@ class GradientBucketer {
     Tensor device_flat;           // on a GPU backend, the device buffer NCCL sums instead
     std::vector<size_t> offsets;  // floats, one per member, where its gradient starts
     std::unique_ptr<Request> request;
-    // Once the layouts are known (after the first step), host gradients live in `flat` itself:
-    // each member's `grad_source` lends its slice, so no copy goes in or out.
+    // Once the layouts are known (after the first step), the gradients live in the buffer
+    // itself (`flat`, or `device_flat` on a GPU): each member's `grad_source` lends its slice,
+    // so no copy goes in or out.
     std::vector<std::unique_ptr<Allocator>> slices;
     std::vector<Tensor> views;
   };
@@ -70,6 +73,7 @@ class GradientBucketer {
   void lend(Bucket& b);
   void unlend(Bucket& b);
   bool is_view(const Bucket& b, size_t j) const;
+  bool on_device() const;  // buckets in device memory (a GPU backend)
 
   Backend& backend_;
   Communicator& comm_;

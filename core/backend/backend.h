@@ -155,8 +155,8 @@ class Backend {
   virtual void copy(const Tensor& src, Tensor& dst) = 0;     // same desc
   virtual void reorder(const Tensor& src, Tensor& dst) = 0;  // same shape, any layouts
   virtual void cast(const Tensor& src, Tensor& dst) = 0;     // same shape, f32 <-> bf16 / f16
-  // Many casts at once (the CUDA backend casts up to 64 tensors per launch); by default one
-  // cast each.
+  // Many casts at once, either way between f32 and bf16 / f16 (the CUDA backend casts up to 64
+  // tensors per launch); by default one cast each.
   struct CastPair {
     const Tensor* src;
     Tensor* dst;

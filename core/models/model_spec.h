@@ -94,18 +94,25 @@ class Network final : public nn::Module {
   // How many convolution weights the last training forward cast together (Backend::cast_many):
   // every convolution's in low precision once its plans are known, else 0.
   size_t batched_casts() const { return casts_.size(); }
+  // How many convolution weight gradients the last backward left for its own batched cast into
+  // f32 at its end (those the device wrote in the compute type, less those a gradient bucketer
+  // cast with its buckets).
+  size_t batched_grad_casts() const { return grad_casts_; }
 
  protected:
-  // A training forward in low precision casts every convolution's weights in one batch first.
+  // A training forward in low precision casts every convolution's weights in one batch first;
+  // its backward casts the weight gradients still pending in one batch last.
   Tensor forward_impl(const Tensor& x) override;
-  Tensor backward_impl(const Tensor& dy) override { return body_.backward(dy); }
+  Tensor backward_impl(const Tensor& dy) override;
 
  private:
   ModelSpec spec_;
   nn::Sequential body_{backend_};
   std::vector<nn::Dropout*> dropouts_;  // in the order of the modules, for set_noise_key
   std::vector<nn::Conv2d*> convs_;      // found once, for the batched weight casts
+  std::vector<nn::Parameter*> conv_weights_;
   std::vector<Backend::CastPair> casts_;
+  size_t grad_casts_ = 0;
 };
 
 std::unique_ptr<Network> build_model(Backend& be, const ModelSpec& spec, uint64_t seed);

@@ -73,6 +73,10 @@ Network::Network(Backend& be, ModelSpec spec, uint64_t seed) : Module(be), spec_
     m.for_each_child(find);
   };
   find(body_);
+  for (nn::Conv2d* c : convs_) {
+    c->set_defer_grad_cast(true);
+    conv_weights_.push_back(&c->weight());
+  }
 }
 
 Tensor Network::forward_impl(const Tensor& x) {
@@ -82,6 +86,12 @@ Tensor Network::forward_impl(const Tensor& x) {
     if (!casts_.empty()) backend_.cast_many(casts_);
   }
   return body_.forward(x);
+}
+
+Tensor Network::backward_impl(const Tensor& dy) {
+  Tensor dx = body_.backward(dy);
+  grad_casts_ = nn::cast_pending_grads(backend_, conv_weights_);
+  return dx;
 }
 
 std::vector<nn::NamedParameter> Network::parameters() {

@@ -91,7 +91,11 @@ Tensor Conv2d::backward_impl(const Tensor& dy) {
     // The gradient comes in the compute type and is kept in f32, as its master weight.
     Tensor dw = backend_.allocate(low_weight_.desc());
     op_->backward_weights(saved_x_, dy, dw, p_.bias ? &grad_buffer(bias_) : nullptr);
-    backend_.cast(dw, grad_buffer(weight_));
+    Tensor& g = grad_buffer(weight_);
+    if (defer_grad_cast_)
+      weight_.low_grad = dw;
+    else
+      backend_.cast(dw, g);
   } else {
     op_->backward_weights(saved_x_, dy, grad_buffer(weight_),
                           p_.bias ? &grad_buffer(bias_) : nullptr);

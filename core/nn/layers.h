@@ -27,6 +27,11 @@ class Conv2d final : public Module {
   // pairs together (Backend::cast_many) right before that forward, which then uses the copy
   // instead of casting its own; any other forward casts its own. False when nothing was added.
   bool prepare_low_weight(std::vector<Backend::CastPair>& casts);
+  // With `on`, a backward whose weight gradient comes in the compute type leaves its cast to f32
+  // pending (Parameter::low_grad) for the caller to cast with others (cast_pending_grads);
+  // otherwise it casts at once.
+  void set_defer_grad_cast(bool on) { defer_grad_cast_ = on; }
+  Parameter& weight() { return weight_; }
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
@@ -47,6 +52,7 @@ class Conv2d final : public Module {
   // was prepared for by prepare_low_weight (null once a forward has used or ignored it).
   Tensor low_weight_;
   const ConvOp* prepared_for_ = nullptr;
+  bool defer_grad_cast_ = false;
 };
 
 // Sums per-channel statistics in place across the replicas of a data-parallel job.

@@ -5,6 +5,20 @@
 
 namespace rn::nn {
 
+size_t cast_pending_grads(Backend& backend, const std::vector<Parameter*>& params) {
+  std::vector<Backend::CastPair> casts;
+  for (Parameter* p : params) {
+    if (!p->low_grad.defined()) continue;
+    RN_CHECK(p->grad.defined() && p->grad.shape() == p->low_grad.shape(),
+             "[module] a pending " << dtype_name(p->low_grad.dtype())
+                                   << " gradient without its f32 buffer");
+    casts.push_back({&p->low_grad, &p->grad});
+  }
+  if (!casts.empty()) backend.cast_many(casts);
+  for (Parameter* p : params) p->low_grad = Tensor();
+  return casts.size();
+}
+
 void Module::set_relu_tap(const ReluTap& tap) {
   relu_tap_ = tap;
   for_each_child([&](Module& child) { child.set_relu_tap(tap); });

@@ -19,16 +19,26 @@ struct Parameter {
   Shape shape;
   Tensor value, grad, momentum;
   bool no_decay = false;  // batch-norm parameters and biases may be exempt from weight decay
-  // Called as soon as `grad` holds this step's final gradient (gradient bucketing hooks here).
+  // Called as soon as `grad` holds this step's final gradient, or `low_grad` does (then still to
+  // be cast into `grad`); gradient bucketing hooks here.
   std::function<void(Parameter&)> on_grad_ready;
   // Where backward takes `grad` from when set, for a given layout; an undefined result declines
   // it and the backend's pool serves instead. The gradient bucketer lends slices of its
   // all-reduce buffers this way, so gradients are summed where backward writes them.
   std::function<Tensor(const TensorDesc&)> grad_source;
+  // Where backward left this step's gradient in the compute type (bf16 / f16), `grad` being the
+  // f32 buffer it is still to be cast into: casts wait so that many go in one launch
+  // (cast_pending_grads), by the gradient bucketer for a bucket before it is summed, or by the
+  // network for what is left at the end of backward.
+  Tensor low_grad;
   void mark_ready() {
     if (on_grad_ready) on_grad_ready(*this);
   }
 };
+
+// Casts every pending `low_grad` of `params` into its `grad` together (Backend::cast_many) and
+// drops it; returns how many there were.
+size_t cast_pending_grads(Backend& backend, const std::vector<Parameter*>& params);
 
 // Sees a ReLU's output (see Module::set_relu_tap).
 using ReluTap = std::function<void(const Tensor& relu_output)>;

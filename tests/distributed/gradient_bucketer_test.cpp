@@ -112,6 +112,39 @@ TEST(GradientBucketer, LentBuffersAverageInPlaceAndOutliveTheBucketer) {
   expect_means();
 }
 
+// Gradients that backward left in bf16 (Parameter::low_grad, as a GPU's convolutions do) are
+// cast into their f32 buffers a bucket at a time, as the bucket completes and before it is
+// summed; the second step casts into the lent slices.
+TEST(GradientBucketer, PendingLowPrecisionGradientsAreCastWithTheirBucket) {
+  auto comm = make_communicator();
+  auto backend = make_cpu_backend(1);
+  FakeParameters fake(comm->rank()), fresh(comm->rank());
+  GradientBucketer bucketer(*backend, *comm, fake.named, 2000, 1400);
+  ASSERT_EQ(bucketer.bucket_names(0), (std::vector<std::string>{"p6", "p5"}));
+  for (int step = 1; step <= 2; ++step) {
+    for (size_t k = 0; k < fake.storage.size(); ++k) {
+      nn::Parameter& p = fake.storage[k];
+      p.low_grad = backend->allocate(TensorDesc{p.shape, DType::bf16, nullptr});
+      backend->cast(fresh.storage[k].grad, p.low_grad);  // small integers: exact in bf16
+      std::fill_n(p.grad.data_as<float>(), p.grad.numel(), -1.f);  // last step's, stale
+    }
+    for (size_t k = fake.storage.size(); k-- > 0;) {
+      fake.storage[k].mark_ready();
+      EXPECT_EQ(fake.storage[6].low_grad.defined(), k == 6)
+          << "step " << step << ": the first bucket casts when p5 completes it";
+      EXPECT_TRUE(fake.storage[0].low_grad.defined() || k == 0) << step;
+    }
+    bucketer.finish();
+    for (size_t k = 0; k < fake.storage.size(); ++k) {
+      EXPECT_FALSE(fake.storage[k].low_grad.defined()) << k;
+      auto g = fake.storage[k].grad.to_vector();
+      for (size_t i = 0; i < g.size(); ++i)
+        ASSERT_EQ(g[i], FakeParameters::expected(comm->size(), k, int64_t(i)))
+            << "step " << step << ", p" << k << "[" << i << "]";
+    }
+  }
+}
+
 TEST(GradientBucketer, BucketsFollowReverseOrderWithASmallFirstBucket) {
   SingleProcessCommunicator comm;
   auto backend = make_cpu_backend(1);

@@ -176,24 +176,25 @@ void cast_from(const S* x, void* y, DType to, int64_t n, cudaStream_t s) {
   }
 }
 
-// f32 master weights into their bf16 / f16 copies, many tensors per launch (2.1 KB of
-// arguments for 64): each block casts one chunk of one tensor, coalesced.
+// Casts between f32 and bf16 / f16, many tensors per launch (2.1 KB of arguments for 64): the
+// master weights into their low-precision copies before a forward, and weight gradients from
+// the compute type into f32 after backward. Each block casts one chunk of one tensor, coalesced.
 struct CastTensorList {
-  const float* src[kMultiTensors];
+  const void* src[kMultiTensors];
   void* dst[kMultiTensors];
   int64_t n[kMultiTensors];
   int64_t first_block[kMultiTensors + 1];  // first_block[count] = the grid size
   int count;
 };
 
-template <typename D>
+template <typename S, typename D>
 __global__ void cast_many_kernel(const CastTensorList list) {
   const int t = multi_tensor_of_block(list.first_block, list.count);
   const int64_t begin = (static_cast<int64_t>(blockIdx.x) - list.first_block[t]) * kMultiChunk;
   const int64_t end = min(list.n[t], begin + kMultiChunk);
-  const float* x = list.src[t];
+  const S* x = static_cast<const S*>(list.src[t]);
   D* y = static_cast<D*>(list.dst[t]);
-  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) y[i] = from_f<D>(x[i]);
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) y[i] = from_f<D>(to_f(x[i]));
 }
 
 template <typename T>
@@ -321,24 +322,42 @@ void CudaBackend::fill(Tensor& t, float value) {
 
 void CudaBackend::cast_many(const std::vector<CastPair>& list) {
   static_assert(sizeof(CastTensorList) <= 4000, "a launch takes at most 4 KB of arguments");
-  // One list per target type; a pair that is not an element-wise f32 -> bf16 / f16 cast in one
-  // layout (plain or NHWC on both sides) takes the single cast.
-  CastTensorList bf16{}, f16{};
-  auto launch = [&](CastTensorList& batch, DType to) {
+  // One list per direction: f32 -> bf16, f32 -> f16, bf16 -> f32, f16 -> f32. A pair of any
+  // other types, or not in one dense layout (plain or NHWC on both sides), takes the single cast.
+  constexpr int kDirections = 4;
+  const auto direction = [](DType from, DType to) {
+    if (from == DType::f32) return to == DType::bf16 ? 0 : to == DType::f16 ? 1 : -1;
+    if (to == DType::f32) return from == DType::bf16 ? 2 : from == DType::f16 ? 3 : -1;
+    return -1;
+  };
+  CastTensorList lists[kDirections]{};
+  auto launch = [&](int d) {
+    CastTensorList& batch = lists[d];
     if (batch.count == 0) return;
     const unsigned grid = static_cast<unsigned>(batch.first_block[batch.count]);
-    if (to == DType::bf16)
-      cast_many_kernel<__nv_bfloat16><<<grid, kBlock, 0, ctx_.stream()>>>(batch);
-    else
-      cast_many_kernel<__half><<<grid, kBlock, 0, ctx_.stream()>>>(batch);
+    cudaStream_t s = ctx_.stream();
+    switch (d) {
+      case 0:
+        cast_many_kernel<float, __nv_bfloat16><<<grid, kBlock, 0, s>>>(batch);
+        break;
+      case 1:
+        cast_many_kernel<float, __half><<<grid, kBlock, 0, s>>>(batch);
+        break;
+      case 2:
+        cast_many_kernel<__nv_bfloat16, float><<<grid, kBlock, 0, s>>>(batch);
+        break;
+      default:
+        cast_many_kernel<__half, float><<<grid, kBlock, 0, s>>>(batch);
+        break;
+    }
     RN_CUDA_CHECK(cudaGetLastError());
     batch.count = 0;
   };
   for (const CastPair& c : list) {
     const Tensor& src = *c.src;
     Tensor& dst = *c.dst;
-    if (src.dtype() != DType::f32 || (dst.dtype() != DType::bf16 && dst.dtype() != DType::f16) ||
-        !same_dense_layout(src, dst)) {
+    const int d = direction(src.dtype(), dst.dtype());
+    if (d < 0 || !same_dense_layout(src, dst)) {
       cast(src, dst);
       continue;
     }
@@ -346,14 +365,13 @@ void CudaBackend::cast_many(const std::vector<CastPair>& list) {
              "[cast] " << src.desc().str() << " -> " << dst.desc().str());
     const int64_t n = src.numel();
     if (n == 0) continue;
-    CastTensorList& batch = dst.dtype() == DType::bf16 ? bf16 : f16;
+    CastTensorList& batch = lists[d];
     const int k = multi_tensor_add(batch, n);
-    batch.src[k] = src.data_as<float>();
+    batch.src[k] = src.data();
     batch.dst[k] = dst.data();
-    if (batch.count == kMultiTensors) launch(batch, dst.dtype());
+    if (batch.count == kMultiTensors) launch(d);
   }
-  launch(bf16, DType::bf16);
-  launch(f16, DType::f16);
+  for (int d = 0; d < kDirections; ++d) launch(d);
 }
 
 void CudaBackend::scale(Tensor& t, float factor) {

@@ -271,6 +271,28 @@ TEST_F(CudaEltwiseTest, CastManyMatchesOneCastPerTensor) {
   }
   gpu_->cast_many(list);
   for (size_t i = 0; i < src.size(); ++i) EXPECT_EQ(from_gpu(many[i]), from_gpu(each[i])) << i;
+
+  // Back into f32 (weight gradients after a low-precision backward), in one list with casts the
+  // other way: every direction takes its own launches.
+  std::vector<Tensor> back_many, back_each, again;
+  for (auto* v : {&back_many, &back_each, &again}) v->reserve(each.size());  // list points in
+  list.clear();
+  for (size_t i = 0; i < each.size(); ++i) {
+    const TensorDesc f32 = i < sizes.size() ? TensorDesc{each[i].shape(), DType::f32, nullptr}
+                                            : activation_desc(s4, DType::f32);
+    back_many.push_back(gpu_->allocate(f32));
+    back_each.push_back(gpu_->allocate(f32));
+    again.push_back(gpu_->allocate(each[i].desc()));
+    gpu_->fill(back_many.back(), -7.f);
+    gpu_->cast(each[i], back_each.back());
+    list.push_back({&each[i], &back_many.back()});
+    list.push_back({&src[i], &again.back()});
+  }
+  gpu_->cast_many(list);
+  for (size_t i = 0; i < each.size(); ++i) {
+    EXPECT_EQ(from_gpu(back_many[i]), from_gpu(back_each[i])) << i;
+    EXPECT_EQ(from_gpu(again[i]), from_gpu(each[i])) << i;
+  }
 }
 
 }  // namespace

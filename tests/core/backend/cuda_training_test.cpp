@@ -96,6 +96,11 @@ TEST_P(CudaTrainingPrecisionTest, LossFallsOnAFixedBatch) {
     EXPECT_LT(last, 0.5 * first) << model << " " << dtype_name(t) << ": " << first << " -> "
                                  << last;
     for (const auto& p : net->parameters()) EXPECT_EQ(p.param->value.dtype(), DType::f32);
+    // cuDNN writes low-precision weight gradients in the compute type: the network casts every
+    // convolution's into f32 in one batch at the end of backward, and the forward its weights.
+    const size_t convs = t == DType::f32 ? 0 : static_cast<size_t>(net->weighted_layers() - 1);
+    EXPECT_EQ(net->batched_grad_casts(), convs) << model << " " << dtype_name(t);
+    EXPECT_EQ(net->batched_casts(), convs) << model << " " << dtype_name(t);
     if (s) {
       EXPECT_LT(scaler.skipped_steps(), 10) << "fp16 overflowed too often";
     }

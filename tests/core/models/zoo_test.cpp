@@ -498,6 +498,7 @@ TEST_F(ZooTest, Bf16TrainingCastsEveryConvolutionTogetherFromTheCurrentMasters) 
   net->forward(x);
   EXPECT_EQ(net->batched_casts(), 0u) << "no plan is known before the first forward";
   net->backward(test::upload_values(*be, Shape{2, 10}, random_values(20, 2)));
+  EXPECT_EQ(net->batched_grad_casts(), 0u) << "oneDNN writes the weight gradients in f32";
   // New masters between steps, as a checkpoint's load writes them: the next forward must use
   // their casts, not the copies of the step before.
   const auto mine = net->parameters(), theirs = other->parameters();

@@ -325,6 +325,41 @@ TEST_F(NnLayersTest, PreparedLowPrecisionWeightsAreCastsOfTheCurrentMaster) {
   EXPECT_FALSE(conv.prepare_low_weight(casts)) << "inference casts its own";
 }
 
+// Weight gradients a low-precision backward left pending are cast into their f32 buffers
+// together; parameters with nothing pending keep their gradients.
+TEST_F(NnLayersTest, PendingLowPrecisionGradientsAreCastIntoTheirBuffers) {
+  const std::string why = precision_unsupported(Device{}, DType::bf16);
+  if (!why.empty()) GTEST_SKIP() << why;
+  const Shape s{2, 3};
+  const std::vector<float> va = {1.5f, -2.25f, 3.f, 0.f, 0.125f, -96.f}, vb = {7, 7, 7, 7, 7, 7};
+  auto pending = [&](const std::vector<float>& v) {
+    Parameter p;
+    p.shape = s;
+    p.low_grad = be->allocate(TensorDesc{s, DType::bf16, nullptr});
+    be->cast(upload_values(*be, s, v), p.low_grad);
+    p.grad = upload_values(*be, s, std::vector<float>(6, -1.f));
+    return p;
+  };
+  Parameter a = pending(va), c = pending(vb), b;
+  b.grad = upload_values(*be, s, vb);
+  EXPECT_EQ(cast_pending_grads(*be, {&a, &b, &c}), 2u);
+  EXPECT_EQ(be->download(a.grad).to_vector(), va);
+  EXPECT_EQ(be->download(b.grad).to_vector(), vb);
+  EXPECT_EQ(be->download(c.grad).to_vector(), vb);
+  EXPECT_FALSE(a.low_grad.defined() || c.low_grad.defined());
+  EXPECT_EQ(cast_pending_grads(*be, {&a, &b, &c}), 0u) << "nothing is pending any more";
+  Parameter lost = pending(va);
+  lost.grad = Tensor();
+  try {
+    cast_pending_grads(*be, {&lost});
+    ADD_FAILURE() << "a pending gradient without its f32 buffer must be an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("pending bf16 gradient without its f32 buffer"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // BatchNorm2d
 
