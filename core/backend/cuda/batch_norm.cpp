@@ -114,7 +114,6 @@ class CudaBatchNorm final : public BatchNormOp {
       a.dgamma = dgamma.data_as<float>(), a.dbeta = dbeta.data_as<float>();
       launch_native_batch_norm_backward(ctx_, x_desc_.dtype, a);
       if (dxs.data() != dx.data()) be_.reorder(dxs, dx);
-      reserve_ = Tensor();
       return;
     }
     const bool act = ops_ == CUDNN_BATCHNORM_OPS_BN_ACTIVATION;

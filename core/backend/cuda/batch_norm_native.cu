@@ -82,15 +82,13 @@ __global__ void affine_from_stats_kernel(const float* gamma, const float* beta, 
   }
 }
 
-// y = scale[c] * x + shift[c] (then ReLU), kN elements per thread; the host takes V = Vec<T>
-// where the channels are a multiple of its width (a vector never straddles two rows), else one
-// element at a time.
+// y = scale[c] * x + shift[c] (then ReLU), kN elements per thread; the host takes the 16-byte
+// Vec<T> width where the channels are a multiple of it (a vector never straddles two rows), else
+// one element at a time.
 template <typename T, int kN, bool kRelu>
 __global__ void normalize_kernel(const T* x, T* y, const float* affine, int64_t total,
                                  int64_t cols) {
-  struct alignas(sizeof(T) * kN) V {
-    T v[kN];
-  };
+  using V = Vec<T, kN>;
   const int64_t nv = total / kN;
   for (int64_t i = thread_index(); i < nv; i += grid_stride()) {
     V in = reinterpret_cast<const V*>(x)[i], out;
@@ -172,9 +170,7 @@ template <typename T, int kN, bool kRelu>
 __global__ void input_grad_kernel(const T* x, const T* dy, T* dx, const float* mean,
                                   const float* affine, const float* coef, int64_t total,
                                   int64_t cols) {
-  struct alignas(sizeof(T) * kN) V {
-    T v[kN];
-  };
+  using V = Vec<T, kN>;
   const int64_t nv = total / kN;
   for (int64_t i = thread_index(); i < nv; i += grid_stride()) {
     const V xv = reinterpret_cast<const V*>(x)[i], gv = reinterpret_cast<const V*>(dy)[i];
@@ -196,10 +192,10 @@ __global__ void input_grad_kernel(const T* x, const T* dy, T* dx, const float* m
 // alignment; 1 otherwise.
 template <typename T>
 int vector_width(int64_t cols, std::initializer_list<const void*> buffers) {
-  constexpr int kWide = 16 / sizeof(T);
+  constexpr int kWide = Vec<T>::kN;
   uintptr_t bits = 0;
   for (const void* b : buffers) bits |= reinterpret_cast<uintptr_t>(b);
-  return cols % kWide == 0 && bits % 16 == 0 ? kWide : 1;
+  return cols % kWide == 0 && bits % alignof(Vec<T>) == 0 ? kWide : 1;
 }
 
 unsigned elementwise_grid(int64_t total, int width) {
@@ -209,7 +205,7 @@ unsigned elementwise_grid(int64_t total, int width) {
 template <typename T>
 void normalize(const T* x, T* y, const float* affine, int64_t total, int64_t cols, bool relu,
                cudaStream_t s) {
-  constexpr int kWide = 16 / sizeof(T);
+  constexpr int kWide = Vec<T>::kN;
   const int w = vector_width<T>(cols, {x, y});
   const unsigned grid = elementwise_grid(total, w);
   if (w == kWide)
@@ -265,7 +261,7 @@ void backward(CudaContext& ctx, const NativeBatchNormArgs& a) {
   grad_final_kernel<<<static_cast<unsigned>(a.cols), kFinalThreads, 0, s>>>(
       part, plan.parts, a.rows, a.cols, a.gamma, a.var, a.dgamma, a.dbeta, coef.data_as<float>(),
       a.eps);
-  constexpr int kWide = 16 / sizeof(T);
+  constexpr int kWide = Vec<T>::kN;
   const int64_t total = a.rows * a.cols;
   const int w = vector_width<T>(a.cols, {x, dy, dx});
   const unsigned eg = elementwise_grid(total, w);

@@ -39,11 +39,12 @@ __device__ __forceinline__ __half from_f<__half>(float v) {
 }
 
 // 16 bytes per load and store: element-wise kernels are bound by memory bandwidth, and one
-// 128-bit access moves four floats or eight bf16 values in a single transaction.
-template <typename T>
-struct alignas(16) Vec {
-  static constexpr int kN = 16 / sizeof(T);
-  T v[kN];
+// 128-bit access moves four floats or eight bf16 values in a single transaction. `N` = 1 is the
+// scalar fallback of kernels templated on the width.
+template <typename T, int N = static_cast<int>(16 / sizeof(T))>
+struct alignas(sizeof(T) * N) Vec {
+  static constexpr int kN = N;
+  T v[N];
 };
 
 // The index of this thread in a grid-stride loop, and the stride.
