@@ -25,11 +25,23 @@ std::string type_name(hid_t type) {
   }
 }
 
-std::vector<int64_t> shape_of(hid_t set) {
+std::string dims_text(const std::vector<hsize_t>& dims) {
+  std::string s;
+  for (hsize_t d : dims) s += (s.empty() ? "" : " x ") + std::to_string(d);
+  return s.empty() ? "a scalar" : s;
+}
+
+// The shape of dataset `set` (`name`); a dimension beyond its own maximum is one HDF5 never
+// writes (a damaged dataspace, which in the original format has no checksum).
+std::vector<int64_t> shape_of(hid_t set, const std::string& path, const std::string& name) {
   H5Id space(RN_HDF5_CHECK(H5Dget_space(set)), H5Sclose);
   const int rank = RN_HDF5_CHECK(H5Sget_simple_extent_ndims(space.get()));
-  std::vector<hsize_t> dims(rank);
-  RN_HDF5_CHECK(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr));
+  std::vector<hsize_t> dims(rank), most(rank);
+  RN_HDF5_CHECK(H5Sget_simple_extent_dims(space.get(), dims.data(), most.data()));
+  for (int i = 0; i < rank; ++i)
+    if (most[i] != H5S_UNLIMITED && dims[i] > most[i])
+      RN_FAIL("'" << path << "': dataset '" << name << "' claims " << dims_text(dims)
+                  << " values, beyond its maximum shape " << dims_text(most) << " (damaged?)");
   return std::vector<int64_t>(dims.begin(), dims.end());
 }
 
@@ -59,6 +71,14 @@ int64_t checked_count(hid_t set, const std::string& path, const std::string& nam
     n *= static_cast<uint64_t>(d);
   }
   H5Id dcpl(RN_HDF5_CHECK(H5Dget_create_plist(set)), H5Pclose);
+  if (H5Pget_layout(dcpl.get()) == H5D_CHUNKED) {
+    // Chunks of another rank than the values (HDF5 never writes them) send its reading astray.
+    hsize_t chunk[H5S_MAX_RANK];
+    const int chunk_rank = H5Pget_chunk(dcpl.get(), H5S_MAX_RANK, chunk);
+    if (chunk_rank != static_cast<int>(shape.size()))
+      RN_FAIL("'" << path << "': dataset '" << name << "' has " << shape.size()
+                  << " dimension(s) but chunks of " << chunk_rank << " (damaged?)");
+  }
   const hsize_t stored = H5Dget_storage_size(set);
   if (H5Pget_layout(dcpl.get()) != H5D_CHUNKED && stored < n * element_bytes)
     RN_FAIL("'" << path << "': dataset '" << name << "' claims " << n << " values but stores "
@@ -68,7 +88,8 @@ int64_t checked_count(hid_t set, const std::string& path, const std::string& nam
 
 }  // namespace
 
-ArrayReader::ArrayReader(const std::string& path) : path_(path) {
+ArrayReader::ArrayReader(const std::string& path, size_t child_read_bytes)
+    : path_(path), child_read_bytes_(child_read_bytes) {
   silence_hdf5_errors();
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) RN_FAIL("'" << path << "': no such file");
@@ -114,6 +135,44 @@ H5Id ArrayReader::open_dataset(const std::string& name) const {
   return open_unprobed(name);
 }
 
+std::vector<int64_t> ArrayReader::shape(const std::string& name) const {
+  return shape_of(open_dataset(name).get(), path_, name);
+}
+
+void ArrayReader::read_values(hid_t set, hid_t memory_type, void* dst, size_t bytes) const {
+  auto read_all = [&](void* to) {
+    RN_HDF5_CHECK(H5Dread(set, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, to));
+  };
+  if (!unchecked_) return read_all(dst);
+  H5Id space(RN_HDF5_CHECK(H5Dget_space(set)), H5Sclose);
+  const int rank = RN_HDF5_CHECK(H5Sget_simple_extent_ndims(space.get()));
+  std::vector<hsize_t> dims(rank);
+  RN_HDF5_CHECK(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr));
+  if (rank == 0 || bytes <= child_read_bytes_) {
+    if (!read_in_child(path_, dst, bytes, read_all)) read_all(dst);
+    return;
+  }
+  // In slabs of whole rows (along the first dimension), so that the memory shared with the
+  // child stays within child_read_bytes_ (one row at least) however large the array.
+  const size_t row = bytes / dims[0];
+  const hsize_t rows = std::max<hsize_t>(1, child_read_bytes_ / row);
+  for (hsize_t first = 0; first < dims[0]; first += rows) {
+    std::vector<hsize_t> start(rank, 0), count = dims;
+    start[0] = first;
+    count[0] = std::min(rows, dims[0] - first);
+    H5Id file_space(RN_HDF5_CHECK(H5Scopy(space.get())), H5Sclose);
+    RN_HDF5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr,
+                                      count.data(), nullptr));
+    H5Id memory_space(RN_HDF5_CHECK(H5Screate_simple(rank, count.data(), nullptr)), H5Sclose);
+    auto read = [&](void* to) {
+      RN_HDF5_CHECK(
+          H5Dread(set, memory_type, memory_space.get(), file_space.get(), H5P_DEFAULT, to));
+    };
+    char* to = static_cast<char*>(dst) + first * row;
+    if (!read_in_child(path_, to, count[0] * row, read)) read(to);
+  }
+}
+
 H5Id ArrayReader::open_unprobed(const std::string& name) const {
   if (!has(name)) RN_FAIL("'" << path_ << "': no dataset '" << name << "'");
   const hid_t id = H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT);
@@ -128,12 +187,11 @@ FloatArray ArrayReader::read_f32(const std::string& name) const {
     RN_FAIL("'" << path_ << "': dataset '" << name << "' is " << type_name(type.get())
                 << ", expected float32");
   FloatArray a;
-  a.shape = shape_of(set.get());
+  a.shape = shape_of(set.get(), path_, name);
   a.values.resize(
       static_cast<size_t>(checked_count(set.get(), path_, name, a.shape, sizeof(float))));
   if (!a.values.empty())
-    RN_HDF5_CHECK(
-        H5Dread(set.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.values.data()));
+    read_values(set.get(), H5T_NATIVE_FLOAT, a.values.data(), a.values.size() * sizeof(float));
   return a;
 }
 
@@ -144,12 +202,11 @@ std::vector<int64_t> ArrayReader::read_integers(const std::string& name,
   if (H5Tget_class(type.get()) != H5T_INTEGER)
     RN_FAIL("'" << path_ << "': dataset '" << name << "' is " << type_name(type.get())
                 << ", expected integers");
-  const std::vector<int64_t> dims = shape_of(set.get());
+  const std::vector<int64_t> dims = shape_of(set.get(), path_, name);
   std::vector<int64_t> v(
       static_cast<size_t>(checked_count(set.get(), path_, name, dims, sizeof(int64_t))));
   // HDF5 converts any integer width and sign to the native int64 on reading.
-  if (!v.empty())
-    RN_HDF5_CHECK(H5Dread(set.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()));
+  if (!v.empty()) read_values(set.get(), H5T_NATIVE_INT64, v.data(), v.size() * sizeof(int64_t));
   if (shape) *shape = dims;
   return v;
 }

@@ -19,20 +19,28 @@ struct FloatArray {
 // dataset in its one-line error.
 class ArrayReader {
  public:
-  explicit ArrayReader(const std::string& path);
+  // In a file of HDF5's original format the values are read in child processes (read_in_child),
+  // at most `child_read_bytes` at a time.
+  explicit ArrayReader(const std::string& path, size_t child_read_bytes = size_t{256} << 20);
   bool has(const std::string& name) const;
   // A float32 dataset; another type (float64 included: the caller decides, not a silent cast)
   // is an error.
   FloatArray read_f32(const std::string& name) const;
   // An integer dataset of any width and sign, as int64, with its shape.
   std::vector<int64_t> read_integers(const std::string& name, std::vector<int64_t>* shape) const;
+  // The shape of dataset `name`, read without its values (to check it before they are read).
+  std::vector<int64_t> shape(const std::string& name) const;
 
  private:
   // Opens dataset `name`; in a file without metadata checksums, after a probe in a child.
   H5Id open_dataset(const std::string& name) const;
   H5Id open_unprobed(const std::string& name) const;
+  // Reads all of `set` as `memory_type` into `dst` (`bytes` long); in a file without metadata
+  // checksums, in a child (read_in_child).
+  void read_values(hid_t set, hid_t memory_type, void* dst, size_t bytes) const;
   std::string path_;
   H5Id file_;
+  size_t child_read_bytes_;
   bool unchecked_ = false;  // HDF5's original format: metadata without checksums
 };
 

@@ -172,13 +172,19 @@ CheckpointSummary summarize(hid_t file, const std::string& path) {
   return s;
 }
 
-// Reads dataset `d` through HDF5 into `dst` (d.bytes long).
-void read_dataset(hid_t file, const DatasetInfo& d, char* dst) {
+// Reads dataset `d` of checkpoint `path` through HDF5 into `dst` (d.bytes long); in a file of
+// HDF5's original format (`unchecked`), in a child (read_in_child).
+void read_dataset(hid_t file, const DatasetInfo& d, char* dst, const std::string& path,
+                  bool unchecked) {
   if (d.bytes == 0) return;
   H5Id set(RN_HDF5_CHECK(H5Dopen2(file, d.path.c_str(), H5P_DEFAULT)), H5Dclose);
   H5Id type(RN_HDF5_CHECK(H5Dget_type(set.get())), H5Tclose);
   const hid_t mem = d.type == EntryType::text ? type.get() : native_type(d.type);
-  RN_HDF5_CHECK(H5Dread(set.get(), mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst));
+  auto read = [&](void* to) {
+    RN_HDF5_CHECK(H5Dread(set.get(), mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, to));
+  };
+  if (unchecked && read_in_child(path, dst, d.bytes, read)) return;
+  read(dst);
 }
 
 // Reads whole `iov` from `fd` at `offset`, however the kernel splits it.
@@ -284,6 +290,7 @@ std::map<std::string, Bytes> read_checkpoint(const std::string& path, MPI_Comm c
     std::vector<const DatasetInfo*> raw;
     std::vector<char*> dst;
     std::vector<size_t> other;
+    const bool unchecked = superblock_version(path) < 2;
     for (size_t i : order) {
       const auto& d = s.datasets[i];
       home[i] = place ? place(d) : nullptr;
@@ -323,7 +330,7 @@ std::map<std::string, Bytes> read_checkpoint(const std::string& path, MPI_Comm c
     }
     for (size_t i : other) {
       const auto& d = s.datasets[i];
-      read_dataset(file.get(), d, home[i]);
+      read_dataset(file.get(), d, home[i], path, unchecked);
       const uint32_t got = crc_of(home[i], d.bytes);
       if (got != d.crc32 && error.empty()) error = checksum_error(path, d, got);
     }
@@ -345,11 +352,12 @@ std::map<std::string, Bytes> read_checkpoint(const std::string& path, MPI_Comm c
 std::vector<std::string> verify_checkpoint(const std::string& path) {
   H5Id file = open_checkpoint(path);
   const CheckpointSummary s = summarize(file.get(), path);
+  const bool unchecked = superblock_version(path) < 2;
   std::vector<std::string> bad;
   for (const auto& d : s.datasets) {
     Bytes buf(d.bytes);
     try {
-      read_dataset(file.get(), d, buf.data());
+      read_dataset(file.get(), d, buf.data(), path, unchecked);
     } catch (const std::exception&) {
       bad.push_back("/" + d.path);
       continue;

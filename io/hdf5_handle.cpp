@@ -1,6 +1,7 @@
 // HDF5 attribute helpers, the checksum, and the MPI agreement steps of the checkpoint code.
 #include "io/hdf5_handle.h"
 
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -38,10 +39,10 @@ int superblock_version(const std::string& path) {
   return -1;
 }
 
-void probe_in_child(const std::string& path, const std::function<void()>& body) {
+bool probe_in_child(const std::string& path, const std::function<void()>& body) {
   std::fflush(nullptr);  // nothing buffered is written twice
   const pid_t pid = ::fork();
-  if (pid < 0) return;  // no child to spare: the caller reads the file as it is
+  if (pid < 0) return false;  // no child to spare: the caller reads the file as it is
   // The child's own statuses: read through, or an exception (the caller then meets it too).
   // Anything else (a signal, or a sanitizer's exit on a crash) is the crash this looks for.
   constexpr int kRead = 0, kThrew = 97;
@@ -57,12 +58,28 @@ void probe_in_child(const std::string& path, const std::function<void()>& body) 
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (WIFEXITED(status) && (WEXITSTATUS(status) == kRead || WEXITSTATUS(status) == kThrew)) return;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == kRead) return true;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == kThrew) return false;
   const std::string how = WIFSIGNALED(status)
                               ? strsignal(WTERMSIG(status))
                               : "exit status " + std::to_string(WEXITSTATUS(status));
   RN_FAIL("'" << path << "': damaged: HDF5 crashed reading its metadata (" << how
               << "); the file is in HDF5's original format, whose metadata has no checksums");
+}
+
+bool read_in_child(const std::string& path, void* dst, size_t bytes,
+                   const std::function<void(void*)>& read) {
+  if (bytes == 0) return false;
+  void* shared = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (shared == MAP_FAILED) return false;  // the caller reads as it would without a child
+  struct Unmap {
+    void* at;
+    size_t bytes;
+    ~Unmap() { ::munmap(at, bytes); }
+  } unmap{shared, bytes};
+  if (!probe_in_child(path, [&] { read(shared); })) return false;
+  std::memcpy(dst, shared, bytes);
+  return true;
 }
 
 namespace {

@@ -71,7 +71,17 @@ int superblock_version(const std::string& path);
 // reads the metadata the caller will read) runs first in a child process; if the child dies of
 // a signal, this throws "'PATH': damaged: HDF5 crashed reading its metadata (...)". An exception
 // in the child only ends the child: the caller meets the same error itself, with its own words.
-void probe_in_child(const std::string& path, const std::function<void()>& body);
+// True when `body` ran through in the child; false when it threw there, or no child could be made.
+bool probe_in_child(const std::string& path, const std::function<void()>& body);
+
+// The values of a file in HDF5's original format are found through metadata without checksums
+// too (a chunked dataset's index gives each chunk's place and size, which HDF5 1.10 copies as
+// given). `read(buffer)` runs in a child (as `probe_in_child`), into `bytes` of memory shared
+// with this process, which are then copied to `dst`: the values are read once, and a crash is the
+// same one-line error. False, with nothing copied, when the child's read threw or no child or
+// shared memory could be had: the caller then reads into `dst` itself (and meets that error).
+bool read_in_child(const std::string& path, void* dst, size_t bytes,
+                   const std::function<void(void*)>& read);
 
 // zlib's CRC-32 of `bytes` bytes, the checksum each dataset carries.
 uint32_t crc_of(const void* data, size_t bytes);

@@ -56,24 +56,28 @@ CheckpointNetwork load_checkpoint_network(const std::string& path, int threads, 
 }
 
 Tensor read_images(const io::ArrayReader& in, const std::string& path, int channels) {
-  const io::FloatArray a = in.read_f32("/images");
-  if (a.shape.size() != 4 || a.shape[0] < 1 || a.shape[2] < 1 || a.shape[3] < 1)
-    RN_FAIL("'" << path << "': '/images' is " << shape_text(a.shape)
+  // The shape first, then the values (as for the labels below).
+  const std::vector<int64_t> shape = in.shape("/images");
+  if (shape.size() != 4 || shape[0] < 1 || shape[2] < 1 || shape[3] < 1)
+    RN_FAIL("'" << path << "': '/images' is " << shape_text(shape)
                 << ", expected N x C x H x W with N, H, W >= 1");
-  if (a.shape[1] != channels)
-    RN_FAIL("'" << path << "': '/images' has " << a.shape[1] << " channel(s), the model takes "
+  if (shape[1] != channels)
+    RN_FAIL("'" << path << "': '/images' has " << shape[1] << " channel(s), the model takes "
                 << channels);
+  const io::FloatArray a = in.read_f32("/images");
   Tensor t = Tensor::zeros(Shape(a.shape));
   std::memcpy(t.data(), a.values.data(), a.values.size() * sizeof(float));
   return t;
 }
 
 Tensor read_labels(const io::ArrayReader& in, const std::string& path, int64_t n, int classes) {
-  std::vector<int64_t> shape;
-  const std::vector<int64_t> v = in.read_integers("/labels", &shape);
+  // The shape first: a label count that is not the image count is refused before its values
+  // are read (a damaged file can claim billions).
+  std::vector<int64_t> shape = in.shape("/labels");
   if (shape.size() != 1 || shape[0] != n)
     RN_FAIL("'" << path << "': '/labels' is " << shape_text(shape) << ", expected " << n
                 << " (one per image)");
+  const std::vector<int64_t> v = in.read_integers("/labels", &shape);
   Tensor t = Tensor::zeros(Shape{n}, DType::i32);
   for (int64_t i = 0; i < n; ++i) {
     if (v[i] < 0 || v[i] >= classes)

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Damaged checkpoints against the commands that read them.
+"""Damaged checkpoints (or input files) against the commands that read them.
 
 Makes COPIES copies of one `resnet ckpt init` checkpoint (resnet20, 1 x 28 x 28 inputs, 10
 classes), each damaged one way, and gives each to `ckpt inspect`, `infer` and `train --resume`
@@ -7,13 +7,17 @@ classes), each damaged one way, and gives each to `ckpt inspect`, `infer` and `t
 1 with one error line: a signal, an abort, a hang (past --timeout seconds) or any other status
 is a failure, and its file is kept in --keep for a regression test.
 
+With --inputs the damaged file is instead an input of `infer` and `step` as h5py writes it by
+default (HDF5's original format, whose metadata has no checksums): /images (8 x 1 x 28 x 28
+float32) and /labels (8 int64), chunked and deflated; "metadata" then leaves out the chunks.
+
 Kinds of damage, in turn: 1, 4 or 32 random bits flipped anywhere in the file; the same in the
 HDF5 metadata (the bytes outside the datasets' raw data, found with h5py, less the unused zeros
 at the end of each metadata block); the same in the
 first 8 KiB (superblock and root group); the file cut short at a random length.
 
   /usr/bin/python3 launch/scripts/corrupt_checkpoints.py [--copies 1000] [--seed 1] [--jobs 2]
-      [--timeout 60] [--resnet build/resnet] [--keep /tmp/resnet-corrupt-failures]
+      [--timeout 60] [--resnet build/resnet] [--keep /tmp/resnet-corrupt-failures] [--inputs]
 
 Prints a Markdown table (command x outcome) and the failures; exits 1 if there were any.
 """
@@ -33,6 +37,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMMANDS = ("inspect", "infer", "train")
+INPUT_COMMANDS = ("infer", "step")
 
 
 def metadata_ranges(path):
@@ -45,6 +50,10 @@ def metadata_ranges(path):
                 off = obj.id.get_offset()
                 if off is not None:
                     raw.append((off, off + obj.id.get_storage_size()))
+                elif obj.chunks is not None:
+                    for i in range(obj.id.get_num_chunks()):
+                        c = obj.id.get_chunk_info(i)
+                        raw.append((c.byte_offset, c.byte_offset + c.size))
         f.visititems(visit)
     size = os.path.getsize(path)
     out, pos = [], 0
@@ -104,21 +113,25 @@ def classify(proc_rc, stderr, timed_out):
 def run_one(args, work, index, data, desc):
     folder = os.path.join(work, f"copy{index:05d}")
     os.makedirs(folder)
-    ckpt = os.path.join(folder, "ckpt.h5")
-    with open(ckpt, "wb") as f:
+    damaged = os.path.join(folder, "damaged.h5")
+    with open(damaged, "wb") as f:
         f.write(data)
     env = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
                OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_btl="self,vader")
+    ckpt = os.path.join(work, "base.h5") if args.inputs else damaged
+    images = damaged if args.inputs else os.path.join(work, "images.h5")
+    out = os.path.join(folder, "out.h5")
     cmds = {
         "inspect": [args.resnet, "ckpt", "inspect", ckpt],
-        "infer": [args.resnet, "infer", "--checkpoint", ckpt, "--input",
-                  os.path.join(work, "images.h5"), "--output", os.path.join(folder, "out.h5"),
+        "infer": [args.resnet, "infer", "--checkpoint", ckpt, "--input", images, "--output", out,
                   "--threads", "1"],
+        "step": [args.resnet, "step", "--checkpoint", ckpt, "--input", images, "--output", out,
+                 "--threads", "1"],
         "train": [args.resnet, "train", "--config", os.path.join(work, "train.yaml"), "--set",
                   f"run_dir={folder}/run", "--resume", ckpt],
     }
     results = {}
-    for name in COMMANDS:
+    for name in args.commands:
         try:
             p = subprocess.run(cmds[name], capture_output=True, text=True, errors="replace",
                                env=env, timeout=args.timeout)
@@ -130,7 +143,7 @@ def run_one(args, work, index, data, desc):
     failed = any(o not in ("ok", "one error line") for o, _ in results.values())
     if failed:
         os.makedirs(args.keep, exist_ok=True)
-        shutil.copy(ckpt, os.path.join(args.keep, f"copy{index:05d}.h5"))
+        shutil.copy(damaged, os.path.join(args.keep, f"copy{index:05d}.h5"))
     shutil.rmtree(folder, ignore_errors=True)
     return index, desc, results
 
@@ -143,8 +156,11 @@ def main():
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--resnet", default=os.path.join(ROOT, "build", "resnet"))
     ap.add_argument("--keep", default="/tmp/resnet-corrupt-failures")
+    ap.add_argument("--inputs", action="store_true",
+                    help="damage an h5py-written input of infer and step instead")
     args = ap.parse_args()
     args.resnet = os.path.abspath(args.resnet)
+    args.commands = INPUT_COMMANDS if args.inputs else COMMANDS
 
     work = tempfile.mkdtemp(prefix="resnet-corrupt-")
     try:
@@ -155,21 +171,29 @@ def main():
         with h5py.File(os.path.join(work, "images.h5"), "w") as f:
             f["images"] = np.random.default_rng(0).standard_normal((2, 1, 28, 28),
                                                                     dtype=np.float32)
+        with h5py.File(os.path.join(work, "inputs.h5"), "w") as f:
+            rng0 = np.random.default_rng(0)
+            f.create_dataset("images", data=rng0.standard_normal((8, 1, 28, 28), dtype=np.float32),
+                             chunks=(2, 1, 28, 28), compression="gzip")
+            f.create_dataset("labels", data=rng0.integers(0, 10, 8), chunks=(2,),
+                             compression="gzip")
         with open(os.path.join(work, "train.yaml"), "w") as f:
             f.write("model: {name: resnet20, in_channels: 1, num_classes: 10}\n"
                     "data: {kind: synthetic, synthetic_size: 8, height: 28, width: 28,"
                     " batch_size: 4, test_batch_size: 8, test_limit: 8, workers: 1}\n"
                     "train: {epochs: 1, max_steps: 1, seed: 1, threads: 1, log_every: 100}\n"
                     "checkpoint: {every_epochs: 0, every_steps: 0, keep_last: 1}\n")
-        data = open(base, "rb").read()
-        meta = metadata_ranges(base)
+        target = os.path.join(work, "inputs.h5") if args.inputs else base
+        data = open(target, "rb").read()
+        meta = metadata_ranges(target)
         kinds = [(w, b) for w in ("anywhere", "metadata", "first8k") for b in (1, 4, 32)]
         kinds.append("truncate")
         rng = random.Random(args.seed)
-        print(f"{args.copies} damaged copies of a {len(data)}-byte checkpoint "
+        print(f"{args.copies} damaged copies of a {len(data)}-byte "
+              f"{'input file' if args.inputs else 'checkpoint'} "
               f"({sum(b - a for a, b in meta)} bytes of metadata); commands: "
-              + ", ".join(COMMANDS), flush=True)
-        tally = {c: collections.Counter() for c in COMMANDS}
+              + ", ".join(args.commands), flush=True)
+        tally = {c: collections.Counter() for c in args.commands}
         failures = []
         done = 0
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
@@ -195,7 +219,7 @@ def main():
     outcomes = sorted({o for t in tally.values() for o in t})
     print("\n| command | " + " | ".join(outcomes) + " |")
     print("|---|" + "---:|" * len(outcomes))
-    for c in COMMANDS:
+    for c in args.commands:
         print(f"| {c} | " + " | ".join(str(tally[c][o]) for o in outcomes) + " |")
     for index, c, outcome, desc, last in sorted(failures):
         print(f"FAIL copy {index} ({desc}) {c}: {outcome}: {last}")

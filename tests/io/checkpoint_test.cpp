@@ -17,6 +17,7 @@
 
 #include "core/check.h"
 #include "io/hdf5_handle.h"
+#include "tests/error_of.h"
 #include "tests/scratch_dir.h"
 
 namespace fs = std::filesystem;
@@ -65,14 +66,7 @@ class CheckpointFileTest : public ::testing::Test {
     write_checkpoint(p, h, entries(), MPI_COMM_NULL);
     return p;
   }
-  static std::string error_of(const std::function<void()>& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
-  }
+  static std::string error_of(const std::function<void()>& f) { return test::error_of(f); }
 
   rn::test::ScratchDir scratch_;
   fs::path dir_;
@@ -310,6 +304,9 @@ TEST_F(CheckpointFileTest, ProbeInAChildTurnsACrashIntoAnError) {
             std::string::npos);
   EXPECT_EQ(error_of([] { probe_in_child("x.h5", [] { throw Error("in the child"); }); }), "");
   EXPECT_EQ(error_of([] { probe_in_child("x.h5", [] {}); }), "");
+  // Whether the body ran through tells the caller whether the child's work can be used.
+  EXPECT_TRUE(probe_in_child("x.h5", [] {}));
+  EXPECT_FALSE(probe_in_child("x.h5", [] { throw Error("in the child"); }));
   // The probe decides by the superblock's version, read without HDF5.
   EXPECT_EQ(superblock_version(write("new.h5")), 2);
   const std::string old = (dir_ / "old.h5").string();
@@ -318,6 +315,37 @@ TEST_F(CheckpointFileTest, ProbeInAChildTurnsACrashIntoAnError) {
   const std::string text = (dir_ / "text").string();
   std::ofstream(text) << "not hdf5";
   EXPECT_EQ(superblock_version(text), -1);
+}
+
+// Values read in a child come back through shared memory; the child's own memory is not ours.
+TEST_F(CheckpointFileTest, ReadInAChildBringsBackTheValuesOrNamesTheCrash) {
+  std::vector<int32_t> dst(100000, -1);
+  const size_t bytes = dst.size() * sizeof(int32_t);
+  int in_this_process = 0;
+  EXPECT_TRUE(read_in_child("x.h5", dst.data(), bytes, [&](void* to) {
+    for (size_t i = 0; i < dst.size(); ++i) static_cast<int32_t*>(to)[i] = static_cast<int32_t>(i);
+    in_this_process = 1;  // written in the child's copy only
+  }));
+  EXPECT_EQ(in_this_process, 0);
+  for (size_t i = 0; i < dst.size(); i += 997) ASSERT_EQ(dst[i], static_cast<int32_t>(i));
+  EXPECT_EQ(dst.back(), static_cast<int32_t>(dst.size() - 1));
+  // A read that throws leaves `dst` as it was: the caller reads itself and meets the error.
+  std::vector<int32_t> untouched(16, 7);
+  EXPECT_FALSE(read_in_child("x.h5", untouched.data(), 64, [](void* to) {
+    std::memset(to, 0, 64);
+    throw Error("in the child");
+  }));
+  EXPECT_EQ(untouched, std::vector<int32_t>(16, 7));
+  EXPECT_FALSE(read_in_child("x.h5", untouched.data(), 0, [](void*) {}));
+  // A crash is the probe's one-line error, and nothing is copied.
+  const std::string e = error_of([&] {
+    read_in_child("x.h5", untouched.data(), 64, [](void* to) {
+      std::memset(to, 0, 64);
+      std::raise(SIGKILL);
+    });
+  });
+  EXPECT_NE(e.find("'x.h5': damaged: HDF5 crashed reading"), std::string::npos) << e;
+  EXPECT_EQ(untouched, std::vector<int32_t>(16, 7));
 }
 
 TEST_F(CheckpointFileTest, TruncatedFileIsNamed) {

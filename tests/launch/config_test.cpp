@@ -11,21 +11,14 @@
 #include <vector>
 
 #include "core/check.h"
+#include "tests/error_of.h"
 
 namespace rn::launch {
 namespace {
 
 namespace fs = std::filesystem;
 
-// The message of the rn::Error that `fn` throws, or "" when it throws none.
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using rn::test::error_of;
 
 std::string parse_error(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
   return error_of([&] { parse_config(yaml, "configs/x.yaml", overrides); });
