@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -32,16 +33,18 @@ class ArrayReader {
   std::vector<int64_t> shape(const std::string& name) const;
 
  private:
-  // Opens dataset `name`; in a file without metadata checksums, after a probe in a child.
+  // Opens dataset `name`; in a file without metadata checksums, after a probe in a child (once
+  // per name).
   H5Id open_dataset(const std::string& name) const;
   H5Id open_unprobed(const std::string& name) const;
   // Reads all of `set` as `memory_type` into `dst` (`bytes` long); in a file without metadata
-  // checksums, in a child (read_in_child).
+  // checksums and values not stored contiguously, in a child (read_in_child).
   void read_values(hid_t set, hid_t memory_type, void* dst, size_t bytes) const;
   std::string path_;
   H5Id file_;
   size_t child_read_bytes_;
   bool unchecked_ = false;  // HDF5's original format: metadata without checksums
+  mutable std::set<std::string> probed_;  // the datasets whose metadata a child has read
 };
 
 // Creates (or replaces) an array file; parent groups of a dataset are created as needed.

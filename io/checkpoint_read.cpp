@@ -173,7 +173,8 @@ CheckpointSummary summarize(hid_t file, const std::string& path) {
 }
 
 // Reads dataset `d` of checkpoint `path` through HDF5 into `dst` (d.bytes long); in a file of
-// HDF5's original format (`unchecked`), in a child (read_in_child).
+// HDF5's original format (`unchecked`) whose values are not contiguous, in a child
+// (read_in_child).
 void read_dataset(hid_t file, const DatasetInfo& d, char* dst, const std::string& path,
                   bool unchecked) {
   if (d.bytes == 0) return;
@@ -183,7 +184,11 @@ void read_dataset(hid_t file, const DatasetInfo& d, char* dst, const std::string
   auto read = [&](void* to) {
     RN_HDF5_CHECK(H5Dread(set.get(), mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, to));
   };
-  if (unchecked && read_in_child(path, dst, d.bytes, read)) return;
+  // Only a chunk index (or a compact header) is metadata read with the values.
+  H5Id dcpl(RN_HDF5_CHECK(H5Dget_create_plist(set.get())), H5Pclose);
+  if (unchecked && H5Pget_layout(dcpl.get()) != H5D_CONTIGUOUS &&
+      read_in_child(path, dst, d.bytes, read))
+    return;
   read(dst);
 }
 
