@@ -213,21 +213,25 @@ int main(int argc, char** argv) {
       save(p, b);
     }
     // The same as h5py writes it by default: HDF5's original format, whose metadata carries no
-    // checksums (what users give infer and step).
-    {
-      const fs::path p = dir / "array" / "h5py.h5";
+    // checksums (what users give infer and step); and with chunks=, compression= (a chunk index
+    // of one image or label per chunk, deflated).
+    for (const bool chunked : {false, true}) {
+      const fs::path p = dir / "array" / (chunked ? "h5py_chunked.h5" : "h5py.h5");
       const hid_t f = H5Fcreate(p.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-      const hsize_t dims[4] = {2, 1, 4, 4}, n = 2;
+      const hsize_t dims[4] = {2, 1, 4, 4}, n = 2, chunk4[4] = {1, 1, 4, 4}, chunk1 = 1;
       const hid_t s4 = H5Screate_simple(4, dims, nullptr), s1 = H5Screate_simple(1, &n, nullptr);
+      const hid_t p4 = H5Pcreate(H5P_DATASET_CREATE), p1 = H5Pcreate(H5P_DATASET_CREATE);
+      if (chunked) {
+        H5Pset_chunk(p4, 4, chunk4), H5Pset_deflate(p4, 4);
+        H5Pset_chunk(p1, 1, &chunk1), H5Pset_deflate(p1, 4);
+      }
       std::vector<float> x(32, 0.25f);
       const int64_t labels[] = {0, 3};
-      const hid_t d4 =
-          H5Dcreate2(f, "images", H5T_IEEE_F32LE, s4, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      const hid_t d4 = H5Dcreate2(f, "images", H5T_IEEE_F32LE, s4, H5P_DEFAULT, p4, H5P_DEFAULT);
       H5Dwrite(d4, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, x.data());
-      const hid_t d1 =
-          H5Dcreate2(f, "labels", H5T_STD_I64LE, s1, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      const hid_t d1 = H5Dcreate2(f, "labels", H5T_STD_I64LE, s1, H5P_DEFAULT, p1, H5P_DEFAULT);
       H5Dwrite(d1, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, labels);
-      H5Dclose(d1), H5Dclose(d4), H5Sclose(s1), H5Sclose(s4);
+      H5Dclose(d1), H5Dclose(d4), H5Pclose(p1), H5Pclose(p4), H5Sclose(s1), H5Sclose(s4);
       if (H5Fclose(f) < 0) throw std::runtime_error("cannot write " + p.string());
       Bytes b = read(p);
       b.push_back(0);  // one channel
