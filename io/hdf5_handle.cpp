@@ -8,10 +8,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <climits>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <thread>
 
 #include "core/check.h"
 
@@ -39,7 +42,8 @@ int superblock_version(const std::string& path) {
   return -1;
 }
 
-bool probe_in_child(const std::string& path, const std::function<void()>& body) {
+bool probe_in_child(const std::string& path, const std::function<void()>& body,
+                    double limit_s) {
   std::fflush(nullptr);  // nothing buffered is written twice
   const pid_t pid = ::fork();
   if (pid < 0) return false;  // no child to spare: the caller reads the file as it is
@@ -55,8 +59,24 @@ bool probe_in_child(const std::string& path, const std::function<void()>& body) 
     }
     ::_exit(rc);
   }
+  // Waited for with a time limit: damaged metadata can also send HDF5 round a loop.
+  const auto start = std::chrono::steady_clock::now();
+  auto pause = std::chrono::microseconds(50);
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  for (;;) {
+    const pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid || (done < 0 && errno != EINTR)) break;
+    const double waited =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (waited > limit_s) {
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      RN_FAIL("'" << path << "': damaged: HDF5 did not finish reading it in " << limit_s
+                  << " s; the file is in HDF5's original format, whose metadata has no checksums");
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(20000));
   }
   if (WIFEXITED(status) && WEXITSTATUS(status) == kRead) return true;
   if (WIFEXITED(status) && WEXITSTATUS(status) == kThrew) return false;
@@ -77,7 +97,9 @@ bool read_in_child(const std::string& path, void* dst, size_t bytes,
     size_t bytes;
     ~Unmap() { ::munmap(at, bytes); }
   } unmap{shared, bytes};
-  if (!probe_in_child(path, [&] { read(shared); })) return false;
+  // As long as reading at 4 MiB/s takes, and a minute more.
+  const double limit_s = kChildLimitS + static_cast<double>(bytes) / (4 << 20);
+  if (!probe_in_child(path, [&] { read(shared); }, limit_s)) return false;
   std::memcpy(dst, shared, bytes);
   return true;
 }

@@ -72,7 +72,11 @@ int superblock_version(const std::string& path);
 // a signal, this throws "'PATH': damaged: HDF5 crashed reading its metadata (...)". An exception
 // in the child only ends the child: the caller meets the same error itself, with its own words.
 // True when `body` ran through in the child; false when it threw there, or no child could be made.
-bool probe_in_child(const std::string& path, const std::function<void()>& body);
+// A child still at work after `limit_s` seconds is killed: "'PATH': damaged: HDF5 did not finish
+// reading it in N s; ...".
+inline constexpr double kChildLimitS = 60;
+bool probe_in_child(const std::string& path, const std::function<void()>& body,
+                    double limit_s = kChildLimitS);
 
 // The values of a file in HDF5's original format are found through metadata without checksums
 // too (a chunked dataset's index gives each chunk's place and size, which HDF5 1.10 copies as
@@ -80,6 +84,7 @@ bool probe_in_child(const std::string& path, const std::function<void()>& body);
 // with this process, which are then copied to `dst`: the values are read once, and a crash is the
 // same one-line error. False, with nothing copied, when the child's read threw or no child or
 // shared memory could be had: the caller then reads into `dst` itself (and meets that error).
+// The child's time limit is a minute plus `bytes` at 4 MiB/s.
 bool read_in_child(const std::string& path, void* dst, size_t bytes,
                    const std::function<void(void*)>& read);
 

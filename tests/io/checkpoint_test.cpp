@@ -9,11 +9,13 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <thread>
 
 #include "core/check.h"
 #include "io/hdf5_handle.h"
@@ -306,6 +308,15 @@ TEST_F(CheckpointFileTest, ProbeInAChildTurnsACrashIntoAnError) {
             std::string::npos);
   EXPECT_EQ(error_of([] { probe_in_child("x.h5", [] { throw Error("in the child"); }); }), "");
   EXPECT_EQ(error_of([] { probe_in_child("x.h5", [] {}); }), "");
+  // A child that does not finish in its time limit is killed, and named the same way.
+  const auto start = std::chrono::steady_clock::now();
+  const std::string slow = error_of([] {
+    probe_in_child("x.h5", [] { std::this_thread::sleep_for(std::chrono::seconds(30)); }, 0.5);
+  });
+  EXPECT_NE(slow.find("'x.h5': damaged: HDF5 did not finish reading it in 0.5 s"),
+            std::string::npos)
+      << slow;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
   // Whether the body ran through tells the caller whether the child's work can be used.
   EXPECT_TRUE(probe_in_child("x.h5", [] {}));
   EXPECT_FALSE(probe_in_child("x.h5", [] { throw Error("in the child"); }));
