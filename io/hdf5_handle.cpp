@@ -69,7 +69,8 @@ bool probe_in_child(const std::string& path, const std::function<void()>& body,
   int status = 0;
   for (;;) {
     const pid_t done = ::waitpid(pid, &status, WNOHANG);
-    if (done == pid || (done < 0 && errno != EINTR)) break;
+    if (done == pid) break;
+    if (done < 0 && errno != EINTR) return false;  // its status is lost (SIGCHLD ignored?)
     const double waited =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (waited > limit_s) {
