@@ -9,6 +9,13 @@
 #include "core/check.h"
 
 namespace rn::io {
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s;
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? " x " : "") + std::to_string(shape[i]);
+  return shape.empty() ? "a scalar" : s;
+}
+
 namespace {
 
 std::string type_name(hid_t type) {
@@ -25,12 +32,6 @@ std::string type_name(hid_t type) {
   }
 }
 
-std::string dims_text(const std::vector<hsize_t>& dims) {
-  std::string s;
-  for (hsize_t d : dims) s += (s.empty() ? "" : " x ") + std::to_string(d);
-  return s.empty() ? "a scalar" : s;
-}
-
 // The shape of dataset `set` (`name`); a dimension beyond its own maximum is one HDF5 never
 // writes (a damaged dataspace, which in the original format has no checksum).
 std::vector<int64_t> shape_of(hid_t set, const std::string& path, const std::string& name) {
@@ -38,11 +39,13 @@ std::vector<int64_t> shape_of(hid_t set, const std::string& path, const std::str
   const int rank = RN_HDF5_CHECK(H5Sget_simple_extent_ndims(space.get()));
   std::vector<hsize_t> dims(rank), most(rank);
   RN_HDF5_CHECK(H5Sget_simple_extent_dims(space.get(), dims.data(), most.data()));
+  const std::vector<int64_t> shape(dims.begin(), dims.end());
   for (int i = 0; i < rank; ++i)
     if (most[i] != H5S_UNLIMITED && dims[i] > most[i])
-      RN_FAIL("'" << path << "': dataset '" << name << "' claims " << dims_text(dims)
-                  << " values, beyond its maximum shape " << dims_text(most) << " (damaged?)");
-  return std::vector<int64_t>(dims.begin(), dims.end());
+      RN_FAIL("'" << path << "': dataset '" << name << "' claims " << shape_text(shape)
+                  << " values, beyond its maximum shape "
+                  << shape_text(std::vector<int64_t>(most.begin(), most.end())) << " (damaged?)");
+  return shape;
 }
 
 int64_t count(const std::vector<int64_t>& shape) {
@@ -62,12 +65,9 @@ int64_t checked_count(hid_t set, const std::string& path, const std::string& nam
   const uint64_t most = memory / element_bytes;
   uint64_t n = 1;
   for (int64_t d : shape) {
-    if (d < 0 || static_cast<uint64_t>(d) > most / n) {
-      std::string dims;
-      for (int64_t e : shape) dims += (dims.empty() ? "" : " x ") + std::to_string(e);
-      RN_FAIL("'" << path << "': dataset '" << name << "' claims " << dims
+    if (d < 0 || static_cast<uint64_t>(d) > most / n)
+      RN_FAIL("'" << path << "': dataset '" << name << "' claims " << shape_text(shape)
                   << " values, more than this machine's " << (memory >> 20) << " MiB hold");
-    }
     n *= static_cast<uint64_t>(d);
   }
   H5Id dcpl(RN_HDF5_CHECK(H5Dget_create_plist(set)), H5Pclose);
@@ -139,31 +139,27 @@ std::vector<int64_t> ArrayReader::shape(const std::string& name) const {
   return shape_of(open_dataset(name).get(), path_, name);
 }
 
-void ArrayReader::read_values(hid_t set, hid_t memory_type, void* dst, size_t bytes) const {
+void ArrayReader::read_values(hid_t set, hid_t memory_type, const std::vector<int64_t>& shape,
+                              void* dst, size_t bytes) const {
   auto read_all = [&](void* to) {
     RN_HDF5_CHECK(H5Dread(set, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, to));
   };
-  // Contiguous values are one extent that HDF5 checks against the file's end; the index of a
-  // chunked dataset (and a compact one's header) is more metadata without checksums.
-  H5Id dcpl(RN_HDF5_CHECK(H5Dget_create_plist(set)), H5Pclose);
-  if (!unchecked_ || H5Pget_layout(dcpl.get()) == H5D_CONTIGUOUS) return read_all(dst);
-  H5Id space(RN_HDF5_CHECK(H5Dget_space(set)), H5Sclose);
-  const int rank = RN_HDF5_CHECK(H5Sget_simple_extent_ndims(space.get()));
-  std::vector<hsize_t> dims(rank);
-  RN_HDF5_CHECK(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr));
-  if (rank == 0 || bytes <= child_read_bytes_) {
+  if (!unchecked_ || stored_contiguously(set)) return read_all(dst);
+  if (shape.empty() || bytes <= child_read_bytes_) {
     if (!read_in_child(path_, dst, bytes, read_all)) read_all(dst);
     return;
   }
   // In slabs of whole rows (along the first dimension), so that the memory shared with the
   // child stays within child_read_bytes_ (one row at least) however large the array.
+  const std::vector<hsize_t> dims(shape.begin(), shape.end());
+  const int rank = static_cast<int>(dims.size());
   const size_t row = bytes / dims[0];
   const hsize_t rows = std::max<hsize_t>(1, child_read_bytes_ / row);
   for (hsize_t first = 0; first < dims[0]; first += rows) {
     std::vector<hsize_t> start(rank, 0), count = dims;
     start[0] = first;
     count[0] = std::min(rows, dims[0] - first);
-    H5Id file_space(RN_HDF5_CHECK(H5Scopy(space.get())), H5Sclose);
+    H5Id file_space(RN_HDF5_CHECK(H5Dget_space(set)), H5Sclose);
     RN_HDF5_CHECK(H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr,
                                       count.data(), nullptr));
     H5Id memory_space(RN_HDF5_CHECK(H5Screate_simple(rank, count.data(), nullptr)), H5Sclose);
@@ -194,7 +190,8 @@ FloatArray ArrayReader::read_f32(const std::string& name) const {
   a.values.resize(
       static_cast<size_t>(checked_count(set.get(), path_, name, a.shape, sizeof(float))));
   if (!a.values.empty())
-    read_values(set.get(), H5T_NATIVE_FLOAT, a.values.data(), a.values.size() * sizeof(float));
+    read_values(set.get(), H5T_NATIVE_FLOAT, a.shape, a.values.data(),
+                a.values.size() * sizeof(float));
   return a;
 }
 
@@ -209,7 +206,8 @@ std::vector<int64_t> ArrayReader::read_integers(const std::string& name,
   std::vector<int64_t> v(
       static_cast<size_t>(checked_count(set.get(), path_, name, dims, sizeof(int64_t))));
   // HDF5 converts any integer width and sign to the native int64 on reading.
-  if (!v.empty()) read_values(set.get(), H5T_NATIVE_INT64, v.data(), v.size() * sizeof(int64_t));
+  if (!v.empty())
+    read_values(set.get(), H5T_NATIVE_INT64, dims, v.data(), v.size() * sizeof(int64_t));
   if (shape) *shape = dims;
   return v;
 }

@@ -37,15 +37,19 @@ class ArrayReader {
   // per name).
   H5Id open_dataset(const std::string& name) const;
   H5Id open_unprobed(const std::string& name) const;
-  // Reads all of `set` as `memory_type` into `dst` (`bytes` long); in a file without metadata
-  // checksums and values not stored contiguously, in a child (read_in_child).
-  void read_values(hid_t set, hid_t memory_type, void* dst, size_t bytes) const;
+  // Reads all of `set` (of `shape`) as `memory_type` into `dst` (`bytes` long); in a file
+  // without metadata checksums and values not stored contiguously, in a child (read_in_child).
+  void read_values(hid_t set, hid_t memory_type, const std::vector<int64_t>& shape, void* dst,
+                   size_t bytes) const;
   std::string path_;
   H5Id file_;
   size_t child_read_bytes_;
   bool unchecked_ = false;  // HDF5's original format: metadata without checksums
   mutable std::set<std::string> probed_;  // the datasets whose metadata a child has read
 };
+
+// "N x C x H x W" ("a scalar" for none): how error lines write a dataset's shape.
+std::string shape_text(const std::vector<int64_t>& shape);
 
 // Creates (or replaces) an array file; parent groups of a dataset are created as needed.
 class ArrayWriter {

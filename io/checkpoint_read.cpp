@@ -184,10 +184,7 @@ void read_dataset(hid_t file, const DatasetInfo& d, char* dst, const std::string
   auto read = [&](void* to) {
     RN_HDF5_CHECK(H5Dread(set.get(), mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, to));
   };
-  // Only a chunk index (or a compact header) is metadata read with the values.
-  H5Id dcpl(RN_HDF5_CHECK(H5Dget_create_plist(set.get())), H5Pclose);
-  if (unchecked && H5Pget_layout(dcpl.get()) != H5D_CONTIGUOUS &&
-      read_in_child(path, dst, d.bytes, read))
+  if (unchecked && !stored_contiguously(set.get()) && read_in_child(path, dst, d.bytes, read))
     return;
   read(dst);
 }

@@ -109,6 +109,11 @@ bool read_in_child(const std::string& path, void* dst, size_t bytes,
   return true;
 }
 
+bool stored_contiguously(hid_t set) {
+  H5Id dcpl(RN_HDF5_CHECK(H5Dget_create_plist(set)), H5Pclose);
+  return H5Pget_layout(dcpl.get()) == H5D_CONTIGUOUS;
+}
+
 namespace {
 
 // Compact storage for up to 65535 links or attributes (HDF5's largest), never dense.

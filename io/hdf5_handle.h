@@ -88,6 +88,11 @@ bool probe_in_child(const std::string& path, const std::function<void()>& body,
 bool read_in_child(const std::string& path, void* dst, size_t bytes,
                    const std::function<void(void*)>& read);
 
+// Whether dataset `set` stores its values as one contiguous extent, which HDF5 checks against
+// the file's end; the index of a chunked dataset (and a compact one's header) is more metadata,
+// without checksums in the original format, so its values are read with read_in_child there.
+bool stored_contiguously(hid_t set);
+
 // zlib's CRC-32 of `bytes` bytes, the checksum each dataset carries.
 uint32_t crc_of(const void* data, size_t bytes);
 

@@ -23,12 +23,6 @@ int dim_of(const io::CheckpointSummary& s, const std::string& path, const std::s
   RN_FAIL("checkpoint '" << path << "': no dataset '/" << key << "'");
 }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s;
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? " x " : "") + std::to_string(shape[i]);
-  return shape.empty() ? "a scalar" : s;
-}
-
 }  // namespace
 
 int default_threads(int requested) {
@@ -59,7 +53,7 @@ Tensor read_images(const io::ArrayReader& in, const std::string& path, int chann
   // The shape first, then the values (as for the labels below).
   const std::vector<int64_t> shape = in.shape("/images");
   if (shape.size() != 4 || shape[0] < 1 || shape[2] < 1 || shape[3] < 1)
-    RN_FAIL("'" << path << "': '/images' is " << shape_text(shape)
+    RN_FAIL("'" << path << "': '/images' is " << io::shape_text(shape)
                 << ", expected N x C x H x W with N, H, W >= 1");
   if (shape[1] != channels)
     RN_FAIL("'" << path << "': '/images' has " << shape[1] << " channel(s), the model takes "
@@ -75,7 +69,7 @@ Tensor read_labels(const io::ArrayReader& in, const std::string& path, int64_t n
   // are read (a damaged file can claim billions).
   std::vector<int64_t> shape = in.shape("/labels");
   if (shape.size() != 1 || shape[0] != n)
-    RN_FAIL("'" << path << "': '/labels' is " << shape_text(shape) << ", expected " << n
+    RN_FAIL("'" << path << "': '/labels' is " << io::shape_text(shape) << ", expected " << n
                 << " (one per image)");
   const std::vector<int64_t> v = in.read_integers("/labels", &shape);
   Tensor t = Tensor::zeros(Shape{n}, DType::i32);

@@ -61,6 +61,20 @@ class ArrayFileTest : public ::testing::Test {
     return p;
   }
 
+  // In file `p`, the one dataspace of 13 values (its dimension 13, then its maximum 13, 8 bytes
+  // each): the dimension made 16,777,229 as one flipped bit would, and the maximum too if asked.
+  static void patch_dataspace_of_13(const std::string& p, bool maximum_too) {
+    std::ifstream f(p, std::ios::binary);
+    std::vector<char> bytes((std::istreambuf_iterator<char>(f)), {});
+    char pattern[16] = {};
+    pattern[0] = pattern[8] = 13;
+    auto at = std::search(bytes.begin(), bytes.end(), pattern, pattern + 16);
+    ASSERT_NE(at, bytes.end()) << "no dataspace of 13 values in " << p;
+    at[3] = 1;
+    if (maximum_too) at[11] = 1;
+    std::ofstream(p, std::ios::binary | std::ios::trunc).write(bytes.data(), bytes.size());
+  }
+
   test::ScratchDir scratch_;
   std::vector<float> images_;
   std::vector<int32_t> labels_;
@@ -100,15 +114,7 @@ TEST_F(ArrayFileTest, ChunkedValuesOfTheOriginalFormatAreReadWhole) {
 // without checksums) is refused by its shape, before a value is read or memory taken for it.
 TEST_F(ArrayFileTest, ShapeBeyondItsMaximumIsRefused) {
   const std::string p = write_original_format();
-  std::ifstream f(p, std::ios::binary);
-  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), {});
-  // The labels' dataspace message: the dimension 13, then its maximum 13, 8 bytes each.
-  char pattern[16] = {};
-  pattern[0] = pattern[8] = 13;
-  auto at = std::search(bytes.begin(), bytes.end(), pattern, pattern + 16);
-  ASSERT_NE(at, bytes.end()) << "the labels' dataspace was not found in " << p;
-  at[3] = 1;  // 13 -> 16,777,229
-  std::ofstream(p, std::ios::binary | std::ios::trunc).write(bytes.data(), bytes.size());
+  patch_dataspace_of_13(p, false);
   const ArrayReader in(p);
   const std::string e = error_of([&] { in.shape("/labels"); });
   EXPECT_NE(e.find("'" + p + "': dataset '/labels' claims 16777229 values, beyond its maximum "
@@ -116,6 +122,39 @@ TEST_F(ArrayFileTest, ShapeBeyondItsMaximumIsRefused) {
             std::string::npos)
       << e;
   EXPECT_EQ(error_of([&] { in.read_f32("/images"); }), "");  // the other dataset is intact
+}
+
+// Shapes within their own maximum are still held against what is stored and what memory holds:
+// a contiguous dataset whose shape and maximum both claim more than its bytes, and an extensible
+// (chunked, unlimited) one grown to more values than this machine's memory.
+TEST_F(ArrayFileTest, ShapesWithinTheirMaximumAreHeldAgainstStorageAndMemory) {
+  const std::string p = scratch_.file("contiguous.h5");
+  const hid_t file = H5Fcreate(p.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(file, 0);
+  const hsize_t n = 13, unlimited = H5S_UNLIMITED, chunk = 4, huge = hsize_t{1} << 40;
+  const std::vector<float> values(n, 1.5f);
+  const hid_t space = H5Screate_simple(1, &n, &n);
+  const hid_t set =
+      H5Dcreate2(file, "labels", H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  ASSERT_GE(H5Dwrite(set, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0);
+  const hid_t grow_space = H5Screate_simple(1, &n, &unlimited);
+  const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_chunk(dcpl, 1, &chunk);
+  const hid_t grown =
+      H5Dcreate2(file, "grown", H5T_IEEE_F32LE, grow_space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  ASSERT_GE(H5Dset_extent(grown, &huge), 0);  // no chunk is written: the file stays small
+  H5Dclose(grown), H5Pclose(dcpl), H5Sclose(grow_space), H5Dclose(set), H5Sclose(space);
+  H5Fclose(file);
+  patch_dataspace_of_13(p, true);
+  const ArrayReader in(p);
+  std::string e = error_of([&] { in.read_f32("/labels"); });
+  EXPECT_NE(e.find("dataset '/labels' claims 16777229 values but stores 52 bytes (damaged?)"),
+            std::string::npos)
+      << e;
+  e = error_of([&] { in.read_f32("/grown"); });
+  EXPECT_NE(e.find("dataset '/grown' claims 1099511627776 values, more than this machine's"),
+            std::string::npos)
+      << e;
 }
 
 }  // namespace
