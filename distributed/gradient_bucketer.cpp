@@ -8,6 +8,18 @@
 
 namespace rn::distributed {
 
+BucketSlices bucket_slices(const std::vector<size_t>& bytes) {
+  constexpr size_t kAlign = GradientBucketer::kSliceAlignBytes / sizeof(float);
+  BucketSlices s;
+  for (size_t b : bytes) {
+    RN_CHECK(b % sizeof(float) == 0, "[bucketer] a gradient of " << b << " bytes is not f32");
+    s.total = (s.total + kAlign - 1) / kAlign * kAlign;
+    s.offsets.push_back(s.total);
+    s.total += b / sizeof(float);
+  }
+  return s;
+}
+
 GradientBucketer::GradientBucketer(Backend& backend, Communicator& comm,
                                    std::vector<nn::NamedParameter> params, size_t bucket_bytes,
                                    size_t first_bucket_bytes)
@@ -71,7 +83,7 @@ void GradientBucketer::lend(Bucket& b) {
   const Device device = backend_.device();
   for (size_t k : b.members)
     if (params_[k].param->grad.device() != device) return;  // gradients elsewhere: copies
-  float* buffer = on_device() ? b.device_flat.data_as<float>() : b.flat.data();
+  float* buffer = on_device() ? b.device_flat.data_as<float>() : b.flat.data_as<float>();
   for (size_t j = 0; j < b.members.size(); ++j) {
     nn::Parameter& p = *params_[b.members[j]].param;
     const TensorDesc desc = p.grad.desc();
@@ -113,6 +125,12 @@ std::vector<std::string> GradientBucketer::bucket_names(size_t i) const {
   return names;
 }
 
+std::vector<size_t> GradientBucketer::slice_offsets_bytes(size_t i) const {
+  std::vector<size_t> bytes;
+  for (size_t o : buckets_.at(i).offsets) bytes.push_back(o * sizeof(float));
+  return bytes;
+}
+
 void GradientBucketer::on_ready(nn::Parameter& p) {
   auto it = slots_.find(&p);
   RN_CHECK(it != slots_.end(), "[bucketer] hook called for an unknown parameter");
@@ -133,8 +151,7 @@ void GradientBucketer::on_ready(nn::Parameter& p) {
 void GradientBucketer::pack(Bucket& b) {
   // Gradients are copied as raw bytes: a blocked layout is the same on every rank and its padding
   // is zero, so summing the bytes of the layout sums the gradients.
-  size_t total = 0;
-  std::vector<size_t>& offsets = b.offsets;
+  std::vector<size_t> bytes;
   bool same = !b.views.empty();
   for (size_t j = 0; j < b.members.size(); ++j) {
     const Tensor& g = params_[b.members[j]].param->grad;
@@ -142,34 +159,36 @@ void GradientBucketer::pack(Bucket& b) {
                                                                 << " is " << dtype_name(g.dtype())
                                                                 << ", not f32");
     same = same && g.bytes() == b.views[j].bytes();
-    total += g.bytes() / sizeof(float);
+    bytes.push_back(g.bytes());
   }
   // A layout of another size no longer fits the lent slices (the buffer must not move under them).
   if (!b.views.empty() && !same) unlend(b);
   if (b.views.empty()) {
-    offsets.clear();
-    total = 0;
-    for (size_t k : b.members) {
-      offsets.push_back(total);
-      total += params_[k].param->grad.bytes() / sizeof(float);
+    BucketSlices slices = bucket_slices(bytes);
+    b.offsets = std::move(slices.offsets);
+    const TensorDesc flat{Shape{static_cast<int64_t>(slices.total)}, DType::f32, nullptr};
+    // Zeros in the padding between slices, so that the sum there stays zero.
+    if (!on_device()) {
+      if (b.flat.numel() != flat.shape.numel()) b.flat = Tensor::zeros(flat.shape);
+      std::memset(b.flat.data(), 0, b.flat.bytes());
+    } else {
+      if (!b.device_flat.defined() || b.device_flat.numel() != flat.shape.numel())
+        b.device_flat = backend_.allocate_persistent(flat);
+      backend_.fill(b.device_flat, 0.f);
     }
-    if (!on_device())
-      b.flat.resize(total);
-    else if (!b.device_flat.defined() || b.device_flat.numel() != static_cast<int64_t>(total))
-      b.device_flat = backend_.allocate_persistent(
-          TensorDesc{Shape{static_cast<int64_t>(total)}, DType::f32, nullptr});
   }
   for (size_t j = 0; j < b.members.size(); ++j) {
     if (is_view(b, j)) continue;  // backward wrote it in place
     const Tensor& g = params_[b.members[j]].param->grad;
+    float* dst = b.flat.defined() ? b.flat.data_as<float>() + b.offsets[j] : nullptr;
     if (on_device()) {
       // On a GPU the bucket stays on the device and the communicator (NCCL) sums it in place.
       backend_.copy_bytes(g, 0, b.device_flat, b.offsets[j] * sizeof(float), g.bytes());
     } else if (g.device().kind == DeviceKind::cpu) {
-      std::memcpy(b.flat.data() + offsets[j], g.data(), g.bytes());
+      std::memcpy(dst, g.data(), g.bytes());
     } else {
       Tensor host = backend_.download(g);
-      std::memcpy(b.flat.data() + offsets[j], host.data(), host.bytes());
+      std::memcpy(dst, host.data(), host.bytes());
     }
   }
 }
@@ -187,11 +206,12 @@ void GradientBucketer::unpack(Bucket& b) {
     }
     return;
   }
-  for (float& v : b.flat) v *= inv;
+  float* flat = b.flat.data_as<float>();
+  for (int64_t i = 0; i < b.flat.numel(); ++i) flat[i] *= inv;
   for (size_t j = 0; j < b.members.size(); ++j) {
     if (is_view(b, j)) continue;
     nn::Parameter& p = *params_[b.members[j]].param;
-    const float* src = b.flat.data() + b.offsets[j];
+    const float* src = flat + b.offsets[j];
     if (p.grad.device().kind == DeviceKind::cpu) {
       std::memcpy(p.grad.data(), src, p.grad.bytes());
     } else {
@@ -214,7 +234,8 @@ void GradientBucketer::launch(Bucket& b) {
     b.request = comm_.all_reduce_sum_async(b.device_flat.data_as<float>(),
                                            static_cast<size_t>(b.device_flat.numel()));
   else
-    b.request = comm_.all_reduce_sum_async(b.flat.data(), b.flat.size());
+    b.request =
+        comm_.all_reduce_sum_async(b.flat.data_as<float>(), static_cast<size_t>(b.flat.numel()));
 }
 
 void GradientBucketer::progress() {
@@ -282,7 +303,7 @@ void GradientBucketer::confirm() {
 void GradientBucketer::timed_out(size_t i) {
   const Bucket& b = buckets_[i];
   const size_t floats =
-      b.device_flat.defined() ? static_cast<size_t>(b.device_flat.numel()) : b.flat.size();
+      static_cast<size_t>(b.device_flat.defined() ? b.device_flat.numel() : b.flat.numel());
   const double mib = std::round(floats * sizeof(float) * 100.0 / (1 << 20)) / 100;
   const std::string what =
       str_cat("gradient bucket ", i + 1, "/", buckets_.size(), " (", b.members.size(),
@@ -298,7 +319,7 @@ void GradientBucketer::abandon() {
     if (!b.request) continue;
     b.request->abandon();
     b.request.reset();
-    keep_until_exit(std::make_shared<std::vector<float>>(std::move(b.flat)));
+    keep_until_exit(std::make_shared<Tensor>(std::move(b.flat)));
   }
 }
 

@@ -11,10 +11,23 @@
 
 namespace rn::distributed {
 
+// Where gradients of `bytes` each start in one bucket, in floats, packed in order with every
+// start rounded up to GradientBucketer::kSliceAlignBytes; `total` is the buffer's size in floats
+// (the padding between slices is summed as zeros).
+struct BucketSlices {
+  std::vector<size_t> offsets;
+  size_t total = 0;
+};
+BucketSlices bucket_slices(const std::vector<size_t>& bytes);
+
 class GradientBucketer {
  public:
   static constexpr size_t kDefaultBucketBytes = size_t{25} << 20;
   static constexpr size_t kDefaultFirstBucketBytes = size_t{1} << 20;
+  // Every gradient's slice starts this many bytes into its bucket (at least): the CUDA kernels
+  // that update or cast many tensors read 16-byte vectors, and NCCL and cuBLAS are fastest on
+  // 256-byte boundaries. Bucket buffers themselves are 256-byte (device) or 64-byte (host) aligned.
+  static constexpr size_t kSliceAlignBytes = 256;
 
   // Buckets take the parameters in reverse order (backward produces the last layers' gradients
   // first); the first bucket is small so that communication starts early. Installs an
@@ -42,13 +55,16 @@ class GradientBucketer {
   size_t num_buckets() const { return buckets_.size(); }
   // The parameter names of bucket `i`, in the order they are packed.
   std::vector<std::string> bucket_names(size_t i) const;
+  // Where each member of bucket `i` starts, in bytes from the start of its buffer (known once a
+  // step has packed it; empty before).
+  std::vector<size_t> slice_offsets_bytes(size_t i) const;
 
  private:
   struct Bucket {
     std::vector<size_t> members;  // indices into params_
     std::vector<bool> ready;
     size_t num_ready = 0;
-    std::vector<float> flat;      // host buffer the all-reduce works on
+    Tensor flat;                  // host buffer the all-reduce works on (plain f32)
     Tensor device_flat;           // on a GPU backend, the device buffer NCCL sums instead
     std::vector<size_t> offsets;  // floats, one per member, where its gradient starts
     std::unique_ptr<Request> request;

@@ -193,7 +193,7 @@ distributed::RankGroups plan_ensemble(const Config& cfg, const std::vector<Confi
       RN_FAIL(c.source << ": 'model': " << e.what());
     }
     const double macs =
-        static_cast<double>(models::build_model(*cpu, spec, 0)->macs(training_input(c)));
+        static_cast<double>(models::build_model_uninitialised(*cpu, spec)->macs(training_input(c)));
     costs.push_back(macs * c.train.epochs);
     if (cfg.ensemble.members[m].ranks > 0) fixed.push_back(cfg.ensemble.members[m].ranks);
   }

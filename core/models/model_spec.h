@@ -71,7 +71,7 @@ std::string model_name(const std::string& base, const ModelSpec& s);
 // A whole network: stem, stages of residual units, (final BN + ReLU), global pooling, fc.
 class Network final : public nn::Module {
  public:
-  Network(Backend& be, ModelSpec spec, uint64_t seed);
+  Network(Backend& be, ModelSpec spec, nn::InitRng rng);
   const ModelSpec& spec() const { return spec_; }
   void set_training(bool on) override { Module::set_training(on), body_.set_training(on); }
   void collect(const std::string& prefix, std::vector<nn::NamedParameter>& params,
@@ -115,6 +115,11 @@ class Network final : public nn::Module {
   size_t grad_casts_ = 0;
 };
 
+// The network of `spec`, its weights drawn from `seed` (He et al. for convolutions, PyTorch's
+// defaults for the classifier).
 std::unique_ptr<Network> build_model(Backend& be, const ModelSpec& spec, uint64_t seed);
+// The same network with zero weights, nothing drawn: for what depends on its shapes alone
+// (parameter counts, multiply-adds, gradient buckets), in a fraction of the time.
+std::unique_ptr<Network> build_model_uninitialised(Backend& be, const ModelSpec& spec);
 
 }  // namespace rn::models

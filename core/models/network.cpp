@@ -11,10 +11,10 @@ using nn::BottleneckUnit;
 using nn::Conv2d;
 using nn::Pool2d;
 
-Network::Network(Backend& be, ModelSpec spec, uint64_t seed) : Module(be), spec_(std::move(spec)) {
+Network::Network(Backend& be, ModelSpec spec, nn::InitRng rng)
+    : Module(be), spec_(std::move(spec)) {
   const ModelSpec& s = spec_;
   validate_spec(s);
-  nn::InitRng rng(seed);
   const bool imagenet = s.stem == StemKind::imagenet;
   body_.emplace<Conv2d>(
       "conv1", s.in_channels,
@@ -141,7 +141,11 @@ void Network::set_noise_key(uint64_t key) {
 }
 
 std::unique_ptr<Network> build_model(Backend& be, const ModelSpec& spec, uint64_t seed) {
-  return std::make_unique<Network>(be, spec, seed);
+  return std::make_unique<Network>(be, spec, nn::InitRng(seed));
+}
+
+std::unique_ptr<Network> build_model_uninitialised(Backend& be, const ModelSpec& spec) {
+  return std::make_unique<Network>(be, spec, nn::InitRng::zeros());
 }
 
 }  // namespace rn::models
