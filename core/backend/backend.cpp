@@ -47,8 +47,15 @@ std::vector<CudaBatchNormPath> cuda_batch_norm_paths(DType t, bool fuse_relu, co
   if (forced) {
     std::string names;
     for (P p : {P::fused_relu_persistent, P::persistent, P::spatial, P::f32_copy, P::native}) {
-      if (cuda_batch_norm_path_name(p) == std::string(forced)) return {p};
-      names += std::string(names.empty() ? "" : ", ") + cuda_batch_norm_path_name(p);
+      if (cuda_batch_norm_path_name(p) != std::string(forced)) {
+        names += std::string(names.empty() ? "" : ", ") + cuda_batch_norm_path_name(p);
+        continue;
+      }
+      RN_CHECK(p != P::fused_relu_persistent || fuse_relu,
+               "RESNET_CUDA_BATCH_NORM_PATH: 'fused_relu_persistent' on a batch norm that no ReLU "
+               "follows (its reserve space is the fused ReLU's workspace); choose persistent, "
+               "spatial, f32_copy or native, or unset it");
+      return {p};
     }
     RN_FAIL("RESNET_CUDA_BATCH_NORM_PATH: unknown batch-norm path '" << forced << "'; one of "
                                                                      << names);

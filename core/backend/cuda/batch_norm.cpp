@@ -15,6 +15,13 @@
 namespace rn::cuda {
 namespace {
 
+static_assert(kCudnnStatusNotSupported == CUDNN_STATUS_NOT_SUPPORTED &&
+                  CUDNN_STATUS_CATEGORY(CUDNN_STATUS_NOT_SUPPORTED_SHAPE) ==
+                      CUDNN_STATUS_NOT_SUPPORTED &&
+                  cudnn_status_is_refusal(CUDNN_STATUS_NOT_SUPPORTED_LAYOUT) &&
+                  !cudnn_status_is_refusal(CUDNN_STATUS_BAD_PARAM),
+              "cudnn_status_is_refusal follows cudnn_graph.h's status categories");
+
 class CudaBatchNorm final : public BatchNormOp {
  public:
   CudaBatchNorm(CudaBackend& be, const BatchNormParams& p, const TensorDesc& x)
@@ -58,8 +65,9 @@ class CudaBatchNorm final : public BatchNormOp {
       return;
     }
     cudnnStatus_t st = forward_ex(xs, gamma, beta, y, mean, workspace);
-    // A configuration cuDNN accepted at plan time may still refuse to run: take the next.
-    while (st == CUDNN_STATUS_NOT_SUPPORTED && next_ + 1 < paths_.size()) {
+    // A configuration cuDNN accepted at plan time may still refuse to run (cuDNN 9: a sub-code of
+    // CUDNN_STATUS_NOT_SUPPORTED): take the next.
+    while (cudnn_status_is_refusal(st) && next_ + 1 < paths_.size()) {
       bool ok = false;
       while (!ok && ++next_ < paths_.size()) ok = configure(paths_[next_]);
       if (!ok) break;
@@ -136,7 +144,7 @@ class CudaBatchNorm final : public BatchNormOp {
       // Refused at run time: from now on the legacy spatial backward, which reads only the
       // saved mean and inverse standard deviation (the fused ReLU's gradient first, from the
       // saved output).
-      if (st == CUDNN_STATUS_NOT_SUPPORTED) legacy_backward_ = true;
+      if (cudnn_status_is_refusal(st)) legacy_backward_ = true;
     }
     if (legacy_backward_) {
       if (act) dyc = compute_copy(relu_grad(dys));

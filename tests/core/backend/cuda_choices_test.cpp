@@ -49,6 +49,34 @@ TEST(CudaBatchNormPaths, ANamedPathReplacesTheList) {
   }
 }
 
+TEST(CudaBatchNormPaths, TheFusedPathForcedWithoutAReluIsRefused) {
+  // Its reserve space would be the workspace that only a batch norm fused with ReLU has.
+  try {
+    cuda_batch_norm_paths(DType::f16, false, "fused_relu_persistent");
+    ADD_FAILURE() << "the fused path was taken for a batch norm without ReLU";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("RESNET_CUDA_BATCH_NORM_PATH: 'fused_relu_persistent' on "
+                                         "a batch norm that no ReLU follows"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(cuda_batch_norm_paths(DType::f16, true, "fused_relu_persistent"),
+            (std::vector<P>{P::fused_relu_persistent}));
+  EXPECT_EQ(cuda_batch_norm_paths(DType::f16, false, "persistent"),
+            (std::vector<P>{P::persistent}));
+}
+
+// cuDNN 9 refuses with CUDNN_STATUS_NOT_SUPPORTED or one of its sub-codes (cudnn_graph.h:
+// 3001 GRAPH_PATTERN ... 3014 INVALID_DYNAMIC_SHAPE); each must send the batch norm to its next
+// path, and no error of another category may.
+TEST(CudaBatchNormPaths, EveryNotSupportedSubCodeIsARefusal) {
+  for (int status = 3000; status <= 3014; ++status)
+    EXPECT_TRUE(cudnn_status_is_refusal(status)) << status;
+  EXPECT_TRUE(cudnn_status_is_refusal(3999));
+  for (int status : {0, 1001, 1008, 2000, 2003, 2999, 4000, 4005, 5000, 5003})
+    EXPECT_FALSE(cudnn_status_is_refusal(status)) << status;
+}
+
 TEST(MathChoice, ExactModeKeepsFp32OffTensorCores) {
   const MathChoice fast = math_choice(DType::f32, MathMode::fast);
   EXPECT_TRUE(fast.tensor_cores);
