@@ -156,6 +156,14 @@ class NcclCommunicator final : public Communicator {
 
 }  // namespace
 
+std::string nccl_runtime_version() {
+  int v = 0;
+  if (ncclGetVersion(&v) != ncclSuccess) return "unknown (ncclGetVersion failed)";
+  // NCCL >= 2.9 encodes major * 10000 + minor * 100 + patch.
+  return str_cat(v / 10000, ".", (v % 10000) / 100, ".", v % 100, " (built with ", NCCL_MAJOR, ".",
+                 NCCL_MINOR, ".", NCCL_PATCH, ")");
+}
+
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& host, Backend& backend) {
   return std::make_unique<NcclCommunicator>(host, backend);
 }

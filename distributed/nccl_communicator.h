@@ -34,5 +34,7 @@ NodeLayout node_layout(const Communicator& comm);
 // own; host buffers and the other collectives go to `host`, which must outlive it. Throws where
 // the project was built without NCCL.
 std::unique_ptr<Communicator> make_nccl_communicator(Communicator& host, Backend& backend);
+// The NCCL this process loaded ("2.28.3"), or why there is none.
+std::string nccl_runtime_version();
 
 }  // namespace rn::distributed

@@ -10,4 +10,8 @@ std::unique_ptr<Communicator> make_nccl_communicator(Communicator&, Backend&) {
       "were not found at configure time)");
 }
 
+std::string nccl_runtime_version() {
+  return "built without NCCL";
+}
+
 }  // namespace rn::distributed

@@ -1,12 +1,16 @@
 // `resnet bench`: training (forward + backward + SGD-momentum update) and inference images/s on
-// synthetic data, the median of timed iterations after warm-up. Under mpirun each rank trains a
-// replica and the training step is timed twice: with the gradient all-reduce and without it;
-// `--data-parallel` does the same on one rank (the bucketer's copies and, on CUDA, NCCL).
+// synthetic data, the median of timed iterations after warm-up. The timed step reads a batch
+// that already lies on the device, as PyTorch's benchmarks do; the batch's upload is timed on its
+// own (from pageable memory, as `train` uploads today; from pinned memory; and overlapped with
+// the step). Under mpirun each rank trains a replica and the training step is timed twice: with
+// the gradient all-reduce and without it; `--data-parallel` does the same on one rank (the
+// bucketer's copies and, on CUDA, NCCL).
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <thread>
 
@@ -41,6 +45,39 @@ std::vector<double> time_iterations(int warmup, int iters, F step) {
   return t;
 }
 
+// The upload of one batch: from pageable memory at the start of the step (how `train` uploads
+// today), from pinned memory alone, and the step with the next batch's upload from pinned memory
+// overlapped (upload_ahead into two device buffers in turn).
+struct UploadTimes {
+  double pageable_s = 0, pinned_s = 0, overlapped_step_s = 0;
+};
+
+UploadTimes time_uploads(Backend& backend, StepRunner& runner, const Tensor& images,
+                         const Tensor& labels, int warmup, int iters) {
+  UploadTimes u;
+  u.pageable_s = median(time_iterations(warmup, iters, [&] {
+    backend.upload(images);
+    backend.synchronize();
+  }));
+  Tensor pinned = backend.allocate_pinned(images.desc());
+  std::memcpy(pinned.data(), images.data(), images.bytes());
+  Tensor buffers[2] = {backend.allocate_persistent(images.desc()),
+                       backend.allocate_persistent(images.desc())};
+  u.pinned_s = median(time_iterations(warmup, iters, [&] {
+    backend.upload_ahead(pinned, buffers[0]);
+    backend.synchronize();
+  }));
+  int k = 0;
+  backend.upload_ahead(pinned, buffers[0]);
+  u.overlapped_step_s = median(time_iterations(warmup, iters, [&] {
+    backend.upload_ahead(pinned, buffers[(k + 1) % 2]);
+    runner.train_step_on_device(buffers[k % 2], labels, 0.01);
+    backend.synchronize();
+    ++k;
+  }));
+  return u;
+}
+
 double peak_rss_mib() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -50,12 +87,11 @@ double peak_rss_mib() {
 }  // namespace
 
 int run_bench(const std::vector<std::string>& argv, distributed::Communicator& comm) {
-  Args args(argv,
-            FlagSpec{{"model", "input", "batch", "threads", "device", "warmup", "iters", "classes",
-                      "precision", "bucket-kib", "first-bucket-kib", "max-mib"},
-                     {},
-                     {"json", "train-only", "infer-only", "allreduce", "data-parallel", "peak",
-                      "sweep"}});
+  Args args(argv, FlagSpec{{"model", "input", "batch", "threads", "device", "warmup", "iters",
+                            "classes", "precision", "bucket-kib", "first-bucket-kib", "max-mib"},
+                           {},
+                           {"json", "train-only", "infer-only", "allreduce", "data-parallel",
+                            "peak", "sweep"}});
   if (args.flag("allreduce")) return run_allreduce_bench(args, comm);
   if (args.flag("peak")) return run_peak_bench(args);
   const std::string name = args.required("model");
@@ -96,11 +132,19 @@ int run_bench(const std::vector<std::string>& argv, distributed::Communicator& c
                                 : world > 1    ? "mpi"
                                                : "local";
   double train_ips = 0, infer_ips = 0, train_med = 0, infer_med = 0, local_med = 0;
+  double first_step_s = 0;
+  UploadTimes upload;
   if (!args.flag("infer-only")) {
+    // The batch stays on the device for the timed steps.
+    const Tensor dev_images = backend->upload_persistent(images);
+    const Tensor dev_labels = backend->upload_persistent(labels);
     const auto train = [&] {
-      runner.train_step(images, labels, 0.01);
+      runner.train_step_on_device(dev_images, dev_labels, 0.01);
       backend->synchronize();
     };
+    // The first step plans every layer: cuDNN's algorithm search for each convolution shape on
+    // CUDA, oneDNN's primitives on the CPU, and the first allocations. Timed on its own.
+    first_step_s = time_iterations(0, 1, train)[0];
     if (data_parallel) {
       // Without communication first: every rank steps alone, as a single process would.
       local_med = median(time_iterations(warmup, iters, train));
@@ -114,6 +158,9 @@ int run_bench(const std::vector<std::string>& argv, distributed::Communicator& c
       local_med = comm.all_reduce_sum(local_med) / world;
     } else {
       train_med = median(time_iterations(warmup, iters, train));
+      // On the CPU an upload is a copy in memory, nothing to time.
+      if (device.kind == DeviceKind::cuda)
+        upload = time_uploads(*backend, runner, images, dev_labels, warmup, iters);
     }
     train_ips = world * batch / train_med;
   }
@@ -131,7 +178,7 @@ int run_bench(const std::vector<std::string>& argv, distributed::Communicator& c
   if (comm.rank() != 0) return 0;
   const double overhead = local_med > 0 ? (train_med - local_med) / train_med : 0;
   if (args.flag("json")) {
-    char buf[1024];
+    char buf[2048];
     std::snprintf(
         buf, sizeof(buf),
         "{\"model\": \"%s\", \"input\": [%d, %d, %d], \"batch\": %d, \"device\": \"%s\", "
@@ -140,23 +187,34 @@ int run_bench(const std::vector<std::string>& argv, distributed::Communicator& c
         "\"train_iter_s_median\": %.4f, \"infer_iter_s_median\": %.4f, \"fwd_macs_per_img\": %lld, "
         "\"train_gflops\": %.1f, \"infer_gflops\": %.1f, \"peak_rss_mib\": %.1f, \"backend\": "
         "\"%s\", \"ranks\": %d, \"allreduce\": \"%s\", \"train_iter_s_no_comm\": %.4f, "
-        "\"comm_overhead\": %.4f}",
+        "\"comm_overhead\": %.4f, \"batch_mib\": %.1f, \"upload_s_pageable\": %.4f, "
+        "\"upload_s_pinned\": %.4f, \"train_iter_s_upload_overlapped\": %.4f, "
+        "\"first_step_s\": %.3f}",
         name.c_str(), d.channels, d.height, d.width, batch, dev.c_str(), precision.c_str(), threads,
         train_ips, infer_ips, train_med, infer_med, static_cast<long long>(macs), train_gflops,
         infer_gflops, peak_rss_mib(), backend->name().c_str(), world, allreduce.c_str(), local_med,
-        overhead);
+        overhead, images.bytes() / 1048576.0, upload.pageable_s, upload.pinned_s,
+        upload.overlapped_step_s, first_step_s);
     std::cout << buf << "\n";
   } else {
     std::printf("%s %dx%dx%d batch %d %s on %s\n", name.c_str(), d.channels, d.height, d.width,
                 batch, precision.c_str(), backend->name().c_str());
     if (train_ips > 0)
-      std::printf("  train  %9.1f img/s  (%.4f s/iter, %.1f GFLOP/s)\n", train_ips, train_med,
-                  train_gflops);
+      std::printf(
+          "  train  %9.1f img/s  (%.4f s/iter, %.1f GFLOP/s); first step %.2f s (plans "
+          "every layer)\n",
+          train_ips, train_med, train_gflops, first_step_s);
     if (data_parallel && train_ips > 0)
       std::printf(
           "  %d rank(s) x batch %d: step %.4f s with gradient all-reduce (%s), %.4f s without; "
           "communication %.1f%% of the step\n",
           world, batch, train_med, allreduce.c_str(), local_med, 100 * overhead);
+    if (upload.pageable_s > 0)
+      std::printf(
+          "  upload of the batch (%.1f MiB, not in the step above): %.4f s from pageable memory "
+          "(train's way, before each step), %.4f s from pinned; step with the next batch's "
+          "upload overlapped: %.4f s\n",
+          images.bytes() / 1048576.0, upload.pageable_s, upload.pinned_s, upload.overlapped_step_s);
     if (infer_ips > 0)
       std::printf("  infer  %9.1f img/s  (%.4f s/iter, %.1f GFLOP/s)\n", infer_ips, infer_med,
                   infer_gflops);

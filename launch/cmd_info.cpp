@@ -1,5 +1,6 @@
 // `resnet info`: parameters, multiply-adds and depth of a named network; and the defaults the
 // subcommands share (input size, threads per rank).
+#include <cstdio>
 #include <iostream>
 
 #include "core/check.h"
@@ -36,8 +37,31 @@ int default_threads_per_rank() {
   return distributed::cpu_threads_per_rank();
 }
 
+// `info --devices`: the CPU's ISA as oneDNN runs it, and what this process loads of CUDA, cuDNN,
+// cuBLAS and NCCL at run time (the libraries found on this machine, not the headers of the build).
+int run_devices_info(bool json) {
+  std::vector<std::pair<std::string, std::string>> lines{{"cpu_isa", cpu_isa_name()}};
+  for (auto& l : cuda_runtime_report()) lines.push_back(l);
+  lines.emplace_back("nccl", distributed::nccl_runtime_version());
+  if (json) {
+    std::cout << "{";
+    for (size_t i = 0; i < lines.size(); ++i)
+      std::cout << (i ? ", " : "") << "\"" << json_escape(lines[i].first) << "\": \""
+                << json_escape(lines[i].second) << "\"";
+    std::cout << "}\n";
+  } else {
+    for (const auto& [name, value] : lines) std::printf("%-14s %s\n", name.c_str(), value.c_str());
+  }
+  return 0;
+}
+
 int run_info(const std::vector<std::string>& argv) {
-  Args args(argv, FlagSpec{{"model", "input", "classes", "config"}, {"set"}, {"json"}});
+  Args args(argv, FlagSpec{{"model", "input", "classes", "config"}, {"set"}, {"json", "devices"}});
+  if (args.flag("devices")) {
+    if (args.has("model") || args.has("config"))
+      RN_FAIL("give either --devices or a network (--model NAME or --config FILE), not both");
+    return run_devices_info(args.flag("json"));
+  }
   std::string name;
   DefaultInput d;
   if (args.has("config")) {
@@ -55,7 +79,7 @@ int run_info(const std::vector<std::string>& argv) {
   }
   auto backend = make_cpu_backend(1);
   const models::ModelSpec spec = models::model_spec(name, d.channels, d.classes);
-  auto net = models::build_model(*backend, spec, 0);
+  auto net = models::build_model_uninitialised(*backend, spec);
   const Shape in{1, d.channels, d.height, d.width};
   const int64_t params = net->num_parameters(), macs = net->macs(in);
   const Shape out = net->output_shape(in);

@@ -40,15 +40,21 @@ Tensor to_compute(Backend& backend, const Tensor& x, DType compute) {
 }
 
 LossStats StepRunner::train_step(const Tensor& images, const Tensor& labels, double lr) {
+  return train_step_on_device(backend_.upload(images), backend_.upload(labels), lr);
+}
+
+LossStats StepRunner::train_step_on_device(const Tensor& images, const Tensor& labels, double lr) {
+  RN_CHECK(images.device() == backend_.device() && labels.device() == backend_.device(),
+           "[step] the batch is on " << device_name(images.device()) << ", the network on "
+                                     << device_name(backend_.device()));
   net_.set_training(true);
-  Tensor x = to_compute(backend_, backend_.upload(images), compute_);
-  Tensor y = backend_.upload(labels);
+  Tensor x = to_compute(backend_, images, compute_);
   Tensor logits = net_.forward(x);
   if (!dlogits_.defined() || !dlogits_.desc().same_layout(logits.desc()))
     dlogits_ = backend_.allocate(logits.desc());
   // The loss statistics are read at the end: on a GPU the whole step is queued before the host
   // waits for anything.
-  backend_.queue_softmax_cross_entropy(logits, y, loss_, &dlogits_);
+  backend_.queue_softmax_cross_entropy(logits, labels, loss_, &dlogits_);
   if (scaler_) backend_.scale(dlogits_, scaler_->scale());
   net_.backward(dlogits_);
   if (sync_) sync_();

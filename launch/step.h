@@ -22,8 +22,11 @@ class StepRunner {
  public:
   StepRunner(Backend& backend, models::Network& net, const optim::OptimizerOptions& opt,
              const CrossEntropyParams& loss);
-  // `images` plain host N x C x H x W f32, `labels` host N i32.
+  // `images` plain host N x C x H x W f32, `labels` host N i32: uploaded from pageable memory at
+  // the start of the step, then train_step_on_device.
   LossStats train_step(const Tensor& images, const Tensor& labels, double lr);
+  // The same step on a batch already on the backend's device (plain, f32 and i32).
+  LossStats train_step_on_device(const Tensor& images, const Tensor& labels, double lr);
   LossStats eval_step(const Tensor& images, const Tensor& labels);
   // Inference only: the logits as a plain host tensor.
   Tensor predict(const Tensor& images);

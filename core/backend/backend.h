@@ -4,6 +4,9 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "core/backend/ops.h"
 #include "core/tensor.h"
@@ -83,6 +86,18 @@ class Backend {
   virtual Tensor upload(const Tensor& host) = 0;
   virtual Tensor upload_persistent(const Tensor& host) = 0;
   virtual Tensor download(const Tensor& t) = 0;  // plain host copy, whatever the layout
+  // Host memory the device reads fastest: page-locked on CUDA (cudaHostAlloc), where an upload
+  // from it is asynchronous and runs at the bus's full speed; ordinary host memory elsewhere.
+  virtual Tensor allocate_pinned(const TensorDesc& desc) {
+    return Tensor::zeros(desc.shape, desc.dtype);
+  }
+  // Copies the plain host tensor `host` into the plain device tensor `dst` (same desc) ahead of
+  // the compute that reads it: on CUDA on a copy stream, overlapping the compute already queued,
+  // and compute queued later waits for it. The copy itself waits for the compute queued before
+  // the previous upload_ahead, so that with two device buffers in turn a buffer is refilled
+  // only once the step that read it is done. `host` must stay unchanged until synchronize().
+  // Elsewhere the copy happens at once.
+  virtual void upload_ahead(const Tensor& host, Tensor& dst) { copy(upload(host), dst); }
 
   virtual std::unique_ptr<ConvOp> make_conv(const ConvParams& p, const TensorDesc& x,
                                             bool training) = 0;
@@ -186,6 +201,10 @@ std::string precision_unsupported(Device device, DType compute);
 // Throws where the project was built without CUDA. `math`: TF32 for fp32 or not (MathMode).
 std::unique_ptr<Backend> make_cuda_backend(int device_index, MathMode math = MathMode::fast);
 bool cuda_available();
+// What this process loads and sees of CUDA, as (name, value) lines: the driver's and runtime's
+// versions, the cuDNN and cuBLAS it loaded at run time (which may differ from the headers it was
+// built with), and each GPU; one line saying why where there is none.
+std::vector<std::pair<std::string, std::string>> cuda_runtime_report();
 std::unique_ptr<Backend> make_backend(Device device, int threads);
 
 }  // namespace rn

@@ -113,6 +113,26 @@ TEST_F(CliTest, InfoReadsTheNetworkFromAConfig) {
                         {"--model", "--config"});
 }
 
+// `info --devices`: the CPU's ISA and what the process loads of CUDA, cuDNN, cuBLAS and NCCL at
+// run time, or why there is none; never a crash where no GPU or driver is present.
+TEST_F(CliTest, InfoDevicesNamesTheRuntimeLibraries) {
+  const CommandResult r = run({"info", "--devices", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_FALSE(json_string(r.out, "cpu_isa").empty()) << r.out;
+  if (r.out.find("\"cuda\": \"built without CUDA\"") == std::string::npos) {
+    for (const char* key : {"cuda_runtime", "cudnn", "cublas", "gpus"})
+      EXPECT_FALSE(json_string(r.out, key).empty()) << key << ": " << r.out;
+    EXPECT_NE(json_string(r.out, "nccl").find("built with"), std::string::npos) << r.out;
+  } else {
+    EXPECT_EQ(json_string(r.out, "nccl"), "built without NCCL") << r.out;
+  }
+  const CommandResult text = run({"info", "--devices"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_EQ(text.out.rfind("cpu_isa ", 0), 0u) << text.out;
+  expect_one_line_error(run({"info", "--devices", "--model", "resnet20"}),
+                        {"--devices", "--model"});
+}
+
 TEST_F(CliTest, UnknownModelListsKnownModels) {
   const CommandResult r = run({"info", "--model", "resnet19"});
   expect_one_line_error(r, {"resnet19", "resnet18", "resnet50", "wide_resnet101_2",

@@ -1,22 +1,17 @@
 // The per-channel affine accumulation of the CUDA backend, y += scale[c] * x + shift[c]: the
 // cross-replica batch norm's gradient correction, on plain (NCHW) or NHWC tensors of any type.
+// The body is channel_affine_add_body (kernels/eltwise_kernels.h).
 #include "core/backend/cuda/cuda_backend.h"
-#include "core/backend/cuda/kernel_util.cuh"
+#include "core/backend/cuda/kernel_launch.cuh"
+#include "core/backend/cuda/kernels/eltwise_kernels.h"
 
 namespace rn::cuda {
 namespace {
 
-// One thread per element in memory order, so that neighbouring threads touch neighbouring
-// elements (coalesced) in NHWC and NCHW alike: both are dense, only where the channel index
-// comes from differs (the fastest dimension in NHWC, every H x W elements in NCHW). Both
-// operands share one layout, so one offset serves both.
 template <typename T>
 __global__ void channel_affine_add_kernel(T* y, const T* x, const float* scale, const float* shift,
                                           int64_t total, int64_t c, int64_t hw, bool nhwc) {
-  for (int64_t i = thread_index(); i < total; i += grid_stride()) {
-    const int64_t ci = nhwc ? i % c : (i / hw) % c;
-    y[i] = from_f<T>(to_f(y[i]) + scale[ci] * to_f(x[i]) + shift[ci]);
-  }
+  channel_affine_add_body<DevicePtr>(DeviceThread{}, y, x, scale, shift, total, c, hw, nhwc);
 }
 
 }  // namespace
@@ -29,24 +24,16 @@ void CudaBackend::channel_affine_add(Tensor& y, const Tensor& x, const Tensor& s
            "[channel_affine_add] " << y.desc().str() << " += " << x.desc().str() << " with "
                                    << scale.numel() << " scales and " << shift.numel()
                                    << " shifts");
-  const unsigned grid = grid_for(x.numel(), kBlock);
+  const LaunchShape ls = linear_launch(x.numel());
   // strides_of accepts plain NCHW and NHWC only: both dense.
   strides_of(x.desc());
   const bool nhwc = is_nhwc(x.desc());
-  switch (x.dtype()) {
-#define RN_AFFINE_CASE(DT, T)                                                               \
-  case DT:                                                                                  \
-    channel_affine_add_kernel<T><<<grid, kBlock, 0, ctx_.stream()>>>(                       \
-        static_cast<T*>(y.data()), static_cast<const T*>(x.data()), scale.data_as<float>(), \
-        shift.data_as<float>(), x.numel(), s[1], s[2] * s[3], nhwc);                         \
-    break;
-    RN_AFFINE_CASE(DType::f32, float)
-    RN_AFFINE_CASE(DType::bf16, __nv_bfloat16)
-    RN_AFFINE_CASE(DType::f16, __half)
-#undef RN_AFFINE_CASE
-    default:
-      RN_FAIL("[channel_affine_add] unsupported type " << dtype_name(x.dtype()));
-  }
+  for_storage_type(x.dtype(), "channel_affine_add", [&](auto v) {
+    using T = decltype(v);
+    channel_affine_add_kernel<T><<<grid_of(ls), block_of(ls), 0, ctx_.stream()>>>(
+        static_cast<T*>(y.data()), static_cast<const T*>(x.data()), scale.data_as<float>(),
+        shift.data_as<float>(), x.numel(), s[1], s[2] * s[3], nhwc);
+  });
   RN_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -1,5 +1,6 @@
-// CudaBackend: device selection, transfers, layouts and reorders; the op bodies live in their
-// own files. Also the entry points make_cuda_backend and cuda_available.
+// CudaBackend: device selection, transfers and reorders; the op bodies live in their own files
+// (the NCHW <-> NHWC change in layout.cu). Also the entry points make_cuda_backend and
+// cuda_available.
 #include "core/backend/cuda/cuda_backend.h"
 
 #include <cudnn.h>
@@ -15,6 +16,10 @@ CudaBackend::CudaBackend(int device, MathMode math) : ctx_(device), math_(math) 
 
 CudaBackend::~CudaBackend() {
   device_result_ = Tensor();
+  if (copy_stream_) RN_CUDA_CHECK_PRINT(cudaStreamSynchronize(copy_stream_));
+  if (copy_done_) RN_CUDA_CHECK_PRINT(cudaEventDestroy(copy_done_));
+  if (compute_mark_) RN_CUDA_CHECK_PRINT(cudaEventDestroy(compute_mark_));
+  if (copy_stream_) RN_CUDA_CHECK_PRINT(cudaStreamDestroy(copy_stream_));
   if (loss_done_) RN_CUDA_CHECK_PRINT(cudaEventDestroy(loss_done_));
   if (host_loss_) RN_CUDA_CHECK_PRINT(cudaFreeHost(host_loss_));
   if (host_result_) RN_CUDA_CHECK_PRINT(cudaFreeHost(host_result_));
@@ -55,6 +60,44 @@ Tensor CudaBackend::upload(const Tensor& host) {
   return t;
 }
 
+void* PinnedAllocator::allocate(size_t bytes) {
+  void* p = nullptr;
+  RN_CUDA_CHECK(cudaHostAlloc(&p, std::max<size_t>(bytes, 64), cudaHostAllocDefault));
+  return p;
+}
+
+void PinnedAllocator::release(void* ptr, size_t) noexcept {
+  if (ptr) RN_CUDA_CHECK_PRINT(cudaFreeHost(ptr));
+}
+
+Tensor CudaBackend::allocate_pinned(const TensorDesc& desc) {
+  static PinnedAllocator pinned;  // stateless
+  RN_CHECK(!desc.layout, "[upload] pinned host tensors are plain, got " << desc.str());
+  return Tensor(desc, std::make_shared<Storage>(pinned, desc.bytes(), Device{}));
+}
+
+void CudaBackend::upload_ahead(const Tensor& host, Tensor& dst) {
+  RN_CHECK(host.is_plain() && host.device().kind == DeviceKind::cpu && dst.is_plain() &&
+               host.desc().same_layout(dst.desc()) && dst.device() == device(),
+           "[upload] upload_ahead copies a plain host tensor into a plain device tensor of its "
+           "desc, got "
+               << host.desc().str() << " -> " << dst.desc().str());
+  if (!copy_stream_) {
+    RN_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking));
+    RN_CUDA_CHECK(cudaEventCreateWithFlags(&compute_mark_, cudaEventDisableTiming));
+    RN_CUDA_CHECK(cudaEventCreateWithFlags(&copy_done_, cudaEventDisableTiming));
+  }
+  // The copy waits for the compute queued before the previous call (the step that read this
+  // buffer, with two in turn), then overlaps the compute queued since.
+  if (has_mark_) RN_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_, compute_mark_, 0));
+  RN_CUDA_CHECK(
+      cudaMemcpyAsync(dst.data(), host.data(), host.bytes(), cudaMemcpyHostToDevice, copy_stream_));
+  RN_CUDA_CHECK(cudaEventRecord(copy_done_, copy_stream_));
+  RN_CUDA_CHECK(cudaStreamWaitEvent(ctx_.stream(), copy_done_, 0));
+  RN_CUDA_CHECK(cudaEventRecord(compute_mark_, ctx_.stream()));
+  has_mark_ = true;
+}
+
 Tensor CudaBackend::download(const Tensor& t) {
   RN_CHECK(t.defined(), "[download] undefined tensor");
   Tensor plain = t;
@@ -67,22 +110,6 @@ Tensor CudaBackend::download(const Tensor& t) {
                                 ctx_.stream()));
   RN_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream()));
   return out;
-}
-
-void CudaBackend::transform(const Tensor& src, Tensor& dst) {
-  RN_CHECK(src.dtype() == dst.dtype() && src.shape() == dst.shape(),
-           "[reorder] " << src.desc().str() << " -> " << dst.desc().str());
-  if (src.desc().same_layout(dst.desc()) || src.shape().rank() != 4) {
-    RN_CHECK(src.bytes() == dst.bytes(),
-             "[reorder] " << src.desc().str() << " -> " << dst.desc().str());
-    copy_bytes(src, 0, dst, 0, src.bytes());
-    return;
-  }
-  TensorDescriptor a, b;
-  set_tensor_desc(a, src.desc());
-  set_tensor_desc(b, dst.desc());
-  const float one = 1.f, zero = 0.f;
-  RN_CUDNN_CHECK(cudnnTransformTensor(ctx_.cudnn(), &one, a, src.data(), &zero, b, dst.data()));
 }
 
 void CudaBackend::reorder(const Tensor& src, Tensor& dst) {
@@ -126,6 +153,7 @@ void CudaBackend::copy_bytes(const Tensor& src, size_t src_offset, Tensor& dst, 
 
 void CudaBackend::synchronize() {
   RN_CUDA_CHECK(cudaStreamSynchronize(ctx_.stream()));
+  if (copy_stream_) RN_CUDA_CHECK(cudaStreamSynchronize(copy_stream_));
 }
 
 std::unique_ptr<ConvOp> CudaBackend::make_conv(const ConvParams& p, const TensorDesc& x,
@@ -160,6 +188,40 @@ bool cuda_available() {
     return false;
   }
   return n > 0;
+}
+
+std::vector<std::pair<std::string, std::string>> cuda_runtime_report() {
+  std::vector<std::pair<std::string, std::string>> r;
+  const auto version = [](int v) { return str_cat(v / 1000, ".", (v % 1000) / 10); };
+  int driver = 0, runtime = 0;
+  if (cudaDriverGetVersion(&driver) == cudaSuccess)
+    r.emplace_back("cuda_driver", driver ? version(driver) : "none (no NVIDIA driver)");
+  if (cudaRuntimeGetVersion(&runtime) == cudaSuccess)
+    r.emplace_back("cuda_runtime", version(runtime));
+  const size_t dnn = cudnnGetVersion();
+  r.emplace_back("cudnn",
+                 str_cat(dnn / 10000, ".", (dnn % 10000) / 100, ".", dnn % 100, " (built with ",
+                         CUDNN_MAJOR, ".", CUDNN_MINOR, ".", CUDNN_PATCHLEVEL, ")"));
+  int blas[3] = {0, 0, 0};
+  const libraryPropertyType parts[3] = {MAJOR_VERSION, MINOR_VERSION, PATCH_LEVEL};
+  for (int i = 0; i < 3; ++i) cublasGetProperty(parts[i], &blas[i]);
+  r.emplace_back("cublas", str_cat(blas[0], ".", blas[1], ".", blas[2]));
+  int n = 0;
+  const cudaError_t rc = cudaGetDeviceCount(&n);
+  if (rc != cudaSuccess) {
+    cudaGetLastError();
+    r.emplace_back("gpus", str_cat("none usable (", cudaGetErrorString(rc), ")"));
+    return r;
+  }
+  r.emplace_back("gpus", std::to_string(n));
+  for (int i = 0; i < n; ++i) {
+    cudaDeviceProp p{};
+    if (cudaGetDeviceProperties(&p, i) != cudaSuccess) continue;
+    r.emplace_back(str_cat("gpu", i),
+                   str_cat(p.name, ", sm_", p.major, p.minor, ", ", p.totalGlobalMem >> 20,
+                           " MiB, ", p.multiProcessorCount, " SMs"));
+  }
+  return r;
 }
 
 std::unique_ptr<Backend> make_cuda_backend(int device_index, MathMode math) {

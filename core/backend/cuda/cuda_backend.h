@@ -23,6 +23,8 @@ class CudaBackend final : public Backend {
   Tensor upload(const Tensor& host) override;
   Tensor upload_persistent(const Tensor& host) override;
   Tensor download(const Tensor& t) override;
+  Tensor allocate_pinned(const TensorDesc& desc) override;
+  void upload_ahead(const Tensor& host, Tensor& dst) override;
 
   std::unique_ptr<ConvOp> make_conv(const ConvParams& p, const TensorDesc& x,
                                     bool training) override;
@@ -76,8 +78,10 @@ class CudaBackend final : public Backend {
   Tensor as_layout(const Tensor& t, const TensorDesc& want);
 
  private:
-  // Same-dtype layout change (NCHW <-> NHWC) through cudnnTransformTensor.
+  // Same-dtype layout change (NCHW <-> NHWC): a tiled transpose (kernels/layout_kernels.h).
   void transform(const Tensor& src, Tensor& dst);
+  // The option-A shortcut's zero-padding map, forward (x -> y) or backward (dy -> dx).
+  void pad_shortcut(bool forward, const Tensor& in, int stride, Tensor& out);
 
   CudaContext ctx_;
   MathMode math_;
@@ -89,6 +93,18 @@ class CudaBackend final : public Backend {
   void* host_loss_ = nullptr;
   int64_t loss_n_ = 0, loss_k_ = 0;
   cudaEvent_t loss_done_ = nullptr;
+  // upload_ahead: the copy stream, the compute stream's position at the previous call (what the
+  // next copy waits for) and the end of the last copy (what compute waits for).
+  cudaStream_t copy_stream_ = nullptr;
+  cudaEvent_t compute_mark_ = nullptr, copy_done_ = nullptr;
+  bool has_mark_ = false;
+};
+
+// Page-locked host memory (cudaHostAlloc): the source of asynchronous uploads.
+class PinnedAllocator final : public Allocator {
+ public:
+  void* allocate(size_t bytes) override;
+  void release(void* ptr, size_t bytes) noexcept override;
 };
 
 // The op objects, one family per file (conv.cpp, batch_norm.cpp, pool.cu, linear.cpp).

@@ -12,6 +12,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "core/backend/cuda/kernels/kernel_thread.h"
 #include "core/check.h"
 #include "core/tensor.h"
 
@@ -68,9 +69,6 @@ class NhwcLayout final : public Layout {
 bool is_nhwc(const TensorDesc& d);
 TensorDesc nhwc_desc(const Shape& s, DType t);
 // Element strides (n, c, h, w) of a 4-D plain or NHWC tensor.
-struct Strides4 {
-  int64_t n, c, h, w;
-};
 Strides4 strides_of(const TensorDesc& d);
 
 cudnnDataType_t cudnn_type(DType t);
@@ -148,12 +146,5 @@ class CudaContext {
   size_t workspace_limit_ = 0;
   cudaDeviceProp props_{};
 };
-
-// Ceil-divided launch grid for `n` items with `block` threads, capped: the kernels stride over
-// the rest (grid-stride loops), so one launch shape serves every size.
-inline unsigned grid_for(int64_t n, int block) {
-  const int64_t g = (n + block - 1) / block;
-  return static_cast<unsigned>(g < 1 ? 1 : (g > 65535 ? 65535 : g));
-}
 
 }  // namespace rn::cuda

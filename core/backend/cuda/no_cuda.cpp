@@ -14,4 +14,8 @@ bool cuda_available() {
   return false;
 }
 
+std::vector<std::pair<std::string, std::string>> cuda_runtime_report() {
+  return {{"cuda", "built without CUDA"}};
+}
+
 }  // namespace rn

@@ -39,6 +39,64 @@ TEST_F(CudaEltwiseTest, TransfersThroughNhwcAreExact) {
   EXPECT_EQ(gpu_->download(back).to_vector(), v);
 }
 
+// The layout change is the project's own kernel (a tiled transpose moving 16- or 32-bit
+// elements): NCHW -> NHWC -> NCHW gives back the same bits in every storage type, on shapes with
+// 1 and 3 channels and spatial sizes that do not fill a 32 x 32 tile.
+TEST_F(CudaEltwiseTest, LayoutChangesAreExactInEveryType) {
+  for (DType t : {DType::f32, DType::bf16, DType::f16})
+    for (const Shape& s :
+         {Shape{1, 1, 1, 1}, Shape{2, 3, 5, 7}, Shape{2, 64, 9, 9}, Shape{3, 33, 40, 40}}) {
+      const auto v = random_values(s.numel(), 3);
+      Tensor plain = to_gpu(s, v, t);
+      Tensor nhwc = gpu_->allocate(activation_desc(s, t));
+      gpu_->reorder(plain, nhwc);
+      Tensor back = gpu_->allocate(TensorDesc{s, t, nullptr});
+      gpu_->reorder(nhwc, back);
+      EXPECT_EQ(from_gpu(back), from_gpu(plain)) << dtype_name(t) << " " << s.str();
+      // The NHWC bytes are the CPU's NHWC order of the same values.
+      const std::vector<float> in_nhwc = from_gpu(nhwc);
+      EXPECT_EQ(in_nhwc, from_gpu(plain)) << "logical values through NHWC, " << s.str();
+    }
+}
+
+// A view may start anywhere in its buffer (a bucket slice, a sub-tensor): maps and updates on
+// views 4 bytes off a 16-byte boundary take their scalar paths and agree with the CPU.
+TEST_F(CudaEltwiseTest, MapsAndUpdatesOnViewsOffA16ByteBoundary) {
+  class At final : public Allocator {
+   public:
+    explicit At(void* p) : p_(p) {}
+    void* allocate(size_t) override { return p_; }
+    void release(void*, size_t) noexcept override {}
+
+   private:
+    void* p_;
+  };
+  const Shape s{37};
+  Tensor buffer = gpu_->allocate(plain_desc(Shape{4 * 40}));
+  std::vector<std::unique_ptr<At>> keep;
+  auto view = [&](int k) {  // floats 40 k + 1 ...: 4 bytes past a 16-byte boundary
+    keep.push_back(std::make_unique<At>(buffer.data_as<float>() + 40 * k + 1));
+    return Tensor(plain_desc(s),
+                  std::make_shared<Storage>(*keep.back(), s.numel() * 4, gpu_->device()));
+  };
+  const auto a = random_values(s.numel(), 4), w = random_values(s.numel(), 5),
+             m = random_values(s.numel(), 6);
+  Tensor va = view(0), vy = view(1), vw = view(2), vm = view(3);
+  gpu_->copy_bytes(to_gpu(s, a), 0, va, 0, va.bytes());
+  gpu_->relu_forward(va, vy);
+  Tensor ca = to_cpu(s, a), cy = cpu_->allocate(plain_desc(s));
+  cpu_->relu_forward(ca, cy);
+  EXPECT_EQ(from_gpu(vy), from_cpu(cy));
+  gpu_->copy_bytes(to_gpu(s, w), 0, vw, 0, vw.bytes());
+  gpu_->copy_bytes(to_gpu(s, m), 0, vm, 0, vm.bytes());
+  const SgdParams p{.lr = 0.1f, .momentum = 0.9f, .weight_decay = 1e-4f, .nesterov = true};
+  gpu_->sgd_update_many(p, {{&vw, &va, &vm}});
+  Tensor cw = to_cpu(s, w), cm = to_cpu(s, m);
+  cpu_->sgd_update(p, cw, ca, cm);
+  EXPECT_TRUE(close(from_gpu(vw), from_cpu(cw), DType::f32));
+  EXPECT_TRUE(close(from_gpu(vm), from_cpu(cm), DType::f32));
+}
+
 TEST_F(CudaEltwiseTest, ElementwiseOpsMatchCpu) {
   // 2*16*5*5 = 800 elements: a whole number of 16-byte vectors in every dtype, plus an odd
   // shape that leaves a tail.
