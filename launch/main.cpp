@@ -24,7 +24,7 @@ constexpr const char* kUsage =
     "  step   --checkpoint FILE --input X.h5 --output Y.h5 [--lr LR] [--momentum M]\n"
     "         [--weight-decay WD] [--nesterov] [--label-smoothing S] [--threads T]\n"
     "         [--precision fp32|bf16] [--relu-outputs]\n"
-    "  info   --model NAME [--input CxHxW] [--classes N] [--json]\n"
+    "  info   --model NAME [--input CxHxW] [--classes N] [--json] | --devices [--json]\n"
     "  bench  --model NAME [--input CxHxW] [--batch B] [--threads T] [--device cpu|cuda]\n"
     "         [--precision fp32|bf16|fp16] [--data-parallel] [--json]\n"
     "  bench  --allreduce [--model NAME]   (under mpirun) gradient all-reduce bandwidth\n"

@@ -59,7 +59,7 @@ def versions(logs):
     lines = p.read_text(errors="replace").splitlines() if p.exists() else []
     info = {}
     for line in lines:
-        m = re.match(r"^(cpu_isa|cuda_driver|cuda_runtime|cudnn|cublas|nccl|gpus|gpu\d+)\s+(.*)$", line)
+        m = re.match(r"^(cpu_isa|cuda|cuda_driver|cuda_runtime|cudnn|cublas|nccl|gpus|gpu\d+)\s+(.*)$", line)
         if m:
             info[m.group(1)] = m.group(2)
     smi = next((l for l in lines if "," in l and not re.match(r"^\w+\s{2,}", l)), "")
@@ -149,8 +149,8 @@ def main():
     lines = [f"gpu_check {mode}: {len(steps)} steps in {wall} s, limits summing to "
              f"{sum(s['limit_s'] for s in steps)} s",
              f"  gpu: {smi or '? (nvidia-smi gave nothing)'}",
-             "  runtime: " + ", ".join(f"{k} {info[k]}" for k in ("cuda_driver", "cudnn", "cublas", "nccl")
-                                       if k in info)]
+             "  runtime: " + ", ".join(f"{k} {info[k]}" for k in ("cuda", "cuda_driver", "cudnn", "cublas",
+                                                                  "nccl") if k in info)]
     ok = True
     test_steps = [s for s in steps if s["name"] in ("core_cuda", "launch_cuda", "distributed_nccl")]
     if test_steps:
