@@ -82,14 +82,31 @@ bool mpi_finalized() {
   return finalized != 0;
 }
 
+// What a launcher says before MPI can: whether one started this process as a rank of a job (a
+// plain run must not start MPI: a singleton MPI_Init is slow, and fails where no network is
+// configured), and how many ranks Open MPI's job has (an MCA parameter read at MPI_Init depends
+// on it). The one place that reads launchers' variables (Open MPI's mpirun, and PMI / PMIx for
+// Slurm's srun and others); after MPI_Init everything asks MPI, or the rank environment.
+struct LaunchHints {
+  bool launched = false;
+  int open_mpi_ranks = 0;  // 0: not Open MPI's mpirun
+};
+LaunchHints launch_hints() {
+  LaunchHints h;
+  const char* ompi = std::getenv("OMPI_COMM_WORLD_SIZE");
+  h.open_mpi_ranks = ompi ? std::atoi(ompi) : 0;
+  h.launched = ompi || std::getenv("PMI_SIZE") || std::getenv("PMIX_RANK");
+  return h;
+}
+
 // Open MPI's non-blocking all-reduce (coll/libnbc) runs every message on fewer than 4 ranks as a
 // binomial reduce + broadcast, which moves the whole gradient bucket through one rank: at 2
 // ranks a 97.5 MiB all-reduce took 113 ms against 47 ms for MPI_Allreduce. The ring algorithm
 // matches MPI_Allreduce there (libnbc picks it itself for large messages from 4 ranks on). The
 // choice is an MCA parameter read at MPI_Init; a user's own setting is kept.
 void prefer_ring_all_reduce() {
-  const char* size = std::getenv("OMPI_COMM_WORLD_SIZE");
-  if (size && std::atoi(size) < 4)
+  const int ranks = launch_hints().open_mpi_ranks;
+  if (ranks > 0 && ranks < 4)
     setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", /*overwrite=*/0);
 }
 
@@ -151,6 +168,7 @@ class MpiCommunicator final : public Communicator {
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  std::vector<int> world_ranks() const override { return world_ranks_; }
 
   std::unique_ptr<Request> all_reduce_sum_async(float* data, size_t count) override {
     RN_CHECK(count <= static_cast<size_t>(INT32_MAX),
@@ -232,6 +250,16 @@ class MpiCommunicator final : public Communicator {
   void init() {
     RN_MPI_CHECK(MPI_Comm_rank(comm_.get(), &rank_));
     RN_MPI_CHECK(MPI_Comm_size(comm_.get(), &size_));
+    // Local: translating ranks between groups needs no other rank.
+    MPI_Group mine, world;
+    RN_MPI_CHECK(MPI_Comm_group(comm_.get(), &mine));
+    RN_MPI_CHECK(MPI_Comm_group(MPI_COMM_WORLD, &world));
+    std::vector<int> ranks(static_cast<size_t>(size_));
+    for (int r = 0; r < size_; ++r) ranks[r] = r;
+    world_ranks_.resize(ranks.size());
+    RN_MPI_CHECK(MPI_Group_translate_ranks(mine, size_, ranks.data(), world, world_ranks_.data()));
+    MPI_Group_free(&mine);
+    MPI_Group_free(&world);
   }
   struct PendingSend {
     MpiRequest request;
@@ -261,6 +289,7 @@ class MpiCommunicator final : public Communicator {
   MpiSession session_;
   MpiComm comm_;
   int rank_ = 0, size_ = 1;
+  std::vector<int> world_ranks_;  // the job rank of each of its ranks
   std::unique_ptr<std::vector<char>> scratch_;
   std::list<PendingSend> sends_;  // a list: an MPI request's buffer must not move
 };
@@ -357,9 +386,7 @@ std::unique_ptr<Communicator> make_mpi_communicator() {
 std::unique_ptr<Communicator> make_communicator() {
   int initialized = 0;
   MPI_Initialized(&initialized);
-  bool launched = std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr ||
-                  std::getenv("PMI_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr;
-  if (initialized || launched) return make_mpi_communicator();
+  if (initialized || launch_hints().launched) return make_mpi_communicator();
   return std::make_unique<SingleProcessCommunicator>();
 }
 

@@ -46,6 +46,9 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  // The job rank (MPI_COMM_WORLD's) of each of its ranks, in its rank order: a rank group's
+  // place in the job, from which its node layout follows (RankEnvironment::layout_of).
+  virtual std::vector<int> world_ranks() const = 0;
   // Sums `data` in place across ranks; `data` must stay alive until the request completes.
   virtual std::unique_ptr<Request> all_reduce_sum_async(float* data, size_t count) = 0;
   // The blocking collectives below throw CollectiveTimeout, naming `what`, when they wait longer
@@ -111,6 +114,7 @@ class SingleProcessCommunicator final : public Communicator {
  public:
   int rank() const override { return 0; }
   int size() const override { return 1; }
+  std::vector<int> world_ranks() const override { return {0}; }
   std::unique_ptr<Request> all_reduce_sum_async(float* data, size_t count) override;
   void broadcast(void* data, size_t bytes, int root) override {}
   void barrier() override {}
@@ -130,8 +134,8 @@ class SingleProcessCommunicator final : public Communicator {
 // the thread that created it: Open MPI is used at its default thread level.
 std::unique_ptr<Communicator> make_mpi_communicator();
 
-// MPI when launched by mpirun (OMPI_COMM_WORLD_SIZE / PMI_SIZE set) or when MPI is already
-// initialised; otherwise a single-process communicator.
+// MPI when a launcher started this process (mpirun, srun: their variables say so) or when MPI is
+// already initialised; otherwise a single-process communicator.
 std::unique_ptr<Communicator> make_communicator();
 
 // Ends every rank of the job (MPI_Abort) when MPI is running with more than one rank, so that

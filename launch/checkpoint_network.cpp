@@ -25,10 +25,6 @@ int dim_of(const io::CheckpointSummary& s, const std::string& path, const std::s
 
 }  // namespace
 
-int default_threads(int requested) {
-  return requested > 0 ? requested : default_threads_per_rank();
-}
-
 CheckpointNetwork load_checkpoint_network(const std::string& path, int threads, bool with_momentum,
                                           distributed::Communicator& comm) {
   const CheckpointData data = load_checkpoint(path, comm);

@@ -24,9 +24,6 @@ struct CheckpointNetwork {
 CheckpointNetwork load_checkpoint_network(const std::string& path, int threads, bool with_momentum,
                                           distributed::Communicator& comm);
 
-// `--threads T`, or this node's cores divided by the ranks on it.
-int default_threads(int requested);
-
 // /images of `in` as a host tensor N x C x H x W, checked against the network's input channels.
 Tensor read_images(const io::ArrayReader& in, const std::string& path, int channels);
 // /labels of `in`: N integers in [0, classes), as a host i32 tensor.

@@ -86,25 +86,26 @@ double peak_rss_mib() {
 
 }  // namespace
 
-int run_bench(const std::vector<std::string>& argv, distributed::Communicator& comm) {
+int run_bench(const std::vector<std::string>& argv, const Job& job) {
+  distributed::Communicator& comm = job.comm;
   Args args(argv, FlagSpec{{"model", "input", "batch", "threads", "device", "warmup", "iters",
                             "classes", "precision", "bucket-kib", "first-bucket-kib", "max-mib"},
                            {},
                            {"json", "train-only", "infer-only", "allreduce", "data-parallel",
                             "peak", "sweep"}});
-  if (args.flag("allreduce")) return run_allreduce_bench(args, comm);
-  if (args.flag("peak")) return run_peak_bench(args);
+  if (args.flag("allreduce")) return run_allreduce_bench(args, job);
+  if (args.flag("peak")) return run_peak_bench(args, job);
   const std::string name = args.required("model");
   const DefaultInput d = input_from_args(args, name);
   const int batch = args.get_int("batch", 16), warmup = args.get_int("warmup", 3),
             iters = args.get_int("iters", 10);
-  const int threads = args.get_int("threads", default_threads_per_rank());
+  const int threads = args.get_int("threads", job.env.threads);
   if (batch < 1 || warmup < 0 || iters < 1 || threads < 1)
     RN_FAIL("--batch, --iters and --threads must be positive, --warmup >= 0");
   const std::string dev = args.get("device", "cpu");
   if (dev != "cpu" && dev != "cuda") RN_FAIL("--device must be cpu or cuda, got '" << dev << "'");
   const std::string precision = args.get("precision", "fp32");
-  const Device device{dev == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0};
+  const Device device = job.env.device(dev == "cuda" ? DeviceKind::cuda : DeviceKind::cpu);
   const DType compute = checked_precision(precision, device, "--precision");
   auto backend = make_backend(device, threads);
   auto net = models::build_model(*backend, models::model_spec(name, d.channels, d.classes), 0);

@@ -49,8 +49,8 @@ int run_allreduce_sweep(const Args& args, distributed::Communicator& comm) {
   std::vector<float> buf((static_cast<size_t>(max_mib) << 20) / sizeof(float), 1.f);
   for (size_t bytes = 4 << 10; bytes <= static_cast<size_t>(max_mib) << 20; bytes *= 4) {
     const size_t floats = bytes / sizeof(float);
-    const double s = median_seconds(
-        comm, warmup, iters, [&] { comm.all_reduce_sum_async(buf.data(), floats)->wait(); });
+    const double s = median_seconds(comm, warmup, iters,
+                                    [&] { comm.all_reduce_sum_async(buf.data(), floats)->wait(); });
     if (comm.rank() == 0)
       std::printf("{\"ranks\": %d, \"bytes\": %zu, \"seconds\": %.7f, \"gb_per_s\": %.4f}\n",
                   comm.size(), bytes, s, static_cast<double>(bytes) / s / 1e9);
@@ -58,7 +58,8 @@ int run_allreduce_sweep(const Args& args, distributed::Communicator& comm) {
   return 0;
 }
 
-int run_allreduce_bench(const Args& args, distributed::Communicator& comm) {
+int run_allreduce_bench(const Args& args, const Job& job) {
+  distributed::Communicator& comm = job.comm;
   if (args.flag("sweep")) return run_allreduce_sweep(args, comm);
   const std::string name = args.get("model", "resnet50");
   const DefaultInput d = input_from_args(args, name);

@@ -12,8 +12,8 @@
 
 namespace rn::launch {
 
-int run_peak_bench(const Args& args) {
-  const int threads = args.get_int("threads", default_threads_per_rank());
+int run_peak_bench(const Args& args, const Job& job) {
+  const int threads = args.get_int("threads", job.env.threads);
   const int iters = args.get_int("iters", 10), warmup = args.get_int("warmup", 3);
   if (threads < 1 || iters < 1 || warmup < 0)
     RN_FAIL("--threads and --iters must be positive, --warmup >= 0");

@@ -84,7 +84,8 @@ int run_inspect(const std::vector<std::string>& argv) {
   return 0;
 }
 
-int run_init(const std::vector<std::string>& argv, distributed::Communicator& comm) {
+int run_init(const std::vector<std::string>& argv, const Job& job) {
+  distributed::Communicator& comm = job.comm;
   Args args(argv, FlagSpec{{"model", "classes", "in-channels", "seed", "output"}, {}, {}});
   const std::string name = args.required("model");
   const std::string output = args.required("output");
@@ -123,7 +124,7 @@ int run_init(const std::vector<std::string>& argv, distributed::Communicator& co
 
 }  // namespace
 
-int run_ckpt(const std::vector<std::string>& argv, distributed::Communicator& comm) {
+int run_ckpt(const std::vector<std::string>& argv, const Job& job) {
   const std::string usage =
       "usage: resnet ckpt inspect FILE [--json] | resnet ckpt init --model NAME [--classes N] "
       "[--in-channels C] --seed S --output FILE | resnet ckpt bench [--model NAME] [--dir DIR] "
@@ -131,8 +132,8 @@ int run_ckpt(const std::vector<std::string>& argv, distributed::Communicator& co
   if (argv.empty()) RN_FAIL(usage);
   const std::vector<std::string> rest(argv.begin() + 1, argv.end());
   if (argv[0] == "inspect") return run_inspect(rest);
-  if (argv[0] == "init") return run_init(rest, comm);
-  if (argv[0] == "bench") return run_ckpt_bench(rest, comm);
+  if (argv[0] == "init") return run_init(rest, job);
+  if (argv[0] == "bench") return run_ckpt_bench(rest, job);
   RN_FAIL("unknown ckpt command '" << argv[0] << "'; " << usage);
 }
 

@@ -28,7 +28,8 @@ bool drop_caches() {
   return static_cast<bool>(f << "3\n" << std::flush);
 }
 
-int run_ckpt_bench(const std::vector<std::string>& argv, distributed::Communicator& comm) {
+int run_ckpt_bench(const std::vector<std::string>& argv, const Job& job) {
+  distributed::Communicator& comm = job.comm;
   Args args(argv, FlagSpec{{"model", "dir", "repeat"}, {}, {"json", "drop-caches"}});
   const std::string name = args.get("model", "resnet50");
   const std::string dir = args.get("dir", ".");

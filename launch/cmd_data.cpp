@@ -11,8 +11,8 @@
 #include "io/array_file.h"
 #include "io/image_folder.h"
 #include "io/packed.h"
-#include "io/sampler.h"
 #include "io/sample_set.h"
+#include "io/sampler.h"
 #include "launch/args.h"
 #include "launch/commands.h"
 #include "launch/logging.h"
@@ -24,16 +24,18 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-int data_pack(const std::vector<std::string>& argv) {
-  Args args(argv, FlagSpec{{"from", "to", "resize-shorter", "quality", "threads"}, {},
+int data_pack(const std::vector<std::string>& argv, const distributed::RankEnvironment& env) {
+  Args args(argv, FlagSpec{{"from", "to", "resize-shorter", "quality", "threads"},
+                           {},
                            {"stop-on-bad", "verbose"}});
   init_logging(0, args.flag("verbose"));
   io::PackOptions o;
   o.resize_shorter = args.get_int("resize-shorter", 0);
   o.quality = args.get_int("quality", 90);
-  o.threads = args.get_int("threads", static_cast<int>(std::thread::hardware_concurrency()));
+  o.threads = args.get_int("threads", env.cpus);
   o.stop_on_bad = args.flag("stop-on-bad");
-  if (o.resize_shorter < 0) RN_FAIL("--resize-shorter must be 0 (keep) or more, got " << o.resize_shorter);
+  if (o.resize_shorter < 0)
+    RN_FAIL("--resize-shorter must be 0 (keep) or more, got " << o.resize_shorter);
   if (o.quality < 1 || o.quality > 100) RN_FAIL("--quality must be in 1..100, got " << o.quality);
   if (args.has("quality") && o.resize_shorter == 0)
     RN_FAIL("--quality applies to re-encoded images: give --resize-shorter too");
@@ -127,7 +129,8 @@ int data_bench(const std::vector<std::string>& argv) {
   if (threads < 1 || seconds < 1 || crop < 1 || batch < 1)
     RN_FAIL("--threads, --seconds, --crop and --batch must be positive");
   if (order_name != "shuffled" && order_name != "sequential")
-    RN_FAIL("--order must be shuffled (as training reads) or sequential, got '" << order_name << "'");
+    RN_FAIL("--order must be shuffled (as training reads) or sequential, got '" << order_name
+                                                                                << "'");
   const TransformChoice tc = transform_choice(transform, crop, /*allow_read=*/true);
   const auto src = open_source(from);
   const int64_t n = src->size();
@@ -139,7 +142,8 @@ int data_bench(const std::vector<std::string>& argv) {
   imagenet_affine(mul, add);
   // A cold read passes over every sample once; a warm one loops for --seconds.
   const bool cold = args.flag("drop-caches");
-  if (cold && !drop_caches()) RN_FAIL("--drop-caches: cannot write /proc/sys/vm/drop_caches (root only)");
+  if (cold && !drop_caches())
+    RN_FAIL("--drop-caches: cannot write /proc/sys/vm/drop_caches (root only)");
   std::atomic<int64_t> next{0}, done{0}, bad{0}, bytes{0};
   const double t0 = now_s();
   const double deadline = t0 + seconds;
@@ -194,12 +198,12 @@ int data_bench(const std::vector<std::string>& argv) {
         cold ? "true" : "false", static_cast<long long>(done.load()),
         static_cast<long long>(bad.load()), s, ips, ips / threads, bytes / s / 1e6, calls);
   } else {
-    std::printf("data bench %s (%s, %s order, %d thread(s)%s): %lld images in %.2f s, %.1f img/s, "
-                "%.1f per thread, %.1f MB/s read in %lld read calls%s\n",
-                from.c_str(), transform.c_str(), order_name.c_str(), threads,
-                cold ? ", cold page cache" : "", static_cast<long long>(done.load()), s, ips,
-                ips / threads, bytes / s / 1e6, calls,
-                bad ? str_cat(", ", bad.load(), " bad").c_str() : "");
+    std::printf(
+        "data bench %s (%s, %s order, %d thread(s)%s): %lld images in %.2f s, %.1f img/s, "
+        "%.1f per thread, %.1f MB/s read in %lld read calls%s\n",
+        from.c_str(), transform.c_str(), order_name.c_str(), threads,
+        cold ? ", cold page cache" : "", static_cast<long long>(done.load()), s, ips, ips / threads,
+        bytes / s / 1e6, calls, bad ? str_cat(", ", bad.load(), " bad").c_str() : "");
   }
   return 0;
 }
@@ -250,7 +254,8 @@ int data_list(const std::vector<std::string>& argv) {
   Args args(argv, FlagSpec{{"from"}, {}, {}});
   const auto src = open_source(args.required("from"));
   const auto& classes = src->class_names();
-  for (size_t c = 0; c < classes.size(); ++c) std::printf("# class %zu\t%s\n", c, classes[c].c_str());
+  for (size_t c = 0; c < classes.size(); ++c)
+    std::printf("# class %zu\t%s\n", c, classes[c].c_str());
   if (const auto* folder = dynamic_cast<const io::FolderSource*>(src.get()))
     for (const auto& e : folder->listing().empty_classes) std::printf("# empty\t%s\n", e.c_str());
   for (int64_t i = 0; i < src->size(); ++i)
@@ -260,17 +265,18 @@ int data_list(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-int run_data(const std::vector<std::string>& argv) {
+int run_data(const std::vector<std::string>& argv, const Job& job) {
   const std::string usage =
       "usage: resnet data pack --from DIR --to FILE.h5 [--resize-shorter N] [--quality Q] "
       "[--threads T] [--stop-on-bad] | inspect FILE.h5 | bench --from DIR|FILE.h5 [--transform "
-      "torchvision|resnet|eval|eval10|read] [--threads T] [--batch B] [--order shuffled|sequential] "
+      "torchvision|resnet|eval|eval10|read] [--threads T] [--batch B] [--order "
+      "shuffled|sequential] "
       "[--seconds S] [--drop-caches] [--json] | "
       "dump --from DIR|FILE.h5 --to OUT.h5 [--transform eval|eval10|torchvision|resnet] "
       "[--count N] | list --from DIR|FILE.h5";
   if (argv.empty()) RN_FAIL(usage);
   const std::vector<std::string> rest(argv.begin() + 1, argv.end());
-  if (argv[0] == "pack") return data_pack(rest);
+  if (argv[0] == "pack") return data_pack(rest, job.env);
   if (argv[0] == "inspect") return data_inspect(rest);
   if (argv[0] == "bench") return data_bench(rest);
   if (argv[0] == "dump") return data_dump(rest);

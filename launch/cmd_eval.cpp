@@ -48,7 +48,8 @@ std::vector<double> parse_weights(const std::string& text, size_t count) {
 
 }  // namespace
 
-int run_eval(const std::vector<std::string>& argv, distributed::Communicator& comm) {
+int run_eval(const std::vector<std::string>& argv, const Job& job) {
+  distributed::Communicator& comm = job.comm;
   Args args(argv, FlagSpec{{"config", "crops", "precision", "weights"},
                            {"checkpoint", "set"},
                            {"json", "verbose"}});
@@ -75,10 +76,8 @@ int run_eval(const std::vector<std::string>& argv, distributed::Communicator& co
       .crops = crops,
       .precision = args.has("precision") ? args.get("precision") : cfg.train.precision,
       .precision_source =
-          args.has("precision") ? "--precision" : cfg.source + ": 'train.precision'",
-      .threads = cfg.train.threads > 0 ? cfg.train.threads : default_threads_per_rank(),
-      .device_index = cfg.train.device == "cuda" ? distributed::local_rank() : 0};
-  const EnsembleScores s = evaluate_ensemble(cfg, models, options, comm);
+          args.has("precision") ? "--precision" : cfg.source + ": 'train.precision'"};
+  const EnsembleScores s = evaluate_ensemble(cfg, models, options, comm, job.env);
   if (comm.rank() != 0) return 0;
   if (args.flag("json")) {
     std::printf("%s\n", scores_json(s).c_str());

@@ -13,7 +13,8 @@
 
 namespace rn::launch {
 
-int run_infer(const std::vector<std::string>& argv, distributed::Communicator& comm) {
+int run_infer(const std::vector<std::string>& argv, const Job& job) {
+  distributed::Communicator& comm = job.comm;
   Args args(argv,
             FlagSpec{{"checkpoint", "input", "output", "batch", "threads", "precision"}, {}, {}});
   const std::string ckpt = args.required("checkpoint");
@@ -21,7 +22,7 @@ int run_infer(const std::vector<std::string>& argv, distributed::Communicator& c
   const std::string output = args.required("output");
   const int batch = args.get_int("batch", 64);
   if (batch < 1) RN_FAIL("--batch must be at least 1, got " << batch);
-  const int threads = default_threads(args.get_int("threads", 0));
+  const int threads = job.env.threads_or(args.get_int("threads", 0));
   const DType compute = checked_precision(args.get("precision", "fp32"), Device{}, "--precision");
   // Every rank reads the checkpoint (a collective read); rank 0 alone computes and writes.
   CheckpointNetwork cn = load_checkpoint_network(ckpt, threads, /*with_momentum=*/false, comm);

@@ -1,5 +1,5 @@
-// `resnet info`: parameters, multiply-adds and depth of a named network; and the defaults the
-// subcommands share (input size, threads per rank).
+// `resnet info`: parameters, multiply-adds and depth of a named network, or (--devices) what this
+// rank runs on; and the default input size the subcommands share.
 #include <cstdio>
 #include <iostream>
 
@@ -31,16 +31,10 @@ DefaultInput input_from_args(const Args& args, const std::string& model) {
   return d;
 }
 
-int default_threads_per_rank() {
-  // The CPUs this rank may use and the ranks on its node as MPI sees them, whichever launcher
-  // started them (mpirun binds each of up to 2 ranks to one core; srun and taskset give sets).
-  return distributed::cpu_threads_per_rank();
-}
-
 // `info --devices`: the CPU's ISA as oneDNN runs it, and what this process loads of CUDA, cuDNN,
 // cuBLAS and NCCL at run time (the libraries found on this machine, not the headers of the build).
-int run_devices_info(bool json) {
-  std::vector<std::pair<std::string, std::string>> lines{{"cpu_isa", cpu_isa_name()}};
+int run_devices_info(bool json, const distributed::RankEnvironment& env) {
+  std::vector<std::pair<std::string, std::string>> lines{{"cpu_isa", env.cpu_isa}};
   for (auto& l : cuda_runtime_report()) lines.push_back(l);
   lines.emplace_back("nccl", distributed::nccl_runtime_version());
   if (json) {
@@ -55,12 +49,12 @@ int run_devices_info(bool json) {
   return 0;
 }
 
-int run_info(const std::vector<std::string>& argv) {
+int run_info(const std::vector<std::string>& argv, const Job& job) {
   Args args(argv, FlagSpec{{"model", "input", "classes", "config"}, {"set"}, {"json", "devices"}});
   if (args.flag("devices")) {
     if (args.has("model") || args.has("config"))
       RN_FAIL("give either --devices or a network (--model NAME or --config FILE), not both");
-    return run_devices_info(args.flag("json"));
+    return run_devices_info(args.flag("json"), job.env);
   }
   std::string name;
   DefaultInput d;
@@ -96,7 +90,7 @@ int run_info(const std::vector<std::string>& argv) {
       std::cout << (i ? ", " : "") << "\"" << key << "\": \"" << models::spec_field(spec, key)
                 << "\"";
     }
-    std::cout << "}, \"cpu_isa\": \"" << cpu_isa_name()
+    std::cout << "}, \"cpu_isa\": \"" << job.env.cpu_isa
               << "\", \"cpu_bf16\": " << (bf16_why.empty() ? "true" : "false") << "}\n";
   } else {
     std::cout << "model          " << name << "\n"
@@ -110,7 +104,7 @@ int run_info(const std::vector<std::string>& argv) {
     for (const auto& key : models::spec_fields())
       std::cout << " " << key << "=" << models::spec_field(spec, key);
     std::cout << "\n"
-              << "cpu            oneDNN runs " << cpu_isa_name() << "; bf16 "
+              << "cpu            oneDNN runs " << job.env.cpu_isa << "; bf16 "
               << (bf16_why.empty() ? "available" : bf16_why) << "\n";
   }
   return 0;

@@ -46,7 +46,8 @@ void write_tensor(io::ArrayWriter& out, Backend& be, const std::string& name, co
 
 }  // namespace
 
-int run_step(const std::vector<std::string>& argv, distributed::Communicator& comm) {
+int run_step(const std::vector<std::string>& argv, const Job& job) {
+  distributed::Communicator& comm = job.comm;
   Args args(argv, FlagSpec{{"checkpoint", "input", "output", "lr", "momentum", "weight-decay",
                             "label-smoothing", "threads", "precision"},
                            {},
@@ -62,7 +63,7 @@ int run_step(const std::vector<std::string>& argv, distributed::Communicator& co
   const double smoothing = number(args, "label-smoothing", 0.0);
   if (lr < 0 || opt.momentum < 0 || opt.weight_decay < 0 || smoothing < 0 || smoothing >= 1)
     RN_FAIL("--lr, --momentum and --weight-decay must be >= 0, --label-smoothing in [0, 1)");
-  const int threads = default_threads(args.get_int("threads", 0));
+  const int threads = job.env.threads_or(args.get_int("threads", 0));
   const DType compute = checked_precision(args.get("precision", "fp32"), Device{}, "--precision");
   // The momentum buffers come from the checkpoint too: the update continues a run.
   CheckpointNetwork cn = load_checkpoint_network(ckpt, threads, /*with_momentum=*/true, comm);

@@ -33,15 +33,16 @@ int report_ensemble(const Config& cfg, const EnsembleResult& r) {
 
 }  // namespace
 
-int run_train(const std::vector<std::string>& argv, distributed::Communicator& comm) {
+int run_train(const std::vector<std::string>& argv, const Job& job) {
+  distributed::Communicator& comm = job.comm;
   Args args(argv, FlagSpec{{"config", "resume"}, {"set"}, {"verbose"}});
   init_logging(comm.rank(), args.flag("verbose"));
   const Config cfg = load_config(args.required("config"), args.all("set"));
   if (!cfg.ensemble.members.empty()) {
-    const EnsembleResult r = train_ensemble(cfg, comm, args.get("resume"));
+    const EnsembleResult r = train_ensemble(cfg, comm, job.env, args.get("resume"));
     return comm.rank() == 0 ? report_ensemble(cfg, r) : 0;
   }
-  const TrainResult r = train(cfg, comm, args.get("resume"));
+  const TrainResult r = train(cfg, comm, job.env, args.get("resume"));
   if (comm.rank() != 0) return 0;
   if (r.preempted) {
     std::printf("stopped by signal after %lld steps: checkpoint %s\n",

@@ -72,7 +72,8 @@ std::unique_ptr<io::EncodedSource> limited(std::unique_ptr<io::EncodedSource> sr
 // receives it: a million files are walked once per job, not once per rank.
 io::FolderListing shared_listing(const Config& cfg, const std::string& root,
                                  const std::string& split, distributed::Communicator& comm,
-                                 bool use_cache) {
+                                 const DataOptions& opt) {
+  const bool use_cache = opt.cache_listing;
   std::vector<uint8_t> bytes;
   std::string error;
   if (comm.rank() == 0) {
@@ -82,8 +83,7 @@ io::FolderListing shared_listing(const Config& cfg, const std::string& root,
       bool cached = false;
       if (use_cache) cached = io::load_cached_listing(cache.string(), root, l);
       if (!cached) {
-        const int threads = std::max(4, static_cast<int>(std::thread::hardware_concurrency()));
-        l = io::list_image_folder(root, threads);
+        l = io::list_image_folder(root, opt.list_threads);
         if (use_cache) {
           std::error_code ec;
           fs::create_directories(cache.parent_path(), ec);
@@ -114,14 +114,15 @@ io::FolderListing shared_listing(const Config& cfg, const std::string& root,
 }
 
 std::unique_ptr<io::EncodedSource> encoded_source(const Config& cfg, const std::string& split,
-                                                  distributed::Communicator& comm, bool cache) {
+                                                  distributed::Communicator& comm,
+                                                  const DataOptions& opt) {
   const DataConfig& d = cfg.data;
   if (d.kind == "packed") {
     const std::string file = (fs::path(d.root) / (split + ".h5")).string();
     return std::make_unique<io::PackedSource>(file);
   }
   const std::string root = (fs::path(d.root) / split).string();
-  io::FolderListing l = shared_listing(cfg, root, split, comm, cache);
+  io::FolderListing l = shared_listing(cfg, root, split, comm, opt);
   if (!l.empty_classes.empty()) {
     if (d.on_bad_sample == "error")
       RN_FAIL(cfg.source << ": image folder '" << root << "': class folder '"
@@ -182,11 +183,11 @@ DataSplits load_data(const Config& cfg, distributed::Communicator& comm, const D
     o.seed = cfg.train.seed;
     o.train = true;
     d.train = std::make_unique<io::EncodedSet>(
-        limited(encoded_source(cfg, "train", comm, opt.cache_listing), dc.train_limit), o);
+        limited(encoded_source(cfg, "train", comm, opt), dc.train_limit), o);
     o.train = false;
     o.eval.views = opt.eval_views;
     d.test = std::make_unique<io::EncodedSet>(
-        limited(encoded_source(cfg, "val", comm, opt.cache_listing), dc.test_limit), o);
+        limited(encoded_source(cfg, "val", comm, opt), dc.test_limit), o);
     if (d.test->num_classes() != d.train->num_classes())
       RN_FAIL(cfg.source << ": data.root '" << dc.root << "': train has " << d.train->num_classes()
                          << " classes, val " << d.test->num_classes()

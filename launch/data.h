@@ -21,6 +21,7 @@ struct DataSplits {
 struct DataOptions {
   int eval_views = 1;         // 10: the test split gives ten crops of each sample
   bool cache_listing = true;  // image_folder: keep the file list in run_dir/data/
+  int list_threads = 4;       // image_folder: threads that list it (waiting on the disk mostly)
 };
 
 // Reads (or lists) both splits and checks them against the model. Collective over `comm`.

@@ -237,20 +237,20 @@ void announce(const Config& cfg, const std::vector<Config>& members,
 // (after its checkpoint), leaving the rest unstarted.
 bool train_group(const Config& cfg, const std::vector<Config>& members,
                  const distributed::RankGroups& plan, int g, distributed::Communicator& group,
-                 const std::string& resume, const TrainerOptions& base, EnsembleProgress& progress,
-                 const StopSignals& signals) {
+                 const std::string& resume, const distributed::RankEnvironment& env,
+                 EnsembleProgress& progress, const StopSignals& signals) {
   for (int m : plan.members_of_group[g]) {
     progress.poll_signals();
     if (stop_requested(signals, group)) return false;
     const std::string& name = cfg.ensemble.members[m].name;
     set_log_member(name);
     progress.state(m, "training");
-    TrainerOptions options = base;
+    TrainerOptions options;
     options.signals = &signals;
     options.on_progress = [&progress, m](const TrainProgress& p) { progress.update(m, p); };
     TrainResult r;
     try {
-      r = train(members[m], group, resume, options);
+      r = train(members[m], group, env, resume, options);
     } catch (const std::exception& e) {
       RN_FAIL("ensemble member '" << name << "' (" << plan.describe_ranks(g) << "): " << e.what());
     }
@@ -265,24 +265,20 @@ bool train_group(const Config& cfg, const std::vector<Config>& members,
 }  // namespace
 
 EnsembleResult train_ensemble(const Config& cfg, distributed::Communicator& world,
-                              const std::string& resume) {
+                              const distributed::RankEnvironment& env, const std::string& resume) {
   const auto t_start = Clock::now();
   if (!resume.empty() && resume != "auto")
     RN_FAIL("--resume " << resume << ": an ensemble resumes with --resume auto (each member "
                         << "from the newest checkpoint in run_dir/<member>/checkpoints)");
   const std::vector<Config> members = member_configs(cfg);
   const distributed::RankGroups plan = plan_ensemble(cfg, members, world.size());
-  // Facts about this node, found once by every rank of the job together.
-  const TrainerOptions base{
-      .device_index = cfg.train.device == "cuda" ? distributed::local_rank() : 0,
-      .default_threads = default_threads_per_rank()};
   if (world.rank() == 0) announce(cfg, members, plan, world.size());
   const int g = plan.group_of_rank(world.rank());
   auto group = distributed::split_into_group(world, plan);
   set_console_to_job_lines(true);
   StopSignals signals;
   EnsembleProgress progress(world, cfg, plan, group->rank() == 0, signals);
-  const bool finished = train_group(cfg, members, plan, g, *group, resume, base, progress, signals);
+  const bool finished = train_group(cfg, members, plan, g, *group, resume, env, progress, signals);
   progress.group_finished(g);
   progress.wait_for_groups();
   // The groups end at their own pace: this meeting waits for the slowest without a time limit
@@ -294,13 +290,10 @@ EnsembleResult train_ensemble(const Config& cfg, distributed::Communicator& worl
   set_console_to_job_lines(false);
   EnsembleResult result{.preempted = any_stopped, .stopped = progress.stopped()};
   if (!any_stopped) {
-    const ScoreOptions options{
-        .crops = {1, 10},
-        .precision = cfg.train.precision,
-        .precision_source = cfg.source + ": 'train.precision'",
-        .threads = cfg.train.threads > 0 ? cfg.train.threads : base.default_threads,
-        .device_index = base.device_index};
-    result.scores = evaluate_ensemble(cfg, member_checkpoints(cfg, world), options, world);
+    const ScoreOptions options{.crops = {1, 10},
+                               .precision = cfg.train.precision,
+                               .precision_source = cfg.source + ": 'train.precision'"};
+    result.scores = evaluate_ensemble(cfg, member_checkpoints(cfg, world), options, world, env);
     result.evaluated = true;
     if (world.rank() == 0)
       write_text(std::filesystem::path(cfg.run_dir) / "ensemble.json",

@@ -8,6 +8,7 @@
 
 #include "core/tensor.h"
 #include "distributed/communicator.h"
+#include "distributed/rank_environment.h"
 #include "distributed/rank_groups.h"
 #include "launch/config.h"
 #include "launch/ensemble_eval.h"
@@ -35,6 +36,6 @@ distributed::RankGroups plan_ensemble(const Config& cfg, const std::vector<Confi
 // own newest checkpoint; a member that finished is not trained again). Then scores each member
 // and the ensemble with 1 and 10 crops, and rank 0 writes run_dir/ensemble.json.
 EnsembleResult train_ensemble(const Config& cfg, distributed::Communicator& world,
-                              const std::string& resume);
+                              const distributed::RankEnvironment& env, const std::string& resume);
 
 }  // namespace rn::launch

@@ -57,14 +57,14 @@ struct Members {
   std::vector<std::unique_ptr<models::Network>> nets;
 };
 
-Device device_of(const Config& cfg, const ScoreOptions& o) {
-  return cfg.train.device == "cuda" ? Device{DeviceKind::cuda, o.device_index} : Device{};
+Device device_of(const Config& cfg, const distributed::RankEnvironment& env) {
+  return env.device(cfg.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu);
 }
 
 Members load_members(const Config& cfg, const std::vector<EnsembleModel>& models,
-                     const ScoreOptions& o, distributed::Communicator& comm) {
+                     const distributed::RankEnvironment& env, distributed::Communicator& comm) {
   Members m;
-  m.backend = make_backend(device_of(cfg, o), o.threads);
+  m.backend = make_backend(device_of(cfg, env), env.threads_or(cfg.train.threads));
   for (const auto& model : models) {
     const io::CheckpointSummary s = io::read_checkpoint_summary(model.checkpoint);
     models::ModelSpec spec;
@@ -82,10 +82,11 @@ Members load_members(const Config& cfg, const std::vector<EnsembleModel>& models
 
 // One pass over the test split with `crops` views of each sample.
 CropScores score(const Config& cfg, Members& members, const std::vector<EnsembleModel>& models,
-                 int crops, DType compute, distributed::Communicator& comm) {
+                 int crops, DType compute, distributed::Communicator& comm, int list_threads) {
   // No file-list cache: the run directory may belong to a job still running.
-  const DataSplits data =
-      load_data(cfg, comm, DataOptions{.eval_views = crops, .cache_listing = false});
+  const DataSplits data = load_data(
+      cfg, comm,
+      DataOptions{.eval_views = crops, .cache_listing = false, .list_threads = list_threads});
   io::DistributedSampler sampler(data.test->size(), 0, /*shuffle=*/false, comm.rank(), comm.size(),
                                  /*wrap=*/false);
   io::LoaderOptions lo = loader_options(cfg, /*train=*/false);
@@ -140,13 +141,15 @@ std::string fraction(int64_t count, int64_t samples) {
 }  // namespace
 
 EnsembleScores evaluate_ensemble(const Config& cfg, const std::vector<EnsembleModel>& models,
-                                 const ScoreOptions& options, distributed::Communicator& comm) {
+                                 const ScoreOptions& options, distributed::Communicator& comm,
+                                 const distributed::RankEnvironment& env) {
   RN_CHECK(!models.empty(), "evaluate_ensemble of no model");
   const DType compute =
-      checked_precision(options.precision, device_of(cfg, options), options.precision_source);
-  Members members = load_members(cfg, models, options, comm);
+      checked_precision(options.precision, device_of(cfg, env), options.precision_source);
+  Members members = load_members(cfg, models, env, comm);
   EnsembleScores s{.models = models};
-  for (int c : options.crops) s.by_crops.push_back(score(cfg, members, models, c, compute, comm));
+  for (int c : options.crops)
+    s.by_crops.push_back(score(cfg, members, models, c, compute, comm, std::max(4, env.cpus)));
   return s;
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "distributed/communicator.h"
+#include "distributed/rank_environment.h"
 #include "launch/config.h"
 
 namespace rn::launch {
@@ -33,15 +34,15 @@ struct ScoreOptions {
   std::vector<int> crops{1};       // view counts to score: 1 and/or 10
   std::string precision = "fp32";  // the activations' (the weights stay f32)
   std::string precision_source;    // the flag or config field it came from, for messages
-  int threads = 1;                 // CPU threads per rank
-  int device_index = 0;  // this rank's GPU (its place on its node), with train.device cuda
 };
 
 // Scores `models` on the test split of `cfg` with each view count of `options.crops`, every test
 // sample once across the ranks of `comm` (collective). Each model is built as its checkpoint
-// names it, with cfg's input channels and classes, on cfg's train.device.
+// names it, with cfg's input channels and classes, on cfg's train.device (this rank's GPU, its
+// train.threads or the environment's).
 EnsembleScores evaluate_ensemble(const Config& cfg, const std::vector<EnsembleModel>& models,
-                                 const ScoreOptions& options, distributed::Communicator& comm);
+                                 const ScoreOptions& options, distributed::Communicator& comm,
+                                 const distributed::RankEnvironment& env);
 
 // A table: one row per model and one for the ensemble, top-1 and top-5 for each view count.
 std::string scores_table(const EnsembleScores& s);

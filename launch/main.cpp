@@ -7,6 +7,7 @@
 
 #include "core/check.h"
 #include "distributed/communicator.h"
+#include "distributed/rank_environment.h"
 #include "launch/commands.h"
 
 namespace {
@@ -52,28 +53,18 @@ int main(int argc, char** argv) {
   // Declared outside the try: MPI must still be running when the error is handled.
   std::unique_ptr<rn::distributed::Communicator> comm;
   try {
-    if (cmd == "info") return rn::launch::run_info(rest);
-    if (cmd == "data") return rn::launch::run_data(rest);
-    if (cmd == "bench") {
+    using Command = int (*)(const std::vector<std::string>&, const rn::launch::Job&);
+    const std::vector<std::pair<std::string, Command>> commands{
+        {"train", rn::launch::run_train}, {"eval", rn::launch::run_eval},
+        {"info", rn::launch::run_info},   {"bench", rn::launch::run_bench},
+        {"ckpt", rn::launch::run_ckpt},   {"infer", rn::launch::run_infer},
+        {"step", rn::launch::run_step},   {"data", rn::launch::run_data}};
+    for (const auto& [name, run] : commands) {
+      if (name != cmd) continue;
+      // MPI when a launcher started this process; then the facts about this rank, once.
       comm = rn::distributed::make_communicator();
-      return rn::launch::run_bench(rest, *comm);
-    }
-    if (cmd == "train") {
-      comm = rn::distributed::make_communicator();
-      return rn::launch::run_train(rest, *comm);
-    }
-    if (cmd == "eval") {
-      comm = rn::distributed::make_communicator();
-      return rn::launch::run_eval(rest, *comm);
-    }
-    if (cmd == "ckpt") {
-      comm = rn::distributed::make_communicator();
-      return rn::launch::run_ckpt(rest, *comm);
-    }
-    if (cmd == "infer" || cmd == "step") {
-      comm = rn::distributed::make_communicator();
-      return cmd == "infer" ? rn::launch::run_infer(rest, *comm)
-                            : rn::launch::run_step(rest, *comm);
+      const rn::distributed::RankEnvironment env = rn::distributed::make_rank_environment(*comm);
+      return run(rest, rn::launch::Job{*comm, env});
     }
     std::cerr << "resnet: unknown command '" << cmd << "'\n" << kUsage;
     return 2;

@@ -88,9 +88,11 @@ EvalResult evaluate(StepRunner& runner, const io::SampleSet& data, const Config&
   return r;
 }
 
-Trainer::Trainer(const Config& cfg, distributed::Communicator& comm, TrainerOptions options)
+Trainer::Trainer(const Config& cfg, distributed::Communicator& comm,
+                 const distributed::RankEnvironment& env, TrainerOptions options)
     : cfg_(cfg),
       comm_(comm),
+      env_(env),
       options_(std::move(options)),
       rank_(comm.rank()),
       world_(comm.size()),
@@ -143,16 +145,11 @@ void Trainer::prepare_run_dir() {
 // Data, backend, model (every replica from rank 0's weights), step runner, gradient bucketer,
 // sampler, loader and LR schedule.
 void Trainer::build() {
-  data_ = load_data(cfg_, comm_);
+  data_ = load_data(cfg_, comm_, DataOptions{.list_threads = std::max(4, env_.cpus)});
   const bool on_gpu = cfg_.train.device == "cuda";
-  int threads = cfg_.train.threads;
-  if (threads == 0)
-    threads = options_.default_threads > 0 ? options_.default_threads : default_threads_per_rank();
   // One GPU per rank, by the rank's place on its node.
-  int device = 0;
-  if (on_gpu)
-    device = options_.device_index >= 0 ? options_.device_index : distributed::local_rank();
-  backend_ = make_backend(Device{on_gpu ? DeviceKind::cuda : DeviceKind::cpu, device}, threads);
+  backend_ = make_backend(env_.device(on_gpu ? DeviceKind::cuda : DeviceKind::cpu),
+                          env_.threads_or(cfg_.train.threads));
   // GPU buffers are summed and broadcast by NCCL; MPI keeps the host-side collectives.
   if (on_gpu && world_ > 1) nccl_ = distributed::make_nccl_communicator(comm_, *backend_);
   distributed::Communicator& device_comm = nccl_ ? *nccl_ : comm_;
@@ -166,7 +163,7 @@ void Trainer::build() {
   // bf16 / fp16 activations with f32 master weights (where the device has them: checked above).
   if (compute_ != DType::f32) runner_->set_precision(compute_);
   if (world_ > 1) {
-    nodes_ = distributed::node_layout(comm_);
+    nodes_ = env_.layout_of(comm_.world_ranks());
     const auto mib = [](double m) { return static_cast<size_t>(m * (1 << 20)); };
     bucketer_ = std::make_unique<distributed::GradientBucketer>(
         *backend_, device_comm, net_->parameters(), mib(cfg_.distributed.bucket_mib),
@@ -202,8 +199,7 @@ void Trainer::log_setup() const {
                << " M multiply-adds per image; backend " << backend_->name();
   if (world_ > 1)
     RN_LOG(info) << "data-parallel: " << world_ << " ranks on " << nodes_.describe() << ", "
-                 << bucketer_->num_buckets()
-                 << " gradient bucket(s), batch norm "
+                 << bucketer_->num_buckets() << " gradient bucket(s), batch norm "
                  << (cfg_.distributed.sync_bn ? "over the global batch (sync_bn)" : "per rank")
                  << ", collective timeout "
                  << (cfg_.distributed.timeout_s > 0 ? str_cat(cfg_.distributed.timeout_s, " s")
@@ -451,9 +447,10 @@ void Trainer::finish_epoch(int epoch, EpochSums& sums, double epoch_train_s) {
   }
 }
 
-TrainResult train(const Config& cfg, distributed::Communicator& comm, const std::string& resume,
+TrainResult train(const Config& cfg, distributed::Communicator& comm,
+                  const distributed::RankEnvironment& env, const std::string& resume,
                   TrainerOptions options) {
-  Trainer trainer(cfg, comm, std::move(options));
+  Trainer trainer(cfg, comm, env, std::move(options));
   return trainer.run(resume);
 }
 

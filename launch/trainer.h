@@ -13,6 +13,7 @@
 #include "distributed/communicator.h"
 #include "distributed/gradient_bucketer.h"
 #include "distributed/nccl_communicator.h"
+#include "distributed/rank_environment.h"
 #include "io/loader.h"
 #include "io/sample_set.h"
 #include "launch/checkpointing.h"
@@ -53,11 +54,6 @@ struct TrainProgress {
 
 // What the code that runs a trainer decides for it.
 struct TrainerOptions {
-  // Facts about this rank's node, decided once for the whole job: finding them is collective
-  // over every rank of the job, which one rank group must not do alone. Negative: the trainer
-  // finds them itself (a single-model job, whose communicator is the whole job).
-  int device_index = -1;     // the GPU of this rank: its place on its node
-  int default_threads = -1;  // CPU threads when train.threads is 0
   // SIGTERM / SIGUSR1 watch; nullptr: the trainer watches for itself while it runs.
   const StopSignals* signals = nullptr;
   // Called on every rank after each step, at each progress line and after each evaluation.
@@ -70,10 +66,12 @@ EvalResult evaluate(StepRunner& runner, const io::SampleSet& data, const Config&
                     distributed::Communicator& comm);
 
 // Trains one replica per rank of `comm` (gradients averaged); the group's rank 0 writes the run
-// directory's files. Construction checks the config, reads the data and builds the model.
+// directory's files. Construction checks the config, reads the data and builds the model. `env`
+// is this rank's environment in the job (its threads, its GPU, where the ranks run).
 class Trainer {
  public:
-  Trainer(const Config& cfg, distributed::Communicator& comm, TrainerOptions options = {});
+  Trainer(const Config& cfg, distributed::Communicator& comm,
+          const distributed::RankEnvironment& env, TrainerOptions options = {});
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;
@@ -110,6 +108,7 @@ class Trainer {
 
   const Config cfg_;
   distributed::Communicator& comm_;
+  const distributed::RankEnvironment& env_;
   const TrainerOptions options_;
   const int rank_, world_;
   const bool lead_;
@@ -138,6 +137,7 @@ class Trainer {
 
 // A Trainer of `cfg` on `comm`, run once: `resnet train` of a single model.
 TrainResult train(const Config& cfg, distributed::Communicator& comm,
-                  const std::string& resume = "", TrainerOptions options = {});
+                  const distributed::RankEnvironment& env, const std::string& resume = "",
+                  TrainerOptions options = {});
 
 }  // namespace rn::launch

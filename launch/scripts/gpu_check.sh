@@ -50,7 +50,7 @@ versions_steps=(
 tests_steps=(
   "core_cuda|75|core_tests --gtest_filter=*Cuda* --gtest_output=xml:\$LOGS/core_cuda.xml"
   "launch_cuda|70|launch_tests --gtest_filter=*Cuda* --gtest_output=xml:\$LOGS/launch_cuda.xml"
-  "distributed_nccl|25|NCCL_DEBUG=WARN distributed_tests --gtest_filter=*Nccl*:LocalRank* --gtest_output=xml:\$LOGS/distributed_nccl.xml"
+  "distributed_nccl|25|NCCL_DEBUG=WARN distributed_tests --gtest_filter=*Nccl*:RankEnvironment* --gtest_output=xml:\$LOGS/distributed_nccl.xml"
 )
 bench_common="--input 3x224x224 --classes 1000 --batch 256 --device cuda --warmup 3 --iters 15 --train-only --json"
 # The peer runs with the machine's own library path (PyTorch's cuDNN, cuBLAS and NCCL), not the

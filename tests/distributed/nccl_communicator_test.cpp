@@ -1,6 +1,6 @@
-// NcclCommunicator: all-reduce and broadcast of GPU buffers, host buffers handed to MPI, and the
-// local rank that picks each rank's GPU. NCCL needs one GPU per rank, so the NCCL cases run in
-// the one-rank run (every rank skips alike in the others) and only where a GPU is usable.
+// NcclCommunicator: all-reduce and broadcast of GPU buffers, and host buffers handed to MPI. NCCL
+// needs one GPU per rank, so the NCCL cases run in the one-rank run (every rank skips alike in
+// the others) and only where a GPU is usable.
 #include "distributed/nccl_communicator.h"
 
 #include <gtest/gtest.h>
@@ -10,20 +10,10 @@
 
 #include "core/check.h"
 #include "distributed/gradient_bucketer.h"
+#include "distributed/rank_environment.h"
 
 namespace rn::distributed {
 namespace {
-
-TEST(LocalRank, IsARankOfThisNode) {
-  auto comm = make_communicator();
-  const int local = local_rank();
-  EXPECT_GE(local, 0);
-  EXPECT_LT(local, comm->size());
-  // All ranks of these tests run on one machine: the node's ranks are the world's.
-  if (comm->size() > 1) {
-    EXPECT_EQ(local, comm->rank());
-  }
-}
 
 class NcclTest : public ::testing::Test {
  protected:
@@ -31,7 +21,7 @@ class NcclTest : public ::testing::Test {
     comm_ = make_communicator();
     if (comm_->size() > 1) GTEST_SKIP() << "NCCL needs a GPU per rank; covered by the 1-rank run";
     if (!cuda_available()) GTEST_SKIP() << "no usable CUDA GPU";
-    backend_ = make_cuda_backend(local_rank());
+    backend_ = make_cuda_backend(make_rank_environment(*comm_).gpu_index);
     nccl_ = make_nccl_communicator(*comm_, *backend_);
   }
 

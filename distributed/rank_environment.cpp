@@ -1,0 +1,124 @@
+// The rank environment: this rank's place on its node, its CPUs and the job's nodes, found once
+// with MPI_Comm_split_type and sched_getaffinity, whichever launcher started the ranks.
+#include "distributed/rank_environment.h"
+
+#include <mpi.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include "core/backend/backend.h"
+#include "core/check.h"
+#include "distributed/mpi_comm.h"
+
+namespace rn::distributed {
+
+namespace {
+
+// The ranks of `comm` on this node: ranks that can share memory, whatever the launcher said.
+class NodeComm {
+ public:
+  explicit NodeComm(MPI_Comm comm) {
+    RN_MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &comm_));
+  }
+  ~NodeComm() { MPI_Comm_free(&comm_); }
+  NodeComm(const NodeComm&) = delete;
+  NodeComm& operator=(const NodeComm&) = delete;
+  MPI_Comm get() const { return comm_; }
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+};
+
+// The CPUs this process may run on (what taskset, cgroups, Slurm or mpirun's binding left it).
+cpu_set_t own_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) {
+    // No CPU set to read: every CPU the system reports.
+    const unsigned n = std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned c = 0; c < n && c < CPU_SETSIZE; ++c) CPU_SET(c, &set);
+  }
+  return set;
+}
+
+// This rank's CPUs shared among the ranks of its node whose CPU sets overlap them.
+int threads_on_node(const cpu_set_t& mine, MPI_Comm node, int ranks_on_node) {
+  std::vector<cpu_set_t> all(static_cast<size_t>(ranks_on_node));
+  RN_MPI_CHECK(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, node));
+  int sharing = 0;
+  for (cpu_set_t& other : all) {
+    cpu_set_t both;
+    CPU_AND(&both, &mine, &other);
+    sharing += CPU_COUNT(&both) > 0;
+  }
+  return std::max(1, CPU_COUNT(&mine) / std::max(1, sharing));
+}
+
+}  // namespace
+
+RankEnvironment make_rank_environment(const Communicator& world) {
+  RankEnvironment env;
+  env.rank = world.rank();
+  env.size = world.size();
+  env.cpu_isa = cpu_isa_name();
+  const cpu_set_t mine = own_cpus();
+  env.cpus = env.threads = std::max(1, CPU_COUNT(&mine));
+  const MPI_Comm comm = mpi_comm(world);
+  if (comm == MPI_COMM_NULL) return env;  // one process without MPI: one node, every CPU
+
+  const NodeComm node(comm);
+  RN_MPI_CHECK(MPI_Comm_rank(node.get(), &env.local_rank));
+  RN_MPI_CHECK(MPI_Comm_size(node.get(), &env.ranks_on_node));
+  env.gpu_index = env.local_rank;
+  env.threads = threads_on_node(mine, node.get(), env.ranks_on_node);
+  // Each rank's node, named by the lowest job rank on it; nodes numbered in that order.
+  int leader = env.rank;
+  RN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &leader, 1, MPI_INT, MPI_MIN, node.get()));
+  std::vector<int> leaders(static_cast<size_t>(env.size));
+  RN_MPI_CHECK(MPI_Allgather(&leader, 1, MPI_INT, leaders.data(), 1, MPI_INT, comm));
+  std::map<int, int> index;  // leader -> node, in order of the leaders
+  for (int l : leaders) index.emplace(l, 0);
+  int n = 0;
+  for (auto& [l, i] : index) i = n++;
+  env.node_of_rank.clear();
+  for (int l : leaders) env.node_of_rank.push_back(index[l]);
+  std::vector<int> all(static_cast<size_t>(env.size));
+  for (int r = 0; r < env.size; ++r) all[r] = r;
+  env.nodes = env.layout_of(all);
+  return env;
+}
+
+NodeLayout RankEnvironment::layout_of(const std::vector<int>& world_ranks) const {
+  // Nodes in the order of their lowest rank among `world_ranks`.
+  std::vector<int> order, count;
+  for (int r : world_ranks) {
+    RN_CHECK(r >= 0 && r < static_cast<int>(node_of_rank.size()),
+             "[environment] rank " << r << " is not a rank of this job of " << node_of_rank.size());
+    const int node = node_of_rank[r];
+    const auto it = std::find(order.begin(), order.end(), node);
+    if (it == order.end()) {
+      order.push_back(node);
+      count.push_back(1);
+    } else {
+      ++count[it - order.begin()];
+    }
+  }
+  NodeLayout layout;
+  layout.nodes = static_cast<int>(order.size());
+  layout.ranks_per_node = count;
+  return layout;
+}
+
+std::string NodeLayout::describe() const {
+  if (nodes == 1) return "1 node";
+  std::string counts;
+  for (size_t i = 0; i < ranks_per_node.size(); ++i)
+    counts += (i ? " + " : "") + std::to_string(ranks_per_node[i]);
+  return std::to_string(nodes) + " nodes (" + counts + " ranks)";
+}
+
+}  // namespace rn::distributed
