@@ -150,6 +150,7 @@ class MpiComm {
   MpiComm(const MpiComm&) = delete;
   MpiComm& operator=(const MpiComm&) = delete;
   MPI_Comm get() const { return comm_; }
+  const MPI_Comm* address() const { return &comm_; }
 
  private:
   MPI_Comm comm_ = MPI_COMM_NULL;
@@ -214,7 +215,7 @@ class MpiCommunicator final : public Communicator {
     std::memcpy(data, buf, count * sizeof(double));
   }
   using Communicator::all_reduce_sum;
-  MPI_Comm handle() const { return comm_.get(); }
+  const void* mpi_handle() const override { return comm_.address(); }
 
   std::unique_ptr<Communicator> split(int color, int key) override {
     auto child = std::make_unique<MpiCommunicator>(comm_.get(), color, key);
@@ -407,9 +408,9 @@ void abort_job(int code) {
   MPI_Abort(MPI_COMM_WORLD, code);
 }
 
-MPI_Comm mpi_comm(const Communicator& comm) {
-  const auto* mpi = dynamic_cast<const MpiCommunicator*>(&comm);
-  return mpi ? mpi->handle() : MPI_COMM_NULL;
+MPI_Comm mpi_comm(const Collective& comm) {
+  const void* handle = comm.mpi_handle();
+  return handle ? *static_cast<const MPI_Comm*>(handle) : MPI_COMM_NULL;
 }
 
 namespace {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "core/collective.h"
 
 namespace rn::distributed {
 
@@ -41,23 +42,19 @@ class Request {
   virtual void order() {}
 };
 
-class Communicator {
+// The collectives of data-parallel training: rn::Collective's (rank, size, broadcast, barrier,
+// all-gather, sum), which the rest of the project sees, and the ones only training needs.
+class Communicator : public Collective {
  public:
-  virtual ~Communicator() = default;
-  virtual int rank() const = 0;
-  virtual int size() const = 0;
   // The job rank (MPI_COMM_WORLD's) of each of its ranks, in its rank order: a rank group's
   // place in the job, from which its node layout follows (RankEnvironment::layout_of).
   virtual std::vector<int> world_ranks() const = 0;
   // Sums `data` in place across ranks; `data` must stay alive until the request completes.
   virtual std::unique_ptr<Request> all_reduce_sum_async(float* data, size_t count) = 0;
-  // The blocking collectives below throw CollectiveTimeout, naming `what`, when they wait longer
-  // than timeout_s() (the stall watchdog).
-  virtual void broadcast(void* data, size_t bytes, int root) = 0;
-  virtual void barrier() = 0;
-  // Every rank's `value`, in rank order.
-  virtual std::vector<uint64_t> all_gather(uint64_t value) = 0;
-  virtual void all_reduce_sum(double* data, size_t count) = 0;
+  // The blocking collectives (broadcast, barrier, all_gather, all_reduce_sum) throw
+  // CollectiveTimeout, naming what waited, when they wait longer than timeout_s() (the stall
+  // watchdog).
+  using Collective::all_reduce_sum;
   double all_reduce_sum(double v) {
     all_reduce_sum(&v, 1);
     return v;

@@ -110,6 +110,7 @@ class NcclCommunicator final : public Communicator {
   int rank() const override { return host_.rank(); }
   int size() const override { return host_.size(); }
   std::vector<int> world_ranks() const override { return host_.world_ranks(); }
+  const void* mpi_handle() const override { return host_.mpi_handle(); }
 
   std::unique_ptr<Request> all_reduce_sum_async(float* data, size_t count) override {
     if (!on_device(data)) return host_.all_reduce_sum_async(data, count);

@@ -48,7 +48,8 @@ cpu_set_t own_cpus() {
 // This rank's CPUs shared among the ranks of its node whose CPU sets overlap them.
 int threads_on_node(const cpu_set_t& mine, MPI_Comm node, int ranks_on_node) {
   std::vector<cpu_set_t> all(static_cast<size_t>(ranks_on_node));
-  RN_MPI_CHECK(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, node));
+  RN_MPI_CHECK(
+      MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, node));
   int sharing = 0;
   for (cpu_set_t& other : all) {
     cpu_set_t both;

@@ -44,7 +44,7 @@ class ArrayReader {
   std::string path_;
   H5Id file_;
   size_t child_read_bytes_;
-  bool unchecked_ = false;  // HDF5's original format: metadata without checksums
+  bool unchecked_ = false;                // HDF5's original format: metadata without checksums
   mutable std::set<std::string> probed_;  // the datasets whose metadata a child has read
 };
 

@@ -2,14 +2,14 @@
 // rank writing the datasets assigned to it; read back with per-dataset CRC-32 verification.
 #pragma once
 
-#include <mpi.h>
-
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "core/collective.h"
 
 namespace rn::io {
 
@@ -48,13 +48,20 @@ inline constexpr int kCheckpointFormatVersion = 1;
 // or writes one stretch of the file; every rank computes the same answer.
 std::vector<int> assign_runs_by_bytes(const std::vector<size_t>& bytes, int world_size);
 
+struct CheckpointWriteOptions {
+  // Tests: holds the file half-written this long after the datasets' bytes, so that a test can
+  // stop or kill a rank inside a write.
+  int pause_after_data_ms = 0;
+};
+
 // Writes `path` as `path.tmp` and renames it once every rank has finished and the file is on
-// disk. `comm` is the job's communicator (every rank calls with the same header and entries, in
-// the same order), or MPI_COMM_NULL for a single process without MPI. A failure on any rank
+// disk. `comm` holds the ranks that write it together (every rank calls with the same header and
+// entries, in the same order; a single process is a collective of one). A failure on any rank
 // throws on every rank with that rank's message; the temporary file is removed and whatever
 // already stood at `path` is untouched.
 void write_checkpoint(const std::string& path, const CheckpointHeader& header,
-                      const std::vector<CheckpointEntry>& entries, MPI_Comm comm);
+                      const std::vector<CheckpointEntry>& entries, Collective& comm,
+                      const CheckpointWriteOptions& options = {});
 
 // A dataset's bytes. The allocator leaves new elements uninitialised: the read overwrites them
 // at once, and zeroing hundreds of megabytes first would cost a tenth of the read.
@@ -102,18 +109,25 @@ struct CheckpointSummary {
 // Throws one line naming the file for a missing, non-HDF5, truncated or foreign file.
 CheckpointSummary read_checkpoint_summary(const std::string& path);
 
-// Every dataset's bytes, each verified against its stored CRC-32 (a mismatch names the dataset
-// and the file). With a communicator, each rank reads and verifies its share (a consecutive run
-// of the file); ranks on one machine then read the rest too, ranks on several broadcast their
-// shares; an error on one rank is thrown on every rank with the same message.
-// `summary`, when given, receives the file's attributes and dataset list.
-// Where `place` returns a pointer (to d.bytes writable bytes) for a dataset, its bytes land there
-// instead, on every rank, and the map leaves it out: a tensor read straight into its final home
-// costs no fresh memory, whose page faults would cost as much as the disk.
 using Placement = std::function<char*(const DatasetInfo& d)>;
-std::map<std::string, Bytes> read_checkpoint(const std::string& path, MPI_Comm comm,
-                                             CheckpointSummary* summary = nullptr,
-                                             const Placement& place = {});
+struct CheckpointReadOptions {
+  // Whether every rank of the read runs on one machine (the rank environment knows): then each
+  // reads the others' shares too, through the shared page cache, instead of receiving them.
+  bool one_node = false;
+  // Receives the file's attributes and dataset list, when given.
+  CheckpointSummary* summary = nullptr;
+  // Where `place` returns a pointer (to d.bytes writable bytes) for a dataset, its bytes land
+  // there instead, on every rank, and the map leaves it out: a tensor read straight into its
+  // final home costs no fresh memory, whose page faults would cost as much as the disk.
+  Placement place;
+};
+
+// Every dataset's bytes, each verified against its stored CRC-32 (a mismatch names the dataset
+// and the file). Each rank of `comm` reads and verifies its share (a consecutive run of the
+// file); ranks on one machine then read the rest too, ranks on several broadcast their shares;
+// an error on one rank is thrown on every rank with the same message.
+std::map<std::string, Bytes> read_checkpoint(const std::string& path, Collective& comm,
+                                             const CheckpointReadOptions& options = {});
 
 // The datasets whose bytes do not match their checksum (empty when all do); one process.
 std::vector<std::string> verify_checkpoint(const std::string& path);

@@ -257,9 +257,9 @@ CheckpointSummary read_checkpoint_summary(const std::string& path) {
   return summarize(file.get(), path);
 }
 
-std::map<std::string, Bytes> read_checkpoint(const std::string& path, MPI_Comm comm,
-                                             CheckpointSummary* summary, const Placement& place) {
-  const Collective col(comm);
+std::map<std::string, Bytes> read_checkpoint(const std::string& path, Collective& col,
+                                             const CheckpointReadOptions& options) {
+  const Placement& place = options.place;
   std::string error;
   CheckpointSummary s;
   H5Id file;
@@ -269,10 +269,8 @@ std::map<std::string, Bytes> read_checkpoint(const std::string& path, MPI_Comm c
   } catch (const std::exception& e) {
     error = e.what();
   }
-  col.agree(error);
-  // A test hook makes ranks on one machine read as ranks on several do.
-  const bool one_node =
-      col.size() > 1 && col.one_node() && !std::getenv("RESNET_TEST_CHECKPOINT_BROADCAST");
+  agree(col, error);
+  const bool one_node = col.size() > 1 && options.one_node;
   // Ranks take consecutive stretches of the file: the raw datasets in file order, then the rest.
   std::vector<size_t> order(s.datasets.size());
   std::iota(order.begin(), order.end(), 0);
@@ -343,11 +341,12 @@ std::map<std::string, Bytes> read_checkpoint(const std::string& path, MPI_Comm c
   } catch (const std::exception& e) {
     error = e.what();
   }
-  col.agree(error);
+  agree(col, error);
   file.close();
   for (size_t i = 0; i < s.datasets.size(); ++i)
-    if (!(one_node && s.datasets[i].raw)) col.broadcast(home[i], s.datasets[i].bytes, owner[i]);
-  if (summary) *summary = std::move(s);
+    if (!(one_node && s.datasets[i].raw))
+      broadcast_bytes(col, home[i], s.datasets[i].bytes, owner[i]);
+  if (options.summary) *options.summary = std::move(s);
   return out;
 }
 

@@ -38,8 +38,7 @@ std::vector<std::string> cifar_files(const std::string& root, CifarKind kind, Sp
   // The archives unpack into a folder of their own; both it and the root itself are accepted.
   const std::string sub = kind == CifarKind::cifar10 ? "cifar-10-batches-bin" : "cifar-100-binary";
   fs::path dir = root;
-  if (!fs::exists(dir / names.front(), ec) && fs::exists(dir / sub / names.front(), ec))
-    dir /= sub;
+  if (!fs::exists(dir / names.front(), ec) && fs::exists(dir / sub / names.front(), ec)) dir /= sub;
   std::vector<std::string> files;
   for (const auto& n : names) {
     const fs::path p = dir / n;

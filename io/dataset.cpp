@@ -1,13 +1,29 @@
-// Normalisation statistics, truncation, and the per-sample crop / flip / normalise transform.
+// Normalisation statistics, the synthetic set, truncation, and the per-sample crop / flip /
+// normalise transform.
 #include "io/dataset.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include "core/check.h"
+#include "core/nn/init.h"
 #include "io/counter_rng.h"
 
 namespace rn::io {
+
+ImageSet synthetic_set(int channels, int height, int width, int classes, int64_t count,
+                       uint64_t seed) {
+  ImageSet s;
+  s.count = count;
+  s.channels = channels, s.height = height, s.width = width;
+  s.num_classes = classes;
+  nn::InitRng rng(seed);
+  s.pixels.resize(static_cast<size_t>(count) * s.sample_size());
+  for (auto& p : s.pixels) p = static_cast<uint8_t>(rng.next_u64() & 0xFF);
+  s.labels.resize(count);
+  for (auto& l : s.labels) l = static_cast<int32_t>(rng.next_u64() % classes);
+  return s;
+}
 
 Normalization compute_normalization(const ImageSet& data) {
   RN_CHECK(data.count > 0 && data.channels > 0, "[normalization] empty data set");

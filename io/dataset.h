@@ -32,6 +32,11 @@ struct AugmentDraw {
   bool flip = false;
 };
 
+// Random pixels and labels from `seed`: a stand-in data set of `count` samples for smoke tests
+// and benchmarks (the same on every machine).
+ImageSet synthetic_set(int channels, int height, int width, int classes, int64_t count,
+                       uint64_t seed);
+
 // Keeps only the first `limit` samples (0 or more than the set keeps all). `num_classes` stays
 // the full set's, so that a quick run on a few samples still sizes its classifier for every class.
 void keep_first(ImageSet& data, int64_t limit);

@@ -1,6 +1,7 @@
 // HDF5 attribute helpers, the checksum, and the MPI agreement steps of the checkpoint code.
 #include "io/hdf5_handle.h"
 
+#include <mpi.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -10,8 +11,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <csignal>
 #include <climits>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -43,8 +44,7 @@ int superblock_version(const std::string& path) {
   return -1;
 }
 
-bool probe_in_child(const std::string& path, const std::function<void()>& body,
-                    double limit_s) {
+bool probe_in_child(const std::string& path, const std::function<void()>& body, double limit_s) {
   std::fflush(nullptr);  // nothing buffered is written twice
   const pid_t pid = ::fork();
   if (pid < 0) return false;  // no child to spare: the caller reads the file as it is
@@ -104,7 +104,9 @@ bool read_in_child(const std::string& path, void* dst, size_t bytes,
   } unmap{shared, bytes};
   // As long as reading at 4 MiB/s takes, and a minute more.
   const double limit_s = kChildLimitS + static_cast<double>(bytes) / (4 << 20);
-  if (!probe_in_child(path, [&] { read(shared); }, limit_s)) return false;
+  if (!probe_in_child(
+          path, [&] { read(shared); }, limit_s))
+    return false;
   std::memcpy(dst, shared, bytes);
   return true;
 }
@@ -200,12 +202,6 @@ bool read_attribute(hid_t obj, const char* name, int64_t& value) {
   return true;
 }
 
-Collective::Collective(MPI_Comm comm) : comm_(comm) {
-  if (comm_ == MPI_COMM_NULL) return;
-  RN_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
-  RN_MPI_CHECK(MPI_Comm_size(comm_, &size_));
-}
-
 uint32_t crc_of(const void* data, size_t bytes) {
   uLong crc = crc32(0L, Z_NULL, 0);
   const auto* p = static_cast<const Bytef*>(data);
@@ -231,46 +227,46 @@ hid_t native_type(EntryType t) {
   return -1;
 }
 
-bool Collective::one_node() const {
-  if (comm_ == MPI_COMM_NULL) return true;
-  MPI_Comm node;
-  RN_MPI_CHECK(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
-  int n = 0;
-  MPI_Comm_size(node, &n);
-  MPI_Comm_free(&node);
-  return n == size_;
+void agree(Collective& comm, const std::string& error) {
+  if (comm.size() == 1) {
+    if (!error.empty()) throw Error(error);
+    return;
+  }
+  // The lowest rank with an error speaks for all.
+  const std::vector<uint64_t> flags =
+      comm.all_gather(error.empty() ? static_cast<uint64_t>(comm.size()) : comm.rank());
+  const int first = static_cast<int>(*std::min_element(flags.begin(), flags.end()));
+  if (first == comm.size()) return;
+  uint64_t len = error.size();
+  comm.broadcast(&len, sizeof(len), first);
+  std::string msg = comm.rank() == first ? error : std::string(len, '\0');
+  broadcast_bytes(comm, msg.data(), len, first);
+  throw Error(msg);
 }
 
-void Collective::broadcast(void* data, size_t bytes, int root) const {
-  if (comm_ == MPI_COMM_NULL) return;
+void broadcast_bytes(Collective& comm, void* data, size_t bytes, int root) {
+  if (comm.size() == 1) return;
   auto* p = static_cast<char*>(data);
-  while (bytes > 0) {  // MPI counts are ints
-    const int n = static_cast<int>(std::min<size_t>(bytes, INT_MAX / 2));
-    RN_MPI_CHECK(MPI_Bcast(p, n, MPI_BYTE, root, comm_));
+  while (bytes > 0) {
+    const size_t n = std::min<size_t>(bytes, size_t{1} << 30);
+    comm.broadcast(p, n, root);
     p += n, bytes -= n;
   }
 }
 
-void Collective::agree(const std::string& error) const {
-  if (comm_ == MPI_COMM_NULL) {
-    if (!error.empty()) throw Error(error);
-    return;
-  }
-  const int mine = error.empty() ? size_ : rank_;
-  int first = size_;
-  RN_MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm_));
-  if (first == size_) return;
-  uint64_t len = error.size();
-  broadcast(&len, sizeof(len), first);
-  std::string msg = rank_ == first ? error : std::string(len, '\0');
-  broadcast(msg.data(), len, first);
-  throw Error(msg);
+void merge_owned(Collective& comm, std::vector<uint32_t>& values) {
+  if (comm.size() == 1 || values.empty()) return;
+  // One owner per value: the sum is the owner's value, exact in a double.
+  std::vector<double> sums(values.begin(), values.end());
+  comm.all_reduce_sum(sums.data(), sums.size());
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<uint32_t>(sums[i]);
 }
 
-void Collective::bitwise_or(std::vector<uint32_t>& values) const {
-  if (comm_ == MPI_COMM_NULL || values.empty()) return;
-  RN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()),
-                             MPI_UINT32_T, MPI_BOR, comm_));
+void set_mpio_driver(hid_t fapl, const Collective& comm) {
+  const void* handle = comm.mpi_handle();
+  RN_CHECK(handle != nullptr,
+           "[checkpoint] " << comm.size() << " ranks write one file, but no MPI runs them");
+  RN_HDF5_CHECK(H5Pset_fapl_mpio(fapl, *static_cast<const MPI_Comm*>(handle), MPI_INFO_NULL));
 }
 
 }  // namespace rn::io

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <hdf5.h>
-#include <mpi.h>
 
 #include <cstdint>
 #include <functional>
@@ -106,22 +105,15 @@ void write_attribute(hid_t obj, const char* name, uint32_t value);
 bool read_attribute(hid_t obj, const char* name, std::string& value);
 bool read_attribute(hid_t obj, const char* name, int64_t& value);
 
-// The communicator's rank and size, and the steps of agreement; every call is collective.
-class Collective {
- public:
-  explicit Collective(MPI_Comm comm);
-  int rank() const { return rank_; }
-  int size() const { return size_; }
-  void broadcast(void* data, size_t bytes, int root) const;
-  // Throws on every rank when `error` is non-empty on any: the lowest such rank's message.
-  void agree(const std::string& error) const;
-  void bitwise_or(std::vector<uint32_t>& values) const;
-  // Whether every rank runs on this machine (collective).
-  bool one_node() const;
-
- private:
-  MPI_Comm comm_;
-  int rank_ = 0, size_ = 1;
-};
+// The steps of agreement of a collective write or read; every call is collective over `comm`.
+// Throws on every rank when `error` is non-empty on any: the lowest such rank's message.
+void agree(Collective& comm, const std::string& error);
+// `bytes` from `root` to every rank, in pieces of at most 1 GiB.
+void broadcast_bytes(Collective& comm, void* data, size_t bytes, int root);
+// Values that each rank filled only where it owns them (0 elsewhere), made whole on every rank.
+void merge_owned(Collective& comm, std::vector<uint32_t>& values);
+// Sets `fapl` to parallel HDF5's MPI-IO driver on the MPI communicator under `comm`: the adapter
+// between the project's collectives and HDF5, and the one place in io that sees MPI.
+void set_mpio_driver(hid_t fapl, const Collective& comm);
 
 }  // namespace rn::io

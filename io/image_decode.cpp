@@ -82,8 +82,8 @@ void cmyk_row_to_rgb(const uint8_t* in, int n, bool inverted, uint8_t* out) {
 // fail this; the rest are caught by libjpeg's end-of-data warning during a full decode.
 bool ends_with_eoi(const uint8_t* data, size_t size) {
   size_t n = size;
-  while (n > 2 && (data[n - 1] == 0 || data[n - 1] == '\n' || data[n - 1] == '\r' ||
-                   data[n - 1] == ' '))
+  while (n > 2 &&
+         (data[n - 1] == 0 || data[n - 1] == '\n' || data[n - 1] == '\r' || data[n - 1] == ' '))
     --n;
   return n >= 2 && data[n - 2] == 0xFF && data[n - 1] == 0xD9;
 }
@@ -98,11 +98,11 @@ bool jpeg_decode(Jpeg& j, const uint8_t* data, size_t size, const DecodeRequest&
   jpeg_read_header(&c, TRUE);
   const int W = static_cast<int>(c.image_width), H = static_cast<int>(c.image_height);
   const double bw = req.w > 0 ? req.w : W, bh = req.h > 0 ? req.h : H;
-  const int denom =
-      req.out_width > 0 ? dct_scale_denom(bw, bh, req.out_width, req.out_height) : 1;
+  const int denom = req.out_width > 0 ? dct_scale_denom(bw, bh, req.out_width, req.out_height) : 1;
   const bool cmyk = is_cmyk(c.jpeg_color_space);
-  c.out_color_space = cmyk ? JCS_CMYK : c.jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE
-                                                                            : JCS_RGB;
+  c.out_color_space = cmyk                                  ? JCS_CMYK
+                      : c.jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE
+                                                            : JCS_RGB;
   c.scale_num = 1;
   c.scale_denom = static_cast<unsigned>(denom);
   c.dct_method = JDCT_ISLOW;
@@ -142,12 +142,13 @@ bool jpeg_decode(Jpeg& j, const uint8_t* data, size_t size, const DecodeRequest&
   for (int y = 0; y < out.height; ++y) {
     JSAMPROW row = cmyk ? cmyk_row.data() : out.pixels.data() + stride * static_cast<size_t>(y);
     if (jpeg_read_scanlines(&c, &row, 1) != 1) {
-      std::snprintf(j.errors.message, sizeof j.errors.message, "no data for row %d of %d",
-                    y0 + y, sh);
+      std::snprintf(j.errors.message, sizeof j.errors.message, "no data for row %d of %d", y0 + y,
+                    sh);
       return false;
     }
-    if (cmyk) cmyk_row_to_rgb(cmyk_row.data(), ow, inverted,
-                              out.pixels.data() + stride * static_cast<size_t>(y));
+    if (cmyk)
+      cmyk_row_to_rgb(cmyk_row.data(), ow, inverted,
+                      out.pixels.data() + stride * static_cast<size_t>(y));
   }
   if (full_rows && y1 < sh) {
     // Reads on to the end, so that data stopping early is seen whatever rows the box needs.
@@ -180,8 +181,8 @@ void decode_png(const uint8_t* data, size_t size, DecodedImage& out) {
   const bool alpha = (img.format & PNG_FORMAT_FLAG_ALPHA) != 0;
   // With alpha, the 8-bit values are read as stored (not premultiplied) and the alpha channel
   // is dropped, as PIL's convert("RGB") does.
-  img.format = gray ? (alpha ? PNG_FORMAT_GA : PNG_FORMAT_GRAY)
-                    : (alpha ? PNG_FORMAT_RGBA : PNG_FORMAT_RGB);
+  img.format =
+      gray ? (alpha ? PNG_FORMAT_GA : PNG_FORMAT_GRAY) : (alpha ? PNG_FORMAT_RGBA : PNG_FORMAT_RGB);
   const int stored = (gray ? 1 : 3) + (alpha ? 1 : 0);
   out.channels = gray ? 1 : 3;
   out.width = out.scaled_width = out.original_width = static_cast<int>(img.width);

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -247,17 +248,55 @@ void save_cached_listing(const std::string& cache_path, const FolderListing& lis
   const std::string tmp = cache_path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    f.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
     if (!f) RN_FAIL("cannot write the file list cache '" << tmp << "'");
   }
   if (std::rename(tmp.c_str(), cache_path.c_str()) != 0)
     RN_FAIL("cannot write the file list cache '" << cache_path << "': " << std::strerror(errno));
 }
 
+FolderListing list_image_folder_once(Collective& comm, const std::string& root,
+                                     const std::string& cache, int threads, bool* from_cache) {
+  std::vector<uint8_t> bytes;
+  std::string error;
+  if (comm.rank() == 0) {
+    try {
+      FolderListing l;
+      const bool cached = !cache.empty() && load_cached_listing(cache, root, l);
+      if (!cached) {
+        l = list_image_folder(root, threads);
+        if (!cache.empty()) {
+          std::error_code ec;
+          std::filesystem::create_directories(std::filesystem::path(cache).parent_path(), ec);
+          save_cached_listing(cache, l);
+        }
+      }
+      if (from_cache) *from_cache = cached;
+      bytes = serialize(l);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+  }
+  // The outcome first, so that an error on rank 0 ends every rank with its message.
+  uint64_t size = error.empty() ? bytes.size() : 0;
+  uint64_t failed = error.empty() ? 0 : error.size();
+  comm.broadcast(&failed, sizeof failed, 0);
+  if (failed) {
+    error.resize(failed);
+    comm.broadcast(error.data(), failed, 0);
+    throw Error(error);
+  }
+  comm.broadcast(&size, sizeof size, 0);
+  bytes.resize(size);
+  comm.broadcast(bytes.data(), size, 0);
+  return deserialize_listing(bytes, "file list of " + root);
+}
+
 FolderSource::FolderSource(FolderListing listing) : listing_(std::move(listing)) {
-  RN_CHECK(listing_.files.size() == listing_.labels.size(),
-           "[folder] " << listing_.files.size() << " files, " << listing_.labels.size()
-                       << " labels");
+  RN_CHECK(
+      listing_.files.size() == listing_.labels.size(),
+      "[folder] " << listing_.files.size() << " files, " << listing_.labels.size() << " labels");
 }
 
 std::string FolderSource::path(int64_t index) const {
@@ -279,8 +318,8 @@ void read_whole_file(const std::string& path, std::vector<uint8_t>& bytes) {
   bytes.resize(static_cast<size_t>(st.st_size));
   size_t done = 0;
   while (done < bytes.size()) {
-    const ssize_t n = ::pread(fd, bytes.data() + done, bytes.size() - done,
-                              static_cast<off_t>(done));
+    const ssize_t n =
+        ::pread(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       const int err = errno;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/collective.h"
 #include "io/sample_set.h"
 
 namespace rn::io {
@@ -40,6 +41,15 @@ FolderListing deserialize_listing(const std::vector<uint8_t>& bytes, const std::
 bool load_cached_listing(const std::string& cache_path, const std::string& root,
                          FolderListing& listing);
 void save_cached_listing(const std::string& cache_path, const FolderListing& listing);
+
+// The listing of `root`, made once for every rank of `comm`: rank 0 lists it with `threads`
+// threads (or reads `cache` when that file holds root's listing, and writes it there when
+// `cache` is not empty and it did not) and broadcasts it, so that a million files are walked
+// once per job, not once per rank. An error on rank 0 is thrown on every rank. `from_cache`
+// (rank 0) says whether the cache served.
+FolderListing list_image_folder_once(Collective& comm, const std::string& root,
+                                     const std::string& cache, int threads,
+                                     bool* from_cache = nullptr);
 
 // The listing's files, read whole from disk.
 class FolderSource : public EncodedSource {

@@ -42,9 +42,8 @@ ImageView scaled_crop(int width, int height, double shorter, int side, double ox
 // AlexNet's PCA lighting with fb.resnet.torch's ImageNet eigenvalues and eigenvectors.
 std::array<float, 3> lighting_shift(CounterRng& rng, double std_dev) {
   static const double eigval[3] = {0.2175, 0.0188, 0.0045};
-  static const double eigvec[3][3] = {{-0.5675, 0.7192, 0.4009},
-                                      {-0.5808, -0.0045, -0.8140},
-                                      {-0.5836, -0.6948, 0.4203}};
+  static const double eigvec[3][3] = {
+      {-0.5675, 0.7192, 0.4009}, {-0.5808, -0.0045, -0.8140}, {-0.5836, -0.6948, 0.4203}};
   double alpha[3];
   for (double& a : alpha) a = normal(rng) * std_dev;
   std::array<float, 3> shift{};
@@ -67,10 +66,14 @@ Recipe parse_recipe(const std::string& name) {
 
 const char* recipe_name(Recipe r) {
   switch (r) {
-    case Recipe::none: return "none";
-    case Recipe::pad_crop: return "pad_crop";
-    case Recipe::resnet: return "resnet";
-    case Recipe::torchvision: return "torchvision";
+    case Recipe::none:
+      return "none";
+    case Recipe::pad_crop:
+      return "pad_crop";
+    case Recipe::resnet:
+      return "resnet";
+    case Recipe::torchvision:
+      return "torchvision";
   }
   return "?";
 }
@@ -83,13 +86,12 @@ ImageView draw_train_view(const ImageAugment& aug, int width, int height, uint64
   switch (aug.recipe) {
     case Recipe::none:
     case Recipe::pad_crop:
-      return eval_views(EvalTransform{.resize = aug.crop * 8 / 7, .crop = aug.crop}, width,
-                        height)
+      return eval_views(EvalTransform{.resize = aug.crop * 8 / 7, .crop = aug.crop}, width, height)
           .front();
     case Recipe::resnet: {
-      const int shorter = aug.shorter_min + static_cast<int>(rng.below(
-                                                static_cast<uint64_t>(aug.shorter_max -
-                                                                      aug.shorter_min + 1)));
+      const int shorter =
+          aug.shorter_min +
+          static_cast<int>(rng.below(static_cast<uint64_t>(aug.shorter_max - aug.shorter_min + 1)));
       const double ox = uniform(rng), oy = uniform(rng);
       v = scaled_crop(width, height, std::max(shorter, aug.crop), aug.crop, ox, oy);
       break;

@@ -23,10 +23,10 @@ const char* recipe_name(Recipe r);
 
 struct ImageAugment {
   Recipe recipe = Recipe::none;
-  int crop = 224;                                  // output side
-  double scale_min = 0.08, scale_max = 1.0;        // torchvision: fraction of the area
+  int crop = 224;                                       // output side
+  double scale_min = 0.08, scale_max = 1.0;             // torchvision: fraction of the area
   double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;  // torchvision: aspect ratio w / h
-  int shorter_min = 256, shorter_max = 480;        // resnet: the shorter side's range
+  int shorter_min = 256, shorter_max = 480;             // resnet: the shorter side's range
   bool hflip = true;
   double lighting = 0.0;  // AlexNet's PCA lighting: the std of its alphas (fb.resnet.torch 0.1)
 };
@@ -34,7 +34,7 @@ struct ImageAugment {
 struct EvalTransform {
   int resize = 256;  // shorter side
   int crop = 224;
-  int views = 1;     // 1: the centre crop; 10: corners and centre, and their mirror images
+  int views = 1;  // 1: the centre crop; 10: corners and centre, and their mirror images
 };
 
 // A box of the source image (in its pixels) resampled to the output, and what else is drawn.

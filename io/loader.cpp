@@ -121,9 +121,9 @@ int64_t Loader::make_sample(int64_t index, float* out, SampleScratch& scratch, i
         RN_FAIL("bad sample " << what << ", and so were the " << kTries - 1
                               << " substitutes drawn before it: is the data set readable?");
       // The substitute depends on (seed, epoch, index, attempt) only.
-      const uint64_t h = counter_hash(opts_.seed, RngStream::substitute,
-                                      static_cast<uint64_t>(epoch_),
-                                      static_cast<uint64_t>(index) * 64 + attempt);
+      const uint64_t h =
+          counter_hash(opts_.seed, RngStream::substitute, static_cast<uint64_t>(epoch_),
+                       static_cast<uint64_t>(index) * 64 + attempt);
       use = static_cast<int64_t>(h % static_cast<uint64_t>(data_.size()));
     }
   }

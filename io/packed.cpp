@@ -50,17 +50,18 @@ bool shrink(const std::vector<uint8_t>& in, int shorter, int quality, std::vecto
   const DecodedImage& img = s.image;
   std::vector<float> planes(3 * static_cast<size_t>(ow) * oh);
   const float mul[3] = {1, 1, 1}, add[3] = {0, 0, 0};
-  resample_box(img.pixels.data(), img.width, img.height, img.channels,
-               static_cast<size_t>(img.width) * img.channels, 0, 0, img.width, img.height,
-               ResampleOut{.width = ow, .height = oh, .mul = mul, .add = add,
-                           .planes = planes.data()},
-               s.resample);
+  resample_box(
+      img.pixels.data(), img.width, img.height, img.channels,
+      static_cast<size_t>(img.width) * img.channels, 0, 0, img.width, img.height,
+      ResampleOut{.width = ow, .height = oh, .mul = mul, .add = add, .planes = planes.data()},
+      s.resample);
   const int c = img.channels;
   const size_t plane = static_cast<size_t>(ow) * oh;
   std::vector<uint8_t> pixels(plane * c);
   for (size_t i = 0; i < plane; ++i)
     for (int k = 0; k < c; ++k)
-      pixels[i * c + k] = static_cast<uint8_t>(std::clamp(std::lround(planes[k * plane + i]), 0L, 255L));
+      pixels[i * c + k] =
+          static_cast<uint8_t>(std::clamp(std::lround(planes[k * plane + i]), 0L, 255L));
   out = encode_jpeg(pixels.data(), ow, oh, c, quality);
   return true;
 }
@@ -94,15 +95,16 @@ void write_blob(hid_t file, const char* name, const std::vector<uint8_t>& data) 
                                     H5P_DEFAULT, H5P_DEFAULT)),
            H5Dclose);
   if (n > 0)
-    RN_HDF5_CHECK(H5Dwrite(set.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()));
+    RN_HDF5_CHECK(
+        H5Dwrite(set.get(), H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()));
 }
 
 template <typename T>
 void write_array(hid_t file, const char* name, hid_t type, const std::vector<T>& data) {
   const hsize_t n = data.size();
   H5Id space(RN_HDF5_CHECK(H5Screate_simple(1, &n, nullptr)), H5Sclose);
-  H5Id set(RN_HDF5_CHECK(H5Dcreate2(file, name, type, space.get(), H5P_DEFAULT, H5P_DEFAULT,
-                                    H5P_DEFAULT)),
+  H5Id set(RN_HDF5_CHECK(
+               H5Dcreate2(file, name, type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)),
            H5Dclose);
   if (n > 0) RN_HDF5_CHECK(H5Dwrite(set.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()));
 }
@@ -148,8 +150,7 @@ std::vector<T> read_array(hid_t file, const char* name, hid_t type, const std::s
 
 }  // namespace
 
-PackResult pack_image_folder(const std::string& from, const std::string& to,
-                             const PackOptions& o) {
+PackResult pack_image_folder(const std::string& from, const std::string& to, const PackOptions& o) {
   silence_hdf5_errors();
   RN_CHECK(o.quality >= 1 && o.quality <= 100, "--quality " << o.quality << " is not in 1..100");
   RN_CHECK(o.resize_shorter >= 0, "--resize-shorter " << o.resize_shorter);
@@ -187,8 +188,8 @@ PackResult pack_image_folder(const std::string& from, const std::string& to,
     std::atomic<size_t> next{begin};
     auto work = [&](int t) {
       for (size_t i; (i = next++) < end;)
-        done[i - begin] = pack_one(listing.root + "/" + listing.files[i], o,
-                                   scratch[static_cast<size_t>(t)]);
+        done[i - begin] =
+            pack_one(listing.root + "/" + listing.files[i], o, scratch[static_cast<size_t>(t)]);
     };
     std::vector<std::thread> pool;
     for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
@@ -227,7 +228,8 @@ PackResult pack_image_folder(const std::string& from, const std::string& to,
     write_attribute(file.get(), "source",
                     std::filesystem::absolute(from).lexically_normal().string());
     write_attribute(file.get(), "resize_shorter", static_cast<int64_t>(o.resize_shorter));
-    write_attribute(file.get(), "quality", static_cast<int64_t>(o.resize_shorter > 0 ? o.quality : 0));
+    write_attribute(file.get(), "quality",
+                    static_cast<int64_t>(o.resize_shorter > 0 ? o.quality : 0));
     // /images: contiguous, filled from the raw file in 64 MiB pieces.
     const hsize_t total = r.bytes_out;
     H5Id space(RN_HDF5_CHECK(H5Screate_simple(1, &total, nullptr)), H5Sclose);
@@ -307,8 +309,7 @@ PackedSource::PackedSource(const std::string& path) : path_(path) {
       RN_FAIL(where << "offsets span [" << offsets_.front() << ", " << offsets_.back()
                     << ") but 'images' holds " << n << " bytes");
     for (size_t i = 1; i < offsets_.size(); ++i)
-      if (offsets_[i] < offsets_[i - 1])
-        RN_FAIL(where << "offsets decrease at sample " << i - 1);
+      if (offsets_[i] < offsets_[i - 1]) RN_FAIL(where << "offsets decrease at sample " << i - 1);
     for (size_t i = 0; i < labels_.size(); ++i)
       if (labels_[i] < 0 || static_cast<size_t>(labels_[i]) >= classes_.size())
         RN_FAIL(where << "sample " << i << " has label " << labels_[i] << " but there are "
@@ -340,8 +341,8 @@ void PackedSource::read(int64_t index, std::vector<uint8_t>& bytes) const {
   const size_t n = static_cast<size_t>(sample_bytes(index));
   bytes.resize(n);
   for (size_t done = 0; done < n;) {
-    const ssize_t got = ::pread(fd_, bytes.data() + done, n - done,
-                                static_cast<off_t>(base_ + begin + done));
+    const ssize_t got =
+        ::pread(fd_, bytes.data() + done, n - done, static_cast<off_t>(base_ + begin + done));
     read_calls_.fetch_add(1, std::memory_order_relaxed);
     if (got < 0 && errno == EINTR) continue;
     if (got > 0) read_bytes_.fetch_add(got, std::memory_order_relaxed);
@@ -380,8 +381,8 @@ void PackedSource::read_many(const int64_t* indices, size_t n,
       const int64_t index = indices[k];
       const uint64_t b = offsets_[static_cast<size_t>(index)];
       const uint64_t len = sample_bytes(index);
-      if (e > r && b >= at && (b - at > kMaxGap || b + len - run_begin > kMaxRead ||
-                               iov.size() + 2 > max_iov))
+      if (e > r && b >= at &&
+          (b - at > kMaxGap || b + len - run_begin > kMaxRead || iov.size() + 2 > max_iov))
         break;
       out[k].resize(static_cast<size_t>(len));
       if (b < at) continue;  // the same sample as the previous one
@@ -392,9 +393,9 @@ void PackedSource::read_many(const int64_t* indices, size_t n,
     std::string error;
     uint64_t done = 0;
     for (size_t first = 0; first < iov.size();) {
-      const ssize_t got = ::preadv(fd_, iov.data() + first,
-                                   static_cast<int>(std::min(iov.size() - first, max_iov)),
-                                   static_cast<off_t>(base_ + run_begin + done));
+      const ssize_t got =
+          ::preadv(fd_, iov.data() + first, static_cast<int>(std::min(iov.size() - first, max_iov)),
+                   static_cast<off_t>(base_ + run_begin + done));
       read_calls_.fetch_add(1, std::memory_order_relaxed);
       if (got < 0 && errno == EINTR) continue;
       if (got <= 0) {

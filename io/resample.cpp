@@ -111,13 +111,20 @@ using FilterRow = void (*)(const float*, const FilterTaps&, int, int, float*, fl
 
 FilterRow filter_for(int taps) {
   switch (taps) {
-    case 1: return filter_row<1>;
-    case 2: return filter_row<2>;
-    case 3: return filter_row<3>;
-    case 4: return filter_row<4>;
-    case 5: return filter_row<5>;
-    case 6: return filter_row<6>;
-    default: return filter_row<0>;
+    case 1:
+      return filter_row<1>;
+    case 2:
+      return filter_row<2>;
+    case 3:
+      return filter_row<3>;
+    case 4:
+      return filter_row<4>;
+    case 5:
+      return filter_row<5>;
+    case 6:
+      return filter_row<6>;
+    default:
+      return filter_row<0>;
   }
 }
 
@@ -164,7 +171,8 @@ void resample_box(const uint8_t* image, int width, int height, int channels, siz
     for (int y = 0; y < oh; ++y) {
       float* dst = out.planes + c * out_plane + static_cast<size_t>(y) * ow;
       const float* w = s.y.weights.data() + static_cast<size_t>(y) * ty;
-      const float* base = src_plane + static_cast<size_t>(s.y.first[static_cast<size_t>(y)] - y_lo) * ow;
+      const float* base =
+          src_plane + static_cast<size_t>(s.y.first[static_cast<size_t>(y)] - y_lo) * ow;
       // Weights folded with the normalisation's scale: one multiply-add per tap, vectorised
       // over the row.
       for (int x = 0; x < ow; ++x) dst[x] = add;

@@ -1,4 +1,4 @@
-// The in-memory and the encoded sample sets.
+// The in-memory and the encoded sample sets, and subsets of encoded sources.
 #include "io/sample_set.h"
 
 #include <algorithm>
@@ -6,6 +6,44 @@
 #include "core/check.h"
 
 namespace rn::io {
+
+namespace {
+
+// A subset of another source, by index.
+class SubsetSource : public EncodedSource {
+ public:
+  SubsetSource(std::unique_ptr<EncodedSource> base, std::vector<int64_t> keep)
+      : base_(std::move(base)), keep_(std::move(keep)) {}
+  int64_t size() const override { return static_cast<int64_t>(keep_.size()); }
+  int32_t label(int64_t i) const override { return base_->label(at(i)); }
+  const std::vector<std::string>& class_names() const override { return base_->class_names(); }
+  std::string path(int64_t i) const override { return base_->path(at(i)); }
+  void read(int64_t i, std::vector<uint8_t>& bytes) const override { base_->read(at(i), bytes); }
+  void read_many(const int64_t* indices, size_t n, std::vector<std::vector<uint8_t>>& out,
+                 std::vector<std::string>& errors) const override {
+    thread_local std::vector<int64_t> mapped;
+    mapped.resize(n);
+    for (size_t k = 0; k < n; ++k) mapped[k] = at(indices[k]);
+    base_->read_many(mapped.data(), n, out, errors);
+  }
+  int64_t listing_problems() const override { return base_->listing_problems(); }
+
+ private:
+  int64_t at(int64_t i) const { return keep_[static_cast<size_t>(i)]; }
+  std::unique_ptr<EncodedSource> base_;
+  std::vector<int64_t> keep_;
+};
+
+}  // namespace
+
+std::unique_ptr<EncodedSource> spread_subset(std::unique_ptr<EncodedSource> src, int64_t limit) {
+  const int64_t n = src->size();
+  if (limit <= 0 || limit >= n) return src;
+  std::vector<int64_t> keep(static_cast<size_t>(limit));
+  for (int64_t i = 0; i < limit; ++i)
+    keep[static_cast<size_t>(i)] = static_cast<int64_t>((static_cast<__int128>(i) * n) / limit);
+  return std::make_unique<SubsetSource>(std::move(src), std::move(keep));
+}
 
 std::string SampleSet::describe(int64_t index) const {
   return str_cat("sample ", index);

@@ -100,6 +100,10 @@ class EncodedSource {
   virtual int64_t listing_problems() const { return 0; }
 };
 
+// `limit` samples of `src` spread evenly over it (all of it when `limit` is 0 or more than it
+// has): encoded sets are listed class by class, so the first N samples would be one class.
+std::unique_ptr<EncodedSource> spread_subset(std::unique_ptr<EncodedSource> src, int64_t limit);
+
 // read_many's buffers sized for n samples (kept capacity: no allocation once they have held
 // as many).
 void size_read_buffers(size_t n, std::vector<std::vector<uint8_t>>& out,

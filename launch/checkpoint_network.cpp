@@ -26,8 +26,9 @@ int dim_of(const io::CheckpointSummary& s, const std::string& path, const std::s
 }  // namespace
 
 CheckpointNetwork load_checkpoint_network(const std::string& path, int threads, bool with_momentum,
-                                          distributed::Communicator& comm) {
-  const CheckpointData data = load_checkpoint(path, comm);
+                                          distributed::Communicator& comm,
+                                          const CheckpointSharing& sharing) {
+  const CheckpointData data = load_checkpoint(path, comm, sharing);
   const io::CheckpointSummary& s = data.summary;
   CheckpointNetwork out;
   // Every network of the zoo starts with conv1 and ends with fc.

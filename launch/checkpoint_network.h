@@ -22,7 +22,8 @@ struct CheckpointNetwork {
 // Builds the checkpoint's network on the CPU with `threads` threads and loads /model (and
 // /optimizer when `with_momentum`) into it (collective over `comm`).
 CheckpointNetwork load_checkpoint_network(const std::string& path, int threads, bool with_momentum,
-                                          distributed::Communicator& comm);
+                                          distributed::Communicator& comm,
+                                          const CheckpointSharing& sharing);
 
 // /images of `in` as a host tensor N x C x H x W, checked against the network's input channels.
 Tensor read_images(const io::ArrayReader& in, const std::string& path, int channels);

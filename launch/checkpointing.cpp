@@ -9,7 +9,6 @@
 #include <sstream>
 
 #include "core/check.h"
-#include "distributed/mpi_comm.h"
 
 namespace rn::launch {
 namespace {
@@ -199,9 +198,17 @@ std::vector<CheckpointEntry> checkpoint_entries(
   return e;
 }
 
+CheckpointSharing checkpoint_sharing(const distributed::RankEnvironment& env,
+                                     const distributed::Communicator& comm,
+                                     const TestHooks& hooks) {
+  return CheckpointSharing{
+      .one_node = env.layout_of(comm.world_ranks()).nodes == 1 && !hooks.checkpoint_broadcast,
+      .write_pause_ms = hooks.checkpoint_pause_ms};
+}
+
 void save_checkpoint(const std::string& path, models::Network& net, Backend& be,
                      const TrainerState& state, const std::string& config_yaml,
-                     distributed::Communicator& comm) {
+                     distributed::Communicator& comm, const CheckpointSharing& sharing) {
   io::CheckpointHeader h;
   h.model = net.spec().name;
   h.world_size = comm.size();
@@ -212,13 +219,16 @@ void save_checkpoint(const std::string& path, models::Network& net, Backend& be,
   // HDF5's MPI-IO collectives cannot time their own waits: the whole write has the deadline.
   const distributed::SectionWatchdog watchdog(comm, "checkpoint write of '" + path + "'");
   io::write_checkpoint(path, h, checkpoint_entries(net, be, state, config_yaml, true, rank_buffers),
-                       distributed::mpi_comm(comm));
+                       comm,
+                       io::CheckpointWriteOptions{.pause_after_data_ms = sharing.write_pause_ms});
 }
 
-CheckpointData load_checkpoint(const std::string& path, distributed::Communicator& comm) {
+CheckpointData load_checkpoint(const std::string& path, distributed::Communicator& comm,
+                               const CheckpointSharing& sharing) {
   CheckpointData d;
   const distributed::SectionWatchdog watchdog(comm, "checkpoint read of '" + path + "'");
-  d.tensors = io::read_checkpoint(path, distributed::mpi_comm(comm), &d.summary);
+  d.tensors = io::read_checkpoint(
+      path, comm, io::CheckpointReadOptions{.one_node = sharing.one_node, .summary = &d.summary});
   return d;
 }
 
@@ -247,7 +257,8 @@ std::vector<ModelTarget> model_targets(models::Network& net, bool with_momentum)
 }  // namespace
 
 CheckpointData load_into_model(const std::string& path, models::Network& net, Backend& be,
-                               bool with_momentum, distributed::Communicator& comm) {
+                               bool with_momentum, distributed::Communicator& comm,
+                               const CheckpointSharing& sharing) {
   std::map<std::string, Tensor*> homes;
   if (be.device().kind == DeviceKind::cpu)
     for (const auto& t : model_targets(net, with_momentum))
@@ -266,7 +277,10 @@ CheckpointData load_into_model(const std::string& path, models::Network& net, Ba
   };
   {
     const distributed::SectionWatchdog watchdog(comm, "checkpoint read of '" + path + "'");
-    d.tensors = io::read_checkpoint(path, distributed::mpi_comm(comm), &d.summary, place);
+    d.tensors = io::read_checkpoint(
+        path, comm,
+        io::CheckpointReadOptions{
+            .one_node = sharing.one_node, .summary = &d.summary, .place = place});
   }
   restore_model(d, path, net, be, with_momentum);
   return d;

@@ -12,8 +12,10 @@
 
 #include "core/models/model_spec.h"
 #include "distributed/communicator.h"
+#include "distributed/rank_environment.h"
 #include "io/checkpoint.h"
 #include "launch/config.h"
+#include "launch/test_hooks.h"
 
 namespace rn::launch {
 
@@ -35,6 +37,17 @@ struct TrainerState {
   double loss_scale = 1.0;  // fp32 training does not scale the loss
 };
 
+// How the ranks of a communicator share checkpoint reads and writes, decided once by whoever
+// holds the rank environment.
+struct CheckpointSharing {
+  // All on one node: each reads the whole file through the shared page cache instead of
+  // receiving the other ranks' shares.
+  bool one_node = false;
+  int write_pause_ms = 0;  // tests: io::CheckpointWriteOptions::pause_after_data_ms
+};
+CheckpointSharing checkpoint_sharing(const distributed::RankEnvironment& env,
+                                     const distributed::Communicator& comm, const TestHooks& hooks);
+
 // Every rank's BN buffers (running statistics, which data-parallel training without SyncBN lets
 // differ between replicas), concatenated per rank in net.buffers() order (collective).
 std::vector<std::vector<float>> gather_buffers(models::Network& net, Backend& be,
@@ -50,7 +63,7 @@ std::vector<io::CheckpointEntry> checkpoint_entries(
 // Writes `path` from every rank of `comm` (collective).
 void save_checkpoint(const std::string& path, models::Network& net, Backend& be,
                      const TrainerState& state, const std::string& config_yaml,
-                     distributed::Communicator& comm);
+                     distributed::Communicator& comm, const CheckpointSharing& sharing);
 
 struct CheckpointData {
   io::CheckpointSummary summary;
@@ -60,12 +73,14 @@ struct CheckpointData {
 };
 
 // Reads and verifies a whole checkpoint on every rank of `comm` (collective).
-CheckpointData load_checkpoint(const std::string& path, distributed::Communicator& comm);
+CheckpointData load_checkpoint(const std::string& path, distributed::Communicator& comm,
+                               const CheckpointSharing& sharing);
 
 // load_checkpoint, then restore_model; the tensors of `net` that are plain host fp32 (a network
 // not yet run, as when a job resumes) are read straight into place.
 CheckpointData load_into_model(const std::string& path, models::Network& net, Backend& be,
-                               bool with_momentum, distributed::Communicator& comm);
+                               bool with_momentum, distributed::Communicator& comm,
+                               const CheckpointSharing& sharing);
 
 // Copies /model (and /optimizer when `with_momentum`) into `net`, in its own layouts. A file of
 // another network is one error listing the missing, unexpected and wrongly shaped tensors.
@@ -103,7 +118,7 @@ void prune_checkpoints(const Config& cfg, bool remove_temporaries);
 std::string save_run_checkpoint(const Config& cfg, models::Network& net, Backend& be,
                                 TrainerState state, double local_loss_sum, int64_t local_correct,
                                 int64_t local_seen, distributed::Communicator& comm,
-                                double* seconds = nullptr);
+                                const CheckpointSharing& sharing, double* seconds = nullptr);
 
 // Whether any rank has caught a stop signal; collective (one 8-byte all-reduce per step), so
 // every rank stops after the same step even when the signal reached one rank only.

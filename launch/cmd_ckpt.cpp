@@ -115,7 +115,8 @@ int run_init(const std::vector<std::string>& argv, const Job& job) {
   TrainerState st{.world_size = comm.size(), .seed = seed};
   st.loss_sum.assign(comm.size(), 0), st.correct.assign(comm.size(), 0);
   st.seen.assign(comm.size(), 0);
-  save_checkpoint(output, *net, *backend, st, to_yaml(cfg), comm);
+  save_checkpoint(output, *net, *backend, st, to_yaml(cfg), comm,
+                  checkpoint_sharing(job.env, comm, job.hooks));
   if (comm.rank() != 0) return 0;
   std::printf("wrote %s: %s, %d channel(s), %d classes, seed %llu\n", output.c_str(), name.c_str(),
               channels, classes, static_cast<unsigned long long>(seed));

@@ -42,6 +42,7 @@ int run_ckpt_bench(const std::vector<std::string>& argv, const Job& job) {
   if (comm.rank() == 0) std::filesystem::create_directories(dir, ec);
   comm.barrier();
   const std::string path = (std::filesystem::path(dir) / "bench-checkpoint.h5").string();
+  const CheckpointSharing sharing = checkpoint_sharing(job.env, comm, job.hooks);
   TrainerState st{.world_size = comm.size()};
   st.loss_sum.assign(comm.size(), 0), st.correct.assign(comm.size(), 0);
   st.seen.assign(comm.size(), 0);
@@ -54,7 +55,7 @@ int run_ckpt_bench(const std::vector<std::string>& argv, const Job& job) {
     if (comm.rank() == 0) std::filesystem::remove(path, ec), ::sync();
     comm.barrier();
     double t0 = now_s();
-    save_checkpoint(path, *net, *backend, st, "bench", comm);
+    save_checkpoint(path, *net, *backend, st, "bench", comm, sharing);
     comm.barrier();
     writes.push_back(now_s() - t0);
     if (args.flag("drop-caches")) {
@@ -64,7 +65,8 @@ int run_ckpt_bench(const std::vector<std::string>& argv, const Job& job) {
     }
     comm.barrier();
     t0 = now_s();
-    const CheckpointData data = load_into_model(path, *net, *backend, /*with_momentum=*/true, comm);
+    const CheckpointData data =
+        load_into_model(path, *net, *backend, /*with_momentum=*/true, comm, sharing);
     comm.barrier();
     reads.push_back(now_s() - t0);
     bytes = data.summary.bytes();

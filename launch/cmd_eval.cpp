@@ -76,7 +76,8 @@ int run_eval(const std::vector<std::string>& argv, const Job& job) {
       .crops = crops,
       .precision = args.has("precision") ? args.get("precision") : cfg.train.precision,
       .precision_source =
-          args.has("precision") ? "--precision" : cfg.source + ": 'train.precision'"};
+          args.has("precision") ? "--precision" : cfg.source + ": 'train.precision'",
+      .hooks = job.hooks};
   const EnsembleScores s = evaluate_ensemble(cfg, models, options, comm, job.env);
   if (comm.rank() != 0) return 0;
   if (args.flag("json")) {

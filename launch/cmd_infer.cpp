@@ -25,7 +25,8 @@ int run_infer(const std::vector<std::string>& argv, const Job& job) {
   const int threads = job.env.threads_or(args.get_int("threads", 0));
   const DType compute = checked_precision(args.get("precision", "fp32"), Device{}, "--precision");
   // Every rank reads the checkpoint (a collective read); rank 0 alone computes and writes.
-  CheckpointNetwork cn = load_checkpoint_network(ckpt, threads, /*with_momentum=*/false, comm);
+  CheckpointNetwork cn = load_checkpoint_network(ckpt, threads, /*with_momentum=*/false, comm,
+                                                 checkpoint_sharing(job.env, comm, job.hooks));
   if (comm.rank() != 0) return 0;
   const io::ArrayReader in(input);
   const Tensor images = read_images(in, input, cn.in_channels);

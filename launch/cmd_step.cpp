@@ -66,7 +66,8 @@ int run_step(const std::vector<std::string>& argv, const Job& job) {
   const int threads = job.env.threads_or(args.get_int("threads", 0));
   const DType compute = checked_precision(args.get("precision", "fp32"), Device{}, "--precision");
   // The momentum buffers come from the checkpoint too: the update continues a run.
-  CheckpointNetwork cn = load_checkpoint_network(ckpt, threads, /*with_momentum=*/true, comm);
+  CheckpointNetwork cn = load_checkpoint_network(ckpt, threads, /*with_momentum=*/true, comm,
+                                                 checkpoint_sharing(job.env, comm, job.hooks));
   if (comm.rank() != 0) return 0;
   Backend& be = *cn.backend;
   models::Network& net = *cn.net;

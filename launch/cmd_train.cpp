@@ -39,10 +39,10 @@ int run_train(const std::vector<std::string>& argv, const Job& job) {
   init_logging(comm.rank(), args.flag("verbose"));
   const Config cfg = load_config(args.required("config"), args.all("set"));
   if (!cfg.ensemble.members.empty()) {
-    const EnsembleResult r = train_ensemble(cfg, comm, job.env, args.get("resume"));
+    const EnsembleResult r = train_ensemble(cfg, comm, job.env, job.hooks, args.get("resume"));
     return comm.rank() == 0 ? report_ensemble(cfg, r) : 0;
   }
-  const TrainResult r = train(cfg, comm, job.env, args.get("resume"));
+  const TrainResult r = train(cfg, comm, job.env, args.get("resume"), {.hooks = job.hooks});
   if (comm.rank() != 0) return 0;
   if (r.preempted) {
     std::printf("stopped by signal after %lld steps: checkpoint %s\n",

@@ -6,15 +6,17 @@
 
 #include "distributed/communicator.h"
 #include "distributed/rank_environment.h"
+#include "launch/test_hooks.h"
 
 namespace rn::launch {
 
 // What every command receives from main: the job's communicator (MPI's world under a launcher,
 // a single process otherwise; it outlives the command, so that an error can still end every
-// rank in main) and this rank's environment, both built once after MPI starts.
+// rank in main), this rank's environment, both built once after MPI starts, and the test hooks.
 struct Job {
   distributed::Communicator& comm;
   const distributed::RankEnvironment& env;
+  const TestHooks& hooks;
 };
 
 int run_info(const std::vector<std::string>& argv, const Job& job);

@@ -2,11 +2,10 @@
 #include "launch/data.h"
 
 #include <filesystem>
-#include <thread>
 
 #include "core/check.h"
-#include "core/nn/init.h"
 #include "io/cifar.h"
+#include "io/dataset.h"
 #include "io/fashion_mnist.h"
 #include "io/image_folder.h"
 #include "io/packed.h"
@@ -17,102 +16,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Random pixels and labels from the seed: a stand-in data set for smoke tests and benchmarks.
-io::ImageSet synthetic_set(const DataConfig& d, int channels, int classes, int64_t count,
-                           uint64_t seed) {
-  io::ImageSet s;
-  s.count = count;
-  s.channels = channels, s.height = d.height, s.width = d.width;
-  s.num_classes = classes;
-  nn::InitRng rng(seed);
-  s.pixels.resize(static_cast<size_t>(count) * s.sample_size());
-  for (auto& p : s.pixels) p = static_cast<uint8_t>(rng.next_u64() & 0xFF);
-  s.labels.resize(count);
-  for (auto& l : s.labels) l = static_cast<int32_t>(rng.next_u64() % classes);
-  return s;
-}
-
-// A subset of another source, by index (the evenly spread `data.*_limit` of encoded sets).
-class SubsetSource : public io::EncodedSource {
- public:
-  SubsetSource(std::unique_ptr<io::EncodedSource> base, std::vector<int64_t> keep)
-      : base_(std::move(base)), keep_(std::move(keep)) {}
-  int64_t size() const override { return static_cast<int64_t>(keep_.size()); }
-  int32_t label(int64_t i) const override { return base_->label(at(i)); }
-  const std::vector<std::string>& class_names() const override { return base_->class_names(); }
-  std::string path(int64_t i) const override { return base_->path(at(i)); }
-  void read(int64_t i, std::vector<uint8_t>& bytes) const override { base_->read(at(i), bytes); }
-  void read_many(const int64_t* indices, size_t n, std::vector<std::vector<uint8_t>>& out,
-                 std::vector<std::string>& errors) const override {
-    thread_local std::vector<int64_t> mapped;
-    mapped.resize(n);
-    for (size_t k = 0; k < n; ++k) mapped[k] = at(indices[k]);
-    base_->read_many(mapped.data(), n, out, errors);
-  }
-  int64_t listing_problems() const override { return base_->listing_problems(); }
-
- private:
-  int64_t at(int64_t i) const { return keep_[static_cast<size_t>(i)]; }
-  std::unique_ptr<io::EncodedSource> base_;
-  std::vector<int64_t> keep_;
-};
-
-// Encoded sets are listed class by class, so the first N samples would be one class: a limit
-// keeps N samples spread evenly over the whole list instead.
-std::unique_ptr<io::EncodedSource> limited(std::unique_ptr<io::EncodedSource> src, int64_t limit) {
-  const int64_t n = src->size();
-  if (limit <= 0 || limit >= n) return src;
-  std::vector<int64_t> keep(static_cast<size_t>(limit));
-  for (int64_t i = 0; i < limit; ++i)
-    keep[static_cast<size_t>(i)] = static_cast<int64_t>((static_cast<__int128>(i) * n) / limit);
-  return std::make_unique<SubsetSource>(std::move(src), std::move(keep));
-}
-
-// Rank 0 lists the folder (or takes the run directory's cached list), every other rank
-// receives it: a million files are walked once per job, not once per rank.
-io::FolderListing shared_listing(const Config& cfg, const std::string& root,
-                                 const std::string& split, distributed::Communicator& comm,
-                                 const DataOptions& opt) {
-  const bool use_cache = opt.cache_listing;
-  std::vector<uint8_t> bytes;
-  std::string error;
-  if (comm.rank() == 0) {
-    try {
-      io::FolderListing l;
-      const fs::path cache = fs::path(cfg.run_dir) / "data" / (split + ".files");
-      bool cached = false;
-      if (use_cache) cached = io::load_cached_listing(cache.string(), root, l);
-      if (!cached) {
-        l = io::list_image_folder(root, opt.list_threads);
-        if (use_cache) {
-          std::error_code ec;
-          fs::create_directories(cache.parent_path(), ec);
-          io::save_cached_listing(cache.string(), l);
-        }
-      }
-      RN_LOG(info) << "image folder " << root << ": " << l.files.size() << " files in "
-                   << l.classes.size() << " classes"
-                   << (cached ? " (file list cached in " + cache.string() + ")" : "");
-      bytes = io::serialize(l);
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-  }
-  // The outcome first, so that an error on rank 0 ends every rank with its message.
-  uint64_t size = error.empty() ? bytes.size() : 0;
-  uint64_t failed = error.empty() ? 0 : error.size();
-  comm.broadcast(&failed, sizeof failed, 0);
-  if (failed) {
-    error.resize(failed);
-    comm.broadcast(error.data(), failed, 0);
-    throw Error(error);
-  }
-  comm.broadcast(&size, sizeof size, 0);
-  bytes.resize(size);
-  comm.broadcast(bytes.data(), size, 0);
-  return io::deserialize_listing(bytes, "file list of " + root);
-}
-
 std::unique_ptr<io::EncodedSource> encoded_source(const Config& cfg, const std::string& split,
                                                   distributed::Communicator& comm,
                                                   const DataOptions& opt) {
@@ -122,7 +25,14 @@ std::unique_ptr<io::EncodedSource> encoded_source(const Config& cfg, const std::
     return std::make_unique<io::PackedSource>(file);
   }
   const std::string root = (fs::path(d.root) / split).string();
-  io::FolderListing l = shared_listing(cfg, root, split, comm, opt);
+  const fs::path cache = fs::path(cfg.run_dir) / "data" / (split + ".files");
+  bool cached = false;
+  io::FolderListing l = io::list_image_folder_once(
+      comm, root, opt.cache_listing ? cache.string() : "", opt.list_threads, &cached);
+  if (comm.rank() == 0)
+    RN_LOG(info) << "image folder " << root << ": " << l.files.size() << " files in "
+                 << l.classes.size() << " classes"
+                 << (cached ? " (file list cached in " + cache.string() + ")" : "");
   if (!l.empty_classes.empty()) {
     if (d.on_bad_sample == "error")
       RN_FAIL(cfg.source << ": image folder '" << root << "': class folder '"
@@ -183,11 +93,11 @@ DataSplits load_data(const Config& cfg, distributed::Communicator& comm, const D
     o.seed = cfg.train.seed;
     o.train = true;
     d.train = std::make_unique<io::EncodedSet>(
-        limited(encoded_source(cfg, "train", comm, opt), dc.train_limit), o);
+        io::spread_subset(encoded_source(cfg, "train", comm, opt), dc.train_limit), o);
     o.train = false;
     o.eval.views = opt.eval_views;
     d.test = std::make_unique<io::EncodedSet>(
-        limited(encoded_source(cfg, "val", comm, opt), dc.test_limit), o);
+        io::spread_subset(encoded_source(cfg, "val", comm, opt), dc.test_limit), o);
     if (d.test->num_classes() != d.train->num_classes())
       RN_FAIL(cfg.source << ": data.root '" << dc.root << "': train has " << d.train->num_classes()
                          << " classes, val " << d.test->num_classes()
@@ -195,12 +105,12 @@ DataSplits load_data(const Config& cfg, distributed::Communicator& comm, const D
   } else {
     io::ImageSet train, test;
     if (dc.kind == "synthetic") {
-      train =
-          synthetic_set(dc, cfg.model.in_channels, cfg.model.num_classes,
-                        dc.train_limit > 0 ? dc.train_limit : dc.synthetic_size, cfg.train.seed);
-      test = synthetic_set(dc, cfg.model.in_channels, cfg.model.num_classes,
-                           dc.test_limit > 0 ? dc.test_limit : dc.synthetic_size / 4,
-                           cfg.train.seed + 1);
+      train = io::synthetic_set(cfg.model.in_channels, dc.height, dc.width, cfg.model.num_classes,
+                                dc.train_limit > 0 ? dc.train_limit : dc.synthetic_size,
+                                cfg.train.seed);
+      test = io::synthetic_set(cfg.model.in_channels, dc.height, dc.width, cfg.model.num_classes,
+                               dc.test_limit > 0 ? dc.test_limit : dc.synthetic_size / 4,
+                               cfg.train.seed + 1);
     } else if (dc.kind == "cifar10" || dc.kind == "cifar100") {
       const io::CifarKind k = dc.kind == "cifar10"  ? io::CifarKind::cifar10
                               : dc.labels == "fine" ? io::CifarKind::cifar100_fine

@@ -238,7 +238,7 @@ void announce(const Config& cfg, const std::vector<Config>& members,
 bool train_group(const Config& cfg, const std::vector<Config>& members,
                  const distributed::RankGroups& plan, int g, distributed::Communicator& group,
                  const std::string& resume, const distributed::RankEnvironment& env,
-                 EnsembleProgress& progress, const StopSignals& signals) {
+                 const TestHooks& hooks, EnsembleProgress& progress, const StopSignals& signals) {
   for (int m : plan.members_of_group[g]) {
     progress.poll_signals();
     if (stop_requested(signals, group)) return false;
@@ -246,6 +246,7 @@ bool train_group(const Config& cfg, const std::vector<Config>& members,
     set_log_member(name);
     progress.state(m, "training");
     TrainerOptions options;
+    options.hooks = hooks;
     options.signals = &signals;
     options.on_progress = [&progress, m](const TrainProgress& p) { progress.update(m, p); };
     TrainResult r;
@@ -265,7 +266,8 @@ bool train_group(const Config& cfg, const std::vector<Config>& members,
 }  // namespace
 
 EnsembleResult train_ensemble(const Config& cfg, distributed::Communicator& world,
-                              const distributed::RankEnvironment& env, const std::string& resume) {
+                              const distributed::RankEnvironment& env, const TestHooks& hooks,
+                              const std::string& resume) {
   const auto t_start = Clock::now();
   if (!resume.empty() && resume != "auto")
     RN_FAIL("--resume " << resume << ": an ensemble resumes with --resume auto (each member "
@@ -278,7 +280,8 @@ EnsembleResult train_ensemble(const Config& cfg, distributed::Communicator& worl
   set_console_to_job_lines(true);
   StopSignals signals;
   EnsembleProgress progress(world, cfg, plan, group->rank() == 0, signals);
-  const bool finished = train_group(cfg, members, plan, g, *group, resume, env, progress, signals);
+  const bool finished =
+      train_group(cfg, members, plan, g, *group, resume, env, hooks, progress, signals);
   progress.group_finished(g);
   progress.wait_for_groups();
   // The groups end at their own pace: this meeting waits for the slowest without a time limit
@@ -292,7 +295,8 @@ EnsembleResult train_ensemble(const Config& cfg, distributed::Communicator& worl
   if (!any_stopped) {
     const ScoreOptions options{.crops = {1, 10},
                                .precision = cfg.train.precision,
-                               .precision_source = cfg.source + ": 'train.precision'"};
+                               .precision_source = cfg.source + ": 'train.precision'",
+                               .hooks = hooks};
     result.scores = evaluate_ensemble(cfg, member_checkpoints(cfg, world), options, world, env);
     result.evaluated = true;
     if (world.rank() == 0)

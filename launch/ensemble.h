@@ -36,6 +36,7 @@ distributed::RankGroups plan_ensemble(const Config& cfg, const std::vector<Confi
 // own newest checkpoint; a member that finished is not trained again). Then scores each member
 // and the ensemble with 1 and 10 crops, and rank 0 writes run_dir/ensemble.json.
 EnsembleResult train_ensemble(const Config& cfg, distributed::Communicator& world,
-                              const distributed::RankEnvironment& env, const std::string& resume);
+                              const distributed::RankEnvironment& env, const TestHooks& hooks,
+                              const std::string& resume);
 
 }  // namespace rn::launch

@@ -62,7 +62,9 @@ Device device_of(const Config& cfg, const distributed::RankEnvironment& env) {
 }
 
 Members load_members(const Config& cfg, const std::vector<EnsembleModel>& models,
-                     const distributed::RankEnvironment& env, distributed::Communicator& comm) {
+                     const distributed::RankEnvironment& env, const TestHooks& hooks,
+                     distributed::Communicator& comm) {
+  const CheckpointSharing sharing = checkpoint_sharing(env, comm, hooks);
   Members m;
   m.backend = make_backend(device_of(cfg, env), env.threads_or(cfg.train.threads));
   for (const auto& model : models) {
@@ -74,7 +76,8 @@ Members load_members(const Config& cfg, const std::vector<EnsembleModel>& models
       RN_FAIL("checkpoint '" << model.checkpoint << "': model: " << e.what());
     }
     m.nets.push_back(models::build_model(*m.backend, spec, 0));
-    load_into_model(model.checkpoint, *m.nets.back(), *m.backend, /*with_momentum=*/false, comm);
+    load_into_model(model.checkpoint, *m.nets.back(), *m.backend, /*with_momentum=*/false, comm,
+                    sharing);
     m.nets.back()->set_training(false);
   }
   return m;
@@ -146,7 +149,7 @@ EnsembleScores evaluate_ensemble(const Config& cfg, const std::vector<EnsembleMo
   RN_CHECK(!models.empty(), "evaluate_ensemble of no model");
   const DType compute =
       checked_precision(options.precision, device_of(cfg, env), options.precision_source);
-  Members members = load_members(cfg, models, env, comm);
+  Members members = load_members(cfg, models, env, options.hooks, comm);
   EnsembleScores s{.models = models};
   for (int c : options.crops)
     s.by_crops.push_back(score(cfg, members, models, c, compute, comm, std::max(4, env.cpus)));

@@ -9,6 +9,7 @@
 #include "distributed/communicator.h"
 #include "distributed/rank_environment.h"
 #include "launch/config.h"
+#include "launch/test_hooks.h"
 
 namespace rn::launch {
 
@@ -34,6 +35,7 @@ struct ScoreOptions {
   std::vector<int> crops{1};       // view counts to score: 1 and/or 10
   std::string precision = "fp32";  // the activations' (the weights stay f32)
   std::string precision_source;    // the flag or config field it came from, for messages
+  TestHooks hooks;
 };
 
 // Scores `models` on the test split of `cfg` with each view count of `options.crops`, every test

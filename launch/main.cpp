@@ -64,7 +64,8 @@ int main(int argc, char** argv) {
       // MPI when a launcher started this process; then the facts about this rank, once.
       comm = rn::distributed::make_communicator();
       const rn::distributed::RankEnvironment env = rn::distributed::make_rank_environment(*comm);
-      return run(rest, rn::launch::Job{*comm, env});
+      const rn::launch::TestHooks hooks = rn::launch::TestHooks::from_environment();
+      return run(rest, rn::launch::Job{*comm, env, hooks});
     }
     std::cerr << "resnet: unknown command '" << cmd << "'\n" << kUsage;
     return 2;

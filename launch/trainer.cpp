@@ -146,6 +146,7 @@ void Trainer::prepare_run_dir() {
 // sampler, loader and LR schedule.
 void Trainer::build() {
   data_ = load_data(cfg_, comm_, DataOptions{.list_threads = std::max(4, env_.cpus)});
+  sharing_ = checkpoint_sharing(env_, comm_, options_.hooks);
   const bool on_gpu = cfg_.train.device == "cuda";
   // One GPU per rank, by the rank's place on its node.
   backend_ = make_backend(env_.device(on_gpu ? DeviceKind::cuda : DeviceKind::cpu),
@@ -238,7 +239,7 @@ void Trainer::restore(const std::string& resume) {
     return;
   }
   const CheckpointData data =
-      load_into_model(path, *net_, *backend_, /*with_momentum=*/true, comm_);
+      load_into_model(path, *net_, *backend_, /*with_momentum=*/true, comm_, sharing_);
   ckpt_ = restore_trainer_state(data, path, rank_, world_, cfg_.data.batch_size, steps_per_epoch_);
   // On the same number of ranks each replica takes back its own BN statistics.
   if (data.summary.header.world_size == world_)
@@ -353,7 +354,7 @@ bool Trainer::train_epoch(int epoch, EpochSums& sums) {
     if (stop || (cfg_.checkpoint.every_steps > 0 && step_ % cfg_.checkpoint.every_steps == 0))
       result_.last_checkpoint =
           save_run_checkpoint(cfg_, *net_, *backend_, state_at(epoch, sums.batch, step_),
-                              sums.loss_sum, sums.correct, sums.seen, comm_);
+                              sums.loss_sum, sums.correct, sums.seen, comm_, sharing_);
     if (stop) {
       RN_LOG(warning) << "stop signal: checkpoint written after step " << step_ << ", exiting";
       return false;
@@ -441,9 +442,9 @@ void Trainer::finish_epoch(int epoch, EpochSums& sums, double epoch_train_s) {
     result_.last_checkpoint =
         epoch_complete
             ? save_run_checkpoint(cfg_, *net_, *backend_, state_at(epoch + 1, 0, step_), 0, 0, 0,
-                                  comm_)
+                                  comm_, sharing_)
             : save_run_checkpoint(cfg_, *net_, *backend_, state_at(epoch, sums.batch, step_),
-                                  local_loss_sum, local_correct, local_seen, comm_);
+                                  local_loss_sum, local_correct, local_seen, comm_, sharing_);
   }
 }
 

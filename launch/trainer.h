@@ -54,6 +54,7 @@ struct TrainProgress {
 
 // What the code that runs a trainer decides for it.
 struct TrainerOptions {
+  TestHooks hooks;
   // SIGTERM / SIGUSR1 watch; nullptr: the trainer watches for itself while it runs.
   const StopSignals* signals = nullptr;
   // Called on every rank after each step, at each progress line and after each evaluation.
@@ -117,6 +118,7 @@ class Trainer {
   DType compute_ = DType::f32;
   std::unique_ptr<LogFile> log_file_;
   DataSplits data_;
+  CheckpointSharing sharing_;  // how this group's ranks read and write checkpoints
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<distributed::Communicator> nccl_;
   std::unique_ptr<models::Network> net_;

@@ -10,6 +10,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   rn::fuzz::write_file(path, data, size);
   rn::fuzz::expect_errors_only([&] { (void)rn::io::read_checkpoint_summary(path); });
   rn::fuzz::expect_errors_only([&] { (void)rn::io::verify_checkpoint(path); });
-  rn::fuzz::expect_errors_only([&] { (void)rn::io::read_checkpoint(path, MPI_COMM_NULL); });
+  rn::OneProcess one;
+  rn::fuzz::expect_errors_only([&] { (void)rn::io::read_checkpoint(path, one); });
   return 0;
 }

@@ -170,8 +170,8 @@ int main(int argc, char** argv) {
                        [](void*) -> const void* { return text.data(); }});
     rn::io::CheckpointHeader header;
     header.model = "resnet20", header.epoch = 1, header.step = 10, header.project_version = "0.1.0";
-    rn::io::write_checkpoint((dir / "checkpoint/small.h5").string(), header, entries,
-                             MPI_COMM_NULL);
+    rn::OneProcess one;
+    rn::io::write_checkpoint((dir / "checkpoint/small.h5").string(), header, entries, one);
     // The same checkpoint in a few KiB: written as the writer does (checksummed format, compact
     // groups) but without its 1 MiB metadata block, so that mutations land on structure.
     {

@@ -29,6 +29,7 @@ namespace {
 
 class CheckpointFileTest : public ::testing::Test {
  protected:
+  OneProcess one_;  // the writer and reader are one process
   void SetUp() override { dir_ = scratch_.dir(); }
   void TearDown() override { fs::remove_all(dir_); }
 
@@ -65,7 +66,7 @@ class CheckpointFileTest : public ::testing::Test {
   std::string write(const std::string& name) {
     const std::string p = (dir_ / name).string();
     CheckpointHeader h{.model = "resnet20", .world_size = 1, .epoch = 2, .step = 7};
-    write_checkpoint(p, h, entries(), MPI_COMM_NULL);
+    write_checkpoint(p, h, entries(), one_);
     return p;
   }
   static std::string error_of(const std::function<void()>& f) { return test::error_of(f); }
@@ -85,7 +86,7 @@ TEST_F(CheckpointFileTest, RoundTripKeepsEveryByte) {
   EXPECT_EQ(s.header.epoch, 2);
   EXPECT_EQ(s.header.step, 7);
   EXPECT_EQ(s.datasets.size(), 4u);
-  auto data = read_checkpoint(p, MPI_COMM_NULL);
+  auto data = read_checkpoint(p, one_);
   ASSERT_EQ(data.size(), 4u);
   EXPECT_EQ(std::memcmp(data.at("model/conv1.weight").data(), weights_.data(), 4000), 0);
   double lr = 0;
@@ -156,7 +157,7 @@ TEST_F(CheckpointFileTest, DatasetsStoredOtherwiseReadTheSame) {
   // HDF5's original format: b's values (through its chunk index) are read in a child.
   ASSERT_EQ(superblock_version(p), 0);
   CheckpointSummary s;
-  const auto data = read_checkpoint(p, MPI_COMM_NULL, &s);
+  const auto data = read_checkpoint(p, one_, CheckpointReadOptions{.summary = &s});
   std::map<std::string, bool> raw;
   for (const auto& d : s.datasets) raw[d.path] = d.raw;
   EXPECT_TRUE(raw.at("model/a"));
@@ -176,9 +177,10 @@ TEST_F(CheckpointFileTest, DatasetsStoredOtherwiseReadTheSame) {
 
   // Placed: the bytes land where the caller says, and the map leaves them out.
   std::vector<float> home(a.size(), -1.0f);
-  const auto placed = read_checkpoint(p, MPI_COMM_NULL, nullptr, [&](const DatasetInfo& d) {
-    return d.path == "model/a" ? reinterpret_cast<char*>(home.data()) : nullptr;
-  });
+  const auto placed =
+      read_checkpoint(p, one_, CheckpointReadOptions{.place = [&](const DatasetInfo& d) {
+                        return d.path == "model/a" ? reinterpret_cast<char*>(home.data()) : nullptr;
+                      }});
   EXPECT_EQ(placed.count("model/a"), 0u);
   EXPECT_EQ(home, a);
   EXPECT_TRUE(same("model/c", c));
@@ -196,7 +198,7 @@ TEST_F(CheckpointFileTest, FlippedByteNamesTheDatasetAndTheFile) {
   ASSERT_NE(at, std::string::npos);
   bytes[at + 40] ^= 0x04;
   std::ofstream(p, std::ios::binary | std::ios::trunc) << bytes;
-  const std::string e = error_of([&] { read_checkpoint(p, MPI_COMM_NULL); });
+  const std::string e = error_of([&] { read_checkpoint(p, one_); });
   EXPECT_NE(e.find("'/model/conv1.weight' fails its checksum"), std::string::npos) << e;
   EXPECT_NE(e.find(p), std::string::npos) << e;
   EXPECT_EQ(verify_checkpoint(p), std::vector<std::string>{"/model/conv1.weight"});
@@ -214,7 +216,7 @@ TEST_F(CheckpointFileTest, MetadataIsCheckedByHdf5) {
          }});
   const std::string p = (dir_ / "many.h5").string();
   write_checkpoint(p, CheckpointHeader{.model = "resnet20", .project_version = "1.2.3"}, many,
-                   MPI_COMM_NULL);
+                   one_);
   H5Id file(H5Fopen(p.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
   ASSERT_GE(file.get(), 0);
   H5F_info2_t info{};
@@ -239,7 +241,7 @@ TEST_F(CheckpointFileTest, MetadataIsCheckedByHdf5) {
 // naming the file or returns every byte as written (a bit nothing reads); it never crashes.
 TEST_F(CheckpointFileTest, EveryFlippedMetadataBitIsAnErrorOrHarmless) {
   const std::string p = write("a.h5");
-  const auto good = read_checkpoint(p, MPI_COMM_NULL);
+  const auto good = read_checkpoint(p, one_);
   std::string bytes;
   {
     std::ifstream f(p, std::ios::binary);
@@ -276,7 +278,7 @@ TEST_F(CheckpointFileTest, EveryFlippedMetadataBitIsAnErrorOrHarmless) {
     put(at, static_cast<char>(bytes[at] ^ (1 << (at % 8))));
     ++flipped;
     try {
-      const auto got = read_checkpoint(copy, MPI_COMM_NULL);
+      const auto got = read_checkpoint(copy, one_);
       ASSERT_EQ(got.size(), good.size()) << "byte " << at;
       for (const auto& [name, value] : good) {
         ASSERT_TRUE(got.count(name)) << "byte " << at << ": " << name;
@@ -311,7 +313,8 @@ TEST_F(CheckpointFileTest, ProbeInAChildTurnsACrashIntoAnError) {
   // A child that does not finish in its time limit is killed, and named the same way.
   const auto start = std::chrono::steady_clock::now();
   const std::string slow = error_of([] {
-    probe_in_child("x.h5", [] { std::this_thread::sleep_for(std::chrono::seconds(30)); }, 0.5);
+    probe_in_child(
+        "x.h5", [] { std::this_thread::sleep_for(std::chrono::seconds(30)); }, 0.5);
   });
   EXPECT_NE(slow.find("'x.h5': damaged: HDF5 did not finish reading it in 0.5 s"),
             std::string::npos)
@@ -384,8 +387,8 @@ TEST_F(CheckpointFileTest, FailedWriteLeavesTheOldFileAlone) {
   const auto size = fs::file_size(p);
   // A directory where the temporary file must go: the create fails like an unwritable disk.
   fs::create_directories(p + ".tmp");
-  const std::string e = error_of(
-      [&] { write_checkpoint(p, CheckpointHeader{.model = "other"}, entries(), MPI_COMM_NULL); });
+  const std::string e =
+      error_of([&] { write_checkpoint(p, CheckpointHeader{.model = "other"}, entries(), one_); });
   EXPECT_NE(e.find("cannot create '" + p + ".tmp'"), std::string::npos) << e;
   EXPECT_EQ(fs::file_size(p), size);
   EXPECT_EQ(read_checkpoint_summary(p).header.model, "resnet20");

@@ -98,7 +98,8 @@ class CheckpointTest : public ::testing::Test {
 
   // The /model and /optimizer tensors of a checkpoint.
   static std::map<std::string, io::Bytes> tensors(const fs::path& p) {
-    auto all = io::read_checkpoint(p.string(), MPI_COMM_NULL);
+    OneProcess one;
+    auto all = io::read_checkpoint(p.string(), one);
     std::map<std::string, io::Bytes> out;
     for (auto& [k, v] : all)
       if (k.rfind("model/", 0) == 0 || k.rfind("optimizer/", 0) == 0) out[k] = std::move(v);
@@ -131,7 +132,8 @@ class CheckpointTest : public ::testing::Test {
 
   // Flips one bit inside `dataset` of checkpoint `p` (found by its first 64 bytes).
   void flip_byte_of(const fs::path& p, const std::string& dataset) {
-    const auto data = io::read_checkpoint(p.string(), MPI_COMM_NULL);
+    OneProcess one;
+    const auto data = io::read_checkpoint(p.string(), one);
     const auto& want = data.at(dataset);
     std::string bytes = read_text(p);
     const size_t at = bytes.find(std::string(want.data(), 64));
