@@ -12,6 +12,7 @@
 #include "launch/commands.h"
 #include "launch/ensemble_eval.h"
 #include "launch/logging.h"
+#include "launch/step.h"
 
 namespace rn::launch {
 namespace {
@@ -74,7 +75,10 @@ int run_eval(const std::vector<std::string>& argv, const Job& job) {
   // The config's precision unless --precision says otherwise; the weights stay f32.
   const ScoreOptions options{
       .crops = crops,
-      .precision = args.has("precision") ? args.get("precision") : cfg.train.precision,
+      .precision = args.has("precision")
+                       ? checked_precision(args.get("precision"),
+                                           job.env.device(cfg.train.device.value), "--precision")
+                       : cfg.train.precision.value,
       .precision_source =
           args.has("precision") ? "--precision" : cfg.source + ": 'train.precision'",
       .hooks = job.hooks};

@@ -56,23 +56,24 @@ int run_info(const std::vector<std::string>& argv, const Job& job) {
       RN_FAIL("give either --devices or a network (--model NAME or --config FILE), not both");
     return run_devices_info(args.flag("json"), job.env);
   }
-  std::string name;
+  models::ModelSpec spec;
   DefaultInput d;
   if (args.has("config")) {
     if (args.has("model"))
       RN_FAIL("give either --model NAME or --config FILE (its 'model:' section), not both");
     const Config cfg = load_config(args.get("config"), args.all("set"));
-    name = model_name_of(cfg.model);
+    spec = cfg.model.spec();
     const Shape in = training_input(cfg);
     d = DefaultInput{static_cast<int>(in[1]), static_cast<int>(in[2]), static_cast<int>(in[3]),
                      cfg.model.num_classes};
-    if (args.has("input") || args.has("classes")) d = input_from_args(args, name);
+    if (args.has("input") || args.has("classes")) d = input_from_args(args, spec.name);
+    spec.in_channels = d.channels, spec.num_classes = d.classes;
   } else {
-    name = args.required("model");
-    d = input_from_args(args, name);
+    d = input_from_args(args, args.required("model"));
+    spec = models::model_spec(args.required("model"), d.channels, d.classes);
   }
+  const std::string& name = spec.name;
   auto backend = make_cpu_backend(1);
-  const models::ModelSpec spec = models::model_spec(name, d.channels, d.classes);
   auto net = models::build_model_uninitialised(*backend, spec);
   const Shape in{1, d.channels, d.height, d.width};
   const int64_t params = net->num_parameters(), macs = net->macs(in);

@@ -52,7 +52,7 @@ int run_train(const std::vector<std::string>& argv, const Job& job) {
   std::printf(
       "final: %s after %d epoch(s), %lld steps, %.1f s: test top-1 %.4f, top-5 %.4f "
       "(%lld test samples), %.1f train img/s\n",
-      model_name_of(cfg.model).c_str(), r.epochs, static_cast<long long>(r.steps), r.wall_s,
+      cfg.model.spec().name.c_str(), r.epochs, static_cast<long long>(r.steps), r.wall_s,
       r.test.top1, r.test.top5, static_cast<long long>(r.test.samples), r.train_img_per_s);
   return 0;
 }

@@ -1,18 +1,65 @@
-// The job configuration: YAML files plus `--set key=value` overrides, read into validated structs.
+// The job configuration: YAML files plus `--set key=value` overrides, read into validated structs
+// whose enumerations are types (Choice) and whose network is a resolved models::ModelSpec, so
+// that nothing after validation reads a config string again.
 #pragma once
 
 #include <cstdint>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <vector>
 
+#include "core/models/model_spec.h"
+#include "core/optim/lr_schedule.h"
+#include "core/optim/optimizer.h"
+#include "core/tensor.h"
+#include "distributed/rank_groups.h"
+#include "io/image_transform.h"
+#include "io/loader.h"
+
 namespace rn::launch {
+
+// A value from a fixed set of names (train.device: cpu | cuda): read from and written to YAML as
+// its name, and typed by validation, which refuses any other name. Code after validation reads
+// `value`; equality is by name, so that a config compares equal to its own YAML read back.
+template <typename E>
+struct Choice {
+  std::string name;
+  E value{};
+  Choice& operator=(const std::string& n) {
+    name = n;
+    return *this;
+  }
+  bool operator==(const Choice& o) const { return name == o.name; }
+  bool operator==(const std::string& n) const { return name == n; }
+  bool operator==(const char* n) const { return name == n; }
+};
+template <typename E>
+std::ostream& operator<<(std::ostream& os, const Choice<E>& c) {
+  return os << c.name;
+}
+
+// A value derived from a config's keys by validation, not a key of its own: it takes no part in
+// comparing configs (their keys decide that).
+template <typename T>
+struct Derived {
+  T value{};
+  bool operator==(const Derived&) const { return true; }
+};
+
+enum class DataKind { fashion_mnist, cifar10, cifar100, image_folder, packed, synthetic };
+// Image folders and packed files hold encoded images (decoded and augmented per sample); the
+// other sets are decoded arrays in memory.
+inline bool is_encoded(DataKind k) {
+  return k == DataKind::image_folder || k == DataKind::packed;
+}
+enum class CifarLabels { fine, coarse };
 
 // The network: a zoo name, and optionally the fields of its spec that differ from the named
 // network's ("custom" starts from nothing and needs block, blocks and widths). Unset fields keep
 // the named network's values.
 struct ModelConfig {
-  std::string name = "resnet20";  // checked against the model zoo when the model is built
+  std::string name = "resnet20";  // a zoo name or "custom"
   int in_channels = 3;
   int num_classes = 10;
   bool zero_init_residual = false;   // last BN of each residual branch starts at gamma = 0
@@ -26,13 +73,16 @@ struct ModelConfig {
   std::optional<std::string> shortcut_option;  // A | B | C: where the shape changes
   std::optional<double> shortcut_scale, gate_bias, shortcut_dropout;
   std::optional<bool> plain, stride_on_3x3;
+  // The network all of the above describe, resolved by validation.
+  Derived<models::ModelSpec> resolved;
+  const models::ModelSpec& spec() const { return resolved.value; }
   bool operator==(const ModelConfig&) const = default;
 };
 
 // Training augmentation. `recipe` pad_crop is for the in-memory sets (Fashion-MNIST, CIFAR,
 // synthetic); resnet, torchvision and none for the encoded ones (image_folder, packed).
 struct AugmentConfig {
-  std::string recipe = "pad_crop";       // pad_crop | resnet | torchvision | none
+  Choice<io::Recipe> recipe{"pad_crop", io::Recipe::pad_crop};  // pad_crop | resnet | ...
   int crop_pad = 0;                      // pad_crop: pad by this many pixels, then crop back
   bool hflip = false;                    // mirror left-right with probability 1/2
   int crop = 224;                        // resnet, torchvision: output side
@@ -45,7 +95,7 @@ struct AugmentConfig {
 
 struct DataConfig {
   // fashion_mnist | cifar10 | cifar100 | image_folder | packed | synthetic
-  std::string kind = "fashion_mnist";
+  Choice<DataKind> kind{"fashion_mnist", DataKind::fashion_mnist};
   std::string root = "/usr/share/datasets/fashion-mnist";
   int batch_size = 128;  // per rank
   int test_batch_size = 500;
@@ -54,8 +104,9 @@ struct DataConfig {
   int workers = 1;   // loader threads per rank
   int prefetch = 4;  // batches queued ahead of the trainer
   AugmentConfig augment;
-  std::string labels = "fine";               // cifar100: fine (100 classes) | coarse (20)
-  std::string on_bad_sample = "substitute";  // substitute (warn, count) | error
+  Choice<CifarLabels> labels{"fine", CifarLabels::fine};  // cifar100: fine (100) | coarse (20)
+  // substitute (warn, count) | error
+  Choice<io::BadSamplePolicy> on_bad_sample{"substitute", io::BadSamplePolicy::substitute};
   std::vector<double> mean, std;  // per channel of pixel / 255; empty: the training set's
                                   // (in-memory sets) or ImageNet's (encoded sets)
   int eval_resize = 256;          // encoded sets: evaluation resizes the shorter side to this
@@ -67,15 +118,16 @@ struct DataConfig {
 };
 
 struct OptimConfig {
-  std::string name = "sgd";  // sgd | lars
+  Choice<optim::OptimizerKind> name{"sgd", optim::OptimizerKind::sgd};  // sgd | lars
   double lr = 0.1;
   double momentum = 0.9;
   bool nesterov = false;
   double weight_decay = 1e-4;
   bool decay_bn_and_bias = true;  // false exempts BN parameters and biases from weight decay
   double label_smoothing = 0.0;
-  std::string schedule = "multistep";  // multistep | cosine | constant
-  std::vector<double> milestones;      // epochs, may be fractional
+  // multistep | cosine | constant
+  Choice<optim::ScheduleKind> schedule{"multistep", optim::ScheduleKind::multistep};
+  std::vector<double> milestones;  // epochs, may be fractional
   double gamma = 0.1;
   double warmup_epochs = 0;
   // Multiply lr by the number of ranks (Goyal et al. 2017's linear scaling rule, for the global
@@ -88,8 +140,8 @@ struct TrainConfig {
   int epochs = 1;
   int64_t max_steps = 0;  // 0 = no limit
   uint64_t seed = 0;
-  std::string device = "cpu";      // cpu | cuda
-  std::string precision = "fp32";  // fp32 | bf16 | fp16
+  Choice<DeviceKind> device{"cpu", DeviceKind::cpu};  // cpu | cuda
+  Choice<DType> precision{"fp32", DType::f32};        // fp32 | bf16 | fp16: the activations
   int threads = 0;     // CPU threads per rank; 0 = this node's cores divided by its ranks
   int log_every = 50;  // steps between progress lines
   bool operator==(const TrainConfig&) const = default;
@@ -124,7 +176,8 @@ struct EnsembleMember {
 };
 
 struct EnsembleConfig {
-  std::string split = "equal";          // equal | macs: group sizes by multiply-adds x epochs
+  // equal | macs: group sizes by multiply-adds x epochs
+  Choice<distributed::GroupSplit> split{"equal", distributed::GroupSplit::equal};
   std::vector<EnsembleMember> members;  // empty: the job trains one model
   bool operator==(const EnsembleConfig&) const = default;
 };
@@ -160,7 +213,7 @@ std::vector<Config> member_configs(const Config& config);
 
 // The network `model` describes, as a name models::model_spec reads back: the zoo name alone,
 // or with the changed fields ("resnet56{shortcut=exclusive_gate gate_bias=-6}"). Errors name
-// the field ("'model.blocks' must be ...").
+// the field ("'model.blocks' must be ..."). Validation keeps the resolved spec in model.spec.
 std::string model_name_of(const ModelConfig& model);
 
 // The resolved config as YAML (every key, defaults included); parse_config of it gives an

@@ -20,7 +20,7 @@ std::unique_ptr<io::EncodedSource> encoded_source(const Config& cfg, const std::
                                                   distributed::Communicator& comm,
                                                   const DataOptions& opt) {
   const DataConfig& d = cfg.data;
-  if (d.kind == "packed") {
+  if (d.kind.value == DataKind::packed) {
     const std::string file = (fs::path(d.root) / (split + ".h5")).string();
     return std::make_unique<io::PackedSource>(file);
   }
@@ -34,7 +34,7 @@ std::unique_ptr<io::EncodedSource> encoded_source(const Config& cfg, const std::
                  << l.classes.size() << " classes"
                  << (cached ? " (file list cached in " + cache.string() + ")" : "");
   if (!l.empty_classes.empty()) {
-    if (d.on_bad_sample == "error")
+    if (d.on_bad_sample.value == io::BadSamplePolicy::error)
       RN_FAIL(cfg.source << ": image folder '" << root << "': class folder '"
                          << l.empty_classes.front()
                          << "' has no images (data.on_bad_sample: error)");
@@ -60,8 +60,7 @@ io::LoaderOptions loader_options(const Config& cfg, bool train) {
   o.workers = cfg.data.workers;
   o.prefetch = train ? cfg.data.prefetch : 2;
   o.drop_last = train;
-  o.on_bad = cfg.data.on_bad_sample == "error" ? io::BadSamplePolicy::error
-                                               : io::BadSamplePolicy::substitute;
+  o.on_bad = cfg.data.on_bad_sample.value;
   o.seed = cfg.train.seed;
   o.warn = [](const std::string& m) { RN_LOG(warning) << m; };
   return o;
@@ -70,9 +69,10 @@ io::LoaderOptions loader_options(const Config& cfg, bool train) {
 DataSplits load_data(const Config& cfg, distributed::Communicator& comm, const DataOptions& opt) {
   const DataConfig& dc = cfg.data;
   DataSplits d;
-  const io::AugmentOptions pad_crop{dc.augment.recipe == "pad_crop" ? dc.augment.crop_pad : 0,
-                                    dc.augment.recipe == "pad_crop" && dc.augment.hflip};
-  if (dc.kind == "image_folder" || dc.kind == "packed") {
+  const bool pad = dc.augment.recipe.value == io::Recipe::pad_crop;
+  const io::AugmentOptions pad_crop{pad ? dc.augment.crop_pad : 0, pad && dc.augment.hflip};
+  const DataKind kind = dc.kind.value;
+  if (is_encoded(kind)) {
     if (cfg.model.in_channels != 3)
       RN_FAIL(cfg.source << ": 'model.in_channels' is " << cfg.model.in_channels << " but data '"
                          << dc.kind << "' gives 3 channels (grayscale images are replicated)");
@@ -80,7 +80,7 @@ DataSplits load_data(const Config& cfg, distributed::Communicator& comm, const D
       RN_FAIL(cfg.source << ": 'data.mean' has " << dc.mean.size()
                          << " values; images have 3 channels");
     io::EncodedSet::Options o;
-    o.augment.recipe = io::parse_recipe(dc.augment.recipe);
+    o.augment.recipe = dc.augment.recipe.value;
     o.augment.crop = dc.augment.crop;
     o.augment.scale_min = dc.augment.scale[0], o.augment.scale_max = dc.augment.scale[1];
     o.augment.ratio_min = dc.augment.ratio[0], o.augment.ratio_max = dc.augment.ratio[1];
@@ -104,17 +104,18 @@ DataSplits load_data(const Config& cfg, distributed::Communicator& comm, const D
                          << " (the same class folders are needed in both)");
   } else {
     io::ImageSet train, test;
-    if (dc.kind == "synthetic") {
+    if (kind == DataKind::synthetic) {
       train = io::synthetic_set(cfg.model.in_channels, dc.height, dc.width, cfg.model.num_classes,
                                 dc.train_limit > 0 ? dc.train_limit : dc.synthetic_size,
                                 cfg.train.seed);
       test = io::synthetic_set(cfg.model.in_channels, dc.height, dc.width, cfg.model.num_classes,
                                dc.test_limit > 0 ? dc.test_limit : dc.synthetic_size / 4,
                                cfg.train.seed + 1);
-    } else if (dc.kind == "cifar10" || dc.kind == "cifar100") {
-      const io::CifarKind k = dc.kind == "cifar10"  ? io::CifarKind::cifar10
-                              : dc.labels == "fine" ? io::CifarKind::cifar100_fine
-                                                    : io::CifarKind::cifar100_coarse;
+    } else if (kind == DataKind::cifar10 || kind == DataKind::cifar100) {
+      const io::CifarKind k = kind == DataKind::cifar10 ? io::CifarKind::cifar10
+                              : dc.labels.value == CifarLabels::fine
+                                  ? io::CifarKind::cifar100_fine
+                                  : io::CifarKind::cifar100_coarse;
       train = io::load_cifar(dc.root, k, io::Split::train, dc.train_limit);
       test = io::load_cifar(dc.root, k, io::Split::test, dc.test_limit);
     } else {

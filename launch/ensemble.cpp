@@ -172,10 +172,10 @@ void write_text(const std::filesystem::path& path, const std::string& text) {
 
 Shape training_input(const Config& c) {
   int side_h = c.data.height, side_w = c.data.width;  // synthetic
-  if (c.data.kind == "fashion_mnist") side_h = side_w = 28;
-  if (c.data.kind == "cifar10" || c.data.kind == "cifar100") side_h = side_w = 32;
-  if (c.data.kind == "image_folder" || c.data.kind == "packed")
-    side_h = side_w = c.data.augment.crop;
+  const DataKind kind = c.data.kind.value;
+  if (kind == DataKind::fashion_mnist) side_h = side_w = 28;
+  if (kind == DataKind::cifar10 || kind == DataKind::cifar100) side_h = side_w = 32;
+  if (is_encoded(kind)) side_h = side_w = c.data.augment.crop;
   return Shape{1, c.model.in_channels, side_h, side_w};
 }
 
@@ -186,23 +186,13 @@ distributed::RankGroups plan_ensemble(const Config& cfg, const std::vector<Confi
   auto cpu = make_cpu_backend(1);
   for (size_t m = 0; m < members.size(); ++m) {
     const Config& c = members[m];
-    models::ModelSpec spec;
-    try {
-      spec = models::model_spec(model_name_of(c.model), c.model.in_channels, c.model.num_classes);
-    } catch (const Error& e) {
-      RN_FAIL(c.source << ": 'model': " << e.what());
-    }
-    const double macs =
-        static_cast<double>(models::build_model_uninitialised(*cpu, spec)->macs(training_input(c)));
+    const double macs = static_cast<double>(
+        models::build_model_uninitialised(*cpu, c.model.spec())->macs(training_input(c)));
     costs.push_back(macs * c.train.epochs);
     if (cfg.ensemble.members[m].ranks > 0) fixed.push_back(cfg.ensemble.members[m].ranks);
   }
   try {
-    return distributed::plan_rank_groups(world_size, costs,
-                                         cfg.ensemble.split == "macs"
-                                             ? distributed::GroupSplit::proportional
-                                             : distributed::GroupSplit::equal,
-                                         fixed);
+    return distributed::plan_rank_groups(world_size, costs, cfg.ensemble.split.value, fixed);
   } catch (const Error& e) {
     RN_FAIL(cfg.source << ": 'ensemble': " << e.what());
   }
@@ -294,7 +284,7 @@ EnsembleResult train_ensemble(const Config& cfg, distributed::Communicator& worl
   EnsembleResult result{.preempted = any_stopped, .stopped = progress.stopped()};
   if (!any_stopped) {
     const ScoreOptions options{.crops = {1, 10},
-                               .precision = cfg.train.precision,
+                               .precision = cfg.train.precision.value,
                                .precision_source = cfg.source + ": 'train.precision'",
                                .hooks = hooks};
     result.scores = evaluate_ensemble(cfg, member_checkpoints(cfg, world), options, world, env);

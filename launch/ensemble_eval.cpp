@@ -58,7 +58,7 @@ struct Members {
 };
 
 Device device_of(const Config& cfg, const distributed::RankEnvironment& env) {
-  return env.device(cfg.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu);
+  return env.device(cfg.train.device.value);
 }
 
 Members load_members(const Config& cfg, const std::vector<EnsembleModel>& models,
@@ -147,8 +147,8 @@ EnsembleScores evaluate_ensemble(const Config& cfg, const std::vector<EnsembleMo
                                  const ScoreOptions& options, distributed::Communicator& comm,
                                  const distributed::RankEnvironment& env) {
   RN_CHECK(!models.empty(), "evaluate_ensemble of no model");
-  const DType compute =
-      checked_precision(options.precision, device_of(cfg, env), options.precision_source);
+  const DType compute = options.precision;
+  check_precision_runs(compute, device_of(cfg, env), options.precision_source);
   Members members = load_members(cfg, models, env, options.hooks, comm);
   EnsembleScores s{.models = models};
   for (int c : options.crops)

@@ -32,9 +32,9 @@ struct EnsembleScores {
 };
 
 struct ScoreOptions {
-  std::vector<int> crops{1};       // view counts to score: 1 and/or 10
-  std::string precision = "fp32";  // the activations' (the weights stay f32)
-  std::string precision_source;    // the flag or config field it came from, for messages
+  std::vector<int> crops{1};     // view counts to score: 1 and/or 10
+  DType precision = DType::f32;  // the activations' (the weights stay f32)
+  std::string precision_source;  // the flag or config field it came from, for messages
   TestHooks hooks;
 };
 

@@ -5,6 +5,23 @@
 
 namespace rn::launch {
 
+const char* precision_name(DType t) {
+  switch (t) {
+    case DType::bf16:
+      return "bf16";
+    case DType::f16:
+      return "fp16";
+    default:
+      return "fp32";
+  }
+}
+
+void check_precision_runs(DType t, Device device, const std::string& what) {
+  if (const std::string why = precision_unsupported(device, t); !why.empty())
+    RN_FAIL(what << " " << precision_name(t) << " on "
+                 << (device.kind == DeviceKind::cuda ? "cuda" : "cpu") << ": " << why);
+}
+
 DType checked_precision(const std::string& value, Device device, const std::string& what) {
   DType t;
   if (value == "fp32")
@@ -15,9 +32,7 @@ DType checked_precision(const std::string& value, Device device, const std::stri
     t = DType::f16;
   else
     RN_FAIL(what << " must be fp32, bf16 or fp16, got '" << value << "'");
-  if (const std::string why = precision_unsupported(device, t); !why.empty())
-    RN_FAIL(what << " " << value << " on " << (device.kind == DeviceKind::cuda ? "cuda" : "cpu")
-                 << ": " << why);
+  check_precision_runs(t, device, what);
   return t;
 }
 

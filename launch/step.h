@@ -11,9 +11,13 @@
 
 namespace rn::launch {
 
-// `value` ("fp32", "bf16" or "fp16") as a compute type that `device` runs, else one error line
-// that starts with `what` (the flag or config field it came from): an unknown name lists the
-// choices, an unsupported one says why (precision_unsupported).
+// A compute type as configs and flags name it: "fp32", "bf16", "fp16".
+const char* precision_name(DType t);
+// Throws one error line that starts with `what` (the flag or config field it came from) where
+// `device` does not run `t`, saying why (precision_unsupported).
+void check_precision_runs(DType t, Device device, const std::string& what);
+// A flag's `value` ("fp32", "bf16" or "fp16") as a compute type that `device` runs; an unknown
+// name lists the choices.
 DType checked_precision(const std::string& value, Device device, const std::string& what);
 // `x` (on `backend`) in the compute type: itself when it already is, else a cast copy.
 Tensor to_compute(Backend& backend, const Tensor& x, DType compute);

@@ -49,12 +49,11 @@ std::string format_duration(double s) {
 }
 
 optim::OptimizerOptions optimizer_options(const OptimConfig& o) {
-  return optim::OptimizerOptions{
-      .kind = o.name == "lars" ? optim::OptimizerKind::lars : optim::OptimizerKind::sgd,
-      .momentum = o.momentum,
-      .nesterov = o.nesterov,
-      .weight_decay = o.weight_decay,
-      .decay_bn_and_bias = o.decay_bn_and_bias};
+  return optim::OptimizerOptions{.kind = o.name.value,
+                                 .momentum = o.momentum,
+                                 .nesterov = o.nesterov,
+                                 .weight_decay = o.weight_decay,
+                                 .decay_bn_and_bias = o.decay_bn_and_bias};
 }
 
 }  // namespace
@@ -100,18 +99,10 @@ Trainer::Trainer(const Config& cfg, distributed::Communicator& comm,
       t_start_(Clock::now()) {
   comm_.set_timeout(cfg_.distributed.timeout_s);
   check_same_config_everywhere();
-  // Fail on a bad model name before reading any data.
-  try {
-    spec_ = models::model_spec(model_name_of(cfg_.model), cfg_.model.in_channels,
-                               cfg_.model.num_classes);
-  } catch (const Error& e) {
-    RN_FAIL(cfg_.source << ": 'model.name': " << e.what());
-  }
-  spec_.zero_init_residual = cfg_.model.zero_init_residual;
-  compute_ =
-      checked_precision(cfg_.train.precision,
-                        Device{cfg_.train.device == "cuda" ? DeviceKind::cuda : DeviceKind::cpu, 0},
-                        cfg_.source + ": 'train.precision'");
+  spec_ = cfg_.model.spec();
+  compute_ = cfg_.train.precision.value;
+  check_precision_runs(compute_, env_.device(cfg_.train.device.value),
+                       cfg_.source + ": 'train.precision'");
   prepare_run_dir();
   build();
   log_setup();
@@ -147,10 +138,10 @@ void Trainer::prepare_run_dir() {
 void Trainer::build() {
   data_ = load_data(cfg_, comm_, DataOptions{.list_threads = std::max(4, env_.cpus)});
   sharing_ = checkpoint_sharing(env_, comm_, options_.hooks);
-  const bool on_gpu = cfg_.train.device == "cuda";
+  const bool on_gpu = cfg_.train.device.value == DeviceKind::cuda;
   // One GPU per rank, by the rank's place on its node.
-  backend_ = make_backend(env_.device(on_gpu ? DeviceKind::cuda : DeviceKind::cpu),
-                          env_.threads_or(cfg_.train.threads));
+  backend_ =
+      make_backend(env_.device(cfg_.train.device.value), env_.threads_or(cfg_.train.threads));
   // GPU buffers are summed and broadcast by NCCL; MPI keeps the host-side collectives.
   if (on_gpu && world_ > 1) nccl_ = distributed::make_nccl_communicator(comm_, *backend_);
   distributed::Communicator& device_comm = nccl_ ? *nccl_ : comm_;
@@ -183,7 +174,7 @@ void Trainer::build() {
                         << world_ << " rank(s) share " << data_.train->size()
                         << " training samples: not one batch per epoch");
   schedule_ = std::make_unique<optim::LrSchedule>(optim::LrScheduleOptions{
-      .kind = cfg_.optim.schedule,
+      .kind = cfg_.optim.schedule.value,
       .base_lr = cfg_.optim.scale_lr ? cfg_.optim.lr * world_ : cfg_.optim.lr,
       .milestones = cfg_.optim.milestones,
       .gamma = cfg_.optim.gamma,

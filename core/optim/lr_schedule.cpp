@@ -28,10 +28,6 @@ int64_t first_step_at_epoch(double epoch, int64_t steps_per_epoch) {
 
 LrSchedule::LrSchedule(LrScheduleOptions options) : options_(std::move(options)) {
   const auto& o = options_;
-  if (o.kind != "multistep" && o.kind != "cosine" && o.kind != "constant") {
-    RN_FAIL("[lr_schedule] unknown schedule '" << o.kind
-                                               << "'; known: multistep, cosine, constant");
-  }
   RN_CHECK(std::isfinite(o.base_lr) && o.base_lr > 0,
            "[lr_schedule] base_lr must be positive, got " << o.base_lr);
   RN_CHECK(o.steps_per_epoch >= 1,
@@ -41,7 +37,7 @@ LrSchedule::LrSchedule(LrScheduleOptions options) : options_(std::move(options))
            "[lr_schedule] warmup_epochs must be >= 0, got " << o.warmup_epochs);
   total_steps_ = o.total_epochs * o.steps_per_epoch;
   warmup_steps_ = first_step_at_epoch(o.warmup_epochs, o.steps_per_epoch);
-  if (o.kind == "multistep") {
+  if (o.kind == ScheduleKind::multistep) {
     RN_CHECK(std::isfinite(o.gamma) && o.gamma > 0,
              "[lr_schedule] gamma must be positive, got " << o.gamma);
     double previous = -1;
@@ -56,7 +52,7 @@ LrSchedule::LrSchedule(LrScheduleOptions options) : options_(std::move(options))
 
 double LrSchedule::base_schedule_at(int64_t step) const {
   const auto& o = options_;
-  if (o.kind == "multistep") {
+  if (o.kind == ScheduleKind::multistep) {
     double lr = o.base_lr;
     for (int64_t boundary : milestone_steps_) {
       if (step < boundary) break;
@@ -64,7 +60,7 @@ double LrSchedule::base_schedule_at(int64_t step) const {
     }
     return lr;
   }
-  if (o.kind == "cosine") {
+  if (o.kind == ScheduleKind::cosine) {
     // Past the planned end (e.g. a run extended by hand) the rate stays at the curve's end, 0.
     const double t = static_cast<double>(std::min(step, total_steps_));
     return o.base_lr * 0.5 * (1.0 + std::cos(std::numbers::pi * t / total_steps_));

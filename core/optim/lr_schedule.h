@@ -7,8 +7,14 @@
 
 namespace rn::optim {
 
+enum class ScheduleKind {
+  multistep,  // base_lr times gamma at each milestone
+  cosine,     // half a cosine from base_lr to 0 over the run
+  constant,
+};
+
 struct LrScheduleOptions {
-  std::string kind = "constant";  // multistep | cosine | constant
+  ScheduleKind kind = ScheduleKind::constant;
   double base_lr = 0.1;
   std::vector<double> milestones;  // multistep: epochs (may be fractional), increasing
   double gamma = 0.1;              // multistep: factor applied at each milestone

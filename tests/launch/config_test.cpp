@@ -187,15 +187,51 @@ TEST(Config, LoadConfigReadsTheFileAndAppliesOverrides) {
   EXPECT_EQ(c.train.seed, 7u);
 }
 
+// Validation types what it checks: every enumeration is a value, the network a spec; nothing
+// after it reads a config string again. An override still fixes a bad value of the file.
+TEST(Config, ValidationTypesEveryChoiceAndTheNetwork) {
+  const Config c = parse_config(
+      "train: {device: gpu, precision: bf16}\n"
+      "data: {kind: synthetic, on_bad_sample: error, augment: {recipe: none}}\n"
+      "optim: {name: lars, schedule: cosine}\n"
+      "model: {name: resnet56, shortcut: exclusive_gate, gate_bias: -6, zero_init_residual: "
+      "true}\n",
+      "configs/x.yaml", {"train.device=cuda", "ensemble.split=macs"});
+  EXPECT_EQ(c.train.device.value, DeviceKind::cuda);
+  EXPECT_EQ(c.train.precision.value, DType::bf16);
+  EXPECT_EQ(c.data.kind.value, DataKind::synthetic);
+  EXPECT_EQ(c.data.on_bad_sample.value, io::BadSamplePolicy::error);
+  EXPECT_EQ(c.data.augment.recipe.value, io::Recipe::none);
+  EXPECT_EQ(c.optim.name.value, optim::OptimizerKind::lars);
+  EXPECT_EQ(c.optim.schedule.value, optim::ScheduleKind::cosine);
+  EXPECT_EQ(c.ensemble.split.value, distributed::GroupSplit::proportional);
+  const models::ModelSpec& spec = c.model.spec();
+  EXPECT_EQ(spec.name, "resnet56{shortcut=exclusive_gate gate_bias=-6}");
+  EXPECT_EQ(spec.variant, nn::ShortcutVariant::exclusive_gate);
+  EXPECT_EQ(spec.blocks, (std::vector<int>{9, 9, 9}));
+  EXPECT_TRUE(spec.zero_init_residual);
+  EXPECT_EQ(spec.num_classes, 10);
+  // The defaults are typed too.
+  const Config d = parse_config("", "configs/x.yaml", {});
+  EXPECT_EQ(d.train.precision.value, DType::f32);
+  EXPECT_EQ(d.data.augment.recipe.value, io::Recipe::pad_crop);
+  EXPECT_EQ(d.model.spec().name, "resnet20");
+  // A network the zoo does not know is refused by validation, before anything runs.
+  EXPECT_EQ(parse_error("model: {name: resnet21}\n")
+                .rfind("configs/x.yaml: 'model.name': unknown model 'resnet21'; known models: ", 0),
+            0u);
+}
+
 TEST(Config, ToYamlRoundTripsEveryField) {
   Config c;
   c.source = "runs/x/config.yaml";
   c.run_dir = "runs/a b: #c";
-  c.model = {.name = "true", .in_channels = 1, .num_classes = 1000, .zero_init_residual = true};
+  c.model = {.name = "resnet20", .in_channels = 1, .num_classes = 1000, .zero_init_residual = true};
   c.data.kind = "synthetic";
-  c.data.root = "";
+  c.data.root = "true";  // a string YAML would read as a boolean unquoted
   c.data.train_limit = 123456789012;
-  c.data.augment = {.crop_pad = 4, .hflip = true};
+  c.data.augment.crop_pad = 4;
+  c.data.augment.hflip = true;
   c.optim.lr = 1.0 / 3.0;
   c.optim.weight_decay = 5e-5;
   c.optim.label_smoothing = 0.1;

@@ -13,9 +13,9 @@
 namespace rn::optim {
 namespace {
 
-LrScheduleOptions options(std::string kind) {
+LrScheduleOptions options(ScheduleKind kind) {
   LrScheduleOptions o;
-  o.kind = std::move(kind);
+  o.kind = kind;
   o.base_lr = 1.0;  // powers of two below keep the expected values exact
   o.gamma = 0.5;
   o.total_epochs = 4;
@@ -24,14 +24,14 @@ LrScheduleOptions options(std::string kind) {
 }
 
 TEST(LrSchedule, ConstantIsTheBaseRateEverywhere) {
-  LrSchedule s(options("constant"));
+  LrSchedule s(options(ScheduleKind::constant));
   EXPECT_EQ(s.lr_at(0), 1.0);
   EXPECT_EQ(s.lr_at(39), 1.0);
   EXPECT_EQ(s.lr_at(1000), 1.0);
 }
 
 TEST(LrSchedule, MultistepDecaysAtEachMilestoneEpoch) {
-  auto o = options("multistep");
+  auto o = options(ScheduleKind::multistep);
   o.milestones = {2, 3};
   LrSchedule s(o);
   EXPECT_EQ(s.lr_at(0), 1.0);
@@ -43,7 +43,7 @@ TEST(LrSchedule, MultistepDecaysAtEachMilestoneEpoch) {
 }
 
 TEST(LrSchedule, MultistepFractionalMilestonesFallOnExactSteps) {
-  auto o = options("multistep");
+  auto o = options(ScheduleKind::multistep);
   o.milestones = {0.3, 2.5};
   LrSchedule s(o);
   EXPECT_EQ(s.lr_at(2), 1.0);
@@ -60,7 +60,7 @@ TEST(LrSchedule, MultistepFractionalMilestonesFallOnExactSteps) {
 
 TEST(LrSchedule, MultistepWithPaperSettings) {
   // He et al. 2015: 0.1, divided by 10 at 32k and 48k of 64k iterations.
-  LrScheduleOptions o{.kind = "multistep",
+  LrScheduleOptions o{.kind = ScheduleKind::multistep,
                       .base_lr = 0.1,
                       .milestones = {32, 48},
                       .gamma = 0.1,
@@ -75,7 +75,7 @@ TEST(LrSchedule, MultistepWithPaperSettings) {
 }
 
 TEST(LrSchedule, CosineFollowsHalfACosineToZero) {
-  LrSchedule s(options("cosine"));  // 40 steps in all
+  LrSchedule s(options(ScheduleKind::cosine));  // 40 steps in all
   EXPECT_EQ(s.total_steps(), 40);
   EXPECT_EQ(s.lr_at(0), 1.0);
   EXPECT_DOUBLE_EQ(s.lr_at(10), 0.5 * (1 + std::sqrt(0.5)));
@@ -87,7 +87,7 @@ TEST(LrSchedule, CosineFollowsHalfACosineToZero) {
 }
 
 TEST(LrSchedule, WarmupRampsLinearlyThenHandsOver) {
-  auto o = options("constant");
+  auto o = options(ScheduleKind::constant);
   o.warmup_epochs = 0.4;  // 4 steps
   LrSchedule s(o);
   EXPECT_EQ(s.warmup_steps(), 4);
@@ -99,7 +99,7 @@ TEST(LrSchedule, WarmupRampsLinearlyThenHandsOver) {
 }
 
 TEST(LrSchedule, WarmupMultipliesTheUnderlyingSchedule) {
-  auto o = options("multistep");
+  auto o = options(ScheduleKind::multistep);
   o.milestones = {0.2};  // decays at step 2, inside the warm-up
   o.warmup_epochs = 0.4;
   LrSchedule s(o);
@@ -109,7 +109,7 @@ TEST(LrSchedule, WarmupMultipliesTheUnderlyingSchedule) {
   EXPECT_EQ(s.lr_at(3), 0.5);
   EXPECT_EQ(s.lr_at(4), 0.5);
 
-  auto c = options("cosine");
+  auto c = options(ScheduleKind::cosine);
   c.warmup_epochs = 2;  // 20 steps; step 19 is the last ramp step
   LrSchedule cs(c);
   EXPECT_DOUBLE_EQ(cs.lr_at(9), 0.5 * (1 + std::cos(std::numbers::pi * 9 / 40)) * 10 / 20);
@@ -117,7 +117,7 @@ TEST(LrSchedule, WarmupMultipliesTheUnderlyingSchedule) {
 }
 
 TEST(LrSchedule, FractionalWarmupRoundsUpToWholeSteps) {
-  auto o = options("constant");
+  auto o = options(ScheduleKind::constant);
   o.steps_per_epoch = 3;
   o.warmup_epochs = 0.5;  // 1.5 steps: steps 0 and 1 are ramp steps
   LrSchedule s(o);
@@ -127,27 +127,16 @@ TEST(LrSchedule, FractionalWarmupRoundsUpToWholeSteps) {
 }
 
 TEST(LrSchedule, RejectsBadOptions) {
-  EXPECT_THROW(LrSchedule(options("linear")), Error);
-  auto o = options("multistep");
+  auto o = options(ScheduleKind::multistep);
   o.milestones = {3, 2};
   EXPECT_THROW(LrSchedule{o}, Error);
-  o = options("constant");
+  o = options(ScheduleKind::constant);
   o.steps_per_epoch = 0;
   EXPECT_THROW(LrSchedule{o}, Error);
-  o = options("constant");
+  o = options(ScheduleKind::constant);
   o.base_lr = 0;
   EXPECT_THROW(LrSchedule{o}, Error);
-  EXPECT_THROW(LrSchedule(options("constant")).lr_at(-1), Error);
-}
-
-TEST(LrSchedule, UnknownKindNamesTheKnownOnes) {
-  try {
-    LrSchedule s(options("linear"));
-    FAIL() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("'linear'"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("multistep, cosine, constant"), std::string::npos);
-  }
+  EXPECT_THROW(LrSchedule(options(ScheduleKind::constant)).lr_at(-1), Error);
 }
 
 }  // namespace
