@@ -2,7 +2,7 @@
 // (1 or 3 channels, by the input's last byte) and /labels as its targets.
 #include <string>
 
-#include "launch/checkpoint_network.h"
+#include "launch/train/checkpoint_network.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

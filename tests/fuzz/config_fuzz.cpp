@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "launch/config.h"
+#include "launch/train/config.h"
 #include "tests/fuzz/fuzz_util.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

@@ -1,0 +1,126 @@
+// `resnet ckpt inspect FILE [--json]` and `resnet ckpt init --model NAME ... --output FILE`.
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "core/check.h"
+#include "core/models/model_spec.h"
+#include "io/checkpoint.h"
+#include "launch/cli/args.h"
+#include "launch/train/checkpointing.h"
+#include "launch/cli/commands.h"
+
+namespace rn::launch {
+
+namespace {
+
+int run_inspect(const std::vector<std::string>& argv) {
+  if (argv.empty() || argv[0].rfind("--", 0) == 0)
+    RN_FAIL("ckpt inspect needs a FILE: resnet ckpt inspect FILE [--json]");
+  const std::string path = argv[0];
+  Args args(std::vector<std::string>(argv.begin() + 1, argv.end()), FlagSpec{{}, {}, {"json"}});
+  const io::CheckpointSummary s = io::read_checkpoint_summary(path);
+  const std::vector<std::string> bad = io::verify_checkpoint(path);
+  int64_t model_tensors = 0, optimizer_tensors = 0;
+  size_t tensor_bytes = 0;
+  for (const auto& d : s.datasets) {
+    const bool model = d.path.rfind("model/", 0) == 0, opt = d.path.rfind("optimizer/", 0) == 0;
+    model_tensors += model, optimizer_tensors += opt;
+    if (model || opt) tensor_bytes += d.bytes;
+  }
+  std::ostringstream os;
+  if (args.flag("json")) {
+    os << "{\"file\": \"" << json_escape(path) << "\", \"format_version\": " << s.format_version
+       << ", \"model\": \"" << json_escape(s.header.model) << "\", \"epoch\": " << s.header.epoch
+       << ", \"step\": " << s.header.step << ", \"world_size\": " << s.header.world_size
+       << ", \"created\": \"" << s.header.created << "\", \"project_version\": \""
+       << json_escape(s.header.project_version) << "\", \"model_tensors\": " << model_tensors
+       << ", \"optimizer_tensors\": " << optimizer_tensors
+       << ", \"tensors\": " << model_tensors + optimizer_tensors
+       << ", \"tensor_bytes\": " << tensor_bytes << ", \"datasets\": " << s.datasets.size()
+       << ", \"file_bytes\": " << s.bytes() << ", \"checksums\": \"" << (bad.empty() ? "ok" : "bad")
+       << "\", \"bad_datasets\": [";
+    for (size_t i = 0; i < bad.size(); ++i)
+      os << (i ? ", " : "") << "\"" << json_escape(bad[i]) << "\"";
+    os << "]}\n";
+  } else {
+    os << path << "\n"
+       << "  model       " << s.header.model << "\n"
+       << "  epoch       " << s.header.epoch << "\n"
+       << "  step        " << s.header.step << "\n"
+       << "  world size  " << s.header.world_size << "\n"
+       << "  created     " << s.header.created << " (resnet " << s.header.project_version
+       << ", format " << s.format_version << ")\n"
+       << "  tensors     " << model_tensors << " model + " << optimizer_tensors << " optimizer, "
+       << tensor_bytes << " bytes (" << s.datasets.size() << " datasets, " << s.bytes()
+       << " bytes in all)\n"
+       << "  checksums   "
+       << (bad.empty() ? "ok (every dataset matches its crc32)"
+                       : std::to_string(bad.size()) + " dataset(s) damaged:");
+    for (const auto& b : bad) os << " " << b;
+    os << "\n";
+  }
+  std::cout << os.str();
+  if (!bad.empty()) {
+    std::cerr << "resnet ckpt: error: checkpoint '" << path << "': " << bad.size()
+              << " dataset(s) fail their checksum (first: " << bad.front() << ")\n";
+    return 1;
+  }
+  return 0;
+}
+
+int run_init(const std::vector<std::string>& argv, const Job& job) {
+  distributed::Communicator& comm = job.comm;
+  Args args(argv, FlagSpec{{"model", "classes", "in-channels", "seed", "output"}, {}, {}});
+  const std::string name = args.required("model");
+  const std::string output = args.required("output");
+  const std::string seed_text = args.required("seed");
+  uint64_t seed = 0;
+  try {
+    size_t used = 0;
+    seed = std::stoull(seed_text, &used);
+    if (used != seed_text.size() || seed_text[0] == '-') throw std::invalid_argument("");
+  } catch (const std::exception&) {
+    RN_FAIL("--seed must be a non-negative integer, got '" << seed_text << "'");
+  }
+  const DefaultInput in = default_input(name);
+  const int classes = args.get_int("classes", in.classes);
+  const int channels = args.get_int("in-channels", in.channels);
+  if (classes < 1) RN_FAIL("--classes must be at least 1, got " << classes);
+  if (channels < 1) RN_FAIL("--in-channels must be at least 1, got " << channels);
+  const models::ModelSpec spec = models::model_spec(name, channels, classes);
+  auto backend = make_backend(Device{}, 1);
+  auto net = models::build_model(*backend, spec, seed);
+  // The config a training run of this model would start from (for reference; `train` uses its
+  // own --config).
+  Config cfg;
+  cfg.model.name = name, cfg.model.in_channels = channels, cfg.model.num_classes = classes;
+  cfg.train.seed = seed;
+  // Under mpirun every rank builds the same network and they write the file together.
+  TrainerState st{.world_size = comm.size(), .seed = seed};
+  st.loss_sum.assign(comm.size(), 0), st.correct.assign(comm.size(), 0);
+  st.seen.assign(comm.size(), 0);
+  save_checkpoint(output, *net, *backend, st, to_yaml(cfg), comm,
+                  checkpoint_sharing(job.env, comm, job.hooks));
+  if (comm.rank() != 0) return 0;
+  std::printf("wrote %s: %s, %d channel(s), %d classes, seed %llu\n", output.c_str(), name.c_str(),
+              channels, classes, static_cast<unsigned long long>(seed));
+  return 0;
+}
+
+}  // namespace
+
+int run_ckpt(const std::vector<std::string>& argv, const Job& job) {
+  const std::string usage =
+      "usage: resnet ckpt inspect FILE [--json] | resnet ckpt init --model NAME [--classes N] "
+      "[--in-channels C] --seed S --output FILE | resnet ckpt bench [--model NAME] [--dir DIR] "
+      "[--repeat N] [--drop-caches] [--json]";
+  if (argv.empty()) RN_FAIL(usage);
+  const std::vector<std::string> rest(argv.begin() + 1, argv.end());
+  if (argv[0] == "inspect") return run_inspect(rest);
+  if (argv[0] == "init") return run_init(rest, job);
+  if (argv[0] == "bench") return run_ckpt_bench(rest, job);
+  RN_FAIL("unknown ckpt command '" << argv[0] << "'; " << usage);
+}
+
+}  // namespace rn::launch

@@ -1,0 +1,34 @@
+// The data sets a config names, built as the loader's SampleSets: Fashion-MNIST, CIFAR and
+// synthetic in memory; image folders (listed once on rank 0, broadcast, cached in the run
+// directory) and packed files streamed and decoded per sample.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "distributed/communicator.h"
+#include "io/loader.h"
+#include "io/sample_set.h"
+#include "launch/train/config.h"
+
+namespace rn::launch {
+
+struct DataSplits {
+  std::unique_ptr<io::SampleSet> train, test;
+  int height = 0, width = 0;  // of the network's training input
+};
+
+struct DataOptions {
+  int eval_views = 1;         // 10: the test split gives ten crops of each sample
+  bool cache_listing = true;  // image_folder: keep the file list in run_dir/data/
+  int list_threads = 4;       // image_folder: threads that list it (waiting on the disk mostly)
+};
+
+// Reads (or lists) both splits and checks them against the model. Collective over `comm`.
+DataSplits load_data(const Config& cfg, distributed::Communicator& comm,
+                     const DataOptions& options = {});
+
+// Loader options of the config (batch size, workers, bad-sample policy, warnings to the log).
+io::LoaderOptions loader_options(const Config& cfg, bool train);
+
+}  // namespace rn::launch
