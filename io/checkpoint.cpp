@@ -223,126 +223,187 @@ std::vector<int> assign_runs_by_bytes(const std::vector<size_t>& bytes, int worl
   return owner;
 }
 
+namespace {
+
+// One checkpoint write, phase by phase. Every rank runs every phase; a phase ends agreed: a
+// failure on any rank becomes the same exception on every rank before the next phase begins, so
+// no rank waits in a collective call that another rank has left.
+class CheckpointWriter {
+ public:
+  CheckpointWriter(const std::string& path, const CheckpointHeader& header,
+                   const std::vector<CheckpointEntry>& entries, Collective& col,
+                   const CheckpointWriteOptions& options)
+      : path_(path),
+        tmp_(path + ".tmp"),
+        where_("checkpoint '" + path + "': "),
+        header_(header),
+        entries_(entries),
+        col_(col),
+        options_(options),
+        guard_{tmp_, col.rank() == 0} {
+    now_ = std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+               .count();
+    col_.broadcast(&now_, sizeof(now_), 0);
+    for (const auto& e : entries_) sizes_.push_back(e.bytes());
+    // Datasets are laid out in creation order: consecutive runs make each rank's writes (and a
+    // later read's) one stretch of the file.
+    owner_ = assign_runs_by_bytes(sizes_, col_.size());
+  }
+
+  // A disk without room is found before any file exists (rank 0 looks).
+  void check_space() {
+    if (col_.rank() == 0) {
+      const std::string shortage = space_shortage(path_, sizes_);
+      if (!shortage.empty()) error_ = where_ + "not written: " + shortage;
+    }
+    agree(col_, error_);
+  }
+
+  // Collective: every rank creates the same file, groups and datasets; rank 0 reserves the
+  // file's blocks.
+  void create() {
+    try {
+      H5Id fapl = access_list(col_);
+      const H5Id fcpl = checksummed_create_list(), gcpl = checksummed_group_list();
+      file_ = H5Id(RN_HDF5_CHECK(H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get())),
+                   H5Fclose);
+      H5Id dcpl(RN_HDF5_CHECK(H5Pcreate(H5P_DATASET_CREATE)), H5Pclose);
+      // Every byte is written below: filling first would write the file twice.
+      RN_HDF5_CHECK(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER));
+      RN_HDF5_CHECK(H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY));
+      for (const auto& e : entries_) {
+        H5Id type = file_type(e.type, e.bytes());
+        H5Id space = dataspace(e);
+        create_parent_groups(file_.get(), e.path, gcpl.get());
+        sets_.emplace_back(
+            RN_HDF5_CHECK(H5Dcreate2(file_.get(), e.path.c_str(), type.get(), space.get(),
+                                     H5P_DEFAULT, dcpl.get(), H5P_DEFAULT)),
+            H5Dclose);
+      }
+      if (col_.rank() == 0) reserve(tmp_, file_end());
+    } catch (const std::exception& e) {
+      error_ = where_ + "cannot create '" + tmp_ + "': " + e.what() + space_note(path_, sizes_);
+    }
+    agree(col_, error_);
+  }
+
+  // Independent: this rank writes the datasets assigned to it, and their checksums.
+  void write_share() {
+    crcs_.assign(entries_.size(), 0);
+    try {
+      std::vector<char> buf;
+      Writeback writeback(tmp_);
+      for (size_t i = 0; i < entries_.size(); ++i) {
+        if (owner_[i] != col_.rank()) continue;
+        write_dataset(i, buf);
+        writeback.wrote(H5Dget_offset(sets_[i].get()), entries_[i].bytes());
+      }
+      if (options_.pause_after_data_ms > 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(options_.pause_after_data_ms));
+    } catch (const std::exception& e) {
+      error_ = where_ + "writing '" + tmp_ + "' failed: " + e.what() + space_note(path_, sizes_);
+    }
+    agree(col_, error_);
+  }
+
+  // Collective again: every checksum to every rank, the attributes (the same values on every
+  // rank), then close.
+  void finish() {
+    merge_owned(col_, crcs_);
+    try {
+      for (size_t i = 0; i < entries_.size(); ++i)
+        write_attribute(sets_[i].get(), "crc32", crcs_[i]);
+      write_header(file_.get());
+      sets_.clear();
+      RN_HDF5_CHECK(H5Fflush(file_.get(), H5F_SCOPE_GLOBAL));
+      file_.close();
+    } catch (const std::exception& e) {
+      error_ = where_ + "finishing '" + tmp_ + "' failed: " + e.what() + space_note(path_, sizes_);
+    }
+    agree(col_, error_);
+  }
+
+  // Every rank is done: rank 0 makes the file durable, then gives it its name.
+  void publish() {
+    if (col_.rank() == 0) {
+      fsync_path(tmp_);
+      std::error_code ec;
+      fs::rename(tmp_, path_, ec);
+      if (ec)
+        error_ = where_ + "cannot rename '" + tmp_ + "': " + ec.message();
+      else
+        guard_.keep = true,
+        fsync_path(fs::path(path_).parent_path().empty() ? fs::path(".")
+                                                         : fs::path(path_).parent_path());
+    }
+    agree(col_, error_);
+  }
+
+ private:
+  // The end of the last dataset: every tensor's place, and the metadata blocks among them.
+  uint64_t file_end() const {
+    uint64_t end = 0;
+    for (size_t i = 0; i < sets_.size(); ++i)
+      if (const haddr_t at = H5Dget_offset(sets_[i].get()); at != HADDR_UNDEF)
+        end = std::max<uint64_t>(end, at + sizes_[i]);
+    return end;
+  }
+
+  void write_dataset(size_t i, std::vector<char>& buf) {
+    const auto& e = entries_[i];
+    buf.resize(std::max({e.bytes(), buf.size(), size_t{1}}));
+    const void* bytes = e.fill(buf.data());
+    // A large dataset's checksum runs on a second core while its bytes go to the file.
+    const bool overlap = e.bytes() >= (1u << 20);
+    auto crc =
+        std::async(overlap ? std::launch::async : std::launch::deferred, crc_of, bytes, e.bytes());
+    H5Id mtype = e.type == EntryType::text ? file_type(e.type, e.bytes()) : H5Id();
+    const herr_t rc =
+        H5Dwrite(sets_[i].get(), e.type == EntryType::text ? mtype.get() : native_type(e.type),
+                 H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes);
+    crcs_[i] = crc.get();
+    RN_HDF5_CHECK(rc);
+  }
+
+  void write_header(hid_t root) const {
+    write_attribute(root, "format", std::string(kCheckpointFormat));
+    write_attribute(root, "format_version", int64_t{kCheckpointFormatVersion});
+    write_attribute(root, "model", header_.model);
+    write_attribute(root, "world_size", int64_t{header_.world_size});
+    write_attribute(root, "epoch", header_.epoch);
+    write_attribute(root, "step", header_.step);
+    write_attribute(root, "created", iso_time(now_));
+    write_attribute(root, "project_version", header_.project_version);
+  }
+
+  const std::string path_, tmp_, where_;
+  const CheckpointHeader& header_;
+  const std::vector<CheckpointEntry>& entries_;
+  Collective& col_;
+  const CheckpointWriteOptions& options_;
+  TempFileGuard guard_;  // removes the temporary file unless it was published
+  int64_t now_ = 0;      // rank 0's clock, the file's "created"
+  std::vector<size_t> sizes_;
+  std::vector<int> owner_;  // the rank writing each dataset
+  std::string error_;       // this rank's failure in the current phase
+  H5Id file_;
+  std::vector<H5Id> sets_;
+  std::vector<uint32_t> crcs_;
+};
+
+}  // namespace
+
 void write_checkpoint(const std::string& path, const CheckpointHeader& header,
                       const std::vector<CheckpointEntry>& entries, Collective& col,
                       const CheckpointWriteOptions& options) {
-  const std::string tmp = path + ".tmp";
   silence_hdf5_errors();
-  int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
-                    std::chrono::system_clock::now().time_since_epoch())
-                    .count();
-  col.broadcast(&now, sizeof(now), 0);
-  std::vector<size_t> sizes;
-  for (const auto& e : entries) sizes.push_back(e.bytes());
-  // Datasets are laid out in creation order: consecutive runs make each rank's writes (and a
-  // later read's) one stretch of the file.
-  const std::vector<int> owner = assign_runs_by_bytes(sizes, col.size());
-  TempFileGuard guard{tmp, col.rank() == 0};
-  const std::string where = "checkpoint '" + path + "': ";
-
-  std::string error;
-  // A disk without room is found before any file exists.
-  if (col.rank() == 0) {
-    const std::string shortage = space_shortage(path, sizes);
-    if (!shortage.empty()) error = where + "not written: " + shortage;
-  }
-  agree(col, error);
-  H5Id file;
-  std::vector<H5Id> sets;
-  // Collective: every rank creates the same file, groups and datasets.
-  try {
-    H5Id fapl = access_list(col);
-    const H5Id fcpl = checksummed_create_list(), gcpl = checksummed_group_list();
-    file = H5Id(RN_HDF5_CHECK(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get())),
-                H5Fclose);
-    H5Id dcpl(RN_HDF5_CHECK(H5Pcreate(H5P_DATASET_CREATE)), H5Pclose);
-    // Every byte is written below: filling first would write the file twice.
-    RN_HDF5_CHECK(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER));
-    RN_HDF5_CHECK(H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY));
-    for (const auto& e : entries) {
-      H5Id type = file_type(e.type, e.bytes());
-      H5Id space = dataspace(e);
-      create_parent_groups(file.get(), e.path, gcpl.get());
-      sets.emplace_back(
-          RN_HDF5_CHECK(H5Dcreate2(file.get(), e.path.c_str(), type.get(), space.get(), H5P_DEFAULT,
-                                   dcpl.get(), H5P_DEFAULT)),
-          H5Dclose);
-    }
-    if (col.rank() == 0) {  // every tensor's place, and the metadata blocks among them
-      uint64_t end = 0;
-      for (size_t i = 0; i < sets.size(); ++i)
-        if (const haddr_t at = H5Dget_offset(sets[i].get()); at != HADDR_UNDEF)
-          end = std::max<uint64_t>(end, at + sizes[i]);
-      reserve(tmp, end);
-    }
-  } catch (const std::exception& e) {
-    error = where + "cannot create '" + tmp + "': " + e.what() + space_note(path, sizes);
-  }
-  agree(col, error);
-
-  // Independent: each rank writes the datasets assigned to it.
-  std::vector<uint32_t> crcs(entries.size(), 0);
-  try {
-    std::vector<char> buf;
-    Writeback writeback(tmp);
-    for (size_t i = 0; i < entries.size(); ++i) {
-      if (owner[i] != col.rank()) continue;
-      const auto& e = entries[i];
-      buf.resize(std::max({e.bytes(), buf.size(), size_t{1}}));
-      const void* bytes = e.fill(buf.data());
-      // A large dataset's checksum runs on a second core while its bytes go to the file.
-      const bool overlap = e.bytes() >= (1u << 20);
-      auto crc = std::async(overlap ? std::launch::async : std::launch::deferred, crc_of, bytes,
-                            e.bytes());
-      H5Id mtype = e.type == EntryType::text ? file_type(e.type, e.bytes()) : H5Id();
-      const herr_t rc =
-          H5Dwrite(sets[i].get(), e.type == EntryType::text ? mtype.get() : native_type(e.type),
-                   H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes);
-      crcs[i] = crc.get();
-      RN_HDF5_CHECK(rc);
-      writeback.wrote(H5Dget_offset(sets[i].get()), e.bytes());
-    }
-    if (options.pause_after_data_ms > 0)
-      std::this_thread::sleep_for(std::chrono::milliseconds(options.pause_after_data_ms));
-  } catch (const std::exception& e) {
-    error = where + "writing '" + tmp + "' failed: " + e.what() + space_note(path, sizes);
-  }
-  agree(col, error);
-  merge_owned(col, crcs);
-
-  // Collective again: attributes (the same values on every rank), then close.
-  try {
-    for (size_t i = 0; i < entries.size(); ++i) write_attribute(sets[i].get(), "crc32", crcs[i]);
-    const hid_t root = file.get();
-    write_attribute(root, "format", std::string(kCheckpointFormat));
-    write_attribute(root, "format_version", int64_t{kCheckpointFormatVersion});
-    write_attribute(root, "model", header.model);
-    write_attribute(root, "world_size", int64_t{header.world_size});
-    write_attribute(root, "epoch", header.epoch);
-    write_attribute(root, "step", header.step);
-    write_attribute(root, "created", iso_time(now));
-    write_attribute(root, "project_version", header.project_version);
-    sets.clear();
-    RN_HDF5_CHECK(H5Fflush(file.get(), H5F_SCOPE_GLOBAL));
-    file.close();
-  } catch (const std::exception& e) {
-    error = where + "finishing '" + tmp + "' failed: " + e.what() + space_note(path, sizes);
-  }
-  agree(col, error);
-
-  // Every rank is done: rank 0 makes the file durable, then gives it its name.
-  if (col.rank() == 0) {
-    fsync_path(tmp);
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec)
-      error = where + "cannot rename '" + tmp + "': " + ec.message();
-    else
-      guard.keep = true,
-      fsync_path(fs::path(path).parent_path().empty() ? fs::path(".")
-                                                      : fs::path(path).parent_path());
-  }
-  agree(col, error);
+  CheckpointWriter writer(path, header, entries, col, options);
+  writer.check_space();
+  writer.create();
+  writer.write_share();
+  writer.finish();
+  writer.publish();
 }
 
 }  // namespace rn::io

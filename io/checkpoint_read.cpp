@@ -250,6 +250,92 @@ std::string checksum_error(const std::string& path, const DatasetInfo& d, uint32
          hex(d.crc32) + ", computed " + hex(got) + "): the file is damaged";
 }
 
+// Which rank reads each dataset: ranks take consecutive stretches of the file, the raw datasets
+// in file order, then the rest.
+struct ReadPlan {
+  std::vector<size_t> order;  // the datasets in reading order
+  std::vector<int> owner;     // the rank reading each dataset
+};
+
+ReadPlan plan_reads(const CheckpointSummary& s, int ranks) {
+  ReadPlan plan;
+  plan.order.resize(s.datasets.size());
+  std::iota(plan.order.begin(), plan.order.end(), 0);
+  std::stable_sort(plan.order.begin(), plan.order.end(), [&](size_t a, size_t b) {
+    const auto& x = s.datasets[a];
+    const auto& y = s.datasets[b];
+    return x.raw != y.raw ? x.raw : x.raw && x.offset < y.offset;
+  });
+  std::vector<size_t> sizes;
+  for (size_t i : plan.order) sizes.push_back(s.datasets[i].bytes);
+  const std::vector<int> run_owner = assign_runs_by_bytes(sizes, ranks);
+  plan.owner.resize(s.datasets.size());
+  for (size_t k = 0; k < plan.order.size(); ++k) plan.owner[plan.order[k]] = run_owner[k];
+  return plan;
+}
+
+// Where each dataset's bytes go: where `place` says, else a buffer of `out`.
+std::vector<char*> place_datasets(const CheckpointSummary& s, const ReadPlan& plan,
+                                  const Placement& place, std::map<std::string, Bytes>& out) {
+  std::vector<char*> home(s.datasets.size(), nullptr);
+  for (size_t i : plan.order) {
+    const auto& d = s.datasets[i];
+    home[i] = place ? place(d) : nullptr;
+    if (!home[i]) {
+      auto& buf = out[d.path];
+      buf.resize(d.bytes);
+      home[i] = buf.data();
+    }
+  }
+  return home;
+}
+
+// Reads and verifies this rank's datasets into `home`: the raw ones in large sequential reads,
+// each read's checksums on a second core while the next read goes on, the others through HDF5.
+// With `one_node`, the other ranks' raw datasets too (ranks that share a machine share its page
+// cache: each reads the others' tensors, from memory once they are in, instead of receiving
+// them). Returns the first error, or "".
+std::string read_share(hid_t file, const std::string& path, const CheckpointSummary& s,
+                       const ReadPlan& plan, const std::vector<char*>& home, int rank,
+                       bool one_node) {
+  const bool unchecked = superblock_version(path) < 2;
+  std::vector<const DatasetInfo*> raw, rest;
+  std::vector<char*> dst, rest_dst;
+  std::vector<size_t> other;
+  for (size_t i : plan.order) {
+    const auto& d = s.datasets[i];
+    if (plan.owner[i] == rank)
+      d.raw ? (raw.push_back(&d), dst.push_back(home[i])) : other.push_back(i);
+    else if (one_node && d.raw)
+      rest.push_back(&d), rest_dst.push_back(home[i]);
+  }
+  std::vector<std::future<std::string>> checks;
+  auto verify = [&](size_t first, size_t last) {
+    std::string bad;
+    for (size_t k = first; k < last && bad.empty(); ++k) {
+      const uint32_t got = crc_of(dst[k], raw[k]->bytes);
+      if (got != raw[k]->crc32) bad = checksum_error(path, *raw[k], got);
+    }
+    return bad;
+  };
+  read_raw(path, raw, dst, [&](size_t first, size_t last) {
+    checks.push_back(std::async(std::launch::async, verify, first, last));
+  });
+  read_raw(path, rest, rest_dst, [](size_t, size_t) {});
+  std::string error;
+  for (size_t i : other) {
+    const auto& d = s.datasets[i];
+    read_dataset(file, d, home[i], path, unchecked);
+    const uint32_t got = crc_of(home[i], d.bytes);
+    if (got != d.crc32 && error.empty()) error = checksum_error(path, d, got);
+  }
+  for (auto& c : checks) {
+    std::string bad = c.get();
+    if (!bad.empty() && error.empty()) error = bad;
+  }
+  return error;
+}
+
 }  // namespace
 
 CheckpointSummary read_checkpoint_summary(const std::string& path) {
@@ -259,7 +345,6 @@ CheckpointSummary read_checkpoint_summary(const std::string& path) {
 
 std::map<std::string, Bytes> read_checkpoint(const std::string& path, Collective& col,
                                              const CheckpointReadOptions& options) {
-  const Placement& place = options.place;
   std::string error;
   CheckpointSummary s;
   H5Id file;
@@ -271,73 +356,12 @@ std::map<std::string, Bytes> read_checkpoint(const std::string& path, Collective
   }
   agree(col, error);
   const bool one_node = col.size() > 1 && options.one_node;
-  // Ranks take consecutive stretches of the file: the raw datasets in file order, then the rest.
-  std::vector<size_t> order(s.datasets.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    const auto& x = s.datasets[a];
-    const auto& y = s.datasets[b];
-    return x.raw != y.raw ? x.raw : x.raw && x.offset < y.offset;
-  });
-  std::vector<size_t> sizes;
-  for (size_t i : order) sizes.push_back(s.datasets[i].bytes);
-  const std::vector<int> run_owner = assign_runs_by_bytes(sizes, col.size());
-  std::vector<int> owner(s.datasets.size());
-  for (size_t k = 0; k < order.size(); ++k) owner[order[k]] = run_owner[k];
+  const ReadPlan plan = plan_reads(s, col.size());
   std::map<std::string, Bytes> out;
-  std::vector<char*> home(s.datasets.size(), nullptr);  // where each dataset's bytes go
+  std::vector<char*> home;
   try {
-    std::vector<const DatasetInfo*> raw;
-    std::vector<char*> dst;
-    std::vector<size_t> other;
-    const bool unchecked = superblock_version(path) < 2;
-    for (size_t i : order) {
-      const auto& d = s.datasets[i];
-      home[i] = place ? place(d) : nullptr;
-      if (!home[i]) {
-        auto& buf = out[d.path];
-        buf.resize(d.bytes);
-        home[i] = buf.data();
-      }
-      if (owner[i] != col.rank()) continue;
-      if (d.raw)
-        raw.push_back(&d), dst.push_back(home[i]);
-      else
-        other.push_back(i);
-    }
-    // The checksums of each read run on a second core while the next read goes on.
-    std::vector<std::future<std::string>> checks;
-    auto verify = [&](size_t first, size_t last) {
-      std::string bad;
-      for (size_t k = first; k < last && bad.empty(); ++k) {
-        const uint32_t got = crc_of(dst[k], raw[k]->bytes);
-        if (got != raw[k]->crc32) bad = checksum_error(path, *raw[k], got);
-      }
-      return bad;
-    };
-    read_raw(path, raw, dst, [&](size_t first, size_t last) {
-      checks.push_back(std::async(std::launch::async, verify, first, last));
-    });
-    // Ranks that share one machine share its page cache: each reads the others' tensors too
-    // (from memory once they are in, or alongside) instead of receiving them.
-    if (one_node) {
-      std::vector<const DatasetInfo*> rest;
-      std::vector<char*> rest_dst;
-      for (size_t i : order)
-        if (owner[i] != col.rank() && s.datasets[i].raw)
-          rest.push_back(&s.datasets[i]), rest_dst.push_back(home[i]);
-      read_raw(path, rest, rest_dst, [](size_t, size_t) {});
-    }
-    for (size_t i : other) {
-      const auto& d = s.datasets[i];
-      read_dataset(file.get(), d, home[i], path, unchecked);
-      const uint32_t got = crc_of(home[i], d.bytes);
-      if (got != d.crc32 && error.empty()) error = checksum_error(path, d, got);
-    }
-    for (auto& c : checks) {
-      std::string bad = c.get();
-      if (!bad.empty() && error.empty()) error = bad;
-    }
+    home = place_datasets(s, plan, options.place, out);
+    error = read_share(file.get(), path, s, plan, home, col.rank(), one_node);
   } catch (const std::exception& e) {
     error = e.what();
   }
@@ -345,7 +369,7 @@ std::map<std::string, Bytes> read_checkpoint(const std::string& path, Collective
   file.close();
   for (size_t i = 0; i < s.datasets.size(); ++i)
     if (!(one_node && s.datasets[i].raw))
-      broadcast_bytes(col, home[i], s.datasets[i].bytes, owner[i]);
+      broadcast_bytes(col, home[i], s.datasets[i].bytes, plan.owner[i]);
   if (options.summary) *options.summary = std::move(s);
   return out;
 }

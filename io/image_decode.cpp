@@ -88,6 +88,26 @@ bool ends_with_eoi(const uint8_t* data, size_t size) {
   return n >= 2 && data[n - 2] == 0xFF && data[n - 1] == 0xD9;
 }
 
+// The rows and columns [x0, x1) x [y0, y1) of the W x H image scaled to sw x sh that the
+// request's bw x bh box and the filter's margin touch (all of it unless a partial decode).
+struct Window {
+  int x0, x1, y0, y1;
+};
+
+Window touched_window(const DecodeRequest& req, double bw, double bh, int W, int H, int sw,
+                      int sh) {
+  if (!(req.partial && req.w > 0 && req.h > 0)) return {0, sw, 0, sh};
+  const double fx = static_cast<double>(sw) / W, fy = static_cast<double>(sh) / H;
+  const double mx = std::max(1.0, req.out_width > 0 ? bw * fx / req.out_width : 1.0) + 1;
+  const double my = std::max(1.0, req.out_height > 0 ? bh * fy / req.out_height : 1.0) + 1;
+  Window w;
+  w.x0 = std::clamp(static_cast<int>(std::floor(req.x * fx - mx)), 0, sw);
+  w.x1 = std::clamp(static_cast<int>(std::ceil((req.x + bw) * fx + mx)), w.x0, sw);
+  w.y0 = std::clamp(static_cast<int>(std::floor(req.y * fy - my)), 0, sh);
+  w.y1 = std::clamp(static_cast<int>(std::ceil((req.y + bh) * fy + my)), w.y0, sh);
+  return w;
+}
+
 // Returns false and leaves the message in `j.errors` when libjpeg failed. No C++ object with a
 // destructor lives in this frame between setjmp and the calls that may jump.
 bool jpeg_decode(Jpeg& j, const uint8_t* data, size_t size, const DecodeRequest& req,
@@ -113,17 +133,7 @@ bool jpeg_decode(Jpeg& j, const uint8_t* data, size_t size, const DecodeRequest&
   out.scale_denom = denom;
   out.channels = c.out_color_space == JCS_GRAYSCALE ? 1 : 3;
 
-  // The rows and columns of the scaled image the box and the filter's margin touch.
-  int x0 = 0, x1 = sw, y0 = 0, y1 = sh;
-  if (req.partial && req.w > 0 && req.h > 0) {
-    const double fx = static_cast<double>(sw) / W, fy = static_cast<double>(sh) / H;
-    const double mx = std::max(1.0, req.out_width > 0 ? bw * fx / req.out_width : 1.0) + 1;
-    const double my = std::max(1.0, req.out_height > 0 ? bh * fy / req.out_height : 1.0) + 1;
-    x0 = std::clamp(static_cast<int>(std::floor(req.x * fx - mx)), 0, sw);
-    x1 = std::clamp(static_cast<int>(std::ceil((req.x + bw) * fx + mx)), x0, sw);
-    y0 = std::clamp(static_cast<int>(std::floor(req.y * fy - my)), 0, sh);
-    y1 = std::clamp(static_cast<int>(std::ceil((req.y + bh) * fy + my)), y0, sh);
-  }
+  auto [x0, x1, y0, y1] = touched_window(req, bw, bh, W, H, sw, sh);
   if (x1 - x0 < sw) {
     // Rounds the window out to whole iMCU columns and says where it begins.
     JDIMENSION xoff = static_cast<JDIMENSION>(x0), width = static_cast<JDIMENSION>(x1 - x0);

@@ -148,53 +148,48 @@ std::vector<T> read_array(hid_t file, const char* name, hid_t type, const std::s
   return out;
 }
 
-}  // namespace
+// Empty class folders: an error with --stop-on-bad, else a warning each (the label is kept).
+void check_empty_classes(const FolderListing& listing, const std::string& from,
+                         const PackOptions& o) {
+  if (listing.empty_classes.empty()) return;
+  if (o.stop_on_bad)
+    RN_FAIL("image folder '" << from << "': class folder '" << listing.empty_classes.front()
+                             << "' has no images");
+  for (const auto& c : listing.empty_classes)
+    if (o.warn) o.warn("class folder '" + from + "/" + c + "' has no images; its label is kept");
+}
 
-PackResult pack_image_folder(const std::string& from, const std::string& to, const PackOptions& o) {
-  silence_hdf5_errors();
-  RN_CHECK(o.quality >= 1 && o.quality <= 100, "--quality " << o.quality << " is not in 1..100");
-  RN_CHECK(o.resize_shorter >= 0, "--resize-shorter " << o.resize_shorter);
-  const FolderListing listing = list_image_folder(from, o.threads);
-  if (!listing.empty_classes.empty()) {
-    if (o.stop_on_bad)
-      RN_FAIL("image folder '" << from << "': class folder '" << listing.empty_classes.front()
-                               << "' has no images");
-    for (const auto& c : listing.empty_classes)
-      if (o.warn) o.warn("class folder '" + from + "/" + c + "' has no images; its label is kept");
-  }
-  const std::string tmp = to + ".tmp";
-  const std::string raw_tmp = to + ".images.tmp";
-  struct Cleanup {
-    std::vector<std::string> paths;
-    ~Cleanup() {
-      for (const auto& p : paths) std::remove(p.c_str());
-    }
-  } cleanup{{raw_tmp, tmp}};
+// Files [begin, end) of the listing read (and shrunk, or test-decoded) by `scratch.size()`
+// threads.
+std::vector<Packed> pack_window(const FolderListing& listing, size_t begin, size_t end,
+                                const PackOptions& o, std::vector<SampleScratch>& scratch) {
+  std::vector<Packed> done(end - begin);
+  std::atomic<size_t> next{begin};
+  auto work = [&](size_t t) {
+    for (size_t i; (i = next++) < end;)
+      done[i - begin] = pack_one(listing.root + "/" + listing.files[i], o, scratch[t]);
+  };
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < scratch.size(); ++t) pool.emplace_back(work, t);
+  work(0);
+  for (auto& t : pool) t.join();
+  return done;
+}
 
-  // The images go to a raw file first: the contiguous HDF5 dataset needs its size up front.
-  std::FILE* raw = std::fopen(raw_tmp.c_str(), "wb");
-  if (!raw) RN_FAIL("data pack: cannot write '" << raw_tmp << "': " << std::strerror(errno));
-  PackResult r;
-  r.samples = static_cast<int64_t>(listing.files.size());
-  std::vector<uint64_t> offsets{0};
-  offsets.reserve(listing.files.size() + 1);
+// Every image's bytes, in listing order, appended to the raw file `raw_path`; `offsets` gets
+// each image's end. Returns the first failure, or "".
+std::string pack_to_raw(const FolderListing& listing, const PackOptions& o,
+                        const std::string& raw_path, std::vector<uint64_t>& offsets,
+                        PackResult& r) {
+  std::FILE* raw = std::fopen(raw_path.c_str(), "wb");
+  if (!raw) RN_FAIL("data pack: cannot write '" << raw_path << "': " << std::strerror(errno));
   const int threads = std::max(1, o.threads);
   const size_t window = static_cast<size_t>(threads) * 32;
   std::vector<SampleScratch> scratch(static_cast<size_t>(threads));
   std::string failure;
   for (size_t begin = 0; begin < listing.files.size() && failure.empty(); begin += window) {
     const size_t end = std::min(listing.files.size(), begin + window);
-    std::vector<Packed> done(end - begin);
-    std::atomic<size_t> next{begin};
-    auto work = [&](int t) {
-      for (size_t i; (i = next++) < end;)
-        done[i - begin] =
-            pack_one(listing.root + "/" + listing.files[i], o, scratch[static_cast<size_t>(t)]);
-    };
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
-    work(0);
-    for (auto& t : pool) t.join();
+    std::vector<Packed> done = pack_window(listing, begin, end, o, scratch);
     for (size_t i = begin; i < end; ++i) {
       Packed& p = done[i - begin];
       const std::string name = listing.root + "/" + listing.files[i];
@@ -209,59 +204,93 @@ PackResult pack_image_folder(const std::string& from, const std::string& to, con
       r.resized += p.resized;
       r.bytes_in += p.bytes_in;
       if (!p.bytes.empty() && std::fwrite(p.bytes.data(), 1, p.bytes.size(), raw) != p.bytes.size())
-        failure = "cannot write '" + raw_tmp + "': " + std::strerror(errno);
+        failure = "cannot write '" + raw_path + "': " + std::strerror(errno);
       offsets.push_back(offsets.back() + p.bytes.size());
     }
     if (o.progress) o.progress(static_cast<int64_t>(end), r.samples);
   }
   if (std::fclose(raw) != 0 && failure.empty())
-    failure = "cannot write '" + raw_tmp + "': " + std::strerror(errno);
+    failure = "cannot write '" + raw_path + "': " + std::strerror(errno);
+  return failure;
+}
+
+// /images: a contiguous dataset of `total` bytes, filled from the raw file in 64 MiB pieces.
+void write_images(hid_t file, const std::string& raw_path, hsize_t total) {
+  H5Id space(RN_HDF5_CHECK(H5Screate_simple(1, &total, nullptr)), H5Sclose);
+  H5Id dcpl(RN_HDF5_CHECK(H5Pcreate(H5P_DATASET_CREATE)), H5Pclose);
+  RN_HDF5_CHECK(H5Pset_layout(dcpl.get(), H5D_CONTIGUOUS));
+  RN_HDF5_CHECK(H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY));
+  H5Id images(RN_HDF5_CHECK(H5Dcreate2(file, "images", H5T_NATIVE_UINT8, space.get(), H5P_DEFAULT,
+                                       dcpl.get(), H5P_DEFAULT)),
+              H5Dclose);
+  std::FILE* in = std::fopen(raw_path.c_str(), "rb");
+  if (!in) RN_FAIL("data pack: cannot read back '" << raw_path << "'");
+  std::vector<uint8_t> buf(64 << 20);
+  for (hsize_t at = 0; at < total;) {
+    const hsize_t n = std::min<hsize_t>(buf.size(), total - at);
+    if (std::fread(buf.data(), 1, n, in) != n) {
+      std::fclose(in);
+      RN_FAIL("data pack: '" << raw_path << "' ends early");
+    }
+    H5Id fspace(RN_HDF5_CHECK(H5Dget_space(images.get())), H5Sclose);
+    RN_HDF5_CHECK(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, &at, nullptr, &n, nullptr));
+    H5Id mspace(RN_HDF5_CHECK(H5Screate_simple(1, &n, nullptr)), H5Sclose);
+    RN_HDF5_CHECK(H5Dwrite(images.get(), H5T_NATIVE_UINT8, mspace.get(), fspace.get(), H5P_DEFAULT,
+                           buf.data()));
+    at += n;
+  }
+  std::fclose(in);
+}
+
+// The packed file `path`: its attributes, the images from the raw file, offsets, labels,
+// classes and paths.
+void write_packed(const std::string& path, const std::string& from, const PackOptions& o,
+                  const std::string& raw_path, const FolderListing& listing,
+                  const std::vector<uint64_t>& offsets) {
+  const H5Id fapl = checksummed_access_list(), fcpl = checksummed_create_list();
+  H5Id file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose);
+  if (file.get() < 0) RN_FAIL("data pack: cannot create '" << path << "'");
+  write_attribute(file.get(), "format", std::string(kPackedFormat));
+  write_attribute(file.get(), "format_version", static_cast<int64_t>(kPackedFormatVersion));
+  write_attribute(file.get(), "source",
+                  std::filesystem::absolute(from).lexically_normal().string());
+  write_attribute(file.get(), "resize_shorter", static_cast<int64_t>(o.resize_shorter));
+  write_attribute(file.get(), "quality",
+                  static_cast<int64_t>(o.resize_shorter > 0 ? o.quality : 0));
+  write_images(file.get(), raw_path, offsets.back());
+  write_array(file.get(), "offsets", H5T_NATIVE_UINT64, offsets);
+  write_array(file.get(), "labels", H5T_NATIVE_INT32, listing.labels);
+  write_blob(file.get(), "classes", joined(listing.classes));
+  write_blob(file.get(), "paths", joined(listing.files));
+  RN_HDF5_CHECK(H5Fflush(file.get(), H5F_SCOPE_GLOBAL));
+}
+
+}  // namespace
+
+PackResult pack_image_folder(const std::string& from, const std::string& to, const PackOptions& o) {
+  silence_hdf5_errors();
+  RN_CHECK(o.quality >= 1 && o.quality <= 100, "--quality " << o.quality << " is not in 1..100");
+  RN_CHECK(o.resize_shorter >= 0, "--resize-shorter " << o.resize_shorter);
+  const FolderListing listing = list_image_folder(from, o.threads);
+  check_empty_classes(listing, from, o);
+  const std::string tmp = to + ".tmp";
+  const std::string raw_tmp = to + ".images.tmp";
+  struct Cleanup {
+    std::vector<std::string> paths;
+    ~Cleanup() {
+      for (const auto& p : paths) std::remove(p.c_str());
+    }
+  } cleanup{{raw_tmp, tmp}};
+
+  // The images go to a raw file first: the contiguous HDF5 dataset needs its size up front.
+  PackResult r;
+  r.samples = static_cast<int64_t>(listing.files.size());
+  std::vector<uint64_t> offsets{0};
+  offsets.reserve(listing.files.size() + 1);
+  const std::string failure = pack_to_raw(listing, o, raw_tmp, offsets, r);
   if (!failure.empty()) RN_FAIL("data pack: " << failure);
   r.bytes_out = offsets.back();
-
-  {
-    const H5Id fapl = checksummed_access_list(), fcpl = checksummed_create_list();
-    H5Id file(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()), H5Fclose);
-    if (file.get() < 0) RN_FAIL("data pack: cannot create '" << tmp << "'");
-    write_attribute(file.get(), "format", std::string(kPackedFormat));
-    write_attribute(file.get(), "format_version", static_cast<int64_t>(kPackedFormatVersion));
-    write_attribute(file.get(), "source",
-                    std::filesystem::absolute(from).lexically_normal().string());
-    write_attribute(file.get(), "resize_shorter", static_cast<int64_t>(o.resize_shorter));
-    write_attribute(file.get(), "quality",
-                    static_cast<int64_t>(o.resize_shorter > 0 ? o.quality : 0));
-    // /images: contiguous, filled from the raw file in 64 MiB pieces.
-    const hsize_t total = r.bytes_out;
-    H5Id space(RN_HDF5_CHECK(H5Screate_simple(1, &total, nullptr)), H5Sclose);
-    H5Id dcpl(RN_HDF5_CHECK(H5Pcreate(H5P_DATASET_CREATE)), H5Pclose);
-    RN_HDF5_CHECK(H5Pset_layout(dcpl.get(), H5D_CONTIGUOUS));
-    RN_HDF5_CHECK(H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY));
-    H5Id images(RN_HDF5_CHECK(H5Dcreate2(file.get(), "images", H5T_NATIVE_UINT8, space.get(),
-                                         H5P_DEFAULT, dcpl.get(), H5P_DEFAULT)),
-                H5Dclose);
-    std::FILE* in = std::fopen(raw_tmp.c_str(), "rb");
-    if (!in) RN_FAIL("data pack: cannot read back '" << raw_tmp << "'");
-    std::vector<uint8_t> buf(64 << 20);
-    for (hsize_t at = 0; at < total;) {
-      const hsize_t n = std::min<hsize_t>(buf.size(), total - at);
-      if (std::fread(buf.data(), 1, n, in) != n) {
-        std::fclose(in);
-        RN_FAIL("data pack: '" << raw_tmp << "' ends early");
-      }
-      H5Id fspace(RN_HDF5_CHECK(H5Dget_space(images.get())), H5Sclose);
-      RN_HDF5_CHECK(H5Sselect_hyperslab(fspace.get(), H5S_SELECT_SET, &at, nullptr, &n, nullptr));
-      H5Id mspace(RN_HDF5_CHECK(H5Screate_simple(1, &n, nullptr)), H5Sclose);
-      RN_HDF5_CHECK(H5Dwrite(images.get(), H5T_NATIVE_UINT8, mspace.get(), fspace.get(),
-                             H5P_DEFAULT, buf.data()));
-      at += n;
-    }
-    std::fclose(in);
-    write_array(file.get(), "offsets", H5T_NATIVE_UINT64, offsets);
-    write_array(file.get(), "labels", H5T_NATIVE_INT32, listing.labels);
-    write_blob(file.get(), "classes", joined(listing.classes));
-    write_blob(file.get(), "paths", joined(listing.files));
-    RN_HDF5_CHECK(H5Fflush(file.get(), H5F_SCOPE_GLOBAL));
-  }
+  write_packed(tmp, from, o, raw_tmp, listing, offsets);
   if (std::rename(tmp.c_str(), to.c_str()) != 0)
     RN_FAIL("data pack: cannot rename '" << tmp << "' to '" << to << "': " << std::strerror(errno));
   return r;
@@ -353,6 +382,35 @@ void PackedSource::read(int64_t index, std::vector<uint8_t>& bytes) const {
   }
 }
 
+std::string PackedSource::read_vectors(std::vector<iovec>& iov, uint64_t from) const {
+  const size_t max_iov = std::min<size_t>(IOV_MAX, 1024);
+  uint64_t done = 0;
+  for (size_t first = 0; first < iov.size();) {
+    const ssize_t got =
+        ::preadv(fd_, iov.data() + first, static_cast<int>(std::min(iov.size() - first, max_iov)),
+                 static_cast<off_t>(base_ + from + done));
+    read_calls_.fetch_add(1, std::memory_order_relaxed);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0)
+      return got == 0 ? std::string("the packed file ends early")
+                      : str_cat("cannot read: ", std::strerror(errno));
+    read_bytes_.fetch_add(got, std::memory_order_relaxed);
+    done += static_cast<uint64_t>(got);
+    // A short read: step over the iovecs it filled and into the one it ended in.
+    for (size_t left = static_cast<size_t>(got); left > 0 && first < iov.size();) {
+      if (left >= iov[first].iov_len) {
+        left -= iov[first].iov_len;
+        ++first;
+      } else {
+        iov[first].iov_base = static_cast<uint8_t*>(iov[first].iov_base) + left;
+        iov[first].iov_len -= left;
+        left = 0;
+      }
+    }
+  }
+  return "";
+}
+
 void PackedSource::read_many(const int64_t* indices, size_t n,
                              std::vector<std::vector<uint8_t>>& out,
                              std::vector<std::string>& errors) const {
@@ -390,33 +448,7 @@ void PackedSource::read_many(const int64_t* indices, size_t n,
       if (len > 0) iov.push_back({out[k].data(), static_cast<size_t>(len)});
       at = b + len;
     }
-    std::string error;
-    uint64_t done = 0;
-    for (size_t first = 0; first < iov.size();) {
-      const ssize_t got =
-          ::preadv(fd_, iov.data() + first, static_cast<int>(std::min(iov.size() - first, max_iov)),
-                   static_cast<off_t>(base_ + run_begin + done));
-      read_calls_.fetch_add(1, std::memory_order_relaxed);
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        error = got == 0 ? std::string("the packed file ends early")
-                         : str_cat("cannot read: ", std::strerror(errno));
-        break;
-      }
-      read_bytes_.fetch_add(got, std::memory_order_relaxed);
-      done += static_cast<uint64_t>(got);
-      // A short read: step over the iovecs it filled and into the one it ended in.
-      for (size_t left = static_cast<size_t>(got); left > 0 && first < iov.size();) {
-        if (left >= iov[first].iov_len) {
-          left -= iov[first].iov_len;
-          ++first;
-        } else {
-          iov[first].iov_base = static_cast<uint8_t*>(iov[first].iov_base) + left;
-          iov[first].iov_len -= left;
-          left = 0;
-        }
-      }
-    }
+    const std::string error = read_vectors(iov, run_begin);
     for (size_t j = r; j < e; ++j) {
       const uint32_t k = order[j];
       if (!error.empty()) {

@@ -12,6 +12,8 @@
 // folder it came from; a file that was bad in the folder is stored as it was and stays bad.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -78,6 +80,10 @@ class PackedSource : public EncodedSource {
   }
 
  private:
+  // Fills `iov` from the images' bytes starting at `from`, however the kernel splits the read;
+  // "" or why not.
+  std::string read_vectors(std::vector<iovec>& iov, uint64_t from) const;
+
   std::string path_, source_;
   int resize_shorter_ = 0, quality_ = 0;
   std::vector<uint64_t> offsets_;

@@ -8,6 +8,43 @@
 
 namespace rn::io {
 
+namespace {
+
+// The windows of make_filter_taps are sized for the widest case; trims them to the taps that
+// carry weight (a bilinear enlargement reads 2 pixels, not 3), so that the passes do no dead
+// work.
+void trim_taps(FilterTaps& t, int in_size, int out_size) {
+  const int taps = t.taps;
+  int width = 0;
+  for (int i = 0; i < out_size; ++i) {
+    const float* w = t.weights.data() + static_cast<size_t>(i) * taps;
+    int a = 0, b = taps - 1;
+    while (a < b && w[a] == 0.0f) ++a;
+    while (b > a && w[b] == 0.0f) --b;
+    width = std::max(width, b - a + 1);
+  }
+  if (width == taps) return;
+  // Compacted in place, front to back: output i's trimmed taps land at i * width, never after
+  // the untrimmed ones they come from (i * taps + shift, shift >= 0), so nothing is read after
+  // it was overwritten, and the buffer keeps its capacity from sample to sample.
+  float* weights = t.weights.data();
+  for (int i = 0; i < out_size; ++i) {
+    const float* w = weights + static_cast<size_t>(i) * taps;
+    int a = 0;
+    while (a < taps - 1 && w[a] == 0.0f) ++a;
+    // The window starts at the first weighted pixel unless that runs past the axis's end.
+    const int first = std::min(t.first[static_cast<size_t>(i)] + a, in_size - width);
+    const int shift = first - t.first[static_cast<size_t>(i)];
+    float* to = weights + static_cast<size_t>(i) * width;
+    for (int k = 0; k < width; ++k) to[k] = k + shift < taps ? w[k + shift] : 0.0f;
+    t.first[static_cast<size_t>(i)] = first;
+  }
+  t.taps = width;
+  t.weights.resize(static_cast<size_t>(out_size) * width);
+}
+
+}  // namespace
+
 void make_filter_taps(double start, double size, int in_size, int out_size, bool mirror,
                       FilterTaps& t) {
   RN_CHECK(in_size > 0 && out_size > 0 && size > 0,
@@ -51,34 +88,7 @@ void make_filter_taps(double start, double size, int in_size, int out_size, bool
     }
     for (int k = 0; k < taps; ++k) w[k] = static_cast<float>(w[k] / sum);
   }
-  // The windows above are sized for the widest case; trim them to the taps that carry weight
-  // (a bilinear enlargement reads 2 pixels, not 3), so that the passes below do no dead work.
-  int width = 0;
-  for (int i = 0; i < out_size; ++i) {
-    const float* w = t.weights.data() + static_cast<size_t>(i) * taps;
-    int a = 0, b = taps - 1;
-    while (a < b && w[a] == 0.0f) ++a;
-    while (b > a && w[b] == 0.0f) --b;
-    width = std::max(width, b - a + 1);
-  }
-  if (width == taps) return;
-  // Compacted in place, front to back: output i's trimmed taps land at i * width, never after
-  // the untrimmed ones they come from (i * taps + shift, shift >= 0), so nothing is read after
-  // it was overwritten, and the buffer keeps its capacity from sample to sample.
-  float* weights = t.weights.data();
-  for (int i = 0; i < out_size; ++i) {
-    const float* w = weights + static_cast<size_t>(i) * taps;
-    int a = 0;
-    while (a < taps - 1 && w[a] == 0.0f) ++a;
-    // The window starts at the first weighted pixel unless that runs past the axis's end.
-    const int first = std::min(t.first[static_cast<size_t>(i)] + a, in_size - width);
-    const int shift = first - t.first[static_cast<size_t>(i)];
-    float* to = weights + static_cast<size_t>(i) * width;
-    for (int k = 0; k < width; ++k) to[k] = k + shift < taps ? w[k + shift] : 0.0f;
-    t.first[static_cast<size_t>(i)] = first;
-  }
-  t.taps = width;
-  t.weights.resize(static_cast<size_t>(out_size) * width);
+  trim_taps(t, in_size, out_size);
 }
 
 namespace {

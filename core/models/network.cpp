@@ -11,6 +11,40 @@ using nn::BottleneckUnit;
 using nn::Conv2d;
 using nn::Pool2d;
 
+namespace {
+
+// Unit `b` of stage `stage`, taking `channels` in: the first unit of every stage but the first
+// halves the resolution.
+nn::UnitOptions unit_options(const ModelSpec& s, size_t stage, int b, int channels) {
+  return nn::UnitOptions{.in_channels = channels,
+                         .planes = s.planes[stage],
+                         .stride = (stage > 0 && b == 0) ? 2 : 1,
+                         .groups = s.groups,
+                         .width_per_group = s.width_per_group,
+                         .stride_on_3x3 = s.stride_on_3x3,
+                         .shortcut = s.shortcut,
+                         .zero_init_last_bn = s.zero_init_residual,
+                         .variant = s.variant,
+                         .shortcut_scale = s.shortcut_scale,
+                         .gate_bias = s.gate_bias,
+                         .shortcut_dropout = s.shortcut_dropout,
+                         .activation = s.activation};
+}
+
+void add_unit(nn::Sequential& seq, const std::string& name, const ModelSpec& s,
+              const nn::UnitOptions& o, nn::InitRng& rng) {
+  if (s.preact() && s.block == BlockKind::basic)
+    seq.emplace<nn::PreActBasicUnit>(name, o, rng);
+  else if (s.preact())
+    seq.emplace<nn::PreActBottleneckUnit>(name, o, rng);
+  else if (s.block == BlockKind::basic)
+    seq.emplace<BasicUnit>(name, o, rng, s.plain);
+  else
+    seq.emplace<BottleneckUnit>(name, o, rng, s.plain);
+}
+
+}  // namespace
+
 Network::Network(Backend& be, ModelSpec spec, nn::InitRng rng)
     : Module(be), spec_(std::move(spec)) {
   const ModelSpec& s = spec_;
@@ -32,28 +66,7 @@ Network::Network(Backend& be, ModelSpec spec, nn::InitRng rng)
   for (size_t stage = 0; stage < s.blocks.size(); ++stage) {
     auto& seq = body_.emplace<nn::Sequential>("layer" + std::to_string(stage + 1));
     for (int b = 0; b < s.blocks[stage]; ++b) {
-      nn::UnitOptions o{.in_channels = channels,
-                        .planes = s.planes[stage],
-                        .stride = (stage > 0 && b == 0) ? 2 : 1,
-                        .groups = s.groups,
-                        .width_per_group = s.width_per_group,
-                        .stride_on_3x3 = s.stride_on_3x3,
-                        .shortcut = s.shortcut,
-                        .zero_init_last_bn = s.zero_init_residual,
-                        .variant = s.variant,
-                        .shortcut_scale = s.shortcut_scale,
-                        .gate_bias = s.gate_bias,
-                        .shortcut_dropout = s.shortcut_dropout,
-                        .activation = s.activation};
-      const std::string name = std::to_string(b);
-      if (s.preact() && s.block == BlockKind::basic)
-        seq.emplace<nn::PreActBasicUnit>(name, o, rng);
-      else if (s.preact())
-        seq.emplace<nn::PreActBottleneckUnit>(name, o, rng);
-      else if (s.block == BlockKind::basic)
-        seq.emplace<BasicUnit>(name, o, rng, s.plain);
-      else
-        seq.emplace<BottleneckUnit>(name, o, rng, s.plain);
+      add_unit(seq, std::to_string(b), s, unit_options(s, stage, b, channels), rng);
       channels = s.planes[stage] * expansion;
     }
   }

@@ -1,7 +1,6 @@
 // The named networks: ImageNet ResNets (torchvision names), ResNeXt and wide ResNets, CIFAR
 // ResNets and their plain counterparts, pre-activation ResNets and CIFAR ResNeXt-29.
 #include <cctype>
-#include <functional>
 #include <map>
 #include <sstream>
 
@@ -63,91 +62,51 @@ ModelSpec resnext29(int cardinality, int width) {
   return s;
 }
 
-const std::vector<std::pair<std::string, std::function<ModelSpec()>>>& zoo() {
+ModelSpec without_shortcuts(ModelSpec s) {
+  s.plain = true;
+  return s;
+}
+
+ModelSpec full_preact(ModelSpec s) {
+  s.activation = nn::UnitActivation::full_preact;
+  return s;
+}
+
+// Every named network, in the order `known_models` lists them.
+const std::vector<std::pair<std::string, ModelSpec>>& zoo() {
   using B = BlockKind;
-  static const std::vector<std::pair<std::string, std::function<ModelSpec()>>> z = {
-      {"resnet18",
-       [] {
-         return imagenet(B::basic, {2, 2, 2, 2});
-       }},
-      {"resnet34",
-       [] {
-         return imagenet(B::basic, {3, 4, 6, 3});
-       }},
-      {"resnet50",
-       [] {
-         return imagenet(B::bottleneck, {3, 4, 6, 3});
-       }},
-      {"resnet101",
-       [] {
-         return imagenet(B::bottleneck, {3, 4, 23, 3});
-       }},
-      {"resnet152",
-       [] {
-         return imagenet(B::bottleneck, {3, 8, 36, 3});
-       }},
-      {"resnet200",
-       [] {
-         return imagenet(B::bottleneck, {3, 24, 36, 3});
-       }},
-      {"resnext50_32x4d",
-       [] {
-         return imagenet(B::bottleneck, {3, 4, 6, 3}, 32, 4);
-       }},
-      {"resnext101_32x4d",
-       [] {
-         return imagenet(B::bottleneck, {3, 4, 23, 3}, 32, 4);
-       }},
-      {"resnext101_32x8d",
-       [] {
-         return imagenet(B::bottleneck, {3, 4, 23, 3}, 32, 8);
-       }},
-      {"resnext101_64x4d",
-       [] {
-         return imagenet(B::bottleneck, {3, 4, 23, 3}, 64, 4);
-       }},
-      {"wide_resnet50_2",
-       [] {
-         return imagenet(B::bottleneck, {3, 4, 6, 3}, 1, 128);
-       }},
-      {"wide_resnet101_2",
-       [] {
-         return imagenet(B::bottleneck, {3, 4, 23, 3}, 1, 128);
-       }},
-      {"resnet20", [] { return cifar(20, false); }},
-      {"resnet32", [] { return cifar(32, false); }},
-      {"resnet44", [] { return cifar(44, false); }},
-      {"resnet56", [] { return cifar(56, false); }},
-      {"resnet110", [] { return cifar(110, false); }},
-      {"resnet1202", [] { return cifar(1202, false); }},
-      {"plain20", [] { return cifar(20, true); }},
-      {"plain32", [] { return cifar(32, true); }},
-      {"plain44", [] { return cifar(44, true); }},
-      {"plain56", [] { return cifar(56, true); }},
-      {"plain110", [] { return cifar(110, true); }},
-      {"plain18",
-       [] {
-         auto s = imagenet(B::basic, {2, 2, 2, 2});
-         s.plain = true;
-         return s;
-       }},
-      {"plain34",
-       [] {
-         auto s = imagenet(B::basic, {3, 4, 6, 3});
-         s.plain = true;
-         return s;
-       }},
-      {"preact_resnet110", [] { return cifar_preact(110, B::basic); }},
-      {"preact_resnet164", [] { return cifar_preact(164, B::bottleneck); }},
-      {"preact_resnet1001", [] { return cifar_preact(1001, B::bottleneck); }},
-      {"preact_resnet200",
-       [] {
-         auto s = imagenet(B::bottleneck, {3, 24, 36, 3});
-         s.activation = nn::UnitActivation::full_preact;
-         return s;
-       }},
-      {"resnext29_8x64d", [] { return resnext29(8, 64); }},
-      {"resnext29_16x64d", [] { return resnext29(16, 64); }},
+  static const std::vector<std::pair<std::string, ModelSpec>> z = {
+      {"resnet18", imagenet(B::basic, {2, 2, 2, 2})},
+      {"resnet34", imagenet(B::basic, {3, 4, 6, 3})},
+      {"resnet50", imagenet(B::bottleneck, {3, 4, 6, 3})},
+      {"resnet101", imagenet(B::bottleneck, {3, 4, 23, 3})},
+      {"resnet152", imagenet(B::bottleneck, {3, 8, 36, 3})},
+      {"resnet200", imagenet(B::bottleneck, {3, 24, 36, 3})},
+      {"resnext50_32x4d", imagenet(B::bottleneck, {3, 4, 6, 3}, 32, 4)},
+      {"resnext101_32x4d", imagenet(B::bottleneck, {3, 4, 23, 3}, 32, 4)},
+      {"resnext101_32x8d", imagenet(B::bottleneck, {3, 4, 23, 3}, 32, 8)},
+      {"resnext101_64x4d", imagenet(B::bottleneck, {3, 4, 23, 3}, 64, 4)},
+      {"wide_resnet50_2", imagenet(B::bottleneck, {3, 4, 6, 3}, 1, 128)},
+      {"wide_resnet101_2", imagenet(B::bottleneck, {3, 4, 23, 3}, 1, 128)},
+      {"resnet20", cifar(20, false)},
+      {"resnet32", cifar(32, false)},
+      {"resnet44", cifar(44, false)},
+      {"resnet56", cifar(56, false)},
+      {"resnet110", cifar(110, false)},
+      {"resnet1202", cifar(1202, false)},
+      {"plain20", cifar(20, true)},
+      {"plain32", cifar(32, true)},
+      {"plain44", cifar(44, true)},
+      {"plain56", cifar(56, true)},
+      {"plain110", cifar(110, true)},
+      {"plain18", without_shortcuts(imagenet(B::basic, {2, 2, 2, 2}))},
+      {"plain34", without_shortcuts(imagenet(B::basic, {3, 4, 6, 3}))},
+      {"preact_resnet110", cifar_preact(110, B::basic)},
+      {"preact_resnet164", cifar_preact(164, B::bottleneck)},
+      {"preact_resnet1001", cifar_preact(1001, B::bottleneck)},
+      {"preact_resnet200", full_preact(imagenet(B::bottleneck, {3, 24, 36, 3}))},
+      {"resnext29_8x64d", resnext29(8, 64)},
+      {"resnext29_16x64d", resnext29(16, 64)},
   };
   return z;
 }
@@ -213,9 +172,9 @@ ModelSpec model_spec(const std::string& name, int in_channels, int num_classes) 
         "'model:' in the config");
   int cardinality = 0, width = 0;
   const bool is_resnext29 = parse_resnext29(name, cardinality, width);
-  for (const auto& [n, make] : zoo()) {
+  for (const auto& [n, spec] : zoo()) {
     if (n != name && !(is_resnext29 && n == "resnext29_8x64d")) continue;
-    ModelSpec s = is_resnext29 ? resnext29(cardinality, width) : make();
+    ModelSpec s = is_resnext29 ? resnext29(cardinality, width) : spec;
     s.name = name;
     s.in_channels = in_channels;
     s.num_classes = num_classes;

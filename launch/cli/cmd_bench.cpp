@@ -84,6 +84,130 @@ double peak_rss_mib() {
   return ru.ru_maxrss / 1024.0;
 }
 
+// What one `resnet bench` of a network measures, read from its flags.
+struct BenchPlan {
+  std::string name, dev, precision;
+  DefaultInput d;
+  int batch = 16, warmup = 3, iters = 10, threads = 1;
+  Device device;
+  DType compute = DType::f32;
+  bool train = true, infer = true, data_parallel = false;
+};
+
+BenchPlan plan_bench(const Args& args, const Job& job) {
+  BenchPlan p;
+  p.name = args.required("model");
+  p.d = input_from_args(args, p.name);
+  p.batch = args.get_int("batch", 16), p.warmup = args.get_int("warmup", 3);
+  p.iters = args.get_int("iters", 10);
+  p.threads = args.get_int("threads", job.env.threads);
+  if (p.batch < 1 || p.warmup < 0 || p.iters < 1 || p.threads < 1)
+    RN_FAIL("--batch, --iters and --threads must be positive, --warmup >= 0");
+  p.dev = args.get("device", "cpu");
+  if (p.dev != "cpu" && p.dev != "cuda")
+    RN_FAIL("--device must be cpu or cuda, got '" << p.dev << "'");
+  p.precision = args.get("precision", "fp32");
+  p.device = job.env.device(p.dev == "cuda" ? DeviceKind::cuda : DeviceKind::cpu);
+  p.compute = checked_precision(p.precision, p.device, "--precision");
+  p.train = !args.flag("infer-only"), p.infer = !args.flag("train-only");
+  p.data_parallel = job.comm.size() > 1 || args.flag("data-parallel");
+  return p;
+}
+
+// The medians, in seconds per step, and what follows from them.
+struct BenchTimes {
+  double train_med = 0, infer_med = 0, local_med = 0, first_step_s = 0;
+  double train_ips = 0, infer_ips = 0, train_gflops = 0, infer_gflops = 0, overhead = 0;
+  std::string allreduce = "none";
+  UploadTimes upload;
+};
+
+// Training steps on a batch that stays on the device: the first step apart (it plans every
+// layer: cuDNN's algorithm search for each convolution shape on CUDA, oneDNN's primitives on the
+// CPU, the first allocations), then the median; data-parallel, with and without the gradient
+// all-reduce (NCCL on GPUs, as in training: MPI here is not CUDA-aware).
+void time_training(const BenchPlan& p, Backend& backend, models::Network& net, StepRunner& runner,
+                   const Tensor& images, const Tensor& labels, distributed::Communicator& comm,
+                   BenchTimes& t) {
+  const int world = comm.size();
+  std::unique_ptr<distributed::Communicator> nccl;
+  if (p.data_parallel && p.dev == "cuda") nccl = distributed::make_nccl_communicator(comm, backend);
+  t.allreduce = !p.data_parallel ? "none" : nccl ? "nccl" : world > 1 ? "mpi" : "local";
+  const Tensor dev_images = backend.upload_persistent(images);
+  const Tensor dev_labels = backend.upload_persistent(labels);
+  const auto train = [&] {
+    runner.train_step_on_device(dev_images, dev_labels, 0.01);
+    backend.synchronize();
+  };
+  t.first_step_s = time_iterations(0, 1, train)[0];
+  if (p.data_parallel) {
+    // Without communication first: every rank steps alone, as a single process would.
+    t.local_med = median(time_iterations(p.warmup, p.iters, train));
+    comm.barrier();
+    distributed::GradientBucketer bucketer(backend, nccl ? *nccl : comm, net.parameters());
+    runner.set_gradient_sync([&] { bucketer.finish(); }, [&] { bucketer.confirm(); });
+    t.train_med = median(time_iterations(p.warmup, p.iters, train));
+    runner.set_gradient_sync(nullptr);
+    // Averaged over ranks: equal with communication, each rank its own without.
+    t.train_med = comm.all_reduce_sum(t.train_med) / world;
+    t.local_med = comm.all_reduce_sum(t.local_med) / world;
+  } else {
+    t.train_med = median(time_iterations(p.warmup, p.iters, train));
+    // On the CPU an upload is a copy in memory, nothing to time.
+    if (p.device.kind == DeviceKind::cuda)
+      t.upload = time_uploads(backend, runner, images, dev_labels, p.warmup, p.iters);
+  }
+  t.train_ips = world * p.batch / t.train_med;
+}
+
+void print_bench_json(const BenchPlan& p, const BenchTimes& t, int64_t macs,
+                      const std::string& backend, int world, double batch_mib) {
+  char buf[2048];
+  std::snprintf(
+      buf, sizeof(buf),
+      "{\"model\": \"%s\", \"input\": [%d, %d, %d], \"batch\": %d, \"device\": \"%s\", "
+      "\"precision\": \"%s\", "
+      "\"threads\": %d, \"train_img_per_s\": %.2f, \"infer_img_per_s\": %.2f, "
+      "\"train_iter_s_median\": %.4f, \"infer_iter_s_median\": %.4f, \"fwd_macs_per_img\": %lld, "
+      "\"train_gflops\": %.1f, \"infer_gflops\": %.1f, \"peak_rss_mib\": %.1f, \"backend\": "
+      "\"%s\", \"ranks\": %d, \"allreduce\": \"%s\", \"train_iter_s_no_comm\": %.4f, "
+      "\"comm_overhead\": %.4f, \"batch_mib\": %.1f, \"upload_s_pageable\": %.4f, "
+      "\"upload_s_pinned\": %.4f, \"train_iter_s_upload_overlapped\": %.4f, "
+      "\"first_step_s\": %.3f}",
+      p.name.c_str(), p.d.channels, p.d.height, p.d.width, p.batch, p.dev.c_str(),
+      p.precision.c_str(), p.threads, t.train_ips, t.infer_ips, t.train_med, t.infer_med,
+      static_cast<long long>(macs), t.train_gflops, t.infer_gflops, peak_rss_mib(), backend.c_str(),
+      world, t.allreduce.c_str(), t.local_med, t.overhead, batch_mib, t.upload.pageable_s,
+      t.upload.pinned_s, t.upload.overlapped_step_s, t.first_step_s);
+  std::cout << buf << "\n";
+}
+
+void print_bench_text(const BenchPlan& p, const BenchTimes& t, const std::string& backend,
+                      int world, double batch_mib) {
+  std::printf("%s %dx%dx%d batch %d %s on %s\n", p.name.c_str(), p.d.channels, p.d.height,
+              p.d.width, p.batch, p.precision.c_str(), backend.c_str());
+  if (t.train_ips > 0)
+    std::printf(
+        "  train  %9.1f img/s  (%.4f s/iter, %.1f GFLOP/s); first step %.2f s (plans "
+        "every layer)\n",
+        t.train_ips, t.train_med, t.train_gflops, t.first_step_s);
+  if (p.data_parallel && t.train_ips > 0)
+    std::printf(
+        "  %d rank(s) x batch %d: step %.4f s with gradient all-reduce (%s), %.4f s without; "
+        "communication %.1f%% of the step\n",
+        world, p.batch, t.train_med, t.allreduce.c_str(), t.local_med, 100 * t.overhead);
+  if (t.upload.pageable_s > 0)
+    std::printf(
+        "  upload of the batch (%.1f MiB, not in the step above): %.4f s from pageable memory "
+        "(train's way, before each step), %.4f s from pinned; step with the next batch's "
+        "upload overlapped: %.4f s\n",
+        batch_mib, t.upload.pageable_s, t.upload.pinned_s, t.upload.overlapped_step_s);
+  if (t.infer_ips > 0)
+    std::printf("  infer  %9.1f img/s  (%.4f s/iter, %.1f GFLOP/s)\n", t.infer_ips, t.infer_med,
+                t.infer_gflops);
+  std::printf("  peak resident memory %.1f MiB\n", peak_rss_mib());
+}
+
 }  // namespace
 
 int run_bench(const std::vector<std::string>& argv, const Job& job) {
@@ -95,132 +219,40 @@ int run_bench(const std::vector<std::string>& argv, const Job& job) {
                             "peak", "sweep"}});
   if (args.flag("allreduce")) return run_allreduce_bench(args, job);
   if (args.flag("peak")) return run_peak_bench(args, job);
-  const std::string name = args.required("model");
-  const DefaultInput d = input_from_args(args, name);
-  const int batch = args.get_int("batch", 16), warmup = args.get_int("warmup", 3),
-            iters = args.get_int("iters", 10);
-  const int threads = args.get_int("threads", job.env.threads);
-  if (batch < 1 || warmup < 0 || iters < 1 || threads < 1)
-    RN_FAIL("--batch, --iters and --threads must be positive, --warmup >= 0");
-  const std::string dev = args.get("device", "cpu");
-  if (dev != "cpu" && dev != "cuda") RN_FAIL("--device must be cpu or cuda, got '" << dev << "'");
-  const std::string precision = args.get("precision", "fp32");
-  const Device device = job.env.device(dev == "cuda" ? DeviceKind::cuda : DeviceKind::cpu);
-  const DType compute = checked_precision(precision, device, "--precision");
-  auto backend = make_backend(device, threads);
-  auto net = models::build_model(*backend, models::model_spec(name, d.channels, d.classes), 0);
+  const BenchPlan p = plan_bench(args, job);
+  auto backend = make_backend(p.device, p.threads);
+  auto net =
+      models::build_model(*backend, models::model_spec(p.name, p.d.channels, p.d.classes), 0);
   StepRunner runner(*backend, *net, optim::OptimizerOptions{.momentum = 0.9, .weight_decay = 5e-4},
                     CrossEntropyParams{});
-  if (compute != DType::f32) runner.set_precision(compute);
+  if (p.compute != DType::f32) runner.set_precision(p.compute);
 
   nn::InitRng rng(1);
-  const Shape in{batch, d.channels, d.height, d.width};
+  const Shape in{p.batch, p.d.channels, p.d.height, p.d.width};
   Tensor images = Tensor::from_vector(in, rng.normal_vector(in.numel(), 1.0));
-  Tensor labels = Tensor::zeros(Shape{batch}, DType::i32);
-  for (int i = 0; i < batch; ++i)
-    labels.data_as<int32_t>()[i] = static_cast<int32_t>(rng.next_u64() % d.classes);
+  Tensor labels = Tensor::zeros(Shape{p.batch}, DType::i32);
+  for (int i = 0; i < p.batch; ++i)
+    labels.data_as<int32_t>()[i] = static_cast<int32_t>(rng.next_u64() % p.d.classes);
 
-  const int64_t macs = net->macs(Shape{1, d.channels, d.height, d.width});
-  const int world = comm.size();
-  const bool data_parallel = world > 1 || args.flag("data-parallel");
-  // Gradients on the GPU are summed by NCCL (MPI here is not CUDA-aware), as in training.
-  std::unique_ptr<distributed::Communicator> nccl;
-  if (data_parallel && dev == "cuda" && !args.flag("infer-only"))
-    nccl = distributed::make_nccl_communicator(comm, *backend);
-  distributed::Communicator& device_comm = nccl ? *nccl : comm;
-  const std::string allreduce = !data_parallel ? "none"
-                                : nccl         ? "nccl"
-                                : world > 1    ? "mpi"
-                                               : "local";
-  double train_ips = 0, infer_ips = 0, train_med = 0, infer_med = 0, local_med = 0;
-  double first_step_s = 0;
-  UploadTimes upload;
-  if (!args.flag("infer-only")) {
-    // The batch stays on the device for the timed steps.
-    const Tensor dev_images = backend->upload_persistent(images);
-    const Tensor dev_labels = backend->upload_persistent(labels);
-    const auto train = [&] {
-      runner.train_step_on_device(dev_images, dev_labels, 0.01);
-      backend->synchronize();
-    };
-    // The first step plans every layer: cuDNN's algorithm search for each convolution shape on
-    // CUDA, oneDNN's primitives on the CPU, and the first allocations. Timed on its own.
-    first_step_s = time_iterations(0, 1, train)[0];
-    if (data_parallel) {
-      // Without communication first: every rank steps alone, as a single process would.
-      local_med = median(time_iterations(warmup, iters, train));
-      comm.barrier();
-      distributed::GradientBucketer bucketer(*backend, device_comm, net->parameters());
-      runner.set_gradient_sync([&] { bucketer.finish(); }, [&] { bucketer.confirm(); });
-      train_med = median(time_iterations(warmup, iters, train));
-      runner.set_gradient_sync(nullptr);
-      // Averaged over ranks: equal with communication, each rank its own without.
-      train_med = comm.all_reduce_sum(train_med) / world;
-      local_med = comm.all_reduce_sum(local_med) / world;
-    } else {
-      train_med = median(time_iterations(warmup, iters, train));
-      // On the CPU an upload is a copy in memory, nothing to time.
-      if (device.kind == DeviceKind::cuda)
-        upload = time_uploads(*backend, runner, images, dev_labels, warmup, iters);
-    }
-    train_ips = world * batch / train_med;
-  }
-  if (!args.flag("train-only")) {
-    auto t = time_iterations(warmup, iters, [&] {
+  const int64_t macs = net->macs(Shape{1, p.d.channels, p.d.height, p.d.width});
+  BenchTimes t;
+  if (p.train) time_training(p, *backend, *net, runner, images, labels, comm, t);
+  if (p.infer) {
+    t.infer_med = median(time_iterations(p.warmup, p.iters, [&] {
       runner.predict(images);
       backend->synchronize();
-    });
-    infer_med = median(t);
-    infer_ips = batch / infer_med;
+    }));
+    t.infer_ips = p.batch / t.infer_med;
   }
   // Training is counted as three forward passes (forward, backward-data, backward-weights).
-  const double train_gflops = train_ips * 3 * 2 * macs / 1e9,
-               infer_gflops = infer_ips * 2 * macs / 1e9;
+  t.train_gflops = t.train_ips * 3 * 2 * macs / 1e9, t.infer_gflops = t.infer_ips * 2 * macs / 1e9;
   if (comm.rank() != 0) return 0;
-  const double overhead = local_med > 0 ? (train_med - local_med) / train_med : 0;
-  if (args.flag("json")) {
-    char buf[2048];
-    std::snprintf(
-        buf, sizeof(buf),
-        "{\"model\": \"%s\", \"input\": [%d, %d, %d], \"batch\": %d, \"device\": \"%s\", "
-        "\"precision\": \"%s\", "
-        "\"threads\": %d, \"train_img_per_s\": %.2f, \"infer_img_per_s\": %.2f, "
-        "\"train_iter_s_median\": %.4f, \"infer_iter_s_median\": %.4f, \"fwd_macs_per_img\": %lld, "
-        "\"train_gflops\": %.1f, \"infer_gflops\": %.1f, \"peak_rss_mib\": %.1f, \"backend\": "
-        "\"%s\", \"ranks\": %d, \"allreduce\": \"%s\", \"train_iter_s_no_comm\": %.4f, "
-        "\"comm_overhead\": %.4f, \"batch_mib\": %.1f, \"upload_s_pageable\": %.4f, "
-        "\"upload_s_pinned\": %.4f, \"train_iter_s_upload_overlapped\": %.4f, "
-        "\"first_step_s\": %.3f}",
-        name.c_str(), d.channels, d.height, d.width, batch, dev.c_str(), precision.c_str(), threads,
-        train_ips, infer_ips, train_med, infer_med, static_cast<long long>(macs), train_gflops,
-        infer_gflops, peak_rss_mib(), backend->name().c_str(), world, allreduce.c_str(), local_med,
-        overhead, images.bytes() / 1048576.0, upload.pageable_s, upload.pinned_s,
-        upload.overlapped_step_s, first_step_s);
-    std::cout << buf << "\n";
-  } else {
-    std::printf("%s %dx%dx%d batch %d %s on %s\n", name.c_str(), d.channels, d.height, d.width,
-                batch, precision.c_str(), backend->name().c_str());
-    if (train_ips > 0)
-      std::printf(
-          "  train  %9.1f img/s  (%.4f s/iter, %.1f GFLOP/s); first step %.2f s (plans "
-          "every layer)\n",
-          train_ips, train_med, train_gflops, first_step_s);
-    if (data_parallel && train_ips > 0)
-      std::printf(
-          "  %d rank(s) x batch %d: step %.4f s with gradient all-reduce (%s), %.4f s without; "
-          "communication %.1f%% of the step\n",
-          world, batch, train_med, allreduce.c_str(), local_med, 100 * overhead);
-    if (upload.pageable_s > 0)
-      std::printf(
-          "  upload of the batch (%.1f MiB, not in the step above): %.4f s from pageable memory "
-          "(train's way, before each step), %.4f s from pinned; step with the next batch's "
-          "upload overlapped: %.4f s\n",
-          images.bytes() / 1048576.0, upload.pageable_s, upload.pinned_s, upload.overlapped_step_s);
-    if (infer_ips > 0)
-      std::printf("  infer  %9.1f img/s  (%.4f s/iter, %.1f GFLOP/s)\n", infer_ips, infer_med,
-                  infer_gflops);
-    std::printf("  peak resident memory %.1f MiB\n", peak_rss_mib());
-  }
+  t.overhead = t.local_med > 0 ? (t.train_med - t.local_med) / t.train_med : 0;
+  const double batch_mib = images.bytes() / 1048576.0;
+  if (args.flag("json"))
+    print_bench_json(p, t, macs, backend->name(), comm.size(), batch_mib);
+  else
+    print_bench_text(p, t, backend->name(), comm.size(), batch_mib);
   return 0;
 }
 

@@ -58,6 +58,45 @@ int run_allreduce_sweep(const Args& args, distributed::Communicator& comm) {
   return 0;
 }
 
+namespace {
+
+// Gradients with a network's parameter shapes, as plain host tensors.
+struct HostGradients {
+  std::deque<nn::Parameter> storage;  // a deque: `named` points into it
+  std::vector<nn::NamedParameter> named;
+
+  void fill(Backend& backend, const models::ModelSpec& spec) {
+    auto net = models::build_model(backend, spec, 0);
+    for (auto& p : net->parameters()) {
+      nn::Parameter& q = storage.emplace_back();
+      q.shape = p.param->shape;
+      q.grad = Tensor::from_vector(q.shape, std::vector<float>(q.shape.numel(), 1.f));
+      named.push_back({p.name, &q});
+    }
+  }
+
+  size_t floats() const {
+    size_t n = 0;
+    for (auto& p : storage) n += static_cast<size_t>(p.shape.numel());
+    return n;
+  }
+
+  // Last parameter first, as backward does: each gradient goes where the parameter's
+  // grad_source says (after the first step, the bucketer's own buffer), then is marked ready.
+  void mark_ready_as_backward_does() {
+    for (size_t k = storage.size(); k-- > 0;) {
+      nn::Parameter& q = storage[k];
+      if (q.grad_source) {
+        Tensor lent = q.grad_source(q.grad.desc());
+        if (lent.defined()) q.grad = lent;
+      }
+      q.mark_ready();
+    }
+  }
+};
+
+}  // namespace
+
 int run_allreduce_bench(const Args& args, const Job& job) {
   distributed::Communicator& comm = job.comm;
   if (args.flag("sweep")) return run_allreduce_sweep(args, comm);
@@ -68,22 +107,10 @@ int run_allreduce_bench(const Args& args, const Job& job) {
   const size_t bucket = static_cast<size_t>(args.get_int("bucket-kib", 25 << 10)) << 10;
   const size_t first = static_cast<size_t>(args.get_int("first-bucket-kib", 1 << 10)) << 10;
 
-  // Gradients with the network's parameter shapes, as plain host tensors.
   auto backend = make_cpu_backend(1);
-  const auto spec = models::model_spec(name, d.channels, d.classes);
-  std::deque<nn::Parameter> storage;
-  std::vector<nn::NamedParameter> named;
-  {
-    auto net = models::build_model(*backend, spec, 0);
-    for (auto& p : net->parameters()) {
-      nn::Parameter& q = storage.emplace_back();
-      q.shape = p.param->shape;
-      q.grad = Tensor::from_vector(q.shape, std::vector<float>(q.shape.numel(), 1.f));
-      named.push_back({p.name, &q});
-    }
-  }
-  size_t floats = 0;
-  for (auto& p : storage) floats += static_cast<size_t>(p.shape.numel());
+  HostGradients g;
+  g.fill(*backend, models::model_spec(name, d.channels, d.classes));
+  const size_t floats = g.floats();
   const double bytes = static_cast<double>(floats) * sizeof(float);
 
   std::vector<float> flat(floats, 1.f);
@@ -93,18 +120,9 @@ int run_allreduce_bench(const Args& args, const Job& job) {
   });
   const double nonblocking_s = median_seconds(
       comm, warmup, iters, [&] { comm.all_reduce_sum_async(flat.data(), floats)->wait(); });
-  distributed::GradientBucketer bucketer(*backend, comm, named, bucket, first);
+  distributed::GradientBucketer bucketer(*backend, comm, g.named, bucket, first);
   const double bucketed_s = median_seconds(comm, warmup, iters, [&] {
-    for (size_t k = storage.size(); k-- > 0;) {
-      // As backward does: the gradient goes where the parameter's grad_source says (after the
-      // first step, the bucketer's own buffer).
-      nn::Parameter& q = storage[k];
-      if (q.grad_source) {
-        Tensor lent = q.grad_source(q.grad.desc());
-        if (lent.defined()) q.grad = lent;
-      }
-      q.mark_ready();
-    }
+    g.mark_ready_as_backward_does();
     bucketer.finish();
   });
 

@@ -115,6 +115,54 @@ std::unique_ptr<io::EncodedSource> open_source(const std::string& from) {
   return std::make_unique<io::PackedSource>(from);
 }
 
+// One `data bench` run: what its threads read and how, and the counts they share.
+struct DecodeBench {
+  const io::EncodedSource& src;
+  std::vector<int64_t> order;  // training's shuffled order (one epoch) or file order
+  TransformChoice tc;
+  int crop = 224, batch = 256;
+  bool cold = false;  // one pass over every sample; else loop until the deadline
+  double deadline = 0;
+  float mul[3], add[3];
+  std::atomic<int64_t> next{0}, done{0}, bad{0}, bytes{0};
+
+  // One thread: batches read as the loader's workers read them, then (unless read-only) each
+  // image decoded and transformed.
+  void work() {
+    io::SampleScratch s;
+    std::vector<float> out(static_cast<size_t>(tc.eval.views) * 3 * crop * crop);
+    std::vector<io::ImageView> views;
+    std::vector<int64_t> indices(static_cast<size_t>(batch));
+    const int64_t n = src.size();
+    for (;;) {
+      const int64_t first = next.fetch_add(batch);
+      if (cold ? first >= n : now_s() >= deadline) return;
+      const int64_t count = cold ? std::min<int64_t>(batch, n - first) : batch;
+      for (int64_t k = 0; k < count; ++k)
+        indices[static_cast<size_t>(k)] = order[static_cast<size_t>((first + k) % n)];
+      src.read_many(indices.data(), static_cast<size_t>(count), s.ahead, s.ahead_error);
+      for (size_t k = 0; k < static_cast<size_t>(count); ++k) {
+        const std::vector<uint8_t>& b = s.ahead[k];
+        if (!s.ahead_error[k].empty()) {
+          ++bad;
+          continue;
+        }
+        bytes += static_cast<int64_t>(b.size());
+        if (tc.read_only) continue;
+        try {
+          const io::ImageHeader h = io::read_image_header(b.data(), b.size());
+          choose_views(tc, h.width, h.height, (first + static_cast<int64_t>(k)) / n, indices[k],
+                       views);
+          io::transform_encoded(b.data(), b.size(), views, crop, mul, add, out.data(), s);
+        } catch (const io::BadSample&) {
+          ++bad;
+        }
+      }
+      done += count;
+    }
+  }
+};
+
 int data_bench(const std::vector<std::string>& argv) {
   Args args(argv, FlagSpec{{"from", "transform", "threads", "seconds", "crop", "batch", "order"},
                            {},
@@ -133,61 +181,28 @@ int data_bench(const std::vector<std::string>& argv) {
                                                                                 << "'");
   const TransformChoice tc = transform_choice(transform, crop, /*allow_read=*/true);
   const auto src = open_source(from);
-  const int64_t n = src->size();
-  // The samples in training's shuffled order (one epoch of the sampler) or in file order,
-  // read a batch at a time as the loader's workers do.
-  const std::vector<int64_t> order =
-      io::DistributedSampler(n, 0, order_name == "shuffled").epoch_indices(0);
-  float mul[3], add[3];
-  imagenet_affine(mul, add);
-  // A cold read passes over every sample once; a warm one loops for --seconds.
-  const bool cold = args.flag("drop-caches");
-  if (cold && !drop_caches())
+  DecodeBench bench{
+      .src = *src,
+      .order = io::DistributedSampler(src->size(), 0, order_name == "shuffled").epoch_indices(0),
+      .tc = tc,
+      .crop = crop,
+      .batch = batch,
+      .cold = args.flag("drop-caches")};
+  imagenet_affine(bench.mul, bench.add);
+  if (bench.cold && !drop_caches())
     RN_FAIL("--drop-caches: cannot write /proc/sys/vm/drop_caches (root only)");
-  std::atomic<int64_t> next{0}, done{0}, bad{0}, bytes{0};
   const double t0 = now_s();
-  const double deadline = t0 + seconds;
-  auto work = [&](int) {
-    io::SampleScratch s;
-    std::vector<float> out(static_cast<size_t>(tc.eval.views) * 3 * crop * crop);
-    std::vector<io::ImageView> views;
-    std::vector<int64_t> indices(static_cast<size_t>(batch));
-    for (;;) {
-      const int64_t first = next.fetch_add(batch);
-      if (cold ? first >= n : now_s() >= deadline) return;
-      const int64_t count = cold ? std::min<int64_t>(batch, n - first) : batch;
-      for (int64_t k = 0; k < count; ++k)
-        indices[static_cast<size_t>(k)] = order[static_cast<size_t>((first + k) % n)];
-      src->read_many(indices.data(), static_cast<size_t>(count), s.ahead, s.ahead_error);
-      for (int64_t k = 0; k < count; ++k) {
-        const std::vector<uint8_t>& b = s.ahead[static_cast<size_t>(k)];
-        if (!s.ahead_error[static_cast<size_t>(k)].empty()) {
-          ++bad;
-          continue;
-        }
-        bytes += static_cast<int64_t>(b.size());
-        if (tc.read_only) continue;
-        try {
-          const io::ImageHeader h = io::read_image_header(b.data(), b.size());
-          choose_views(tc, h.width, h.height, (first + k) / n, indices[static_cast<size_t>(k)],
-                       views);
-          io::transform_encoded(b.data(), b.size(), views, crop, mul, add, out.data(), s);
-        } catch (const io::BadSample&) {
-          ++bad;
-        }
-      }
-      done += count;
-    }
-  };
+  bench.deadline = t0 + seconds;
   std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(work, t);
-  work(0);
+  for (int t = 1; t < threads; ++t) pool.emplace_back([&] { bench.work(); });
+  bench.work();
   for (auto& t : pool) t.join();
   const double s = now_s() - t0;
-  const double ips = done / s;
+  const long long done = bench.done.load(), bad = bench.bad.load();
+  const double ips = done / s, mb_per_s = bench.bytes / s / 1e6;
   // The packed reader's system calls: how far neighbouring samples were coalesced.
   const auto* packed = dynamic_cast<const io::PackedSource*>(src.get());
-  const long long calls = packed ? packed->read_calls() : done.load();
+  const long long calls = packed ? packed->read_calls() : done;
   if (args.flag("json")) {
     std::printf(
         "{\"from\": \"%s\", \"transform\": \"%s\", \"order\": \"%s\", \"threads\": %d, "
@@ -195,15 +210,14 @@ int data_bench(const std::vector<std::string>& argv) {
         "\"img_per_s\": %.1f, \"img_per_s_per_thread\": %.1f, \"mb_per_s\": %.1f, "
         "\"read_calls\": %lld}\n",
         from.c_str(), transform.c_str(), order_name.c_str(), threads, batch,
-        cold ? "true" : "false", static_cast<long long>(done.load()),
-        static_cast<long long>(bad.load()), s, ips, ips / threads, bytes / s / 1e6, calls);
+        bench.cold ? "true" : "false", done, bad, s, ips, ips / threads, mb_per_s, calls);
   } else {
     std::printf(
         "data bench %s (%s, %s order, %d thread(s)%s): %lld images in %.2f s, %.1f img/s, "
         "%.1f per thread, %.1f MB/s read in %lld read calls%s\n",
         from.c_str(), transform.c_str(), order_name.c_str(), threads,
-        cold ? ", cold page cache" : "", static_cast<long long>(done.load()), s, ips, ips / threads,
-        bytes / s / 1e6, calls, bad ? str_cat(", ", bad.load(), " bad").c_str() : "");
+        bench.cold ? ", cold page cache" : "", done, s, ips, ips / threads, mb_per_s, calls,
+        bad ? str_cat(", ", bad, " bad").c_str() : "");
   }
   return 0;
 }

@@ -49,6 +49,65 @@ int run_devices_info(bool json, const distributed::RankEnvironment& env) {
   return 0;
 }
 
+namespace {
+
+// The network `info` describes: --model NAME, or --config FILE's 'model:' section; its input
+// from --input / --classes, else the network's (or the config's data's) defaults.
+std::pair<models::ModelSpec, DefaultInput> info_network(const Args& args) {
+  if (!args.has("config")) {
+    const DefaultInput d = input_from_args(args, args.required("model"));
+    return {models::model_spec(args.required("model"), d.channels, d.classes), d};
+  }
+  if (args.has("model"))
+    RN_FAIL("give either --model NAME or --config FILE (its 'model:' section), not both");
+  const Config cfg = load_config(args.get("config"), args.all("set"));
+  models::ModelSpec spec = cfg.model.spec();
+  const Shape in = training_input(cfg);
+  DefaultInput d{static_cast<int>(in[1]), static_cast<int>(in[2]), static_cast<int>(in[3]),
+                 cfg.model.num_classes};
+  if (args.has("input") || args.has("classes")) d = input_from_args(args, spec.name);
+  spec.in_channels = d.channels, spec.num_classes = d.classes;
+  return {spec, d};
+}
+
+void print_info_json(const models::ModelSpec& spec, const DefaultInput& d, models::Network& net,
+                     const std::string& cpu_isa, const std::string& bf16_why) {
+  const Shape in{1, d.channels, d.height, d.width};
+  std::cout << "{\"model\": \"" << json_escape(spec.name) << "\", \"input\": [" << d.channels
+            << ", " << d.height << ", " << d.width << "], \"classes\": " << d.classes
+            << ", \"params\": " << net.num_parameters() << ", \"macs\": " << net.macs(in)
+            << ", \"depth\": " << net.depth() << ", \"weighted_layers\": " << net.weighted_layers()
+            << ", \"parameter_tensors\": " << net.parameters().size() << ", \"spec\": {";
+  for (size_t i = 0; i < models::spec_fields().size(); ++i) {
+    const std::string& key = models::spec_fields()[i];
+    std::cout << (i ? ", " : "") << "\"" << key << "\": \"" << models::spec_field(spec, key)
+              << "\"";
+  }
+  std::cout << "}, \"cpu_isa\": \"" << cpu_isa
+            << "\", \"cpu_bf16\": " << (bf16_why.empty() ? "true" : "false") << "}\n";
+}
+
+void print_info_text(const models::ModelSpec& spec, const DefaultInput& d, models::Network& net,
+                     const std::string& cpu_isa, const std::string& bf16_why) {
+  const Shape in{1, d.channels, d.height, d.width};
+  const int64_t macs = net.macs(in);
+  std::cout << "model          " << spec.name << "\n"
+            << "input          " << d.channels << "x" << d.height << "x" << d.width << "\n"
+            << "classes        " << net.output_shape(in)[1] << "\n"
+            << "parameters     " << net.num_parameters() << "\n"
+            << "multiply-adds  " << macs << " (" << macs / 1e9 << " G per image, forward)\n"
+            << "depth          " << net.depth() << " (weighted layers on the main path; "
+            << net.weighted_layers() << " with projections)\n";
+  std::cout << "spec          ";
+  for (const auto& key : models::spec_fields())
+    std::cout << " " << key << "=" << models::spec_field(spec, key);
+  std::cout << "\n"
+            << "cpu            oneDNN runs " << cpu_isa << "; bf16 "
+            << (bf16_why.empty() ? "available" : bf16_why) << "\n";
+}
+
+}  // namespace
+
 int run_info(const std::vector<std::string>& argv, const Job& job) {
   Args args(argv, FlagSpec{{"model", "input", "classes", "config"}, {"set"}, {"json", "devices"}});
   if (args.flag("devices")) {
@@ -56,58 +115,14 @@ int run_info(const std::vector<std::string>& argv, const Job& job) {
       RN_FAIL("give either --devices or a network (--model NAME or --config FILE), not both");
     return run_devices_info(args.flag("json"), job.env);
   }
-  models::ModelSpec spec;
-  DefaultInput d;
-  if (args.has("config")) {
-    if (args.has("model"))
-      RN_FAIL("give either --model NAME or --config FILE (its 'model:' section), not both");
-    const Config cfg = load_config(args.get("config"), args.all("set"));
-    spec = cfg.model.spec();
-    const Shape in = training_input(cfg);
-    d = DefaultInput{static_cast<int>(in[1]), static_cast<int>(in[2]), static_cast<int>(in[3]),
-                     cfg.model.num_classes};
-    if (args.has("input") || args.has("classes")) d = input_from_args(args, spec.name);
-    spec.in_channels = d.channels, spec.num_classes = d.classes;
-  } else {
-    d = input_from_args(args, args.required("model"));
-    spec = models::model_spec(args.required("model"), d.channels, d.classes);
-  }
-  const std::string& name = spec.name;
+  const auto [spec, d] = info_network(args);
   auto backend = make_cpu_backend(1);
   auto net = models::build_model_uninitialised(*backend, spec);
-  const Shape in{1, d.channels, d.height, d.width};
-  const int64_t params = net->num_parameters(), macs = net->macs(in);
-  const Shape out = net->output_shape(in);
   const std::string bf16_why = precision_unsupported(Device{}, DType::bf16);
-  if (args.flag("json")) {
-    std::cout << "{\"model\": \"" << json_escape(name) << "\", \"input\": [" << d.channels << ", "
-              << d.height << ", " << d.width << "], \"classes\": " << d.classes
-              << ", \"params\": " << params << ", \"macs\": " << macs
-              << ", \"depth\": " << net->depth()
-              << ", \"weighted_layers\": " << net->weighted_layers()
-              << ", \"parameter_tensors\": " << net->parameters().size() << ", \"spec\": {";
-    for (size_t i = 0; i < models::spec_fields().size(); ++i) {
-      const std::string& key = models::spec_fields()[i];
-      std::cout << (i ? ", " : "") << "\"" << key << "\": \"" << models::spec_field(spec, key)
-                << "\"";
-    }
-    std::cout << "}, \"cpu_isa\": \"" << job.env.cpu_isa
-              << "\", \"cpu_bf16\": " << (bf16_why.empty() ? "true" : "false") << "}\n";
-  } else {
-    std::cout << "model          " << name << "\n"
-              << "input          " << d.channels << "x" << d.height << "x" << d.width << "\n"
-              << "classes        " << out[1] << "\n"
-              << "parameters     " << params << "\n"
-              << "multiply-adds  " << macs << " (" << macs / 1e9 << " G per image, forward)\n"
-              << "depth          " << net->depth() << " (weighted layers on the main path; "
-              << net->weighted_layers() << " with projections)\n";
-    std::cout << "spec          ";
-    for (const auto& key : models::spec_fields())
-      std::cout << " " << key << "=" << models::spec_field(spec, key);
-    std::cout << "\n"
-              << "cpu            oneDNN runs " << job.env.cpu_isa << "; bf16 "
-              << (bf16_why.empty() ? "available" : bf16_why) << "\n";
-  }
+  if (args.flag("json"))
+    print_info_json(spec, d, *net, job.env.cpu_isa, bf16_why);
+  else
+    print_info_text(spec, d, *net, job.env.cpu_isa, bf16_why);
   return 0;
 }
 

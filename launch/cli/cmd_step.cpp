@@ -11,8 +11,8 @@
 #include "core/optim/optimizer.h"
 #include "io/array_file.h"
 #include "launch/cli/args.h"
-#include "launch/train/checkpoint_network.h"
 #include "launch/cli/commands.h"
+#include "launch/train/checkpoint_network.h"
 #include "launch/train/step.h"
 
 namespace rn::launch {
@@ -44,6 +44,35 @@ void write_tensor(io::ArrayWriter& out, Backend& be, const std::string& name, co
   out.write_f32(name, shape.dims(), h.data_as<float>());
 }
 
+// The step's hyperparameters, from the flags.
+struct StepFlags {
+  double lr = 0.1, smoothing = 0;
+  optim::OptimizerOptions opt;
+};
+
+StepFlags step_flags(const Args& args) {
+  StepFlags f;
+  f.lr = number(args, "lr", 0.1);
+  f.opt.momentum = number(args, "momentum", 0.9);
+  f.opt.weight_decay = number(args, "weight-decay", 0.0);
+  f.opt.nesterov = args.flag("nesterov");
+  f.smoothing = number(args, "label-smoothing", 0.0);
+  if (f.lr < 0 || f.opt.momentum < 0 || f.opt.weight_decay < 0 || f.smoothing < 0 ||
+      f.smoothing >= 1)
+    RN_FAIL("--lr, --momentum and --weight-decay must be >= 0, --label-smoothing in [0, 1)");
+  return f;
+}
+
+// After the update: every parameter's weights and momentum, every buffer (BN statistics).
+void write_state(io::ArrayWriter& out, Backend& be, models::Network& net) {
+  for (const auto& p : net.parameters()) {
+    write_tensor(out, be, "/model/" + p.name, p.param->shape, p.param->value);
+    write_tensor(out, be, "/optimizer/" + p.name, p.param->shape, p.param->momentum);
+  }
+  for (const auto& b : net.buffers())
+    write_tensor(out, be, "/model/" + b.name, b.tensor->shape(), *b.tensor);
+}
+
 }  // namespace
 
 int run_step(const std::vector<std::string>& argv, const Job& job) {
@@ -55,14 +84,7 @@ int run_step(const std::vector<std::string>& argv, const Job& job) {
   const std::string ckpt = args.required("checkpoint");
   const std::string input = args.required("input");
   const std::string output = args.required("output");
-  const double lr = number(args, "lr", 0.1);
-  optim::OptimizerOptions opt;
-  opt.momentum = number(args, "momentum", 0.9);
-  opt.weight_decay = number(args, "weight-decay", 0.0);
-  opt.nesterov = args.flag("nesterov");
-  const double smoothing = number(args, "label-smoothing", 0.0);
-  if (lr < 0 || opt.momentum < 0 || opt.weight_decay < 0 || smoothing < 0 || smoothing >= 1)
-    RN_FAIL("--lr, --momentum and --weight-decay must be >= 0, --label-smoothing in [0, 1)");
+  const StepFlags f = step_flags(args);
   const int threads = job.env.threads_or(args.get_int("threads", 0));
   const DType compute = checked_precision(args.get("precision", "fp32"), Device{}, "--precision");
   // The momentum buffers come from the checkpoint too: the update continues a run.
@@ -74,7 +96,7 @@ int run_step(const std::vector<std::string>& argv, const Job& job) {
   const io::ArrayReader in(input);
   const Tensor images = read_images(in, input, cn.in_channels);
   const Tensor labels = read_labels(in, input, images.shape()[0], cn.classes);
-  optim::Optimizer optimizer(be, net.parameters(), opt);
+  optim::Optimizer optimizer(be, net.parameters(), f.opt);
 
   io::ArrayWriter out(output);
   int relus = 0;
@@ -92,7 +114,7 @@ int run_step(const std::vector<std::string>& argv, const Job& job) {
   Tensor dlogits = be.allocate(logits.desc());
   net.set_relu_tap(nullptr);
   const LossStats loss = be.softmax_cross_entropy(
-      logits, be.upload(labels), CrossEntropyParams{static_cast<float>(smoothing)}, &dlogits);
+      logits, be.upload(labels), CrossEntropyParams{static_cast<float>(f.smoothing)}, &dlogits);
   out.write_f64("/loss", loss.loss);
   write_tensor(out, be, "/logits", logits.shape(), logits);
   net.backward(dlogits);
@@ -101,15 +123,10 @@ int run_step(const std::vector<std::string>& argv, const Job& job) {
     RN_CHECK(p.param->grad.defined(), "[step] no gradient reached " << p.name);
     write_tensor(out, be, "/grad/" + p.name, p.param->shape, p.param->grad);
   }
-  optimizer.step(lr);
-  for (const auto& p : net.parameters()) {
-    write_tensor(out, be, "/model/" + p.name, p.param->shape, p.param->value);
-    write_tensor(out, be, "/optimizer/" + p.name, p.param->shape, p.param->momentum);
-  }
-  for (const auto& b : net.buffers())
-    write_tensor(out, be, "/model/" + b.name, b.tensor->shape(), *b.tensor);
+  optimizer.step(f.lr);
+  write_state(out, be, net);
   std::printf("wrote %s: loss %.6f, %zu gradients, weights after one SGD step (lr %g)\n",
-              output.c_str(), loss.loss, net.parameters().size(), lr);
+              output.c_str(), loss.loss, net.parameters().size(), f.lr);
   return 0;
 }
 

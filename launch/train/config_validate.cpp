@@ -117,8 +117,18 @@ class Validator {
     require(c.model.in_channels >= 1, "model.in_channels", "at least 1", c.model.in_channels);
     require(c.model.num_classes >= 1, "model.num_classes", "at least 1", c.model.num_classes);
     check_model(c.model);
+    check_data(c.data);
+    check_optim(c.optim);
+    check_train(c.train);
+    check_distributed(c.distributed);
+    check_checkpoint(c.checkpoint);
+    check_ensemble(c.ensemble);
+    // The network, resolved once (an ensemble's members each again in member_configs).
+    resolve_model(c.model);
+  }
 
-    DataConfig& d = c.data;
+ private:
+  void check_data(DataConfig& d) {
     one_of("data.kind", d.kind,
            {{"fashion_mnist", DataKind::fashion_mnist},
             {"cifar10", DataKind::cifar10},
@@ -128,27 +138,7 @@ class Validator {
             {"synthetic", DataKind::synthetic}});
     if (d.kind.value != DataKind::synthetic)
       require(!d.root.empty(), "data.root", "a directory", d.root);
-    AugmentConfig& a = d.augment;
-    if (is_encoded(d.kind.value))
-      one_of("data.augment.recipe", a.recipe,
-             {{"resnet", io::Recipe::resnet},
-              {"torchvision", io::Recipe::torchvision},
-              {"none", io::Recipe::none}});
-    else
-      one_of("data.augment.recipe", a.recipe,
-             {{"pad_crop", io::Recipe::pad_crop}, {"none", io::Recipe::none}});
-    require(a.crop >= 1, "data.augment.crop", "at least 1", a.crop);
-    require(a.scale.size() == 2 && a.scale[0] > 0 && a.scale[0] <= a.scale[1] && a.scale[1] <= 1,
-            "data.augment.scale", "[min, max] with 0 < min <= max <= 1", a.scale);
-    require(a.ratio.size() == 2 && a.ratio[0] > 0 && a.ratio[0] <= a.ratio[1] &&
-                std::isfinite(a.ratio[1]),
-            "data.augment.ratio", "[min, max] with 0 < min <= max", a.ratio);
-    require(a.shorter.size() == 2 && a.shorter[0] >= 1 && a.shorter[0] <= a.shorter[1] &&
-                a.shorter[1] <= 1e5 && a.shorter[0] == std::floor(a.shorter[0]) &&
-                a.shorter[1] == std::floor(a.shorter[1]),
-            "data.augment.shorter", "[min, max] whole pixels with 1 <= min <= max", a.shorter);
-    require(std::isfinite(a.lighting) && a.lighting >= 0, "data.augment.lighting",
-            "0 (off) or more", a.lighting);
+    check_augment(d.augment, d.kind.value);
     one_of("data.labels", d.labels, {{"fine", CifarLabels::fine}, {"coarse", CifarLabels::coarse}});
     one_of(
         "data.on_bad_sample", d.on_bad_sample,
@@ -171,8 +161,32 @@ class Validator {
     require(d.synthetic_size >= 1, "data.synthetic_size", "at least 1", d.synthetic_size);
     require(d.height >= 1, "data.height", "at least 1", d.height);
     require(d.width >= 1, "data.width", "at least 1", d.width);
+  }
 
-    OptimConfig& o = c.optim;
+  void check_augment(AugmentConfig& a, DataKind kind) {
+    if (is_encoded(kind))
+      one_of("data.augment.recipe", a.recipe,
+             {{"resnet", io::Recipe::resnet},
+              {"torchvision", io::Recipe::torchvision},
+              {"none", io::Recipe::none}});
+    else
+      one_of("data.augment.recipe", a.recipe,
+             {{"pad_crop", io::Recipe::pad_crop}, {"none", io::Recipe::none}});
+    require(a.crop >= 1, "data.augment.crop", "at least 1", a.crop);
+    require(a.scale.size() == 2 && a.scale[0] > 0 && a.scale[0] <= a.scale[1] && a.scale[1] <= 1,
+            "data.augment.scale", "[min, max] with 0 < min <= max <= 1", a.scale);
+    require(a.ratio.size() == 2 && a.ratio[0] > 0 && a.ratio[0] <= a.ratio[1] &&
+                std::isfinite(a.ratio[1]),
+            "data.augment.ratio", "[min, max] with 0 < min <= max", a.ratio);
+    require(a.shorter.size() == 2 && a.shorter[0] >= 1 && a.shorter[0] <= a.shorter[1] &&
+                a.shorter[1] <= 1e5 && a.shorter[0] == std::floor(a.shorter[0]) &&
+                a.shorter[1] == std::floor(a.shorter[1]),
+            "data.augment.shorter", "[min, max] whole pixels with 1 <= min <= max", a.shorter);
+    require(std::isfinite(a.lighting) && a.lighting >= 0, "data.augment.lighting",
+            "0 (off) or more", a.lighting);
+  }
+
+  void check_optim(OptimConfig& o) {
     one_of("optim.name", o.name,
            {{"sgd", optim::OptimizerKind::sgd}, {"lars", optim::OptimizerKind::lars}});
     require(std::isfinite(o.lr) && o.lr > 0, "optim.lr", "a positive number", o.lr);
@@ -197,8 +211,9 @@ class Validator {
     require(std::isfinite(o.gamma) && o.gamma > 0, "optim.gamma", "a positive number", o.gamma);
     require(std::isfinite(o.warmup_epochs) && o.warmup_epochs >= 0, "optim.warmup_epochs",
             "0 or more", o.warmup_epochs);
+  }
 
-    TrainConfig& t = c.train;
+  void check_train(TrainConfig& t) {
     require(t.epochs >= 1, "train.epochs", "at least 1", t.epochs);
     require(t.max_steps >= 0, "train.max_steps", "0 (no limit) or more", t.max_steps);
     one_of("train.device", t.device, {{"cpu", DeviceKind::cpu}, {"cuda", DeviceKind::cuda}});
@@ -206,27 +221,23 @@ class Validator {
            {{"fp32", DType::f32}, {"bf16", DType::bf16}, {"fp16", DType::f16}});
     require(t.threads >= 0, "train.threads", "0 (automatic) or more", t.threads);
     require(t.log_every >= 1, "train.log_every", "at least 1", t.log_every);
+  }
 
-    const DistributedConfig& dp = c.distributed;
+  void check_distributed(const DistributedConfig& dp) {
     require(std::isfinite(dp.bucket_mib) && dp.bucket_mib > 0, "distributed.bucket_mib",
             "a positive number of MiB", dp.bucket_mib);
     require(std::isfinite(dp.first_bucket_mib) && dp.first_bucket_mib > 0,
             "distributed.first_bucket_mib", "a positive number of MiB", dp.first_bucket_mib);
     require(std::isfinite(dp.timeout_s) && dp.timeout_s >= 0, "distributed.timeout_s",
             "0 (no limit) or more seconds", dp.timeout_s);
-
-    require(c.checkpoint.every_epochs >= 0, "checkpoint.every_epochs", "0 (off) or more",
-            c.checkpoint.every_epochs);
-    require(c.checkpoint.every_steps >= 0, "checkpoint.every_steps", "0 (off) or more",
-            c.checkpoint.every_steps);
-    require(c.checkpoint.keep_last >= 1, "checkpoint.keep_last", "at least 1",
-            c.checkpoint.keep_last);
-    check_ensemble(c.ensemble);
-    // The network, resolved once (an ensemble's members each again in member_configs).
-    resolve_model(c.model);
   }
 
- private:
+  void check_checkpoint(const CheckpointConfig& k) {
+    require(k.every_epochs >= 0, "checkpoint.every_epochs", "0 (off) or more", k.every_epochs);
+    require(k.every_steps >= 0, "checkpoint.every_steps", "0 (off) or more", k.every_steps);
+    require(k.keep_last >= 1, "checkpoint.keep_last", "at least 1", k.keep_last);
+  }
+
   // The model's fields, one at a time (the message names the field and where it was set), then
   // the spec as a whole.
   std::string check_model(const ModelConfig& m) const {

@@ -52,6 +52,88 @@ io::Normalization configured_norm(const DataConfig& d) {
   return n;
 }
 
+// Image folders and packed files: decoded and augmented per sample.
+DataSplits encoded_splits(const Config& cfg, distributed::Communicator& comm,
+                          const DataOptions& opt) {
+  const DataConfig& dc = cfg.data;
+  if (cfg.model.in_channels != 3)
+    RN_FAIL(cfg.source << ": 'model.in_channels' is " << cfg.model.in_channels << " but data '"
+                       << dc.kind << "' gives 3 channels (grayscale images are replicated)");
+  if (!dc.mean.empty() && dc.mean.size() != 3)
+    RN_FAIL(cfg.source << ": 'data.mean' has " << dc.mean.size()
+                       << " values; images have 3 channels");
+  io::EncodedSet::Options o;
+  o.augment.recipe = dc.augment.recipe.value;
+  o.augment.crop = dc.augment.crop;
+  o.augment.scale_min = dc.augment.scale[0], o.augment.scale_max = dc.augment.scale[1];
+  o.augment.ratio_min = dc.augment.ratio[0], o.augment.ratio_max = dc.augment.ratio[1];
+  o.augment.shorter_min = static_cast<int>(dc.augment.shorter[0]);
+  o.augment.shorter_max = static_cast<int>(dc.augment.shorter[1]);
+  o.augment.hflip = dc.augment.hflip;
+  o.augment.lighting = dc.augment.lighting;
+  o.eval = io::EvalTransform{.resize = dc.eval_resize, .crop = dc.eval_crop, .views = 1};
+  o.norm = configured_norm(dc);
+  o.seed = cfg.train.seed;
+  o.train = true;
+  DataSplits d;
+  d.train = std::make_unique<io::EncodedSet>(
+      io::spread_subset(encoded_source(cfg, "train", comm, opt), dc.train_limit), o);
+  o.train = false;
+  o.eval.views = opt.eval_views;
+  d.test = std::make_unique<io::EncodedSet>(
+      io::spread_subset(encoded_source(cfg, "val", comm, opt), dc.test_limit), o);
+  if (d.test->num_classes() != d.train->num_classes())
+    RN_FAIL(cfg.source << ": data.root '" << dc.root << "': train has " << d.train->num_classes()
+                       << " classes, val " << d.test->num_classes()
+                       << " (the same class folders are needed in both)");
+  return d;
+}
+
+// Both splits of an in-memory data set: synthetic, CIFAR or Fashion-MNIST.
+std::pair<io::ImageSet, io::ImageSet> read_memory_sets(const Config& cfg) {
+  const DataConfig& dc = cfg.data;
+  const DataKind kind = dc.kind.value;
+  if (kind == DataKind::synthetic)
+    return {
+        io::synthetic_set(cfg.model.in_channels, dc.height, dc.width, cfg.model.num_classes,
+                          dc.train_limit > 0 ? dc.train_limit : dc.synthetic_size, cfg.train.seed),
+        io::synthetic_set(cfg.model.in_channels, dc.height, dc.width, cfg.model.num_classes,
+                          dc.test_limit > 0 ? dc.test_limit : dc.synthetic_size / 4,
+                          cfg.train.seed + 1)};
+  if (kind == DataKind::cifar10 || kind == DataKind::cifar100) {
+    const io::CifarKind k = kind == DataKind::cifar10              ? io::CifarKind::cifar10
+                            : dc.labels.value == CifarLabels::fine ? io::CifarKind::cifar100_fine
+                                                                   : io::CifarKind::cifar100_coarse;
+    io::ImageSet train = io::load_cifar(dc.root, k, io::Split::train, dc.train_limit);
+    return {std::move(train), io::load_cifar(dc.root, k, io::Split::test, dc.test_limit)};
+  }
+  io::ImageSet train = io::load_fashion_mnist(dc.root, io::Split::train, dc.train_limit);
+  return {std::move(train), io::load_fashion_mnist(dc.root, io::Split::test, dc.test_limit)};
+}
+
+// In-memory sets, padded and cropped (and flipped) as the recipe says.
+DataSplits memory_splits(const Config& cfg, int eval_views) {
+  const DataConfig& dc = cfg.data;
+  const bool pad = dc.augment.recipe.value == io::Recipe::pad_crop;
+  const io::AugmentOptions pad_crop{pad ? dc.augment.crop_pad : 0, pad && dc.augment.hflip};
+  auto [train, test] = read_memory_sets(cfg);
+  if (train.channels != cfg.model.in_channels)
+    RN_FAIL(cfg.source << ": 'model.in_channels' is " << cfg.model.in_channels << " but data '"
+                       << dc.kind << "' has " << train.channels << " channel(s)");
+  if (!dc.mean.empty() && dc.mean.size() != static_cast<size_t>(train.channels))
+    RN_FAIL(cfg.source << ": 'data.mean' has " << dc.mean.size() << " values; data '" << dc.kind
+                       << "' has " << train.channels << " channel(s)");
+  // The training set's own statistics normalise both splits unless the config gives them.
+  const io::Normalization norm =
+      dc.mean.empty() ? io::compute_normalization(train) : configured_norm(dc);
+  DataSplits d;
+  d.train = std::make_unique<io::MemorySet>(std::move(train), pad_crop, norm, cfg.train.seed);
+  // Ten views are taken as training saw the images: shifted within its padding.
+  d.test = std::make_unique<io::MemorySet>(std::move(test), io::AugmentOptions{}, norm, 0,
+                                           eval_views, pad_crop.crop_pad);
+  return d;
+}
+
 }  // namespace
 
 io::LoaderOptions loader_options(const Config& cfg, bool train) {
@@ -68,74 +150,8 @@ io::LoaderOptions loader_options(const Config& cfg, bool train) {
 
 DataSplits load_data(const Config& cfg, distributed::Communicator& comm, const DataOptions& opt) {
   const DataConfig& dc = cfg.data;
-  DataSplits d;
-  const bool pad = dc.augment.recipe.value == io::Recipe::pad_crop;
-  const io::AugmentOptions pad_crop{pad ? dc.augment.crop_pad : 0, pad && dc.augment.hflip};
-  const DataKind kind = dc.kind.value;
-  if (is_encoded(kind)) {
-    if (cfg.model.in_channels != 3)
-      RN_FAIL(cfg.source << ": 'model.in_channels' is " << cfg.model.in_channels << " but data '"
-                         << dc.kind << "' gives 3 channels (grayscale images are replicated)");
-    if (!dc.mean.empty() && dc.mean.size() != 3)
-      RN_FAIL(cfg.source << ": 'data.mean' has " << dc.mean.size()
-                         << " values; images have 3 channels");
-    io::EncodedSet::Options o;
-    o.augment.recipe = dc.augment.recipe.value;
-    o.augment.crop = dc.augment.crop;
-    o.augment.scale_min = dc.augment.scale[0], o.augment.scale_max = dc.augment.scale[1];
-    o.augment.ratio_min = dc.augment.ratio[0], o.augment.ratio_max = dc.augment.ratio[1];
-    o.augment.shorter_min = static_cast<int>(dc.augment.shorter[0]);
-    o.augment.shorter_max = static_cast<int>(dc.augment.shorter[1]);
-    o.augment.hflip = dc.augment.hflip;
-    o.augment.lighting = dc.augment.lighting;
-    o.eval = io::EvalTransform{.resize = dc.eval_resize, .crop = dc.eval_crop, .views = 1};
-    o.norm = configured_norm(dc);
-    o.seed = cfg.train.seed;
-    o.train = true;
-    d.train = std::make_unique<io::EncodedSet>(
-        io::spread_subset(encoded_source(cfg, "train", comm, opt), dc.train_limit), o);
-    o.train = false;
-    o.eval.views = opt.eval_views;
-    d.test = std::make_unique<io::EncodedSet>(
-        io::spread_subset(encoded_source(cfg, "val", comm, opt), dc.test_limit), o);
-    if (d.test->num_classes() != d.train->num_classes())
-      RN_FAIL(cfg.source << ": data.root '" << dc.root << "': train has " << d.train->num_classes()
-                         << " classes, val " << d.test->num_classes()
-                         << " (the same class folders are needed in both)");
-  } else {
-    io::ImageSet train, test;
-    if (kind == DataKind::synthetic) {
-      train = io::synthetic_set(cfg.model.in_channels, dc.height, dc.width, cfg.model.num_classes,
-                                dc.train_limit > 0 ? dc.train_limit : dc.synthetic_size,
-                                cfg.train.seed);
-      test = io::synthetic_set(cfg.model.in_channels, dc.height, dc.width, cfg.model.num_classes,
-                               dc.test_limit > 0 ? dc.test_limit : dc.synthetic_size / 4,
-                               cfg.train.seed + 1);
-    } else if (kind == DataKind::cifar10 || kind == DataKind::cifar100) {
-      const io::CifarKind k = kind == DataKind::cifar10 ? io::CifarKind::cifar10
-                              : dc.labels.value == CifarLabels::fine
-                                  ? io::CifarKind::cifar100_fine
-                                  : io::CifarKind::cifar100_coarse;
-      train = io::load_cifar(dc.root, k, io::Split::train, dc.train_limit);
-      test = io::load_cifar(dc.root, k, io::Split::test, dc.test_limit);
-    } else {
-      train = io::load_fashion_mnist(dc.root, io::Split::train, dc.train_limit);
-      test = io::load_fashion_mnist(dc.root, io::Split::test, dc.test_limit);
-    }
-    if (train.channels != cfg.model.in_channels)
-      RN_FAIL(cfg.source << ": 'model.in_channels' is " << cfg.model.in_channels << " but data '"
-                         << dc.kind << "' has " << train.channels << " channel(s)");
-    if (!dc.mean.empty() && dc.mean.size() != static_cast<size_t>(train.channels))
-      RN_FAIL(cfg.source << ": 'data.mean' has " << dc.mean.size() << " values; data '" << dc.kind
-                         << "' has " << train.channels << " channel(s)");
-    // The training set's own statistics normalise both splits unless the config gives them.
-    const io::Normalization norm =
-        dc.mean.empty() ? io::compute_normalization(train) : configured_norm(dc);
-    d.train = std::make_unique<io::MemorySet>(std::move(train), pad_crop, norm, cfg.train.seed);
-    // Ten views are taken as training saw the images: shifted within its padding.
-    d.test = std::make_unique<io::MemorySet>(std::move(test), io::AugmentOptions{}, norm, 0,
-                                             opt.eval_views, pad_crop.crop_pad);
-  }
+  DataSplits d = is_encoded(dc.kind.value) ? encoded_splits(cfg, comm, opt)
+                                           : memory_splits(cfg, opt.eval_views);
   const io::SampleShape s = d.train->shape();
   d.height = s.height, d.width = s.width;
   if (d.train->num_classes() > cfg.model.num_classes)
