@@ -17,6 +17,12 @@ namespace rn {
 // the groups divide both channel counts and that the input is large enough for the kernel.
 Shape conv_output_shape(const ConvParams& p, const Shape& x);
 
+// The op objects: a backend plans one for an input shape and runs it many times. Their public
+// methods are not virtual: they check every tensor against the plan the same way on every
+// backend (its shape, and that the optional ones the plan needs are there; one line naming the
+// op, the argument, the planned and the given shapes), then call the backend's *_impl. A
+// backend checks only what is its own (layouts, element types it cannot take).
+
 class ConvOp {
  public:
   virtual ~ConvOp() = default;
@@ -27,9 +33,19 @@ class ConvOp {
   // weights are bf16 / f16, so that it goes straight beside the f32 master; else it is written in
   // weight_desc() and cast.
   virtual bool weight_grad_f32() const { return false; }
-  virtual void forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
-  virtual void backward_data(const Tensor& dy, const Tensor& w, Tensor& dx) = 0;
-  virtual void backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias) = 0;
+  void forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y);
+  void backward_data(const Tensor& dy, const Tensor& w, Tensor& dx);
+  void backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias);
+
+ protected:
+  ConvOp(const ConvParams& p, const Shape& x);
+
+ private:
+  virtual void forward_impl(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
+  virtual void backward_data_impl(const Tensor& dy, const Tensor& w, Tensor& dx) = 0;
+  virtual void backward_weights_impl(const Tensor& x, const Tensor& dy, Tensor& dw,
+                                     Tensor* dbias) = 0;
+  Shape x_, bias_;  // bias_: empty without a bias
 };
 
 // Batch statistics for training; running statistics are updated by the caller from `mean`/`var`.
@@ -39,14 +55,29 @@ class BatchNormOp {
   virtual const TensorDesc& output_desc() const = 0;
   virtual const TensorDesc& workspace_desc() const = 0;  // empty shape when not fused with ReLU
   // Training: batch statistics into mean/var (biased variance), y = gamma * x^ + beta [relu].
-  virtual void forward_training(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y,
-                                Tensor& mean, Tensor& var, Tensor* workspace) = 0;
+  void forward_training(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y,
+                        Tensor& mean, Tensor& var, Tensor* workspace);
   // Inference with the given (running) statistics.
-  virtual void forward_inference(const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                                 const Tensor& mean, const Tensor& var, Tensor& y) = 0;
-  virtual void backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& mean,
-                        const Tensor& var, const Tensor* workspace, Tensor& dx, Tensor& dgamma,
-                        Tensor& dbeta) = 0;
+  void forward_inference(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                         const Tensor& mean, const Tensor& var, Tensor& y);
+  void backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& mean,
+                const Tensor& var, const Tensor* workspace, Tensor& dx, Tensor& dgamma,
+                Tensor& dbeta);
+
+ protected:
+  explicit BatchNormOp(const Shape& x);
+
+ private:
+  virtual void forward_training_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                     Tensor& y, Tensor& mean, Tensor& var, Tensor* workspace) = 0;
+  virtual void forward_inference_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                      const Tensor& mean, const Tensor& var, Tensor& y) = 0;
+  virtual void backward_impl(const Tensor& x, const Tensor& dy, const Tensor& gamma,
+                             const Tensor& mean, const Tensor& var, const Tensor* workspace,
+                             Tensor& dx, Tensor& dgamma, Tensor& dbeta) = 0;
+  // gamma, beta, the statistics and their gradients: one value per channel.
+  void check_channels(const char* arg, const Tensor& t) const;
+  Shape x_, channels_;
 };
 
 class PoolOp {
@@ -54,8 +85,16 @@ class PoolOp {
   virtual ~PoolOp() = default;
   virtual const TensorDesc& output_desc() const = 0;
   virtual const TensorDesc& workspace_desc() const = 0;  // max pooling in training only
-  virtual void forward(const Tensor& x, Tensor& y, Tensor* workspace) = 0;
-  virtual void backward(const Tensor& dy, const Tensor* workspace, Tensor& dx) = 0;
+  void forward(const Tensor& x, Tensor& y, Tensor* workspace);
+  void backward(const Tensor& dy, const Tensor* workspace, Tensor& dx);
+
+ protected:
+  explicit PoolOp(const Shape& x) : x_(x) {}
+
+ private:
+  virtual void forward_impl(const Tensor& x, Tensor& y, Tensor* workspace) = 0;
+  virtual void backward_impl(const Tensor& dy, const Tensor* workspace, Tensor& dx) = 0;
+  Shape x_;
 };
 
 // y = x W^T + b on N x K inputs (an N x C x 1 x 1 input is taken as N x C).
@@ -63,9 +102,19 @@ class LinearOp {
  public:
   virtual ~LinearOp() = default;
   virtual const TensorDesc& output_desc() const = 0;
-  virtual void forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
-  virtual void backward_data(const Tensor& dy, const Tensor& w, Tensor& dx) = 0;
-  virtual void backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias) = 0;
+  void forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y);
+  void backward_data(const Tensor& dy, const Tensor& w, Tensor& dx);
+  void backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias);
+
+ protected:
+  LinearOp(const LinearParams& p, const Shape& x);
+
+ private:
+  virtual void forward_impl(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
+  virtual void backward_data_impl(const Tensor& dy, const Tensor& w, Tensor& dx) = 0;
+  virtual void backward_weights_impl(const Tensor& x, const Tensor& dy, Tensor& dw,
+                                     Tensor* dbias) = 0;
+  Shape x_, w_, bias_;  // bias_: empty without a bias
 };
 
 class Backend {

@@ -11,7 +11,7 @@ using dnnl::prop_kind;
 class CpuBatchNorm final : public BatchNormOp {
  public:
   CpuBatchNorm(DnnlContext& ctx, const BatchNormParams& p, const TensorDesc& x)
-      : ctx_(ctx), p_(p), x_desc_(x), md_(md_of(x)) {
+      : BatchNormOp(x.shape), ctx_(ctx), p_(p), x_desc_(x), md_(md_of(x)) {
     RN_CHECK(x.shape.rank() == 4,
              "[batch_norm] input must be N x C x H x W, got " << x.shape.str());
     flags_ = normalization_flags::use_scale | normalization_flags::use_shift;
@@ -30,8 +30,8 @@ class CpuBatchNorm final : public BatchNormOp {
   const TensorDesc& output_desc() const override { return x_desc_; }
   const TensorDesc& workspace_desc() const override { return ws_desc_; }
 
-  void forward_training(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y,
-                        Tensor& mean, Tensor& var, Tensor* workspace) override {
+  void forward_training_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y,
+                             Tensor& mean, Tensor& var, Tensor* workspace) override {
     check(x);
     if (!train_.valid()) {
       std::vector<std::pair<int, memory::desc>> args = {
@@ -54,8 +54,8 @@ class CpuBatchNorm final : public BatchNormOp {
     train_.run(ctx_);
   }
 
-  void forward_inference(const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                         const Tensor& mean, const Tensor& var, Tensor& y) override {
+  void forward_inference_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                              const Tensor& mean, const Tensor& var, Tensor& y) override {
     check(x);
     if (!infer_.valid()) {
       dnnl::batch_normalization_forward::desc d(prop_kind::forward_inference, md_,
@@ -81,9 +81,9 @@ class CpuBatchNorm final : public BatchNormOp {
         .run(ctx_);
   }
 
-  void backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& mean,
-                const Tensor& var, const Tensor* workspace, Tensor& dx, Tensor& dgamma,
-                Tensor& dbeta) override {
+  void backward_impl(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& mean,
+                     const Tensor& var, const Tensor* workspace, Tensor& dx, Tensor& dgamma,
+                     Tensor& dbeta) override {
     check(x);
     if (!bwd_.valid()) {
       dnnl::batch_normalization_backward::desc d(prop_kind::backward, md_, md_,

@@ -15,7 +15,12 @@ using dnnl::prop_kind;
 class CpuConv final : public ConvOp {
  public:
   CpuConv(DnnlContext& ctx, const ConvParams& p, const TensorDesc& x, bool training)
-      : ctx_(ctx), p_(p), x_shape_(x.shape), dt_(dnnl_type(x.dtype)), dtype_(x.dtype) {
+      : ConvOp(p, x.shape),
+        ctx_(ctx),
+        p_(p),
+        x_shape_(x.shape),
+        dt_(dnnl_type(x.dtype)),
+        dtype_(x.dtype) {
     RN_CHECK(x.shape.rank() == 4, "[conv] input must be N x C x H x W, got " << x.shape.str());
     const int64_t c = x.shape[1];
     y_shape_ = conv_output_shape(p, x.shape);
@@ -57,13 +62,11 @@ class CpuConv final : public ConvOp {
   const TensorDesc& weight_desc() const override { return w_desc_; }
   bool weight_grad_f32() const override { return true; }
 
-  void forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
-    check_input(x);
+  void forward_impl(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
     fwd_.bind(DNNL_ARG_SRC, fwd_x_.get(ctx_, x, md_of(x.desc()), x_md_))
         .bind(DNNL_ARG_WEIGHTS, fwd_w_.get(ctx_, w, weight_md(w), w_md_))
         .bind(DNNL_ARG_DST, fwd_y_.get(ctx_, y, md_of(y.desc()), y_md_));
     if (p_.bias) {
-      RN_CHECK(bias != nullptr, "[conv] bias expected");
       fwd_.bind(DNNL_ARG_BIAS, bias->data());
     }
     fwd_.run(ctx_);
@@ -71,7 +74,7 @@ class CpuConv final : public ConvOp {
     fwd_x_.release(), fwd_w_.release();
   }
 
-  void backward_data(const Tensor& dy, const Tensor& w, Tensor& dx) override {
+  void backward_data_impl(const Tensor& dy, const Tensor& w, Tensor& dx) override {
     if (!bwd_data_.valid()) make_backward_data();
     bwd_data_.bind(DNNL_ARG_DIFF_DST, bd_dy_.get(ctx_, dy, md_of(dy.desc()), bd_dy_md_))
         .bind(DNNL_ARG_WEIGHTS, bd_w_.get(ctx_, w, weight_md(w), bd_w_md_))
@@ -81,7 +84,8 @@ class CpuConv final : public ConvOp {
     bd_dy_.release(), bd_w_.release();
   }
 
-  void backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias) override {
+  void backward_weights_impl(const Tensor& x, const Tensor& dy, Tensor& dw,
+                             Tensor* dbias) override {
     if (!bwd_weights_.valid()) make_backward_weights();
     // As a matrix product dW = dY^T X, dY is the product's first operand and X its second; with
     // a stride, X's sampled positions are gathered first.
@@ -98,7 +102,6 @@ class CpuConv final : public ConvOp {
         .bind(bw_matmul_ ? DNNL_ARG_DST : DNNL_ARG_DIFF_WEIGHTS,
               bw_dw_.get(ctx_, dw, weight_md(dw), bw_dw_md_));
     if (p_.bias) {
-      RN_CHECK(dbias != nullptr, "[conv] bias gradient expected");
       bwd_weights_.bind(DNNL_ARG_DIFF_BIAS, dbias->data());
     }
     bwd_weights_.run(ctx_);
@@ -129,11 +132,6 @@ class CpuConv final : public ConvOp {
     const bool odd_groups = p_.groups > 1 && ((x_shape_[1] / p_.groups) % 16 != 0 ||
                                               (p_.out_channels / p_.groups) % 16 != 0);
     return memory::desc(d, dt_, amx || odd_groups ? Tag::nhwc : Tag::any);
-  }
-
-  void check_input(const Tensor& x) const {
-    RN_CHECK(x.shape() == x_shape_,
-             "[conv] planned for input " << x_shape_.str() << ", got " << x.shape().str());
   }
 
   // Backward data keeps the forward's weight layout when oneDNN has a fast kernel for it, so the

@@ -9,7 +9,8 @@ using dnnl::prop_kind;
 
 class CpuLinear final : public LinearOp {
  public:
-  CpuLinear(DnnlContext& ctx, const LinearParams& p, const TensorDesc& x) : ctx_(ctx), p_(p) {
+  CpuLinear(DnnlContext& ctx, const LinearParams& p, const TensorDesc& x)
+      : LinearOp(p, x.shape), ctx_(ctx), p_(p) {
     const auto& s = x.shape;
     RN_CHECK(s.rank() == 2 || (s.rank() == 4 && s[2] == 1 && s[3] == 1),
              "[linear] input must be N x K or N x K x 1 x 1, got " << s.str());
@@ -36,7 +37,7 @@ class CpuLinear final : public LinearOp {
 
   const TensorDesc& output_desc() const override { return out_desc_; }
 
-  void forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
+  void forward_impl(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
     fwd_.bind(DNNL_ARG_SRC, x_.get(ctx_, x, md_of(x.desc()), x_md4(x)))
         .bind(DNNL_ARG_WEIGHTS, w.data())
         .bind(DNNL_ARG_DST, y.data());
@@ -45,7 +46,7 @@ class CpuLinear final : public LinearOp {
     x_.release();
   }
 
-  void backward_data(const Tensor& dy, const Tensor& w, Tensor& dx) override {
+  void backward_data_impl(const Tensor& dy, const Tensor& w, Tensor& dx) override {
     if (!bwd_data_.valid()) {
       dnnl::inner_product_backward_data::desc d(x_md_, w_md_, y_md_);
       auto pd = RN_DNNL_CHECK(dnnl::inner_product_backward_data::primitive_desc(
@@ -62,7 +63,8 @@ class CpuLinear final : public LinearOp {
     dx_.finish(ctx_, dx);
   }
 
-  void backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias) override {
+  void backward_weights_impl(const Tensor& x, const Tensor& dy, Tensor& dw,
+                             Tensor* dbias) override {
     if (!bwd_weights_.valid()) {
       auto d = p_.bias ? dnnl::inner_product_backward_weights::desc(x_md_, w_md_, b_md_, y_md_)
                        : dnnl::inner_product_backward_weights::desc(x_md_, w_md_, y_md_);

@@ -10,7 +10,7 @@ using dnnl::prop_kind;
 class CpuPool final : public PoolOp {
  public:
   CpuPool(DnnlContext& ctx, const PoolParams& p, const TensorDesc& x, bool training)
-      : ctx_(ctx), x_desc_(x), x_md_(md_of(x)) {
+      : PoolOp(x.shape), ctx_(ctx), x_desc_(x), x_md_(md_of(x)) {
     RN_CHECK(x.shape.rank() == 4, "[pool] input must be N x C x H x W, got " << x.shape.str());
     const int64_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3];
     int64_t kh = p.kernel, kw = p.kernel, s = p.stride, pad = p.pad;
@@ -46,7 +46,7 @@ class CpuPool final : public PoolOp {
   const TensorDesc& output_desc() const override { return out_desc_; }
   const TensorDesc& workspace_desc() const override { return ws_desc_; }
 
-  void forward(const Tensor& x, Tensor& y, Tensor* workspace) override {
+  void forward_impl(const Tensor& x, Tensor& y, Tensor* workspace) override {
     RN_CHECK(x.desc().same_layout(x_desc_),
              "[pool] planned for " << x_desc_.str() << ", got " << x.desc().str());
     fwd_.bind(DNNL_ARG_SRC, x.data()).bind(DNNL_ARG_DST, y.data());
@@ -57,7 +57,7 @@ class CpuPool final : public PoolOp {
     fwd_.run(ctx_);
   }
 
-  void backward(const Tensor& dy, const Tensor* workspace, Tensor& dx) override {
+  void backward_impl(const Tensor& dy, const Tensor* workspace, Tensor& dx) override {
     if (!bwd_.valid()) {
       dnnl::pooling_backward::desc d(alg_, x_md_, y_md_, stride_, kernel_, pad_, pad_);
       auto pd = RN_DNNL_CHECK(

@@ -25,7 +25,7 @@ static_assert(kCudnnStatusNotSupported == CUDNN_STATUS_NOT_SUPPORTED &&
 class CudaBatchNorm final : public BatchNormOp {
  public:
   CudaBatchNorm(CudaBackend& be, const BatchNormParams& p, const TensorDesc& x)
-      : be_(be), ctx_(be.context()), p_(p) {
+      : BatchNormOp(x.shape), be_(be), ctx_(be.context()), p_(p) {
     RN_CHECK(x.shape.rank() == 4,
              "[batch_norm] input must be N x C x H x W, got " << x.shape.str());
     x_desc_ = nhwc_desc(x.shape, x.dtype);
@@ -50,8 +50,8 @@ class CudaBatchNorm final : public BatchNormOp {
   const TensorDesc& output_desc() const override { return x_desc_; }
   const TensorDesc& workspace_desc() const override { return ws_desc_; }
 
-  void forward_training(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y,
-                        Tensor& mean, Tensor& var, Tensor* workspace) override {
+  void forward_training_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y,
+                             Tensor& mean, Tensor& var, Tensor* workspace) override {
     check_out(y);
     RN_CHECK(!p_.fuse_relu || workspace != nullptr, "[batch_norm] fused ReLU needs a workspace");
     Tensor xs = be_.as_layout(x, x_desc_);
@@ -84,8 +84,8 @@ class CudaBatchNorm final : public BatchNormOp {
     if (p_.fuse_relu) saved_y_ = y, saved_beta_ = beta;
   }
 
-  void forward_inference(const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                         const Tensor& mean, const Tensor& var, Tensor& y) override {
+  void forward_inference_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                              const Tensor& mean, const Tensor& var, Tensor& y) override {
     check_out(y);
     if (native_) {
       NativeBatchNormArgs a = native_args(be_.as_layout(x, x_desc_));
@@ -106,9 +106,9 @@ class CudaBatchNorm final : public BatchNormOp {
     if (p_.fuse_relu) be_.relu_forward(y, y);
   }
 
-  void backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& mean,
-                const Tensor& var, const Tensor* workspace, Tensor& dx, Tensor& dgamma,
-                Tensor& dbeta) override {
+  void backward_impl(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& mean,
+                     const Tensor& var, const Tensor* workspace, Tensor& dx, Tensor& dgamma,
+                     Tensor& dbeta) override {
     RN_CHECK(forward_done_, "[batch_norm] backward without a training forward");
     forward_done_ = false;
     Tensor dys = be_.as_layout(dy, x_desc_);

@@ -48,7 +48,7 @@ const Perf& pick(const std::vector<Perf>& perf, int returned, size_t limit, cons
 class CudaConv final : public ConvOp {
  public:
   CudaConv(CudaBackend& be, const ConvParams& p, const TensorDesc& x, bool training)
-      : be_(be), ctx_(be.context()), p_(p), training_(training) {
+      : ConvOp(p, x.shape), be_(be), ctx_(be.context()), p_(p), training_(training) {
     RN_CHECK(x.shape.rank() == 4, "[conv] input must be N x C x H x W, got " << x.shape.str());
     RN_CHECK(x.dtype != DType::i32, "[conv] integer input " << x.str());
     const int64_t c = x.shape[1];
@@ -78,7 +78,7 @@ class CudaConv final : public ConvOp {
   const TensorDesc& output_desc() const override { return out_desc_; }
   const TensorDesc& weight_desc() const override { return w_desc_; }
 
-  void forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
+  void forward_impl(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
     ConvAlgos& a = ctx_.conv_algos(key_);
     Tensor xs = be_.as_layout(x, x_desc_), ws_w = be_.as_layout(w, w_desc_);
     // A plain (NCHW) input, the network's first layer's, is converted once per step: backward
@@ -108,7 +108,6 @@ class CudaConv final : public ConvOp {
     RN_CUDNN_CHECK(cudnnConvolutionForward(ctx_.cudnn(), &one, xd_, xs.data(), wd_, ws_w.data(),
                                            cd_, a.fwd, ws.data(), ws_bytes, &zero, yd_, ys.data()));
     if (p_.bias) {
-      RN_CHECK(bias != nullptr, "[conv] bias expected");
       // NHWC: the output is a (N*H*W) x O matrix and the bias one row of it.
       launch_bias_add(out_desc_.dtype, ys.data(), bias->data_as<float>(),
                       out_desc_.shape.numel() / p_.out_channels, p_.out_channels, ctx_.stream());
@@ -116,7 +115,7 @@ class CudaConv final : public ConvOp {
     if (ys.data() != y.data()) be_.reorder(ys, y);
   }
 
-  void backward_data(const Tensor& dy, const Tensor& w, Tensor& dx) override {
+  void backward_data_impl(const Tensor& dy, const Tensor& w, Tensor& dx) override {
     ConvAlgos& a = ctx_.conv_algos(key_);
     Tensor dys = be_.as_layout(dy, out_desc_), wl = be_.as_layout(w, w_desc_);
     Tensor dxs = dx.desc().same_layout(x_desc_) ? dx : be_.allocate(x_desc_);
@@ -145,10 +144,11 @@ class CudaConv final : public ConvOp {
     if (dxs.data() != dx.data()) be_.reorder(dxs, dx);
   }
 
-  void backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias) override {
+  void backward_weights_impl(const Tensor& x, const Tensor& dy, Tensor& dw,
+                             Tensor* dbias) override {
     ConvAlgos& a = ctx_.conv_algos(key_);
     Tensor xs = converted_x_.defined() && converted_from_ == x.data() ? converted_x_
-                                                                       : be_.as_layout(x, x_desc_);
+                                                                      : be_.as_layout(x, x_desc_);
     converted_x_ = Tensor();
     Tensor dys = be_.as_layout(dy, out_desc_);
     Tensor dws = dw.desc().same_layout(w_desc_) ? dw : be_.allocate(w_desc_);
@@ -177,7 +177,6 @@ class CudaConv final : public ConvOp {
                                                   ws_bytes, &zero, wd_, dws.data()));
     if (dws.data() != dw.data()) be_.reorder(dws, dw);
     if (p_.bias) {
-      RN_CHECK(dbias != nullptr, "[conv] bias gradient expected");
       launch_column_sum(ctx_, out_desc_.dtype, dys.data(), dbias->data_as<float>(),
                         out_desc_.shape.numel() / p_.out_channels, p_.out_channels);
     }

@@ -10,7 +10,7 @@ namespace {
 class CudaLinear final : public LinearOp {
  public:
   CudaLinear(CudaBackend& be, const LinearParams& p, const TensorDesc& x)
-      : be_(be), ctx_(be.context()), p_(p) {
+      : LinearOp(p, x.shape), be_(be), ctx_(be.context()), p_(p) {
     const auto& s = x.shape;
     RN_CHECK(s.rank() == 2 || (s.rank() == 4 && s[2] == 1 && s[3] == 1),
              "[linear] input must be N x K or N x K x 1 x 1, got " << s.str());
@@ -24,34 +24,32 @@ class CudaLinear final : public LinearOp {
 
   const TensorDesc& output_desc() const override { return out_desc_; }
 
-  void forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
+  void forward_impl(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
     check_matrix(x);
     // y^T (O x N) = W (K x O col-major)^T * x^T (K x N).
     gemm(CUBLAS_OP_T, CUBLAS_OP_N, p_.out_features, n_, k_, w.data(), k_, x.data(), k_, y.data(),
          p_.out_features);
     if (p_.bias) {
-      RN_CHECK(bias != nullptr, "[linear] bias expected");
       launch_bias_add(DType::f32, y.data(), bias->data_as<float>(), n_, p_.out_features,
                       ctx_.stream());
     }
   }
 
-  void backward_data(const Tensor& dy, const Tensor& w, Tensor& dx) override {
+  void backward_data_impl(const Tensor& dy, const Tensor& w, Tensor& dx) override {
     check_matrix(dx);
     // dx^T (K x N) = W (K x O) * dy^T (O x N).
     gemm(CUBLAS_OP_N, CUBLAS_OP_N, k_, n_, p_.out_features, w.data(), k_, dy.data(),
          p_.out_features, dx.data(), k_);
   }
 
-  void backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias) override {
+  void backward_weights_impl(const Tensor& x, const Tensor& dy, Tensor& dw,
+                             Tensor* dbias) override {
     check_matrix(x);
     // dW^T (K x O) = x^T (K x N) * dy (N x O).
     gemm(CUBLAS_OP_N, CUBLAS_OP_T, k_, p_.out_features, n_, x.data(), k_, dy.data(),
          p_.out_features, dw.data(), k_);
     if (p_.bias) {
-      RN_CHECK(dbias != nullptr, "[linear] bias gradient expected");
-      launch_column_sum(ctx_, DType::f32, dy.data(), dbias->data_as<float>(), n_,
-                        p_.out_features);
+      launch_column_sum(ctx_, DType::f32, dy.data(), dbias->data_as<float>(), n_, p_.out_features);
     }
   }
 

@@ -21,7 +21,8 @@ __global__ void pool_backward_kernel(PoolGeometry g, const T* dy, const uint8_t*
 
 class CudaPool final : public PoolOp {
  public:
-  CudaPool(CudaBackend& be, const PoolParams& p, const TensorDesc& x, bool training) : be_(be) {
+  CudaPool(CudaBackend& be, const PoolParams& p, const TensorDesc& x, bool training)
+      : PoolOp(x.shape), be_(be) {
     g_ = pool_geometry(p, x.shape);
     x_desc_ = nhwc_desc(x.shape, x.dtype);
     out_desc_ = nhwc_desc(Shape{g_.n, g_.c, g_.oh, g_.ow}, x.dtype);
@@ -32,7 +33,7 @@ class CudaPool final : public PoolOp {
   const TensorDesc& output_desc() const override { return out_desc_; }
   const TensorDesc& workspace_desc() const override { return ws_desc_; }
 
-  void forward(const Tensor& x, Tensor& y, Tensor* workspace) override {
+  void forward_impl(const Tensor& x, Tensor& y, Tensor* workspace) override {
     Tensor xs = be_.as_layout(x, x_desc_);
     RN_CHECK(y.desc().same_layout(out_desc_),
              "[pool] output must be " << out_desc_.str() << ", got " << y.desc().str());
@@ -51,7 +52,7 @@ class CudaPool final : public PoolOp {
     RN_CUDA_CHECK(cudaGetLastError());
   }
 
-  void backward(const Tensor& dy, const Tensor* workspace, Tensor& dx) override {
+  void backward_impl(const Tensor& dy, const Tensor* workspace, Tensor& dx) override {
     Tensor dys = be_.as_layout(dy, out_desc_);
     Tensor dxs = dx.desc().same_layout(x_desc_) ? dx : be_.allocate(x_desc_);
     const uint8_t* arg = nullptr;
