@@ -17,9 +17,9 @@ void Optimizer::step(double lr) {
     if (!p.grad.defined()) continue;  // not reached by this step's backward
     const bool decay = options_.decay_bn_and_bias || !p.no_decay;
     if (lars && !p.no_decay) {
-      backend_.lars_update(LarsParams{f(lr), f(options_.momentum), f(options_.weight_decay),
-                                      f(options_.lars_eta)},
-                           p.value, p.grad, p.momentum);
+      backend_.lars_update(
+          LarsParams{f(lr), f(options_.momentum), f(options_.weight_decay), f(options_.lars_eta)},
+          p.value, p.grad, p.momentum);
       continue;
     }
     // LARS leaves BN parameters and biases to plain SGD (without Nesterov), as You et al.

@@ -7,8 +7,8 @@
 #include "core/models/model_spec.h"
 #include "io/checkpoint.h"
 #include "launch/cli/args.h"
-#include "launch/train/checkpointing.h"
 #include "launch/cli/commands.h"
+#include "launch/train/checkpointing.h"
 
 namespace rn::launch {
 

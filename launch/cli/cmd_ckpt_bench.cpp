@@ -10,8 +10,8 @@
 
 #include "core/check.h"
 #include "launch/cli/args.h"
-#include "launch/train/checkpointing.h"
 #include "launch/cli/commands.h"
+#include "launch/train/checkpointing.h"
 
 namespace rn::launch {
 namespace {

@@ -7,8 +7,8 @@
 #include "core/check.h"
 #include "io/array_file.h"
 #include "launch/cli/args.h"
-#include "launch/train/checkpoint_network.h"
 #include "launch/cli/commands.h"
+#include "launch/train/checkpoint_network.h"
 #include "launch/train/step.h"
 
 namespace rn::launch {

@@ -6,6 +6,8 @@
 #   bash launch/scripts/setup.sh build   # install and build only
 #   bash launch/scripts/setup.sh hardening  # install clang too; the short sanitizer and fuzz run
 #                                           # of CI (launch/scripts/sanitize.sh, fuzz.sh)
+#   bash launch/scripts/setup.sh format  # install clang-format 14; fail naming any file that
+#                                        # drifts from .clang-format (launch/scripts/format.sh)
 #   bash launch/scripts/setup.sh experiments [NAME...]  # the papers' experiments (configs/
 #                                           # experiments), trained (resumable) and plotted
 set -euo pipefail
@@ -27,6 +29,7 @@ test_packages=(python3-torch python3-torchvision python3-h5py python3-numpy pyth
   "${experiment_packages[@]}" iproute2 slurmctld slurmd slurm-client munge)
 # libFuzzer and its runtimes (clang 14), with the OpenMP runtime clang builds need.
 fuzz_packages=(clang-14 libclang-rt-14-dev libfuzzer-14-dev libomp-14-dev)
+format_packages=(clang-format-14 git)
 
 install_missing() {
   local missing=()
@@ -79,13 +82,17 @@ case "$mode" in
       /usr/bin/python3 launch/scripts/experiment.py plot "configs/experiments/$name.yaml"
     done
     ;;
+  format)
+    install_missing "${format_packages[@]}"
+    bash "$root/launch/scripts/format.sh"
+    ;;
   hardening)
     install_missing "${build_packages[@]}" "${fuzz_packages[@]}"
     bash "$root/launch/scripts/sanitize.sh" quick
     RESNET_FUZZ_QUICK=1 RESNET_FUZZ_PARALLEL=$jobs bash "$root/launch/scripts/fuzz.sh" 15
     ;;
   *)
-    echo "usage: $0 run|test|build|experiments|hardening" >&2
+    echo "usage: $0 run|test|build|format|experiments|hardening" >&2
     exit 2
     ;;
 esac

@@ -54,8 +54,7 @@ class ArrayFileTest : public ::testing::Test {
     for (size_t i = 0; i < labels_.size(); ++i) labels_[i] = static_cast<int32_t>(i % 10);
     const hid_t file = H5Fcreate(p.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     EXPECT_GE(file, 0);
-    add_chunked(file, "images", {13, 1, 4, 4}, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, images_.data(),
-                3);
+    add_chunked(file, "images", {13, 1, 4, 4}, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, images_.data(), 3);
     add_chunked(file, "labels", {13}, H5T_STD_I32LE, H5T_NATIVE_INT32, labels_.data(), 4);
     H5Fclose(file);
     return p;
@@ -117,7 +116,8 @@ TEST_F(ArrayFileTest, ShapeBeyondItsMaximumIsRefused) {
   patch_dataspace_of_13(p, false);
   const ArrayReader in(p);
   const std::string e = error_of([&] { in.shape("/labels"); });
-  EXPECT_NE(e.find("'" + p + "': dataset '/labels' claims 16777229 values, beyond its maximum "
+  EXPECT_NE(e.find("'" + p +
+                   "': dataset '/labels' claims 16777229 values, beyond its maximum "
                    "shape 13 (damaged?)"),
             std::string::npos)
       << e;

@@ -187,7 +187,7 @@ TEST_F(LoaderTest, SkipEqualsDroppingTheFirstBatches) {
       HostBatch b;
       while (loader.next(b)) rest.push_back(b);
       expect_same_batches(rest, std::vector<HostBatch>(full.begin() + k, full.end()),
-                  "skip " + std::to_string(k));
+                          "skip " + std::to_string(k));
     }
     loader.start_epoch(2);
     loader.skip(1000);

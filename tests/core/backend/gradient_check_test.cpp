@@ -67,6 +67,35 @@ TEST(GradientCheck, RejectsMismatchedSizes) {
   EXPECT_FALSE(gradient_matches(curve, x, random_values(11, 3), curve_gradient(x, r)));
 }
 
+// max(x, 0) with inputs just beside the kink: the central difference over the full step sees
+// both slopes, the gradient only one.
+TEST(GradientCheck, AroundKinksTakesOneSideAndStillRejectsAWrongGradient) {
+  std::vector<float> x = random_values(20, 1, -2.f, 2.f);
+  x[3] = 1e-3f, x[11] = -2e-3f;
+  const std::vector<float> r = random_values(20, 2, 0.5f, 1.f);
+  auto relu = [](const std::vector<float>& v) {
+    std::vector<float> y(v.size());
+    for (size_t i = 0; i < v.size(); ++i) y[i] = std::max(v[i], 0.f);
+    return y;
+  };
+  std::vector<float> g(x.size());
+  for (size_t i = 0; i < x.size(); ++i) g[i] = x[i] > 0 ? r[i] : 0.f;
+  EXPECT_FALSE(gradient_matches(relu, x, r, g));
+  EXPECT_TRUE(gradient_matches(relu, x, r, g, test::kink_tolerant()));
+  g[3] *= 2;
+  EXPECT_FALSE(gradient_matches(relu, x, r, g, test::kink_tolerant()));
+}
+
+// The scalar form, as the module and network tests use it.
+TEST(GradientCheck, ScalarLossOfAModule) {
+  const std::vector<float> x = random_values(12, 4, -1.f, 1.f), r = random_values(12, 5);
+  auto loss = [&](const std::vector<float>& v) { return test::dot(curve(v), r); };
+  EXPECT_TRUE(test::finite_differences_match(loss, x, curve_gradient(x, r), test::kink_tolerant()));
+  std::vector<float> g = curve_gradient(x, r);
+  g[5] = -g[5] + 0.5f;
+  EXPECT_FALSE(test::finite_differences_match(loss, x, g, test::kink_tolerant()));
+}
+
 TEST(GradientCheck, RandomValuesAreSeededAndInRange) {
   const std::vector<float> a = random_values(1000, 5, -3.f, 2.f);
   EXPECT_EQ(a, random_values(1000, 5, -3.f, 2.f));

@@ -194,8 +194,11 @@ TEST(OptimizerStepTest, EachParameterGetsItsOwnUpdate) {
   const std::vector<bool> no_decay = {false, true, true, false, false};
   for (const auto kind : {optim::OptimizerKind::sgd, optim::OptimizerKind::lars})
     for (const bool decay_bn : {false, true}) {
-      const optim::OptimizerOptions o{.kind = kind, .momentum = 0.9, .nesterov = true,
-                                      .weight_decay = 1e-2, .decay_bn_and_bias = decay_bn,
+      const optim::OptimizerOptions o{.kind = kind,
+                                      .momentum = 0.9,
+                                      .nesterov = true,
+                                      .weight_decay = 1e-2,
+                                      .decay_bn_and_bias = decay_bn,
                                       .lars_eta = 0.02};
       std::vector<nn::Parameter> params(shapes.size()), expect(shapes.size());
       std::vector<nn::NamedParameter> named;
@@ -220,7 +223,9 @@ TEST(OptimizerStepTest, EachParameterGetsItsOwnUpdate) {
             be->lars_update({.lr = 0.1f, .momentum = 0.9f, .weight_decay = wd, .eta = 0.02f},
                             e.value, g, e.momentum);
           else
-            be->sgd_update({.lr = 0.1f, .momentum = 0.9f, .weight_decay = wd,
+            be->sgd_update({.lr = 0.1f,
+                            .momentum = 0.9f,
+                            .weight_decay = wd,
                             .nesterov = kind == optim::OptimizerKind::sgd},
                            e.value, g, e.momentum);
         }

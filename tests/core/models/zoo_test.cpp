@@ -435,7 +435,7 @@ void expect_network_gradients(Backend& be, Network& net, const Batch& b, int poi
   // loss is noisy at small steps: the retries are finer than the layers'. (With the elements
   // chosen as above these checks pass at 1.5% over many seeds; the PyTorch comparisons below
   // hold whole-network gradients to 2e-5.)
-  test::FiniteDifferenceOptions o;
+  test::GradientCheckOptions o = test::kink_tolerant();
   o.step = 2e-3;
   o.tolerance = 2e-2;
   o.step_divisor = 2;

@@ -78,86 +78,6 @@ inline std::vector<float> pad_shortcut_reference(const Shape& xs, const std::vec
   return y;
 }
 
-struct FiniteDifferenceOptions {
-  // The step for element i is step * max(1, |x_i|).
-  double step = 1e-2;
-  // |analytic - numeric| / max(|numeric|, scale) must stay below this, where
-  // scale = max(floor, scale_fraction * the RMS of the analytic gradient over the checked points).
-  double tolerance = 2e-2;
-  double floor = 1e-3;
-  double scale_fraction = 0.1;
-  // A point that misses is retried with the step divided by `step_divisor`, down to
-  // `smallest_step` times the first one.
-  double step_divisor = 4;
-  double smallest_step = 1.0 / 16;
-  // Every element when 0, else this many seeded picks.
-  int64_t max_points = 0;
-  uint32_t seed = 1234;
-};
-
-// Checks `analytic` against finite differences of the scalar `loss` around `x`.
-//
-// A ReLU or max-pooling kink within the step bends the central difference without the gradient
-// being wrong, so a point that misses at the full step is retried at smaller ones, and at
-// each step the one-sided differences count too: with a kink just beside x (a pre-activation
-// within ~1e-5 of zero happens in small networks) the gradient is the slope of one side only.
-// A wrong gradient matches none of them.
-inline ::testing::AssertionResult finite_differences_match(
-    const std::function<double(const std::vector<float>&)>& loss, const std::vector<float>& x,
-    const std::vector<float>& analytic, const FiniteDifferenceOptions& o = {}) {
-  if (analytic.size() != x.size())
-    return ::testing::AssertionFailure() << "analytic gradient has " << analytic.size()
-                                         << " values for " << x.size() << " inputs";
-  GradientCheckOptions pick;
-  pick.max_points = o.max_points;
-  pick.seed = o.seed;
-  const std::vector<int64_t> points = check_points(static_cast<int64_t>(x.size()), pick);
-  double sq = 0;
-  for (int64_t i : points) sq += static_cast<double>(analytic[i]) * analytic[i];
-  const double scale =
-      std::max(o.floor, o.scale_fraction * std::sqrt(sq / static_cast<double>(points.size())));
-
-  const double l0 = loss(x);
-  std::vector<float> xp = x;
-  double worst = -1, worst_numeric = 0, largest = 0;
-  int64_t worst_at = -1;
-  for (int64_t i : points) {
-    const float x0 = x[i];
-    double err = INFINITY, numeric = 0;
-    for (double step = o.step;
-         step >= o.step * o.smallest_step * (1 - 1e-9) && !(err < o.tolerance);
-         step /= o.step_divisor) {
-      const double h = step * std::max(1.0, std::abs(static_cast<double>(x0)));
-      const float up = static_cast<float>(x0 + h), down = static_cast<float>(x0 - h);
-      xp[i] = up;
-      const double l_up = loss(xp);
-      xp[i] = down;
-      const double l_down = loss(xp);
-      xp[i] = x0;
-      const double central = (l_up - l_down) / (static_cast<double>(up) - down);
-      const double forward = (l_up - l0) / (static_cast<double>(up) - x0);
-      const double backward = (l0 - l_down) / (x0 - static_cast<double>(down));
-      if (step == o.step) numeric = central, largest = std::max(largest, std::abs(central));
-      for (double d : {central, forward, backward}) {
-        const double e = std::abs(analytic[i] - d) / std::max(std::abs(d), scale);
-        if (e < err || std::isnan(e)) err = e, numeric = d;
-      }
-    }
-    if (!(err <= worst)) {
-      worst = std::isnan(err) ? INFINITY : err;
-      worst_at = i;
-      worst_numeric = numeric;
-    }
-  }
-  if (largest < 1e-6)
-    return ::testing::AssertionFailure() << "numeric gradient is zero at every checked point";
-  if (worst < o.tolerance) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << "element " << worst_at << ": analytic " << analytic[worst_at] << ", numeric "
-         << worst_numeric << " (relative error " << worst << ", tolerance " << o.tolerance
-         << ", scale " << scale << ")";
-}
-
 // The plain descriptor of `shape`, or the blocked activation layout the networks run in.
 inline TensorDesc input_desc(Backend& be, const Shape& shape, bool blocked) {
   return blocked ? blocked_desc(be, shape) : plain_desc(shape);
@@ -195,7 +115,7 @@ inline double projected_loss(Backend& be, nn::Module& m, const TensorDesc& x_des
 }
 
 struct ModuleCheckOptions {
-  FiniteDifferenceOptions fd;
+  GradientCheckOptions fd = kink_tolerant();
   // Points per tensor (0: all) for the input and for the parameters.
   int64_t input_points = 0;
   int64_t param_points = 0;
@@ -214,7 +134,7 @@ inline void expect_module_gradients(Backend& be, nn::Module& m, const Shape& x_s
   const ModuleGradients g = run_forward_backward(be, m, x_desc, x, r);
   ASSERT_EQ(g.output_shape, y_shape);
 
-  FiniteDifferenceOptions fd = o.fd;
+  GradientCheckOptions fd = o.fd;
   fd.max_points = o.input_points;
   ASSERT_FALSE(g.dx.empty()) << "no input gradient";
   EXPECT_TRUE(finite_differences_match(

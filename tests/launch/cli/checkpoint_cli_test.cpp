@@ -79,7 +79,8 @@ TEST_F(CkptCliTest, H5pyReadsEveryTensorWithTorchvisionNames) {
     GTEST_SKIP() << "python3-h5py not installed";
   const fs::path p = dir_ / "r50.h5";
   ASSERT_EQ(run_resnet("ckpt init --model resnet50 --seed 1 --output " + p.string()).exit_code, 0);
-  const std::string script = std::string(RN_SOURCE_DIR) + "/tests/launch/cli/check_checkpoint_h5py.py";
+  const std::string script =
+      std::string(RN_SOURCE_DIR) + "/tests/launch/cli/check_checkpoint_h5py.py";
   const std::string cmd = "/usr/bin/python3 " + script + " " + p.string() + " > " +
                           (dir_ / "py.out").string() + " 2>&1";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << read_text(dir_ / "py.out");

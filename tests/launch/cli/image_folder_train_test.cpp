@@ -25,7 +25,8 @@ namespace {
 void write_file(const fs::path& p, const std::vector<uint8_t>& bytes) {
   fs::create_directories(p.parent_path());
   std::ofstream(p, std::ios::binary)
-      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+      .write(reinterpret_cast<const char*>(bytes.data()),
+             static_cast<std::streamsize>(bytes.size()));
 }
 
 // A JPEG whose colour depends on its class, so that a few steps can learn something.
@@ -34,8 +35,8 @@ std::vector<uint8_t> class_jpeg(int cls, int w, int h, int channels, int seed) {
   for (int y = 0; y < h; ++y)
     for (int x = 0; x < w; ++x)
       for (int c = 0; c < channels; ++c)
-        p[(static_cast<size_t>(y) * w + x) * channels + c] = static_cast<uint8_t>(
-            (c == cls % 3 ? 180 : 40) + (x * 3 + y * (seed % 5 + 1)) % 60);
+        p[(static_cast<size_t>(y) * w + x) * channels + c] =
+            static_cast<uint8_t>((c == cls % 3 ? 180 : 40) + (x * 3 + y * (seed % 5 + 1)) % 60);
   return rn::io::encode_jpeg(p.data(), w, h, channels, 90);
 }
 
