@@ -210,13 +210,39 @@ void print_bench_text(const BenchPlan& p, const BenchTimes& t, const std::string
 
 }  // namespace
 
+const CommandSpec& bench_command() {
+  static const CommandSpec c{
+      "bench",
+      "",
+      "Training and inference images/s of a network on a synthetic batch (data-parallel under "
+      "mpirun); --allreduce: the gradient all-reduce; --peak: convolution GFLOP/s.",
+      {{"model", Flag::Takes::value, "NAME", "the network (required, but with --peak)"},
+       {"input", Flag::Takes::value, "CxHxW", "input size (default: the network's data set's)"},
+       {"classes", Flag::Takes::value, "N", "classes (default: the network's data set's)"},
+       {"batch", Flag::Takes::value, "B", "images per rank and step (default 16)"},
+       {"threads", Flag::Takes::value, "T", "CPU threads (default: this rank's share)"},
+       {"device", Flag::Takes::value, "cpu|cuda", "where to run (default cpu)"},
+       {"precision", Flag::Takes::value, "fp32|bf16|fp16", "compute type (default fp32)"},
+       {"warmup", Flag::Takes::value, "N", "untimed steps first (default 3; --allreduce 2)"},
+       {"iters", Flag::Takes::value, "N", "timed steps; the median is reported (default 10)"},
+       {"train-only", Flag::Takes::nothing, "", "time training steps only"},
+       {"infer-only", Flag::Takes::nothing, "", "time inference only"},
+       {"data-parallel", Flag::Takes::nothing, "", "with the gradient all-reduce on one rank too"},
+       {"allreduce", Flag::Takes::nothing, "",
+        "all-reduce of a network's gradients (--model, "
+        "default resnet50)"},
+       {"bucket-kib", Flag::Takes::value, "K", "--allreduce: bucket size (default 25600)"},
+       {"first-bucket-kib", Flag::Takes::value, "K", "--allreduce: first bucket (default 1024)"},
+       {"sweep", Flag::Takes::nothing, "", "--allreduce: bandwidth over message sizes"},
+       {"max-mib", Flag::Takes::value, "M", "--sweep: the largest message (default 64)"},
+       {"peak", Flag::Takes::nothing, "", "convolution GFLOP/s in fp32 and bf16"},
+       {"json", Flag::Takes::nothing, "", "one JSON object"}}};
+  return c;
+}
+
 int run_bench(const std::vector<std::string>& argv, const Job& job) {
   distributed::Communicator& comm = job.comm;
-  Args args(argv, FlagSpec{{"model", "input", "batch", "threads", "device", "warmup", "iters",
-                            "classes", "precision", "bucket-kib", "first-bucket-kib", "max-mib"},
-                           {},
-                           {"json", "train-only", "infer-only", "allreduce", "data-parallel",
-                            "peak", "sweep"}});
+  Args args(argv, bench_command());
   if (args.flag("allreduce")) return run_allreduce_bench(args, job);
   if (args.flag("peak")) return run_peak_bench(args, job);
   const BenchPlan p = plan_bench(args, job);

@@ -14,11 +14,25 @@ namespace rn::launch {
 
 namespace {
 
+const CommandSpec kInspect{
+    "ckpt inspect",
+    "FILE",
+    "A checkpoint's header, tensors and sizes, every dataset's checksum verified.",
+    {{"json", Flag::Takes::nothing, "", "one JSON object"}}};
+
+const CommandSpec kInit{
+    "ckpt init",
+    "",
+    "A checkpoint of a freshly initialised network (every rank writes its share under mpirun).",
+    {{"model", Flag::Takes::value, "NAME", "the network", true},
+     {"classes", Flag::Takes::value, "N", "classes (default: the network's data set's)"},
+     {"in-channels", Flag::Takes::value, "C", "input channels (default: the network's)"},
+     {"seed", Flag::Takes::value, "S", "the initialisation's seed", true},
+     {"output", Flag::Takes::value, "FILE", "the checkpoint to write", true}}};
+
 int run_inspect(const std::vector<std::string>& argv) {
-  if (argv.empty() || argv[0].rfind("--", 0) == 0)
-    RN_FAIL("ckpt inspect needs a FILE: resnet ckpt inspect FILE [--json]");
-  const std::string path = argv[0];
-  Args args(std::vector<std::string>(argv.begin() + 1, argv.end()), FlagSpec{{}, {}, {"json"}});
+  const std::string path = positional(argv, kInspect);
+  Args args(std::vector<std::string>(argv.begin() + 1, argv.end()), kInspect);
   const io::CheckpointSummary s = io::read_checkpoint_summary(path);
   const std::vector<std::string> bad = io::verify_checkpoint(path);
   int64_t model_tensors = 0, optimizer_tensors = 0;
@@ -71,7 +85,7 @@ int run_inspect(const std::vector<std::string>& argv) {
 
 int run_init(const std::vector<std::string>& argv, const Job& job) {
   distributed::Communicator& comm = job.comm;
-  Args args(argv, FlagSpec{{"model", "classes", "in-channels", "seed", "output"}, {}, {}});
+  Args args(argv, kInit);
   const std::string name = args.required("model");
   const std::string output = args.required("output");
   const std::string seed_text = args.required("seed");
@@ -110,17 +124,19 @@ int run_init(const std::vector<std::string>& argv, const Job& job) {
 
 }  // namespace
 
+const CommandGroup& ckpt_commands() {
+  static const CommandGroup g{"ckpt",
+                              "Checkpoint files: look inside, make one, time writing and reading.",
+                              {&kInspect, &kInit, &ckpt_bench_command()}};
+  return g;
+}
+
 int run_ckpt(const std::vector<std::string>& argv, const Job& job) {
-  const std::string usage =
-      "usage: resnet ckpt inspect FILE [--json] | resnet ckpt init --model NAME [--classes N] "
-      "[--in-channels C] --seed S --output FILE | resnet ckpt bench [--model NAME] [--dir DIR] "
-      "[--repeat N] [--drop-caches] [--json]";
-  if (argv.empty()) RN_FAIL(usage);
+  const CommandSpec& c = subcommand(argv, ckpt_commands());
   const std::vector<std::string> rest(argv.begin() + 1, argv.end());
-  if (argv[0] == "inspect") return run_inspect(rest);
-  if (argv[0] == "init") return run_init(rest, job);
-  if (argv[0] == "bench") return run_ckpt_bench(rest, job);
-  RN_FAIL("unknown ckpt command '" << argv[0] << "'; " << usage);
+  if (&c == &kInspect) return run_inspect(rest);
+  if (&c == &kInit) return run_init(rest, job);
+  return run_ckpt_bench(rest, job);
 }
 
 }  // namespace rn::launch

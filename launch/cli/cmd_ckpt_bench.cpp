@@ -28,9 +28,23 @@ bool drop_caches() {
   return static_cast<bool>(f << "3\n" << std::flush);
 }
 
+const CommandSpec& ckpt_bench_command() {
+  static const CommandSpec c{
+      "ckpt bench",
+      "",
+      "Checkpoint write and read times of a network's training state (all ranks together "
+      "under mpirun), against the disk's sequential speed.",
+      {{"model", Flag::Takes::value, "NAME", "the network (default resnet50)"},
+       {"dir", Flag::Takes::value, "DIR", "where the files go (default .)"},
+       {"repeat", Flag::Takes::value, "N", "writes and reads each (default 3)"},
+       {"drop-caches", Flag::Takes::nothing, "", "read from the disk, not the page cache (root)"},
+       {"json", Flag::Takes::nothing, "", "one JSON object"}}};
+  return c;
+}
+
 int run_ckpt_bench(const std::vector<std::string>& argv, const Job& job) {
   distributed::Communicator& comm = job.comm;
-  Args args(argv, FlagSpec{{"model", "dir", "repeat"}, {}, {"json", "drop-caches"}});
+  Args args(argv, ckpt_bench_command());
   const std::string name = args.get("model", "resnet50");
   const std::string dir = args.get("dir", ".");
   const int repeat = args.get_int("repeat", 3);

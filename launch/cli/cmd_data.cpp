@@ -24,10 +24,59 @@ double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+const CommandSpec kPack{
+    "data pack",
+    "",
+    "An image folder (torchvision's ImageFolder layout) packed into one HDF5 file that training "
+    "streams.",
+    {{"from", Flag::Takes::value, "DIR", "the folder: one subfolder per class", true},
+     {"to", Flag::Takes::value, "FILE.h5", "the packed file", true},
+     {"resize-shorter", Flag::Takes::value, "N",
+      "shrink so the shorter side is N (default 0: keep)"},
+     {"quality", Flag::Takes::value, "Q", "JPEG quality of shrunk images (default 90)"},
+     {"threads", Flag::Takes::value, "T", "decoding threads (default: this rank's CPUs)"},
+     {"stop-on-bad", Flag::Takes::nothing, "", "stop at the first image that does not decode"},
+     {"verbose", Flag::Takes::nothing, "", "debug lines"}}};
+
+const CommandSpec kInspect{
+    "data inspect", "FILE.h5", "A packed file's samples, classes, sizes and source.", {}};
+
+const CommandSpec kBench{
+    "data bench",
+    "",
+    "Images/s of reading (and decoding and augmenting) a folder or packed file, as the loader's "
+    "workers do.",
+    {{"from", Flag::Takes::value, "DIR|FILE.h5", "an image folder or a packed file", true},
+     {"transform", Flag::Takes::value, "torchvision|resnet|eval|eval10|read",
+      "what each image goes through (default torchvision)"},
+     {"threads", Flag::Takes::value, "T", "reading threads (default 1)"},
+     {"seconds", Flag::Takes::value, "S", "how long a warm run loops (default 5)"},
+     {"crop", Flag::Takes::value, "N", "output size (default 224)"},
+     {"batch", Flag::Takes::value, "B", "samples per read (default 256)"},
+     {"order", Flag::Takes::value, "shuffled|sequential", "training's order or the file's"},
+     {"drop-caches", Flag::Takes::nothing, "", "one cold pass from the disk (root)"},
+     {"json", Flag::Takes::nothing, "", "one JSON object"}}};
+
+const CommandSpec kDump{
+    "data dump",
+    "",
+    "The transformed samples written to an HDF5 file (images, labels, bad flags), as training "
+    "or evaluation sees them.",
+    {{"from", Flag::Takes::value, "DIR|FILE.h5", "an image folder or a packed file", true},
+     {"to", Flag::Takes::value, "OUT.h5", "the file to write", true},
+     {"transform", Flag::Takes::value, "eval|eval10|torchvision|resnet", "default eval"},
+     {"crop", Flag::Takes::value, "N", "output size (default 224)"},
+     {"count", Flag::Takes::value, "N", "the first N samples (default all)"},
+     {"epoch", Flag::Takes::value, "E", "the epoch whose random views to draw (default 0)"}}};
+
+const CommandSpec kList{
+    "data list",
+    "",
+    "One line per sample (label, tab, path) in training's order and labels.",
+    {{"from", Flag::Takes::value, "DIR|FILE.h5", "an image folder or a packed file", true}}};
+
 int data_pack(const std::vector<std::string>& argv, const distributed::RankEnvironment& env) {
-  Args args(argv, FlagSpec{{"from", "to", "resize-shorter", "quality", "threads"},
-                           {},
-                           {"stop-on-bad", "verbose"}});
+  Args args(argv, kPack);
   init_logging(0, args.flag("verbose"));
   io::PackOptions o;
   o.resize_shorter = args.get_int("resize-shorter", 0);
@@ -60,8 +109,8 @@ int data_pack(const std::vector<std::string>& argv, const distributed::RankEnvir
 }
 
 int data_inspect(const std::vector<std::string>& argv) {
-  if (argv.empty() || argv[0].rfind("--", 0) == 0) RN_FAIL("usage: resnet data inspect FILE.h5");
-  Args args(std::vector<std::string>(argv.begin() + 1, argv.end()), FlagSpec{});
+  positional(argv, kInspect);
+  Args args(std::vector<std::string>(argv.begin() + 1, argv.end()), kInspect);
   std::cout << io::describe_packed(argv[0]);
   return 0;
 }
@@ -164,9 +213,7 @@ struct DecodeBench {
 };
 
 int data_bench(const std::vector<std::string>& argv) {
-  Args args(argv, FlagSpec{{"from", "transform", "threads", "seconds", "crop", "batch", "order"},
-                           {},
-                           {"json", "drop-caches"}});
+  Args args(argv, kBench);
   const std::string from = args.required("from");
   const std::string transform = args.get("transform", "torchvision");
   const int threads = args.get_int("threads", 1);
@@ -225,7 +272,7 @@ int data_bench(const std::vector<std::string>& argv) {
 // Writes the transformed samples to an array file (images N x views x 3 x crop x crop,
 // labels, and a per-sample bad flag): what the conformance test compares with torchvision.
 int data_dump(const std::vector<std::string>& argv) {
-  Args args(argv, FlagSpec{{"from", "to", "transform", "crop", "count", "epoch"}, {}, {}});
+  Args args(argv, kDump);
   const int crop = args.get_int("crop", 224);
   if (crop < 1) RN_FAIL("--crop must be positive");
   const TransformChoice tc =
@@ -265,7 +312,7 @@ int data_dump(const std::vector<std::string>& argv) {
 // One line per sample: label, tab, path (the order and labels training uses); the classes and
 // the empty class folders first, as comments.
 int data_list(const std::vector<std::string>& argv) {
-  Args args(argv, FlagSpec{{"from"}, {}, {}});
+  Args args(argv, kList);
   const auto src = open_source(args.required("from"));
   const auto& classes = src->class_names();
   for (size_t c = 0; c < classes.size(); ++c)
@@ -279,23 +326,22 @@ int data_list(const std::vector<std::string>& argv) {
 
 }  // namespace
 
+const CommandGroup& data_commands() {
+  static const CommandGroup g{
+      "data",
+      "Data sets: pack an image folder, look inside, time reading, dump or list the samples.",
+      {&kPack, &kInspect, &kBench, &kDump, &kList}};
+  return g;
+}
+
 int run_data(const std::vector<std::string>& argv, const Job& job) {
-  const std::string usage =
-      "usage: resnet data pack --from DIR --to FILE.h5 [--resize-shorter N] [--quality Q] "
-      "[--threads T] [--stop-on-bad] | inspect FILE.h5 | bench --from DIR|FILE.h5 [--transform "
-      "torchvision|resnet|eval|eval10|read] [--threads T] [--batch B] [--order "
-      "shuffled|sequential] "
-      "[--seconds S] [--drop-caches] [--json] | "
-      "dump --from DIR|FILE.h5 --to OUT.h5 [--transform eval|eval10|torchvision|resnet] "
-      "[--count N] | list --from DIR|FILE.h5";
-  if (argv.empty()) RN_FAIL(usage);
+  const CommandSpec& c = subcommand(argv, data_commands());
   const std::vector<std::string> rest(argv.begin() + 1, argv.end());
-  if (argv[0] == "pack") return data_pack(rest, job.env);
-  if (argv[0] == "inspect") return data_inspect(rest);
-  if (argv[0] == "bench") return data_bench(rest);
-  if (argv[0] == "dump") return data_dump(rest);
-  if (argv[0] == "list") return data_list(rest);
-  RN_FAIL("unknown data command '" << argv[0] << "'; " << usage);
+  if (&c == &kPack) return data_pack(rest, job.env);
+  if (&c == &kInspect) return data_inspect(rest);
+  if (&c == &kBench) return data_bench(rest);
+  if (&c == &kDump) return data_dump(rest);
+  return data_list(rest);
 }
 
 }  // namespace rn::launch

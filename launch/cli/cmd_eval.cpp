@@ -49,11 +49,27 @@ std::vector<double> parse_weights(const std::string& text, size_t count) {
 
 }  // namespace
 
+const CommandSpec& eval_command() {
+  static const CommandSpec c{
+      "eval",
+      "",
+      "Top-1 / top-5 on the config's test split of checkpoints, one or an ensemble (softmax "
+      "averaged over models and views); without --checkpoint, the config's ensemble.",
+      {{"config", Flag::Takes::value, "FILE", "the job's YAML config (data, test split)", true},
+       {"checkpoint", Flag::Takes::values, "FILE",
+        "a checkpoint to score (repeat for an ensemble)"},
+       {"set", Flag::Takes::values, "KEY=VALUE", "a config value over the file's (repeatable)"},
+       {"crops", Flag::Takes::value, "1|10|1,10", "views per image: centre, ten crops, or both"},
+       {"weights", Flag::Takes::value, "W1,W2,...", "one positive weight per model"},
+       {"precision", Flag::Takes::value, "fp32|bf16|fp16", "compute type (default: the config's)"},
+       {"json", Flag::Takes::nothing, "", "one JSON object instead of the table"},
+       {"verbose", Flag::Takes::nothing, "", "debug lines, on every rank"}}};
+  return c;
+}
+
 int run_eval(const std::vector<std::string>& argv, const Job& job) {
   distributed::Communicator& comm = job.comm;
-  Args args(argv, FlagSpec{{"config", "crops", "precision", "weights"},
-                           {"checkpoint", "set"},
-                           {"json", "verbose"}});
+  Args args(argv, eval_command());
   init_logging(comm.rank(), args.flag("verbose"));
   const std::vector<int> crops = parse_crops(args.get("crops", "1"));
   const Config cfg = load_config(args.required("config"), args.all("set"));

@@ -13,10 +13,24 @@
 
 namespace rn::launch {
 
+const CommandSpec& infer_command() {
+  static const CommandSpec c{
+      "infer",
+      "",
+      "Eval-mode logits of a checkpoint's network on the images of an HDF5 file.",
+      {{"checkpoint", Flag::Takes::value, "FILE", "the checkpoint (its network is rebuilt from it)",
+        true},
+       {"input", Flag::Takes::value, "X.h5", "/images: N x C x H x W float32", true},
+       {"output", Flag::Takes::value, "Y.h5", "written: /logits, N x classes", true},
+       {"batch", Flag::Takes::value, "B", "images per forward pass (default 64)"},
+       {"threads", Flag::Takes::value, "T", "CPU threads (default: this rank's share)"},
+       {"precision", Flag::Takes::value, "fp32|bf16", "compute type (default fp32)"}}};
+  return c;
+}
+
 int run_infer(const std::vector<std::string>& argv, const Job& job) {
   distributed::Communicator& comm = job.comm;
-  Args args(argv,
-            FlagSpec{{"checkpoint", "input", "output", "batch", "threads", "precision"}, {}, {}});
+  Args args(argv, infer_command());
   const std::string ckpt = args.required("checkpoint");
   const std::string input = args.required("input");
   const std::string output = args.required("output");

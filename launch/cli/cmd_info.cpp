@@ -108,8 +108,25 @@ void print_info_text(const models::ModelSpec& spec, const DefaultInput& d, model
 
 }  // namespace
 
+const CommandSpec& info_command() {
+  static const CommandSpec c{
+      "info",
+      "",
+      "A network's input, parameters, multiply-adds, depth and spec (--model or a config's "
+      "model: section), and the CPU's ISA; or, with --devices, the GPUs and their libraries.",
+      {{"model", Flag::Takes::value, "NAME",
+        "a network of the zoo (resnet info --model x lists them)"},
+       {"config", Flag::Takes::value, "FILE", "a job config: its model: section and input"},
+       {"set", Flag::Takes::values, "KEY=VALUE", "a config value over the file's (repeatable)"},
+       {"input", Flag::Takes::value, "CxHxW", "input size (default: the network's data set's)"},
+       {"classes", Flag::Takes::value, "N", "classes (default: the network's data set's)"},
+       {"devices", Flag::Takes::nothing, "", "the CUDA driver, runtime, cuDNN, cuBLAS, NCCL, GPUs"},
+       {"json", Flag::Takes::nothing, "", "one JSON object"}}};
+  return c;
+}
+
 int run_info(const std::vector<std::string>& argv, const Job& job) {
-  Args args(argv, FlagSpec{{"model", "input", "classes", "config"}, {"set"}, {"json", "devices"}});
+  Args args(argv, info_command());
   if (args.flag("devices")) {
     if (args.has("model") || args.has("config"))
       RN_FAIL("give either --devices or a network (--model NAME or --config FILE), not both");

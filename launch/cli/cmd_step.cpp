@@ -75,12 +75,32 @@ void write_state(io::ArrayWriter& out, Backend& be, models::Network& net) {
 
 }  // namespace
 
+const CommandSpec& step_command() {
+  static const CommandSpec c{
+      "step",
+      "",
+      "One training step from a checkpoint on /images and /labels; writes the loss, every "
+      "gradient, and the weights, momentum and BN statistics after the update.",
+      {{"checkpoint", Flag::Takes::value, "FILE", "the checkpoint (weights and momentum)", true},
+       {"input", Flag::Takes::value, "X.h5", "/images (N x C x H x W float32) and /labels", true},
+       {"output", Flag::Takes::value, "Y.h5",
+        "written: /loss, /logits, /grad/*, /model/*, "
+        "/optimizer/*",
+        true},
+       {"lr", Flag::Takes::value, "LR", "learning rate (default 0.1)"},
+       {"momentum", Flag::Takes::value, "M", "SGD momentum (default 0.9)"},
+       {"weight-decay", Flag::Takes::value, "WD", "weight decay (default 0)"},
+       {"label-smoothing", Flag::Takes::value, "S", "label smoothing in [0, 1) (default 0)"},
+       {"threads", Flag::Takes::value, "T", "CPU threads (default: this rank's share)"},
+       {"precision", Flag::Takes::value, "fp32|bf16", "compute type (default fp32)"},
+       {"nesterov", Flag::Takes::nothing, "", "Nesterov momentum"},
+       {"relu-outputs", Flag::Takes::nothing, "", "also write every ReLU's output (/relu/NNNNN)"}}};
+  return c;
+}
+
 int run_step(const std::vector<std::string>& argv, const Job& job) {
   distributed::Communicator& comm = job.comm;
-  Args args(argv, FlagSpec{{"checkpoint", "input", "output", "lr", "momentum", "weight-decay",
-                            "label-smoothing", "threads", "precision"},
-                           {},
-                           {"nesterov", "relu-outputs"}});
+  Args args(argv, step_command());
   const std::string ckpt = args.required("checkpoint");
   const std::string input = args.required("input");
   const std::string output = args.required("output");

@@ -33,9 +33,23 @@ int report_ensemble(const Config& cfg, const EnsembleResult& r) {
 
 }  // namespace
 
+const CommandSpec& train_command() {
+  static const CommandSpec c{
+      "train",
+      "",
+      "Train a network, or the members of the config's ensemble: section, data-parallel on every "
+      "rank.",
+      {{"config", Flag::Takes::value, "FILE", "the job's YAML config", true},
+       {"set", Flag::Takes::values, "KEY=VALUE", "a config value over the file's (repeatable)"},
+       {"resume", Flag::Takes::value, "auto|FILE",
+        "continue from the newest complete checkpoint of run_dir, or from FILE"},
+       {"verbose", Flag::Takes::nothing, "", "debug lines, on every rank"}}};
+  return c;
+}
+
 int run_train(const std::vector<std::string>& argv, const Job& job) {
   distributed::Communicator& comm = job.comm;
-  Args args(argv, FlagSpec{{"config", "resume"}, {"set"}, {"verbose"}});
+  Args args(argv, train_command());
   init_logging(comm.rank(), args.flag("verbose"));
   const Config cfg = load_config(args.required("config"), args.all("set"));
   if (!cfg.ensemble.members.empty()) {

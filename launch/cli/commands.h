@@ -6,6 +6,7 @@
 
 #include "distributed/communicator.h"
 #include "distributed/rank_environment.h"
+#include "launch/cli/args.h"
 #include "launch/train/json_text.h"
 #include "launch/train/test_hooks.h"
 
@@ -22,6 +23,31 @@ struct Job {
 
 // The test hooks, from the environment: the one place that reads RESNET_TEST_* variables.
 TestHooks test_hooks_from_environment();
+
+// Every command of `resnet`, in the order its usage lists them: the name, what it does, how it
+// runs, and its flags (a command with subcommands has a group instead).
+struct Command {
+  std::string name;
+  int (*run)(const std::vector<std::string>& argv, const Job& job);
+  const CommandSpec* spec;    // null for a group
+  const CommandGroup* group;  // null for a single command
+  const std::string& summary() const { return spec ? spec->summary : group->summary; }
+};
+const std::vector<Command>& commands();
+// Every command and subcommand's spec: what `--help` prints and the parser accepts.
+std::vector<const CommandSpec*> all_command_specs();
+// `resnet` alone or `resnet --help`: the commands, one line each.
+std::string usage_text();
+
+const CommandSpec& train_command();
+const CommandSpec& eval_command();
+const CommandSpec& infer_command();
+const CommandSpec& step_command();
+const CommandSpec& info_command();
+const CommandSpec& bench_command();
+const CommandSpec& ckpt_bench_command();
+const CommandGroup& ckpt_commands();
+const CommandGroup& data_commands();
 
 int run_info(const std::vector<std::string>& argv, const Job& job);
 // Under mpirun, bench times data-parallel steps (with and without communication) and
