@@ -18,7 +18,9 @@ namespace {
 using test::CommandResult;
 
 // `resnet WORDS...` (words without quotes or spaces).
-CommandResult run(const std::string& words) { return test::run_resnet(words); }
+CommandResult run(const std::string& words) {
+  return test::run_resnet(words);
+}
 
 std::vector<std::string> words_of(const std::string& s) {
   std::istringstream in(s);
@@ -65,7 +67,9 @@ TEST_F(HelpTest, EveryCommandsHelpNamesEachFlagItsParserAccepts) {
     const std::string pos = c->positional.empty() ? "" : " x";
     const CommandResult bad = run(c->name + pos + " --no-such-flag 1");
     EXPECT_NE(bad.exit_code, 0);
-    if (!c->flags.empty()) EXPECT_EQ(flags_in_error(bad.err), documented) << bad.err;
+    if (!c->flags.empty()) {
+      EXPECT_EQ(flags_in_error(bad.err), documented) << bad.err;
+    }
   }
 }
 
@@ -115,7 +119,9 @@ TEST(ArgsTest, HelpIsAskedForAnywhereAndTheTextComesFromTheSpec) {
   EXPECT_EQ(a.all("tag"), (std::vector<std::string>{"a", "b"}));
   EXPECT_TRUE(a.flag("fast"));
   EXPECT_EQ(test::error_of([&] { Args({"--in", "x", "--in", "y"}, spec); }), "--in given twice");
-  EXPECT_EQ(test::error_of([&] { Args({"--out", "y"}, spec); }),
+  EXPECT_EQ(test::error_of([&] {
+              Args({"--out", "y"}, spec);
+            }),
             "unknown flag --out; flags: --in, --tag, --fast");
 }
 
