@@ -4,6 +4,7 @@
 
 #include "launch/cli/args.h"
 #include "launch/cli/commands.h"
+#include "launch/train/dry_run.h"
 #include "launch/train/ensemble.h"
 #include "launch/train/logging.h"
 #include "launch/train/trainer.h"
@@ -43,6 +44,8 @@ const CommandSpec& train_command() {
        {"set", Flag::Takes::values, "KEY=VALUE", "a config value over the file's (repeatable)"},
        {"resume", Flag::Takes::value, "auto|FILE",
         "continue from the newest complete checkpoint of run_dir, or from FILE"},
+       {"dry-run", Flag::Takes::nothing, "",
+        "check the config, the networks, the device and the data, then stop (nothing written)"},
        {"verbose", Flag::Takes::nothing, "", "debug lines, on every rank"}}};
   return c;
 }
@@ -52,6 +55,13 @@ int run_train(const std::vector<std::string>& argv, const Job& job) {
   Args args(argv, train_command());
   init_logging(comm.rank(), args.flag("verbose"));
   const Config cfg = load_config(args.required("config"), args.all("set"));
+  if (args.flag("dry-run")) {
+    const std::vector<std::string> lines = dry_run(cfg, comm, job.env);
+    if (comm.rank() != 0) return 0;
+    std::printf("dry run: nothing trained, nothing written\n");
+    for (const auto& l : lines) std::printf("  %s\n", l.c_str());
+    return 0;
+  }
   if (!cfg.ensemble.members.empty()) {
     const EnsembleResult r = train_ensemble(cfg, comm, job.env, job.hooks, args.get("resume"));
     return comm.rank() == 0 ? report_ensemble(cfg, r) : 0;

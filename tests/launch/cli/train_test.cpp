@@ -105,6 +105,24 @@ TEST_F(TrainTest, SubsetTrainingLearns) {
   EXPECT_TRUE(fs::exists(dir_ / "run" / "config.yaml"));
 }
 
+// --dry-run checks what the job would check first (config, network, device, data) and stops
+// without writing anything: no run_dir appears.
+TEST_F(TrainTest, DryRunChecksAndWritesNothing) {
+  const std::string cfg = write_config(base_config());
+  const auto r = run_resnet("train --config " + cfg + " --dry-run");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("network resnet20: 269434 parameters"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("3200 train and 1000 test samples, 10 classes"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("run_dir " + (dir_ / "run").string() + ": new"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir_ / "run"));
+  const auto bad_root =
+      run_resnet("train --config " + write_config(base_config("/nonexistent")) + " --dry-run");
+  EXPECT_NE(bad_root.exit_code, 0);
+  EXPECT_EQ(bad_root.err_lines_with("/nonexistent"), 1) << bad_root.err;
+  const auto on_gpu = run_resnet("train --config " + cfg + " --dry-run --set train.device=cuda");
+  if (on_gpu.exit_code != 0) EXPECT_EQ(on_gpu.err_lines_with("train.device"), 1);
+}
+
 TEST_F(TrainTest, MissingDataDirectory) {
   expect_one_line_error("train --config " + write_config(base_config("/nonexistent/fmnist")),
                         {"data.root", "/nonexistent/fmnist", "no such directory"});

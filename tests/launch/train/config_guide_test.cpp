@@ -69,8 +69,8 @@ TEST(ConfigGuide, NamesEveryKeyTheValidatorAcceptsAndNoOther) {
   for (const auto& k : documented)
     if (!accepted.count(k)) unknown.insert(k);
   EXPECT_TRUE(undocumented.empty()) << guide << " has no row for:" << listed(undocumented);
-  EXPECT_TRUE(unknown.empty()) << guide << " names keys the config does not take:"
-                               << listed(unknown);
+  EXPECT_TRUE(unknown.empty()) << guide
+                               << " names keys the config does not take:" << listed(unknown);
 }
 
 }  // namespace
