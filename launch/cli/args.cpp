@@ -30,7 +30,7 @@ std::string usage_line(const CommandSpec& c) {
   size_t width = out.size();
   for (const auto& w : words) {
     if (width + 1 + w.size() > 100) {
-      out += "\n" + std::string(indent, ' ') + w;
+      out.append("\n").append(indent, ' ').append(w);
       width = indent + w.size();
     } else {
       out += " " + w;
@@ -49,9 +49,9 @@ std::string rows(const std::vector<std::pair<std::string, std::string>>& items) 
   for (const auto& [left, help] : items) {
     out += "  " + left;
     if (left.size() > w)
-      out += "\n" + std::string(w + 4, ' ');
+      out.append("\n").append(w + 4, ' ');
     else
-      out += std::string(w - left.size() + 2, ' ');
+      out.append(w - left.size() + 2, ' ');
     out += wrap_text(help, 100, w + 4, w + 4) + "\n";
   }
   return out;
@@ -59,8 +59,10 @@ std::string rows(const std::vector<std::pair<std::string, std::string>>& items) 
 
 std::string group_usage(const CommandGroup& g) {
   std::string names;
-  for (const auto* c : g.commands)
-    names += (names.empty() ? "" : "|") + c->name.substr(g.name.size() + 1);
+  for (const auto* c : g.commands) {
+    if (!names.empty()) names += '|';
+    names.append(c->name, g.name.size() + 1);
+  }
   return "usage: resnet " + g.name + " " + names + " [flags]";
 }
 
@@ -76,7 +78,7 @@ std::string wrap_text(const std::string& text, size_t width, size_t indent, size
     const std::string word = text.substr(start, end - start);
     const bool first_word = out.empty();
     if (!first_word && column + 1 + word.size() > width) {
-      out += "\n" + std::string(indent, ' ');
+      out.append("\n").append(indent, ' ');
       column = indent;
     } else if (!first_word) {
       out += " ";

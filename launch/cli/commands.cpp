@@ -32,8 +32,10 @@ std::string usage_text() {
     std::string name = c.name;
     if (c.group) {
       std::string subs;
-      for (const auto* s : c.group->commands)
-        subs += (subs.empty() ? " " : "|") + s->name.substr(c.name.size() + 1);
+      for (const auto* s : c.group->commands) {
+        subs += subs.empty() ? ' ' : '|';
+        subs.append(s->name, c.name.size() + 1);
+      }
       name += subs;
     }
     out += "  " + name + "\n      " + wrap_text(c.summary(), 100, 6, 6) + "\n";
