@@ -58,12 +58,7 @@ std::string rows(const std::vector<std::pair<std::string, std::string>>& items) 
 }
 
 std::string group_usage(const CommandGroup& g) {
-  std::string names;
-  for (const auto* c : g.commands) {
-    if (!names.empty()) names += '|';
-    names.append(c->name, g.name.size() + 1);
-  }
-  return "usage: resnet " + g.name + " " + names + " [flags]";
+  return "usage: resnet " + g.name + " " + subcommand_names(g) + " [flags]";
 }
 
 }  // namespace
@@ -89,6 +84,15 @@ std::string wrap_text(const std::string& text, size_t width, size_t indent, size
     start = end + 1;
   }
   return out;
+}
+
+std::string subcommand_names(const CommandGroup& g) {
+  std::string names;
+  for (const auto* c : g.commands) {
+    if (!names.empty()) names += '|';
+    names.append(c->name, g.name.size() + 1);
+  }
+  return names;
 }
 
 std::string flag_list(const CommandSpec& c) {

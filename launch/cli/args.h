@@ -36,6 +36,9 @@ struct CommandGroup {
 // `indent` spaces (the first continues where the caller is).
 std::string wrap_text(const std::string& text, size_t width, size_t indent, size_t first_column);
 
+// A group's subcommands as its usage names them: "inspect|init|bench".
+std::string subcommand_names(const CommandGroup& g);
+
 // What `--help` prints: the usage line, the summary, one line a flag.
 std::string help_text(const CommandSpec& c);
 std::string help_text(const CommandGroup& g);

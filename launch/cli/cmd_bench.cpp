@@ -131,7 +131,8 @@ void time_training(const BenchPlan& p, Backend& backend, models::Network& net, S
                    BenchTimes& t) {
   const int world = comm.size();
   std::unique_ptr<distributed::Communicator> nccl;
-  if (p.data_parallel && p.dev == "cuda") nccl = distributed::make_nccl_communicator(comm, backend);
+  if (p.data_parallel && p.device.kind == DeviceKind::cuda)
+    nccl = distributed::make_nccl_communicator(comm, backend);
   t.allreduce = !p.data_parallel ? "none" : nccl ? "nccl" : world > 1 ? "mpi" : "local";
   const Tensor dev_images = backend.upload_persistent(images);
   const Tensor dev_labels = backend.upload_persistent(labels);

@@ -109,9 +109,9 @@ int data_pack(const std::vector<std::string>& argv, const distributed::RankEnvir
 }
 
 int data_inspect(const std::vector<std::string>& argv) {
-  positional(argv, kInspect);
+  const std::string path = positional(argv, kInspect);
   Args args(std::vector<std::string>(argv.begin() + 1, argv.end()), kInspect);
-  std::cout << io::describe_packed(argv[0]);
+  std::cout << io::describe_packed(path);
   return 0;
 }
 

@@ -29,15 +29,7 @@ std::vector<const CommandSpec*> all_command_specs() {
 std::string usage_text() {
   std::string out = "usage: resnet <command> [flags]\n\n";
   for (const auto& c : commands()) {
-    std::string name = c.name;
-    if (c.group) {
-      std::string subs;
-      for (const auto* s : c.group->commands) {
-        subs += subs.empty() ? ' ' : '|';
-        subs.append(s->name, c.name.size() + 1);
-      }
-      name += subs;
-    }
+    const std::string name = c.group ? c.name + " " + subcommand_names(*c.group) : c.name;
     out += "  " + name + "\n      " + wrap_text(c.summary(), 100, 6, 6) + "\n";
   }
   return out +

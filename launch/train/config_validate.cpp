@@ -116,7 +116,7 @@ class Validator {
     require(!c.model.name.empty(), "model.name", "a model name", c.model.name);
     require(c.model.in_channels >= 1, "model.in_channels", "at least 1", c.model.in_channels);
     require(c.model.num_classes >= 1, "model.num_classes", "at least 1", c.model.num_classes);
-    check_model(c.model);
+    const std::string model_name = check_model(c.model);
     check_data(c.data);
     check_optim(c.optim);
     check_train(c.train);
@@ -124,7 +124,7 @@ class Validator {
     check_checkpoint(c.checkpoint);
     check_ensemble(c.ensemble);
     // The network, resolved once (an ensemble's members each again in member_configs).
-    resolve_model(c.model);
+    resolve_model(c.model, model_name);
   }
 
  private:
@@ -250,10 +250,9 @@ class Validator {
     }
   }
 
-  // The spec of the network the fields describe (a name the zoo does not know fails here, named
-  // as the config's source says it).
-  void resolve_model(ModelConfig& m) const {
-    const std::string name = check_model(m);
+  // The spec of the network the fields describe, `name` as check_model gave it (a name the zoo
+  // does not know fails here, named as the config's source says it).
+  void resolve_model(ModelConfig& m, const std::string& name) const {
     models::ModelSpec& spec = m.resolved.value;
     try {
       spec = models::model_spec(name, m.in_channels, m.num_classes);

@@ -17,13 +17,11 @@ namespace {
 // One network: its cost, and whether its device runs its precision.
 std::string check_network(const Config& c, const distributed::RankEnvironment& env,
                           const std::string& who) {
-  const DeviceKind kind = c.train.device.value;
-  if (kind == DeviceKind::cuda && !cuda_available())
-    RN_FAIL(c.source << ": 'train.device' is cuda, but this machine has no usable GPU"
-                     << " (resnet info --devices says why)");
-  check_precision_runs(c.train.precision.value, env.device(kind), c.source + ": 'train.precision'");
-  auto cpu = make_cpu_backend(1);
-  auto net = models::build_model_uninitialised(*cpu, c.model.spec());
+  // As the trainer checks them: the precision on the device, then the device itself.
+  const Device device = env.device(c.train.device.value);
+  check_precision_runs(c.train.precision.value, device, c.source + ": 'train.precision'");
+  auto backend = make_backend(device, 1);
+  auto net = models::build_model_uninitialised(*backend, c.model.spec());
   const Shape in = training_input(c);
   return str_cat(who, "network ", c.model.spec().name, ": ", net->num_parameters(), " parameters, ",
                  net->macs(in) / 1e6, " M multiply-adds per ", in[1], "x", in[2], "x", in[3],
