@@ -6,6 +6,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <thread>
 #include <vector>
@@ -59,6 +60,37 @@ int threads_on_node(const cpu_set_t& mine, MPI_Comm node, int ranks_on_node) {
   return std::max(1, CPU_COUNT(&mine) / std::max(1, sharing));
 }
 
+// Whether this rank's GPU (`gpu`, "" for none) is its own on the node, as a reason code: 0 its
+// own, 1 none, 2 shared with another rank of the node.
+int own_gpu_code(const std::string& gpu, MPI_Comm node, int ranks_on_node) {
+  if (gpu.empty()) return 1;
+  constexpr size_t kIdBytes = 64;
+  std::vector<char> mine(kIdBytes, 0), all(kIdBytes * static_cast<size_t>(ranks_on_node));
+  std::copy_n(gpu.begin(), std::min(gpu.size(), kIdBytes - 1), mine.begin());
+  RN_MPI_CHECK(
+      MPI_Allgather(mine.data(), kIdBytes, MPI_CHAR, all.data(), kIdBytes, MPI_CHAR, node));
+  int holders = 0;
+  for (int r = 0; r < ranks_on_node; ++r)
+    holders += std::string(all.data() + r * kIdBytes) == std::string(mine.data());
+  return holders > 1 ? 2 : 0;
+}
+
+// The job's agreement on GPUs and CPU bf16, from each rank's own facts.
+void agree_on_devices(RankEnvironment& env, int own_gpu_code, bool cpu_bf16, MPI_Comm comm) {
+  // The first rank without a GPU of its own, and why: rank * 4 + code, the smallest such.
+  int first = own_gpu_code == 0 ? std::numeric_limits<int>::max() : env.rank * 4 + own_gpu_code;
+  int bf16 = cpu_bf16 ? 1 : 0;
+  if (comm != MPI_COMM_NULL) {
+    RN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, comm));
+    RN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &bf16, 1, MPI_INT, MPI_MIN, comm));
+  }
+  env.gpus_everywhere = first == std::numeric_limits<int>::max();
+  env.cpu_bf16_everywhere = bf16 == 1;
+  if (env.gpus_everywhere) return;
+  const std::string who = env.size == 1 ? "this rank" : "rank " + std::to_string(first / 4);
+  env.why_no_gpu = who + (first % 4 == 1 ? " sees no GPU" : " shares its GPU with another rank");
+}
+
 }  // namespace
 
 RankEnvironment make_rank_environment(const Communicator& world) {
@@ -68,13 +100,20 @@ RankEnvironment make_rank_environment(const Communicator& world) {
   env.cpu_isa = cpu_isa_name();
   const cpu_set_t mine = own_cpus();
   env.cpus = env.threads = std::max(1, CPU_COUNT(&mine));
+  const bool cpu_bf16 = precision_unsupported(Device{}, DType::bf16).empty();
   const MPI_Comm comm = mpi_comm(world);
-  if (comm == MPI_COMM_NULL) return env;  // one process without MPI: one node, every CPU
+  if (comm == MPI_COMM_NULL) {  // one process without MPI: one node, every CPU
+    env.gpu = cuda_gpu_of(0);
+    agree_on_devices(env, env.gpu.empty() ? 1 : 0, cpu_bf16, comm);
+    return env;
+  }
 
   const NodeComm node(comm);
   RN_MPI_CHECK(MPI_Comm_rank(node.get(), &env.local_rank));
   RN_MPI_CHECK(MPI_Comm_size(node.get(), &env.ranks_on_node));
   env.gpu_index = env.local_rank;
+  env.gpu = cuda_gpu_of(env.gpu_index);
+  agree_on_devices(env, own_gpu_code(env.gpu, node.get(), env.ranks_on_node), cpu_bf16, comm);
   env.threads = threads_on_node(mine, node.get(), env.ranks_on_node);
   // Each rank's node, named by the lowest job rank on it; nodes numbered in that order.
   int leader = env.rank;

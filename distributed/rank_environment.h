@@ -36,6 +36,14 @@ struct RankEnvironment {
   // The GPU a CUDA backend takes: the rank's place on its node (the backend maps it onto the
   // GPUs it sees, one per rank).
   int gpu_index = 0;
+  // That GPU's PCI bus id ("" where this rank sees none).
+  std::string gpu;
+  // Agreed by every rank of the job, for train.device and train.precision `auto`: whether each
+  // rank has a GPU of its own (NCCL cannot run two ranks on one GPU), and where not, the first
+  // rank without and why; whether each rank's CPU runs bf16 (AMX or AVX512-BF16).
+  bool gpus_everywhere = false;
+  std::string why_no_gpu;
+  bool cpu_bf16_everywhere = false;
 
   // The device of `kind` for this rank (its GPU for CUDA).
   Device device(DeviceKind kind) const {

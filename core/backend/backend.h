@@ -250,6 +250,9 @@ std::string precision_unsupported(Device device, DType compute);
 // Throws where the project was built without CUDA. `math`: TF32 for fp32 or not (MathMode).
 std::unique_ptr<Backend> make_cuda_backend(int device_index, MathMode math = MathMode::fast);
 bool cuda_available();
+// The PCI bus id of the GPU a CUDA backend of `device_index` takes ("0000:65:00.0"), or "" where
+// this process sees no GPU (or was built without CUDA).
+std::string cuda_gpu_of(int device_index);
 // What this process loads and sees of CUDA, as (name, value) lines: the driver's and runtime's
 // versions, the cuDNN and cuBLAS it loaded at run time (which may differ from the headers it was
 // built with), and each GPU; one line saying why where there is none.

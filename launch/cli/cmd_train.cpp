@@ -54,7 +54,7 @@ int run_train(const std::vector<std::string>& argv, const Job& job) {
   distributed::Communicator& comm = job.comm;
   Args args(argv, train_command());
   init_logging(comm.rank(), args.flag("verbose"));
-  const Config cfg = load_config(args.required("config"), args.all("set"));
+  const Config cfg = load_config(args.required("config"), args.all("set"), auto_facts(job.env));
   if (args.flag("dry-run")) {
     const std::vector<std::string> lines = dry_run(cfg, comm, job.env);
     if (comm.rank() != 0) return 0;
@@ -62,6 +62,7 @@ int run_train(const std::vector<std::string>& argv, const Job& job) {
     for (const auto& l : lines) std::printf("  %s\n", l.c_str());
     return 0;
   }
+  for (const std::string& l : cfg.train.auto_choices.value) RN_LOG(info) << l;
   if (!cfg.ensemble.members.empty()) {
     const EnsembleResult r = train_ensemble(cfg, comm, job.env, job.hooks, args.get("resume"));
     return comm.rank() == 0 ? report_ensemble(cfg, r) : 0;

@@ -13,6 +13,7 @@
 #include "core/optim/lr_schedule.h"
 #include "core/optim/optimizer.h"
 #include "core/tensor.h"
+#include "distributed/rank_environment.h"
 #include "distributed/rank_groups.h"
 #include "io/image_transform.h"
 #include "io/loader.h"
@@ -136,14 +137,30 @@ struct OptimConfig {
   bool operator==(const OptimConfig&) const = default;
 };
 
+// What `auto` stands for in train.device and train.precision on this job: facts that every rank
+// agrees on, from the rank environment (auto_facts). A config read without them (tests, tools)
+// has no GPU and no bf16 on the CPU, so `auto` is the CPU in fp32 there.
+struct AutoFacts {
+  bool gpus = false;      // every rank has a GPU of its own
+  std::string no_gpu;     // why not, where not: "rank 1 sees no GPU"
+  bool cpu_bf16 = false;  // every rank's CPU runs bf16 (AMX or AVX512-BF16)
+  std::string cpu_isa;    // the instruction set oneDNN runs on rank 0's CPU
+};
+AutoFacts auto_facts(const distributed::RankEnvironment& env);
+
 struct TrainConfig {
   int epochs = 1;
   int64_t max_steps = 0;  // 0 = no limit
   uint64_t seed = 0;
-  Choice<DeviceKind> device{"cpu", DeviceKind::cpu};  // cpu | cuda
-  Choice<DType> precision{"fp32", DType::f32};        // fp32 | bf16 | fp16: the activations
+  // cpu | cuda | auto: this rank's GPU where every rank has one of its own, else the CPU
+  Choice<DeviceKind> device{"cpu", DeviceKind::cpu};
+  // fp32 | bf16 | fp16: the activations. auto: bf16 on a GPU or on CPUs with AMX or
+  // AVX512-BF16, else fp32. Explicit values are refused where they cannot run.
+  Choice<DType> precision{"fp32", DType::f32};
   int threads = 0;     // CPU threads per rank; 0 = this node's cores divided by its ranks
   int log_every = 50;  // steps between progress lines
+  // What each `auto` above became and why, one line each, for the job's first lines.
+  Derived<std::vector<std::string>> auto_choices;
   bool operator==(const TrainConfig&) const = default;
 };
 
@@ -191,18 +208,21 @@ struct Config {
   DistributedConfig distributed;
   CheckpointConfig checkpoint;
   EnsembleConfig ensemble;
-  std::string source;  // where the config came from (a file path), for messages
+  std::string source;        // where the config came from (a file path), for messages
+  Derived<AutoFacts> facts;  // what `auto` is decided by (kept for the ensemble's members)
   bool operator==(const Config&) const = default;
 };
 
 // Reads the YAML file at `path`, applies `overrides` ("key.sub=value", the value parsed as
 // YAML, so `optim.milestones=[5,8]` works) in order, and validates the result. Every problem
-// throws rn::Error with one line naming the file (or the override) and the dotted key.
-Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// throws rn::Error with one line naming the file (or the override) and the dotted key. `facts`
+// decide what `auto` becomes.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {},
+                   const AutoFacts& facts = {});
 
 // As load_config, from text already in memory; `source_name` stands for the file in messages.
 Config parse_config(const std::string& yaml_text, const std::string& source_name,
-                    const std::vector<std::string>& overrides = {});
+                    const std::vector<std::string>& overrides = {}, const AutoFacts& facts = {});
 
 // The config of each member of `config`'s ensemble, in order: the base config with the member's
 // model, seed and overrides applied, run_dir/<name> as its run_dir and no ensemble of its own,

@@ -119,7 +119,7 @@ class Validator {
     const std::string model_name = check_model(c.model);
     check_data(c.data);
     check_optim(c.optim);
-    check_train(c.train);
+    check_train(c.train, c.facts.value);
     check_distributed(c.distributed);
     check_checkpoint(c.checkpoint);
     check_ensemble(c.ensemble);
@@ -213,12 +213,19 @@ class Validator {
             "0 or more", o.warmup_epochs);
   }
 
-  void check_train(TrainConfig& t) {
+  void check_train(TrainConfig& t, const AutoFacts& facts) {
     require(t.epochs >= 1, "train.epochs", "at least 1", t.epochs);
     require(t.max_steps >= 0, "train.max_steps", "0 (no limit) or more", t.max_steps);
-    one_of("train.device", t.device, {{"cpu", DeviceKind::cpu}, {"cuda", DeviceKind::cuda}});
+    const DeviceKind gpu_or_cpu = facts.gpus ? DeviceKind::cuda : DeviceKind::cpu;
+    one_of("train.device", t.device,
+           {{"cpu", DeviceKind::cpu}, {"cuda", DeviceKind::cuda}, {"auto", gpu_or_cpu}});
+    const bool bf16 = t.device.value == DeviceKind::cuda || facts.cpu_bf16;
     one_of("train.precision", t.precision,
-           {{"fp32", DType::f32}, {"bf16", DType::bf16}, {"fp16", DType::f16}});
+           {{"fp32", DType::f32},
+            {"bf16", DType::bf16},
+            {"fp16", DType::f16},
+            {"auto", bf16 ? DType::bf16 : DType::f32}});
+    t.auto_choices.value = explain_auto(t, facts);
     require(t.threads >= 0, "train.threads", "0 (automatic) or more", t.threads);
     require(t.log_every >= 1, "train.log_every", "at least 1", t.log_every);
   }
@@ -291,6 +298,25 @@ class Validator {
               << e.members.size() << " members; give it for every member or for none");
   }
 
+  // One line for each `auto` of `t`: what it became and why.
+  static std::vector<std::string> explain_auto(const TrainConfig& t, const AutoFacts& facts) {
+    std::vector<std::string> lines;
+    const bool on_gpu = t.device.value == DeviceKind::cuda;
+    if (t.device == "auto")
+      lines.push_back(on_gpu ? "train.device auto: cuda, every rank has a GPU of its own"
+                             : "train.device auto: cpu, " +
+                                   (facts.no_gpu.empty() ? "no GPU" : facts.no_gpu));
+    if (t.precision == "auto") {
+      const std::string isa = facts.cpu_isa.empty() ? "an unknown ISA" : facts.cpu_isa;
+      lines.push_back(on_gpu ? std::string("train.precision auto: bf16, on the GPU")
+                      : facts.cpu_bf16
+                          ? "train.precision auto: bf16, the CPUs run bf16 (oneDNN: " + isa + ")"
+                          : "train.precision auto: fp32, oneDNN runs " + isa +
+                                " here, without AMX or AVX512-BF16");
+    }
+    return lines;
+  }
+
   static std::string show(const std::string& v) { return "'" + v + "'"; }
   static std::string show(double v) { return format_double(v); }
   static std::string show(const std::vector<double>& v) {
@@ -345,4 +371,12 @@ void validate(Config& config, const Origins& origins, const char* model_label) {
 }
 
 }  // namespace config_schema
+
+AutoFacts auto_facts(const distributed::RankEnvironment& env) {
+  return AutoFacts{.gpus = env.gpus_everywhere,
+                   .no_gpu = env.why_no_gpu,
+                   .cpu_bf16 = env.cpu_bf16_everywhere,
+                   .cpu_isa = env.cpu_isa};
+}
+
 }  // namespace rn::launch

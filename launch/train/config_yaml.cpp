@@ -380,9 +380,10 @@ void read_mapping(Config& config, const std::string& yaml_text, const std::strin
 using namespace config_schema;
 
 Config parse_config(const std::string& yaml_text, const std::string& source_name,
-                    const std::vector<std::string>& overrides) {
+                    const std::vector<std::string>& overrides, const AutoFacts& facts) {
   Config config;
   config.source = source_name;
+  config.facts.value = facts;
   YAML::Node root;
   try {
     root = YAML::Load(yaml_text);
@@ -399,7 +400,8 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
   return config;
 }
 
-Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+Config load_config(const std::string& path, const std::vector<std::string>& overrides,
+                   const AutoFacts& facts) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
     RN_FAIL(path << ": cannot read config file: it is a directory");
@@ -409,7 +411,7 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) RN_FAIL(path << ": cannot read config file: " << std::strerror(errno));
-  return parse_config(text.str(), path, overrides);
+  return parse_config(text.str(), path, overrides, facts);
 }
 
 std::string to_yaml(const Config& config) {

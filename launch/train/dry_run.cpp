@@ -27,7 +27,8 @@ std::string check_network(const Config& c, const distributed::RankEnvironment& e
                  net->macs(in) / 1e6, " M multiply-adds per ", in[1], "x", in[2], "x", in[3],
                  " image; ", c.train.epochs, " epoch(s)",
                  c.train.max_steps > 0 ? str_cat(" (at most ", c.train.max_steps, " steps)") : "",
-                 " on ", c.train.device, " in ", c.train.precision);
+                 " on ", device.kind == DeviceKind::cuda ? "cuda" : "cpu", " in ",
+                 precision_name(c.train.precision.value));
 }
 
 std::string run_dir_state(const Config& c) {
@@ -43,6 +44,7 @@ std::string run_dir_state(const Config& c) {
 std::vector<std::string> dry_run(const Config& cfg, distributed::Communicator& comm,
                                  const distributed::RankEnvironment& env) {
   std::vector<std::string> lines{"config " + cfg.source + ": valid"};
+  for (const std::string& l : cfg.train.auto_choices.value) lines.push_back(l);
   if (cfg.ensemble.members.empty()) {
     lines.push_back(check_network(cfg, env, ""));
   } else {

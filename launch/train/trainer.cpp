@@ -187,7 +187,9 @@ void Trainer::build() {
 void Trainer::log_setup() const {
   RN_LOG(info) << "model " << spec_.name << ": " << net_->num_parameters() << " parameters, "
                << net_->macs(Shape{1, spec_.in_channels, data_.height, data_.width}) / 1e6
-               << " M multiply-adds per image; backend " << backend_->name();
+               << " M multiply-adds per image; backend " << backend_->name() << ", "
+               << precision_name(compute_)
+               << (cfg_.train.precision == "auto" ? " (train.precision auto)" : "");
   if (world_ > 1)
     RN_LOG(info) << "data-parallel: " << world_ << " ranks on " << nodes_.describe() << ", "
                  << bucketer_->num_buckets() << " gradient bucket(s), batch norm "

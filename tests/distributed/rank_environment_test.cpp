@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/backend/backend.h"
 #include "core/check.h"
 #include "distributed/rank_groups.h"
 
@@ -29,6 +30,25 @@ TEST(RankEnvironment, OneMachineIsOneNodeWhoseRanksAreTheJobs) {
   EXPECT_EQ(env.device(DeviceKind::cpu), Device{});
   EXPECT_EQ(env.threads_or(3), 3);
   EXPECT_EQ(env.threads_or(0), env.threads);
+}
+
+// What `auto` device and precision stand for, agreed by every rank: on one machine, each rank's
+// GPU is its own only where the node has one per rank; every rank's CPU is this one.
+TEST(RankEnvironment, AutoDeviceAndPrecisionFactsAreTheJobsAgreement) {
+  auto comm = make_communicator();
+  const RankEnvironment env = make_rank_environment(*comm);
+  EXPECT_EQ(env.gpu, cuda_gpu_of(env.gpu_index));
+  EXPECT_EQ(env.cpu_bf16_everywhere, precision_unsupported(Device{}, DType::bf16).empty());
+  EXPECT_EQ(env.gpus_everywhere, env.why_no_gpu.empty());
+  if (env.gpu.empty()) {
+    EXPECT_FALSE(env.gpus_everywhere);
+    EXPECT_EQ(env.why_no_gpu, comm->size() == 1 ? "this rank sees no GPU" : "rank 0 sees no GPU");
+  }
+  // The same answer on every rank.
+  const double agreeing = comm->all_reduce_sum(env.gpus_everywhere ? 1.0 : 0.0);
+  EXPECT_TRUE(agreeing == 0 || agreeing == comm->size());
+  const double bf16 = comm->all_reduce_sum(env.cpu_bf16_everywhere ? 1.0 : 0.0);
+  EXPECT_TRUE(bf16 == 0 || bf16 == comm->size());
 }
 
 // A rank group knows the job ranks it holds, from which its layout follows without asking MPI.

@@ -190,6 +190,20 @@ bool cuda_available() {
   return n > 0;
 }
 
+std::string cuda_gpu_of(int device_index) {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+    cudaGetLastError();
+    return "";
+  }
+  char bus[32] = {};
+  if (cudaDeviceGetPCIBusId(bus, sizeof bus, device_index % n) != cudaSuccess) {
+    cudaGetLastError();
+    return "device " + std::to_string(device_index % n);
+  }
+  return bus;
+}
+
 std::vector<std::pair<std::string, std::string>> cuda_runtime_report() {
   std::vector<std::pair<std::string, std::string>> r;
   const auto version = [](int v) { return str_cat(v / 1000, ".", (v % 1000) / 10); };

@@ -14,6 +14,10 @@ bool cuda_available() {
   return false;
 }
 
+std::string cuda_gpu_of(int) {
+  return "";
+}
+
 std::vector<std::pair<std::string, std::string>> cuda_runtime_report() {
   return {{"cuda", "built without CUDA"}};
 }

@@ -8,12 +8,14 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/backend/backend.h"
 #include "run_command.h"
 #include "tests/scratch_dir.h"
 
 namespace fs = std::filesystem;
 using rn::test::have_mpirun;
 using rn::test::json_number;
+using rn::test::mpirun_prefix;
 using rn::test::read_text;
 using rn::test::run_resnet;
 
@@ -120,7 +122,40 @@ TEST_F(TrainTest, DryRunChecksAndWritesNothing) {
   EXPECT_NE(bad_root.exit_code, 0);
   EXPECT_EQ(bad_root.err_lines_with("/nonexistent"), 1) << bad_root.err;
   const auto on_gpu = run_resnet("train --config " + cfg + " --dry-run --set train.device=cuda");
-  if (on_gpu.exit_code != 0) EXPECT_EQ(on_gpu.err_lines_with("train.device"), 1);
+  if (on_gpu.exit_code != 0) {
+    EXPECT_EQ(on_gpu.err_lines_with("train.device"), 1);
+  }
+}
+
+// `auto` device and precision: the first lines say what this job chose and why, and the job runs
+// with it (here on 2 ranks: the choice is the job's, the same on every rank).
+TEST_F(TrainTest, AutoDeviceAndPrecisionAreSaidFirst) {
+  const std::string cfg = write_config(base_config());
+  const std::string autos = " --set train.device=auto --set train.precision=auto";
+  const bool gpu = !rn::cuda_gpu_of(0).empty();
+  const bool bf16 = gpu || rn::precision_unsupported(rn::Device{}, rn::DType::bf16).empty();
+  const auto dry = run_resnet("train --config " + cfg + autos + " --dry-run");
+  ASSERT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_NE(dry.out.find(gpu ? "train.device auto: cuda"
+                             : "train.device auto: cpu, this rank sees no GPU"),
+            std::string::npos)
+      << dry.out;
+  EXPECT_NE(dry.out.find(bf16 ? "train.precision auto: bf16" : "train.precision auto: fp32"),
+            std::string::npos)
+      << dry.out;
+  EXPECT_NE(dry.out.find(bf16 ? " in bf16" : " in fp32"), std::string::npos) << dry.out;
+  if (gpu || !have_mpirun()) return;
+  const auto r =
+      run_resnet("train --config " + cfg + autos + " --set train.max_steps=2", mpirun_prefix(2));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<std::string> lines = r.err_lines();
+  ASSERT_GE(lines.size(), 2u) << r.err;
+  EXPECT_NE(lines[0].find("train.device auto: cpu, rank 0 sees no GPU"), std::string::npos)
+      << r.err;
+  EXPECT_NE(lines[1].find("train.precision auto: "), std::string::npos) << r.err;
+  EXPECT_NE(read_text(dir_ / "run" / "train.log")
+                .find(bf16 ? ", bf16 (train.precision auto)" : ", fp32 (train.precision auto)"),
+            std::string::npos);
 }
 
 TEST_F(TrainTest, MissingDataDirectory) {

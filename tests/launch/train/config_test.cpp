@@ -187,6 +187,63 @@ TEST(Config, LoadConfigReadsTheFileAndAppliesOverrides) {
   EXPECT_EQ(c.train.seed, 7u);
 }
 
+// `auto` device and precision: decided by the job's facts when the config is read, said in one
+// line each, written back as `auto`; explicit values ignore the facts.
+TEST(Config, AutoDeviceAndPrecisionFollowTheJobsFacts) {
+  const std::string text = "train: {device: auto, precision: auto}\n";
+  const Config none = parse_config(text, "x.yaml");  // no facts: the CPU in fp32
+  EXPECT_EQ(none.train.device.value, DeviceKind::cpu);
+  EXPECT_EQ(none.train.precision.value, DType::f32);
+  const AutoFacts no_gpu{.no_gpu = "rank 3 sees no GPU", .cpu_isa = "avx512_core_vnni"};
+  const Config cpu = parse_config(text, "x.yaml", {}, no_gpu);
+  EXPECT_EQ(cpu.train.device.value, DeviceKind::cpu);
+  EXPECT_EQ(cpu.train.precision.value, DType::f32);
+  EXPECT_EQ(cpu.train.auto_choices.value,
+            (std::vector<std::string>{
+                "train.device auto: cpu, rank 3 sees no GPU",
+                "train.precision auto: fp32, oneDNN runs avx512_core_vnni here, without AMX or "
+                "AVX512-BF16"}));
+  const AutoFacts bf16_cpu{.cpu_bf16 = true, .cpu_isa = "avx512_core_amx"};
+  const Config amx = parse_config(text, "x.yaml", {}, bf16_cpu);
+  EXPECT_EQ(amx.train.device.value, DeviceKind::cpu);
+  EXPECT_EQ(amx.train.precision.value, DType::bf16);
+  EXPECT_EQ(amx.train.auto_choices.value.back(),
+            "train.precision auto: bf16, the CPUs run bf16 (oneDNN: avx512_core_amx)");
+  const AutoFacts gpus{.gpus = true};
+  const Config gpu = parse_config(text, "x.yaml", {}, gpus);
+  EXPECT_EQ(gpu.train.device.value, DeviceKind::cuda);
+  EXPECT_EQ(gpu.train.precision.value, DType::bf16);
+  EXPECT_EQ(gpu.train.auto_choices.value,
+            (std::vector<std::string>{"train.device auto: cuda, every rank has a GPU of its own",
+                                      "train.precision auto: bf16, on the GPU"}));
+  // On the CPU of a GPU job, precision auto follows the CPU.
+  const Config cpu_of_gpu_job =
+      parse_config("train: {device: cpu, precision: auto}\n", "x.yaml", {}, gpus);
+  EXPECT_EQ(cpu_of_gpu_job.train.precision.value, DType::f32);
+  EXPECT_EQ(cpu_of_gpu_job.train.auto_choices.value.size(), 1u);
+  // Explicit values stay as written, whatever the facts; nothing is said about them.
+  const Config strict = parse_config("train: {device: cpu, precision: bf16}\n", "x.yaml", {}, gpus);
+  EXPECT_EQ(strict.train.device.value, DeviceKind::cpu);
+  EXPECT_EQ(strict.train.precision.value, DType::bf16);
+  EXPECT_TRUE(strict.train.auto_choices.value.empty());
+  // Written back as auto, so a resumed job decides again where it runs; equal to its YAML.
+  EXPECT_NE(to_yaml(gpu).find("device: \"auto\""), std::string::npos);
+  EXPECT_EQ(parse_config(to_yaml(gpu), "x.yaml", {}, gpus), gpu);
+  // An ensemble's members decide by the same facts.
+  const Config ens = parse_config(
+      text + "ensemble: {members: [{name: a}, {name: b, overrides: {train: {precision: fp32}}}]}\n",
+      "x.yaml", {}, gpus);
+  const std::vector<Config> members = member_configs(ens);
+  ASSERT_EQ(members.size(), 2u);
+  EXPECT_EQ(members[0].train.device.value, DeviceKind::cuda);
+  EXPECT_EQ(members[0].train.precision.value, DType::bf16);
+  EXPECT_EQ(members[1].train.device.value, DeviceKind::cuda);
+  EXPECT_EQ(members[1].train.precision.value, DType::f32);
+  // Other names are refused, auto listed among the valid ones.
+  EXPECT_NE(parse_error("train: {device: gpu}\n").find("must be one of cpu, cuda, auto"),
+            std::string::npos);
+}
+
 // Validation types what it checks: every enumeration is a value, the network a spec; nothing
 // after it reads a config string again. An override still fixes a bad value of the file.
 TEST(Config, ValidationTypesEveryChoiceAndTheNetwork) {
@@ -400,9 +457,9 @@ TEST(ConfigErrors, BadEnumListsTheAllowedValues) {
   EXPECT_TRUE(contains(parse_error("optim: {schedule: step}\n"),
                        "'optim.schedule' must be one of multistep, cosine, constant; got 'step'"));
   EXPECT_TRUE(contains(parse_error("train: {device: gpu}\n"),
-                       "'train.device' must be one of cpu, cuda; got 'gpu'"));
+                       "'train.device' must be one of cpu, cuda, auto; got 'gpu'"));
   EXPECT_TRUE(contains(parse_error("train: {precision: fp64}\n"),
-                       "'train.precision' must be one of fp32, bf16, fp16; got 'fp64'"));
+                       "'train.precision' must be one of fp32, bf16, fp16, auto; got 'fp64'"));
 }
 
 TEST(ConfigErrors, BadOverrideNamesTheOverride) {
