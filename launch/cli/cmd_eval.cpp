@@ -1,6 +1,6 @@
 // `resnet eval`: top-1 / top-5 on the config's test split of one checkpoint or an ensemble of
 // them (softmax averaged over models and, with --crops 10, over ten views of each image): the
-// checkpoints named, or the newest of each member of the config's ensemble.
+// checkpoints named, or the newest of the config's run_dir (of each member's, for an ensemble).
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -54,7 +54,8 @@ const CommandSpec& eval_command() {
       "eval",
       "",
       "Top-1 / top-5 on the config's test split of checkpoints, one or an ensemble (softmax "
-      "averaged over models and views); without --checkpoint, the config's ensemble.",
+      "averaged over models and views); without --checkpoint, the newest checkpoint of the "
+      "config's run_dir (of each member's, for an ensemble).",
       {{"config", Flag::Takes::value, "FILE", "the job's YAML config (data, test split)", true},
        {"checkpoint", Flag::Takes::values, "FILE",
         "a checkpoint to score (repeat for an ensemble)"},
@@ -72,18 +73,12 @@ int run_eval(const std::vector<std::string>& argv, const Job& job) {
   Args args(argv, eval_command());
   init_logging(comm.rank(), args.flag("verbose"));
   const std::vector<int> crops = parse_crops(args.get("crops", "1"));
-  const Config cfg = load_config(args.required("config"), args.all("set"));
+  const Config cfg = load_config(args.required("config"), args.all("set"), auto_facts(job.env));
   std::vector<EnsembleModel> models;
   for (const auto& f : args.all("checkpoint"))
     models.push_back(
         EnsembleModel{.name = std::filesystem::path(f).filename().string(), .checkpoint = f});
-  if (models.empty()) {
-    if (cfg.ensemble.members.empty())
-      RN_FAIL(
-          "--checkpoint is required (repeat it for an ensemble), unless the config has an "
-          "'ensemble:' section");
-    models = member_checkpoints(cfg, comm);
-  }
+  if (models.empty()) models = member_checkpoints(cfg, comm);
   if (args.has("weights")) {
     const auto w = parse_weights(args.get("weights"), models.size());
     for (size_t i = 0; i < models.size(); ++i) models[i].weight = w[i];

@@ -218,6 +218,14 @@ std::string scores_json(const EnsembleScores& s) {
 }
 
 std::vector<EnsembleModel> member_checkpoints(const Config& cfg, distributed::Communicator& comm) {
+  if (cfg.ensemble.members.empty()) {
+    const std::string path = resolve_resume(cfg, "auto", comm);
+    if (path.empty())
+      RN_FAIL(cfg.source << ": no checkpoint in " << checkpoint_dir(cfg)
+                         << " (train first, or name one with --checkpoint)");
+    return {
+        EnsembleModel{.name = std::filesystem::path(path).filename().string(), .checkpoint = path}};
+  }
   const std::vector<Config> members = member_configs(cfg);
   std::vector<EnsembleModel> models;
   for (size_t m = 0; m < members.size(); ++m) {

@@ -53,8 +53,8 @@ std::string scores_table(const EnsembleScores& s);
 // one object per model and view count, the ensemble's named "ensemble".
 std::string scores_json(const EnsembleScores& s);
 
-// The newest checkpoint of each member of `cfg`'s ensemble, decided on rank 0 (collective); a
-// member without one is an error naming it.
+// The newest checkpoint of each member of `cfg`'s ensemble, or of its run_dir where it has no
+// ensemble, decided on rank 0 (collective); a member (or run) without one is an error naming it.
 std::vector<EnsembleModel> member_checkpoints(const Config& cfg, distributed::Communicator& comm);
 
 }  // namespace rn::launch

@@ -55,6 +55,15 @@ TEST_F(CkptCliTest, InitInspectTrainAndEval) {
   std::smatch t;
   ASSERT_TRUE(std::regex_search(last, t, std::regex(R"("test_top1": ([0-9.]+))")));
   EXPECT_NEAR(std::stod(m[1]), std::stod(t[1]), 1e-6);
+  // Without --checkpoint: the newest checkpoint of the config's run_dir, the same one here.
+  const std::string top1 = m[0];
+  r = run_resnet("eval --config " + (dir_ / "config.yaml").string() + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find(top1), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(ckpt("run", 24).filename().string()), std::string::npos) << r.out;
+  expect_error("eval --config " + (dir_ / "config.yaml").string() +
+                   " --set run_dir=" + (dir_ / "none").string(),
+               {"no checkpoint in", "train first, or name one with --checkpoint"});
 }
 
 TEST_F(CkptCliTest, EnsembleOfTwoWithTenCropsOnTwoRanks) {
