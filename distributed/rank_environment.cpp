@@ -76,19 +76,24 @@ int own_gpu_code(const std::string& gpu, MPI_Comm node, int ranks_on_node) {
 }
 
 // The job's agreement on GPUs and CPU bf16, from each rank's own facts.
-void agree_on_devices(RankEnvironment& env, int own_gpu_code, bool cpu_bf16, MPI_Comm comm) {
-  // The first rank without a GPU of its own, and why: rank * 4 + code, the smallest such.
-  int first = own_gpu_code == 0 ? std::numeric_limits<int>::max() : env.rank * 4 + own_gpu_code;
-  int bf16 = cpu_bf16 ? 1 : 0;
-  if (comm != MPI_COMM_NULL) {
-    RN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, comm));
-    RN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &bf16, 1, MPI_INT, MPI_MIN, comm));
-  }
-  env.gpus_everywhere = first == std::numeric_limits<int>::max();
-  env.cpu_bf16_everywhere = bf16 == 1;
+void agree_on_devices(RankEnvironment& env, int own_gpu_code, const Bf16Verdict& bf16,
+                      MPI_Comm comm) {
+  constexpr int kNone = std::numeric_limits<int>::max();
+  // The first rank without a GPU of its own, and why: rank * 4 + code, the smallest such; the
+  // first rank where bf16 is not faster.
+  int first[2] = {own_gpu_code == 0 ? kNone : env.rank * 4 + own_gpu_code,
+                  bf16.faster ? kNone : env.rank};
+  if (comm != MPI_COMM_NULL)
+    RN_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, first, 2, MPI_INT, MPI_MIN, comm));
+  env.gpus_everywhere = first[0] == kNone;
+  env.cpu_bf16_everywhere = first[1] == kNone;
+  // Each rank's own reason where it decides, else the rank that decided.
+  env.cpu_bf16_why = bf16.faster == env.cpu_bf16_everywhere
+                         ? bf16.why
+                         : "rank " + std::to_string(first[1]) + "'s CPU does not run it faster";
   if (env.gpus_everywhere) return;
-  const std::string who = env.size == 1 ? "this rank" : "rank " + std::to_string(first / 4);
-  env.why_no_gpu = who + (first % 4 == 1 ? " sees no GPU" : " shares its GPU with another rank");
+  const std::string who = env.size == 1 ? "this rank" : "rank " + std::to_string(first[0] / 4);
+  env.why_no_gpu = who + (first[0] % 4 == 1 ? " sees no GPU" : " shares its GPU with another rank");
 }
 
 }  // namespace
@@ -100,7 +105,7 @@ RankEnvironment make_rank_environment(const Communicator& world) {
   env.cpu_isa = cpu_isa_name();
   const cpu_set_t mine = own_cpus();
   env.cpus = env.threads = std::max(1, CPU_COUNT(&mine));
-  const bool cpu_bf16 = precision_unsupported(Device{}, DType::bf16).empty();
+  const Bf16Verdict cpu_bf16 = cpu_bf16_verdict();
   const MPI_Comm comm = mpi_comm(world);
   if (comm == MPI_COMM_NULL) {  // one process without MPI: one node, every CPU
     env.gpu = cuda_gpu_of(0);

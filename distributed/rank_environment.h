@@ -40,10 +40,12 @@ struct RankEnvironment {
   std::string gpu;
   // Agreed by every rank of the job, for train.device and train.precision `auto`: whether each
   // rank has a GPU of its own (NCCL cannot run two ranks on one GPU), and where not, the first
-  // rank without and why; whether each rank's CPU runs bf16 (AMX or AVX512-BF16).
+  // rank without and why; whether bf16 is faster than fp32 on each rank's CPU
+  // (cpu_bf16_verdict), and why or why not.
   bool gpus_everywhere = false;
   std::string why_no_gpu;
   bool cpu_bf16_everywhere = false;
+  std::string cpu_bf16_why;
 
   // The device of `kind` for this rank (its GPU for CUDA).
   Device device(DeviceKind kind) const {

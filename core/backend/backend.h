@@ -247,6 +247,17 @@ std::string cpu_isa_name();
 // Why `compute` cannot run on `device` ("" when it can): bf16 on the CPU needs AMX or
 // AVX512-BF16 (elsewhere oneDNN would emulate it many times slower), f16 runs on CUDA only.
 std::string precision_unsupported(Device device, DType compute);
+// Whether bf16 is faster than fp32 on this CPU, and why, in words that finish "bf16 (or fp32):
+// ...". With AMX it is; with AVX512-BF16 alone, where ~10 ms of bf16 dot products give at least
+// kBf16MinRatio times the multiply-adds of fp32 FMAs (`ratio`; an EPYC gives about 2, some Xeons
+// 0.5, where oneDNN's bf16 convolutions run at half the fp32 rate); without either it is not.
+constexpr double kBf16MinRatio = 1.5;
+struct Bf16Verdict {
+  bool faster = false;
+  double ratio = 0;  // measured bf16 / fp32 multiply-add rate; 0 where not measured
+  std::string why;
+};
+Bf16Verdict cpu_bf16_verdict();
 // Throws where the project was built without CUDA. `math`: TF32 for fp32 or not (MathMode).
 std::unique_ptr<Backend> make_cuda_backend(int device_index, MathMode math = MathMode::fast);
 bool cuda_available();

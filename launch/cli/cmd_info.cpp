@@ -34,7 +34,11 @@ DefaultInput input_from_args(const Args& args, const std::string& model) {
 // `info --devices`: the CPU's ISA as oneDNN runs it, and what this process loads of CUDA, cuDNN,
 // cuBLAS and NCCL at run time (the libraries found on this machine, not the headers of the build).
 int run_devices_info(bool json, const distributed::RankEnvironment& env) {
-  std::vector<std::pair<std::string, std::string>> lines{{"cpu_isa", env.cpu_isa}};
+  std::vector<std::pair<std::string, std::string>> lines{
+      {"cpu_isa", env.cpu_isa},
+      {"cpu_bf16", (env.cpu_bf16_everywhere ? "faster than fp32: " : "not faster than fp32: ") +
+                       env.cpu_bf16_why},
+      {"auto_device", env.gpus_everywhere ? "cuda" : "cpu (" + env.why_no_gpu + ")"}};
   for (auto& l : cuda_runtime_report()) lines.push_back(l);
   lines.emplace_back("nccl", distributed::nccl_runtime_version());
   if (json) {

@@ -141,10 +141,10 @@ struct OptimConfig {
 // agrees on, from the rank environment (auto_facts). A config read without them (tests, tools)
 // has no GPU and no bf16 on the CPU, so `auto` is the CPU in fp32 there.
 struct AutoFacts {
-  bool gpus = false;      // every rank has a GPU of its own
-  std::string no_gpu;     // why not, where not: "rank 1 sees no GPU"
-  bool cpu_bf16 = false;  // every rank's CPU runs bf16 (AMX or AVX512-BF16)
-  std::string cpu_isa;    // the instruction set oneDNN runs on rank 0's CPU
+  bool gpus = false;         // every rank has a GPU of its own
+  std::string no_gpu;        // why not, where not: "rank 1 sees no GPU"
+  bool cpu_bf16 = false;     // bf16 is faster than fp32 on every rank's CPU (cpu_bf16_verdict)
+  std::string cpu_bf16_why;  // why, or why not: "this CPU has AMX (oneDNN: avx512_core_amx)"
 };
 AutoFacts auto_facts(const distributed::RankEnvironment& env);
 
@@ -154,8 +154,9 @@ struct TrainConfig {
   uint64_t seed = 0;
   // cpu | cuda | auto: this rank's GPU where every rank has one of its own, else the CPU
   Choice<DeviceKind> device{"cpu", DeviceKind::cpu};
-  // fp32 | bf16 | fp16: the activations. auto: bf16 on a GPU or on CPUs with AMX or
-  // AVX512-BF16, else fp32. Explicit values are refused where they cannot run.
+  // fp32 | bf16 | fp16: the activations. auto: bf16 on a GPU or where bf16 is faster than fp32
+  // on every rank's CPU (AMX; AVX512-BF16 where measured faster), else fp32. Explicit values
+  // are refused where they cannot run.
   Choice<DType> precision{"fp32", DType::f32};
   int threads = 0;     // CPU threads per rank; 0 = this node's cores divided by its ranks
   int log_every = 50;  // steps between progress lines

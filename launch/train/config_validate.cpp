@@ -307,12 +307,11 @@ class Validator {
                              : "train.device auto: cpu, " +
                                    (facts.no_gpu.empty() ? "no GPU" : facts.no_gpu));
     if (t.precision == "auto") {
-      const std::string isa = facts.cpu_isa.empty() ? "an unknown ISA" : facts.cpu_isa;
-      lines.push_back(on_gpu ? std::string("train.precision auto: bf16, on the GPU")
-                      : facts.cpu_bf16
-                          ? "train.precision auto: bf16, the CPUs run bf16 (oneDNN: " + isa + ")"
-                          : "train.precision auto: fp32, oneDNN runs " + isa +
-                                " here, without AMX or AVX512-BF16");
+      const std::string why =
+          facts.cpu_bf16_why.empty() ? "no facts about the CPU were given" : facts.cpu_bf16_why;
+      lines.push_back(on_gpu           ? std::string("train.precision auto: bf16, on the GPU")
+                      : facts.cpu_bf16 ? "train.precision auto: bf16, " + why
+                                       : "train.precision auto: fp32, " + why);
     }
     return lines;
   }
@@ -376,7 +375,7 @@ AutoFacts auto_facts(const distributed::RankEnvironment& env) {
   return AutoFacts{.gpus = env.gpus_everywhere,
                    .no_gpu = env.why_no_gpu,
                    .cpu_bf16 = env.cpu_bf16_everywhere,
-                   .cpu_isa = env.cpu_isa};
+                   .cpu_bf16_why = env.cpu_bf16_why};
 }
 
 }  // namespace rn::launch

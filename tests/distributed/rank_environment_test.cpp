@@ -38,7 +38,10 @@ TEST(RankEnvironment, AutoDeviceAndPrecisionFactsAreTheJobsAgreement) {
   auto comm = make_communicator();
   const RankEnvironment env = make_rank_environment(*comm);
   EXPECT_EQ(env.gpu, cuda_gpu_of(env.gpu_index));
-  EXPECT_EQ(env.cpu_bf16_everywhere, precision_unsupported(Device{}, DType::bf16).empty());
+  // Every rank runs on this CPU: bf16 is faster on all or on none, said the same way.
+  const Bf16Verdict here = cpu_bf16_verdict();
+  EXPECT_EQ(env.cpu_bf16_everywhere, here.faster) << here.why;
+  EXPECT_FALSE(env.cpu_bf16_why.empty());
   EXPECT_EQ(env.gpus_everywhere, env.why_no_gpu.empty());
   if (env.gpu.empty()) {
     EXPECT_FALSE(env.gpus_everywhere);

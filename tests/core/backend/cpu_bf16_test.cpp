@@ -23,6 +23,31 @@ TensorDesc plain(const Shape& s, DType t = DType::f32) {
   return TensorDesc{s, t, nullptr};
 }
 
+// Whether bf16 pays here (train.precision: auto): a verdict and its reason on every CPU; where
+// only AVX512-BF16 decides, the measured rate ratio does, and measuring again gives the same
+// answer (the machines seen measure about 2 or about 0.5 against a threshold of 1.5).
+TEST(CpuBf16Verdict, SaysWhyAndAgreesWithItself) {
+  const Bf16Verdict v = cpu_bf16_verdict();
+  EXPECT_FALSE(v.why.empty());
+  const std::string isa = cpu_isa_name();
+  if (!precision_unsupported(Device{}, DType::bf16).empty()) {
+    EXPECT_FALSE(v.faster);
+    EXPECT_NE(v.why.find("without AMX or AVX512-BF16"), std::string::npos) << v.why;
+    return;
+  }
+  if (isa == "avx512_core_amx") {
+    EXPECT_TRUE(v.faster) << v.why;
+    return;
+  }
+  ASSERT_GT(v.ratio, 0) << v.why;
+  EXPECT_EQ(v.faster, v.ratio >= kBf16MinRatio) << v.why;
+  EXPECT_NE(v.why.find("x the multiply-adds per second of its fp32 FMAs"), std::string::npos)
+      << v.why;
+  const Bf16Verdict again = cpu_bf16_verdict();
+  EXPECT_EQ(again.faster, v.faster) << v.why << " / " << again.why;
+  EXPECT_NEAR(again.ratio, v.ratio, 0.3 * v.ratio) << v.why << " / " << again.why;
+}
+
 class CpuBf16Test : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -119,6 +119,12 @@ TEST_F(CliTest, InfoDevicesNamesTheRuntimeLibraries) {
   const CommandResult r = run({"info", "--devices", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_FALSE(json_string(r.out, "cpu_isa").empty()) << r.out;
+  // What train.device and train.precision `auto` would take here, and why.
+  EXPECT_NE(json_string(r.out, "cpu_bf16").find("faster than fp32: "), std::string::npos) << r.out;
+  const std::string device = json_string(r.out, "auto_device");
+  EXPECT_TRUE(device == "cuda" || device == "cpu (this rank sees no GPU)" ||
+              device == "cpu (this rank shares its GPU with another rank)")
+      << r.out;
   if (r.out.find("\"cuda\": \"built without CUDA\"") == std::string::npos) {
     for (const char* key : {"cuda_runtime", "cudnn", "cublas", "gpus"})
       EXPECT_FALSE(json_string(r.out, key).empty()) << key << ": " << r.out;

@@ -133,7 +133,7 @@ TEST_F(TrainTest, AutoDeviceAndPrecisionAreSaidFirst) {
   const std::string cfg = write_config(base_config());
   const std::string autos = " --set train.device=auto --set train.precision=auto";
   const bool gpu = !rn::cuda_gpu_of(0).empty();
-  const bool bf16 = gpu || rn::precision_unsupported(rn::Device{}, rn::DType::bf16).empty();
+  const bool bf16 = gpu || rn::cpu_bf16_verdict().faster;
   const auto dry = run_resnet("train --config " + cfg + autos + " --dry-run");
   ASSERT_EQ(dry.exit_code, 0) << dry.err;
   EXPECT_NE(dry.out.find(gpu ? "train.device auto: cuda"

@@ -194,7 +194,9 @@ TEST(Config, AutoDeviceAndPrecisionFollowTheJobsFacts) {
   const Config none = parse_config(text, "x.yaml");  // no facts: the CPU in fp32
   EXPECT_EQ(none.train.device.value, DeviceKind::cpu);
   EXPECT_EQ(none.train.precision.value, DType::f32);
-  const AutoFacts no_gpu{.no_gpu = "rank 3 sees no GPU", .cpu_isa = "avx512_core_vnni"};
+  const AutoFacts no_gpu{
+      .no_gpu = "rank 3 sees no GPU",
+      .cpu_bf16_why = "oneDNN runs avx512_core_vnni here, without AMX or AVX512-BF16"};
   const Config cpu = parse_config(text, "x.yaml", {}, no_gpu);
   EXPECT_EQ(cpu.train.device.value, DeviceKind::cpu);
   EXPECT_EQ(cpu.train.precision.value, DType::f32);
@@ -203,12 +205,13 @@ TEST(Config, AutoDeviceAndPrecisionFollowTheJobsFacts) {
                 "train.device auto: cpu, rank 3 sees no GPU",
                 "train.precision auto: fp32, oneDNN runs avx512_core_vnni here, without AMX or "
                 "AVX512-BF16"}));
-  const AutoFacts bf16_cpu{.cpu_bf16 = true, .cpu_isa = "avx512_core_amx"};
+  const AutoFacts bf16_cpu{.cpu_bf16 = true,
+                           .cpu_bf16_why = "this CPU has AMX (oneDNN: avx512_core_amx)"};
   const Config amx = parse_config(text, "x.yaml", {}, bf16_cpu);
   EXPECT_EQ(amx.train.device.value, DeviceKind::cpu);
   EXPECT_EQ(amx.train.precision.value, DType::bf16);
   EXPECT_EQ(amx.train.auto_choices.value.back(),
-            "train.precision auto: bf16, the CPUs run bf16 (oneDNN: avx512_core_amx)");
+            "train.precision auto: bf16, this CPU has AMX (oneDNN: avx512_core_amx)");
   const AutoFacts gpus{.gpus = true};
   const Config gpu = parse_config(text, "x.yaml", {}, gpus);
   EXPECT_EQ(gpu.train.device.value, DeviceKind::cuda);
