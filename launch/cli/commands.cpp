@@ -34,7 +34,30 @@ std::string usage_text() {
   }
   return out +
          "  --version\n\n"
-         "resnet <command> --help (or resnet help <command>) gives a command's flags.\n";
+         "resnet <command> --help (or resnet help <command>) gives a command's flags;\n"
+         "resnet help --markdown prints them all as one page (launch/commands.md).\n";
+}
+
+std::string command_reference_markdown() {
+  const auto block = [](const std::string& title, const std::string& text) {
+    return "## " + title + "\n\n```\n" + text + "```\n\n";
+  };
+  std::string out =
+      "# resnet commands\n\n"
+      "Every command's `--help`, generated from the tables its parser reads by `build/resnet "
+      "help --markdown > launch/commands.md`; the test `CommandReference.IsCurrent` fails when "
+      "this file and the executable disagree. How the commands fit together: "
+      "[README.md](README.md).\n\n";
+  out += block("resnet", usage_text());
+  for (const auto& c : commands()) {
+    if (c.spec) out += block("resnet " + c.name, help_text(*c.spec));
+    if (!c.group) continue;
+    out += block("resnet " + c.name, help_text(*c.group));
+    for (const CommandSpec* sub : c.group->commands)
+      out += block("resnet " + sub->name, help_text(*sub));
+  }
+  out.pop_back();  // one newline at the end
+  return out;
 }
 
 }  // namespace rn::launch

@@ -38,6 +38,9 @@ const std::vector<Command>& commands();
 std::vector<const CommandSpec*> all_command_specs();
 // `resnet` alone or `resnet --help`: the commands, one line each.
 std::string usage_text();
+// `resnet help --markdown`: the usage and every command's --help as one Markdown page, the
+// command reference launch/commands.md.
+std::string command_reference_markdown();
 
 const CommandSpec& train_command();
 const CommandSpec& eval_command();

@@ -11,6 +11,10 @@
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.size() == 2 && args[0] == "help" && args[1] == "--markdown") {
+    std::cout << rn::launch::command_reference_markdown();
+    return 0;
+  }
   // `resnet help CMD [SUB]` is `resnet CMD [SUB] --help`.
   if (!args.empty() && args[0] == "help") {
     args.erase(args.begin());

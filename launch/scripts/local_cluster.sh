@@ -82,7 +82,7 @@ up() {
     ip -n "$ns" link set eth0 up
     # A TCP connection with data in flight to a node that is gone gives up after about 13 s
     # of retransmissions instead of the kernel's default 15 minutes (tcp_retries2 15): mpirun
-    # and its daemons then notice a lost node and end the job (see README, "Multi-node").
+    # and its daemons then notice a lost node and end the job (see distributed/README.md, "Several nodes, and Slurm").
     ip netns exec "$ns" sysctl -q -w net.ipv4.tcp_retries2=5
   done
   write_files "$n"

@@ -83,8 +83,8 @@ class CifarResNet(nn.Module):
 # name -> (batch, input C x H x W, classes) of the conformance runs: small inputs keep CI short.
 # preact_resnet110 runs on 8 x 3 x 8 x 8: at 2 x 3 x 32 x 32 its training-mode backward (110
 # layers of batch-2 BN) amplifies rounding so much that PyTorch's own float32 gradients differ from
-# float64 by 4e-2, and no float32 implementation can be held to 1e-3 there (README, "Conformance
-# with PyTorch").
+# float64 by 4e-2, and no float32 implementation can be held to 1e-3 there (tests/README.md,
+# "Conformance with PyTorch").
 INPUTS = {
     "resnet18": (2, (3, 64, 64), 1000),
     "resnet50": (4, (3, 48, 48), 1000),

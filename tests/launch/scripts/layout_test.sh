@@ -35,9 +35,9 @@ found=$(hits "core io distributed launch" 'getenv\("RESNET_TEST_' | grep -v '^la
 found=$(hits launch/train 'getenv')
 [ -z "$found" ] || fail "launch/train reads the environment:"$'\n'"$found"
 
-# Each README with a file table names every source file of its folder, and only those.
-for dir in launch/train launch/cli io; do
-  listed=$(grep -oE '`[a-z0-9_]+(\.[a-z*]+)?`' "$dir/README.md" | tr -d '`' | sort -u)
+# Each README with a file table names in it every source file of its folder, and only those.
+for dir in core distributed io launch/train launch/cli; do
+  listed=$(grep '^|' "$dir/README.md" | grep -oE '`[a-z0-9_]+(\.[a-z*]+)?`' | tr -d '`' | sort -u)
   for f in "$dir"/*.h "$dir"/*.cpp; do
     name=$(basename "$f"); stem=${name%.*}
     echo "$listed" | grep -qxE "$name|$stem\.\*" || fail "$dir/README.md does not name $name"
