@@ -38,8 +38,8 @@ const CommandSpec& train_command() {
   static const CommandSpec c{
       "train",
       "",
-      "Train a network, or the members of the config's ensemble: section, data-parallel on every "
-      "rank.",
+      "Train a network (or every member of the config's ensemble: section), data-parallel on "
+      "every rank.",
       {{"config", Flag::Takes::value, "FILE", "the job's YAML config", true},
        {"set", Flag::Takes::values, "KEY=VALUE", "a config value over the file's (repeatable)"},
        {"resume", Flag::Takes::value, "auto|FILE",

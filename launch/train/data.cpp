@@ -148,6 +148,14 @@ io::LoaderOptions loader_options(const Config& cfg, bool train) {
   return o;
 }
 
+std::string class_count_note(const Config& cfg, int data_classes) {
+  return str_cat(cfg.source, ": 'model.num_classes' is ", cfg.model.num_classes, " but data '",
+                 cfg.data.kind, "' has ", data_classes,
+                 " classes: ", cfg.model.num_classes - data_classes,
+                 " outputs of the classifier no label uses (--set model.num_classes=", data_classes,
+                 " for a classifier of the data's classes)");
+}
+
 DataSplits load_data(const Config& cfg, distributed::Communicator& comm, const DataOptions& opt) {
   const DataConfig& dc = cfg.data;
   DataSplits d = is_encoded(dc.kind.value) ? encoded_splits(cfg, comm, opt)
@@ -160,6 +168,8 @@ DataSplits load_data(const Config& cfg, distributed::Communicator& comm, const D
   if (d.train->size() < dc.batch_size)
     RN_FAIL(cfg.source << ": 'data.batch_size' " << dc.batch_size << " exceeds the "
                        << d.train->size() << " training samples");
+  if (d.train->num_classes() < cfg.model.num_classes && comm.rank() == 0)
+    RN_LOG(warning) << class_count_note(cfg, d.train->num_classes());
   return d;
 }
 

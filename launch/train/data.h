@@ -24,6 +24,9 @@ struct DataOptions {
   int list_threads = 4;       // image_folder: threads that list it (waiting on the disk mostly)
 };
 
+// Said where the data has fewer classes than model.num_classes (a warning of load_data, a line of
+// the dry run): which, and the --set that fits the classifier to the data.
+std::string class_count_note(const Config& cfg, int data_classes);
 // Reads (or lists) both splits and checks them against the model. Collective over `comm`.
 DataSplits load_data(const Config& cfg, distributed::Communicator& comm,
                      const DataOptions& options = {});

@@ -60,6 +60,8 @@ std::vector<std::string> dry_run(const Config& cfg, distributed::Communicator& c
                           data.train->num_classes(), " classes; ", comm.size(), " rank(s) x ",
                           cfg.data.batch_size, " per step, ", env.threads_or(cfg.train.threads),
                           " thread(s) per rank"));
+  if (data.train->num_classes() < cfg.model.num_classes)
+    lines.push_back("note: " + class_count_note(cfg, data.train->num_classes()));
   lines.push_back(run_dir_state(cfg));
   return lines;
 }

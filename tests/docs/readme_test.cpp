@@ -111,10 +111,10 @@ TEST(ReadmeQuickStarts, HaveTheirCommands) {
   ASSERT_GE(lines.size(), 7u) << "the README's quick starts lost their command lines";
   std::string all;
   for (const auto& l : lines) all += l.text + "\n";
-  for (const char* needed : {"--config configs/fashion_mnist_resnet20.yaml",
-                             "--config configs/imagenet_resnet50_torchvision.yaml --set data.root=",
-                             "srun ", "--resume auto", "--crops 1,10",
-                             "--config configs/fashion_mnist_ensemble.yaml"})
+  for (const char* needed :
+       {"--config configs/fashion_mnist_resnet20.yaml",
+        "--config configs/imagenet_resnet50_torchvision.yaml --set data.root=", "srun ",
+        "--resume auto", "--crops 1,10", "--config configs/fashion_mnist_ensemble.yaml"})
     EXPECT_NE(all.find(needed), std::string::npos) << "no quick start line has '" << needed << "'";
 }
 
@@ -170,6 +170,14 @@ TEST(ReadmeQuickStarts, EveryTrainLineDryRuns) {
     const auto r = run_resnet(args);
     EXPECT_EQ(r.exit_code, 0) << line.where << ": " << line.text << "\n" << r.err;
     EXPECT_NE(r.out.find("dry run: nothing trained"), std::string::npos) << line.where;
+    // A folder of 2 classes under a 1000-class recipe: the dry run says how to fit the classifier.
+    if (line.text.find("data.root=") != std::string::npos) {
+      EXPECT_NE(r.out.find("has 2 classes: 998 outputs of the classifier no label uses "
+                           "(--set model.num_classes=2"),
+                std::string::npos)
+          << line.where << "\n"
+          << r.out;
+    }
     ++runs;
   }
   EXPECT_GE(runs, 4);
@@ -195,7 +203,8 @@ TEST(ReadmeQuickStarts, DefaultJobRuns) {
   const auto r = run_resnet(args, test::mpirun_prefix(std::stoi(w[2])));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(std::regex_search(
-      r.out, std::regex(R"(final: resnet20 after 1 epoch\(s\), .* test top-1 0\.\d+, top-5 0\.\d+)")))
+      r.out,
+      std::regex(R"(final: resnet20 after 1 epoch\(s\), .* test top-1 0\.\d+, top-5 0\.\d+)")))
       << r.out;
 }
 
