@@ -33,6 +33,10 @@ class ConvOp {
   // weights are bf16 / f16, so that it goes straight beside the f32 master; else it is written in
   // weight_desc() and cast.
   virtual bool weight_grad_f32() const { return false; }
+  // The algorithm of a pass, where the backend chooses one ("direct", "winograd"); "" for a
+  // pass not planned yet (the backward passes are planned at their first call) or a backend
+  // that does not say.
+  virtual const char* algorithm(ConvPass) const { return ""; }
   void forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y);
   void backward_data(const Tensor& dy, const Tensor& w, Tensor& dx);
   void backward_weights(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias);
@@ -148,6 +152,11 @@ class Backend {
   // Elsewhere the copy happens at once.
   virtual void upload_ahead(const Tensor& host, Tensor& dst) { copy(upload(host), dst); }
 
+  // The algorithm convolutions planned from now on use (ConvAlgorithm); automatic by default.
+  virtual void set_conv_algorithm(ConvAlgorithm) {}
+  // What the convolutions planned so far run, per pass ("forward: 12 of 19 Winograd, ..."); ""
+  // for a backend that does not choose.
+  virtual std::string conv_algorithm_summary() const { return ""; }
   virtual std::unique_ptr<ConvOp> make_conv(const ConvParams& p, const TensorDesc& x,
                                             bool training) = 0;
   virtual std::unique_ptr<BatchNormOp> make_batch_norm(const BatchNormParams& p,

@@ -7,6 +7,15 @@
 
 namespace rn {
 
+// How a CPU backend computes the 3x3 convolutions of stride 1 in fp32, for which oneDNN also has
+// Winograd F(4x4, 3x3) kernels (jit_wino_4x3): `direct` always; `winograd` wherever oneDNN runs
+// it; `automatic` per layer and pass by a model measured on the layers' shapes (conv.cpp's
+// winograd_wins). Other convolutions (1x1, strided, grouped, bf16) are direct whatever the
+// choice. CUDA keeps cuDNN's own measured choice.
+enum class ConvAlgorithm { automatic, direct, winograd };
+// The passes of a convolution, each with its own algorithm.
+enum class ConvPass { forward, backward_data, backward_weights };
+
 struct ConvParams {
   int out_channels = 0;
   int kernel = 3;  // square kernels only: every network of the papers uses them

@@ -86,11 +86,12 @@ double peak_rss_mib() {
 
 // What one `resnet bench` of a network measures, read from its flags.
 struct BenchPlan {
-  std::string name, dev, precision;
+  std::string name, dev, precision, conv = "auto";
   DefaultInput d;
   int batch = 16, warmup = 3, iters = 10, threads = 1;
   Device device;
   DType compute = DType::f32;
+  ConvAlgorithm conv_algorithm = ConvAlgorithm::automatic;
   bool train = true, infer = true, data_parallel = false;
 };
 
@@ -109,6 +110,13 @@ BenchPlan plan_bench(const Args& args, const Job& job) {
   p.precision = args.get("precision", "fp32");
   p.device = job.env.device(p.dev == "cuda" ? DeviceKind::cuda : DeviceKind::cpu);
   p.compute = checked_precision(p.precision, p.device, "--precision");
+  p.conv = args.get("conv-algorithm", "auto");
+  if (p.conv == "direct")
+    p.conv_algorithm = ConvAlgorithm::direct;
+  else if (p.conv == "winograd")
+    p.conv_algorithm = ConvAlgorithm::winograd;
+  else if (p.conv != "auto")
+    RN_FAIL("--conv-algorithm must be auto, direct or winograd, got '" << p.conv << "'");
   p.train = !args.flag("infer-only"), p.infer = !args.flag("train-only");
   p.data_parallel = job.comm.size() > 1 || args.flag("data-parallel");
   return p;
@@ -119,6 +127,7 @@ struct BenchTimes {
   double train_med = 0, infer_med = 0, local_med = 0, first_step_s = 0;
   double train_ips = 0, infer_ips = 0, train_gflops = 0, infer_gflops = 0, overhead = 0;
   std::string allreduce = "none";
+  std::string conv_summary;  // the convolutions' algorithms, where the backend chooses
   UploadTimes upload;
 };
 
@@ -163,7 +172,7 @@ void time_training(const BenchPlan& p, Backend& backend, models::Network& net, S
 
 void print_bench_json(const BenchPlan& p, const BenchTimes& t, int64_t macs,
                       const std::string& backend, int world, double batch_mib) {
-  char buf[2048];
+  char buf[4096];
   std::snprintf(
       buf, sizeof(buf),
       "{\"model\": \"%s\", \"input\": [%d, %d, %d], \"batch\": %d, \"device\": \"%s\", "
@@ -174,12 +183,13 @@ void print_bench_json(const BenchPlan& p, const BenchTimes& t, int64_t macs,
       "\"%s\", \"ranks\": %d, \"allreduce\": \"%s\", \"train_iter_s_no_comm\": %.4f, "
       "\"comm_overhead\": %.4f, \"batch_mib\": %.1f, \"upload_s_pageable\": %.4f, "
       "\"upload_s_pinned\": %.4f, \"train_iter_s_upload_overlapped\": %.4f, "
-      "\"first_step_s\": %.3f}",
+      "\"first_step_s\": %.3f, \"conv_algorithm\": \"%s\", \"conv_algorithms\": \"%s\"}",
       p.name.c_str(), p.d.channels, p.d.height, p.d.width, p.batch, p.dev.c_str(),
       p.precision.c_str(), p.threads, t.train_ips, t.infer_ips, t.train_med, t.infer_med,
       static_cast<long long>(macs), t.train_gflops, t.infer_gflops, peak_rss_mib(), backend.c_str(),
       world, t.allreduce.c_str(), t.local_med, t.overhead, batch_mib, t.upload.pageable_s,
-      t.upload.pinned_s, t.upload.overlapped_step_s, t.first_step_s);
+      t.upload.pinned_s, t.upload.overlapped_step_s, t.first_step_s, p.conv.c_str(),
+      t.conv_summary.c_str());
   std::cout << buf << "\n";
 }
 
@@ -206,6 +216,8 @@ void print_bench_text(const BenchPlan& p, const BenchTimes& t, const std::string
   if (t.infer_ips > 0)
     std::printf("  infer  %9.1f img/s  (%.4f s/iter, %.1f GFLOP/s)\n", t.infer_ips, t.infer_med,
                 t.infer_gflops);
+  if (!t.conv_summary.empty())
+    std::printf("  --conv-algorithm %s: %s\n", p.conv.c_str(), t.conv_summary.c_str());
   std::printf("  peak resident memory %.1f MiB\n", peak_rss_mib());
 }
 
@@ -224,6 +236,8 @@ const CommandSpec& bench_command() {
        {"threads", Flag::Takes::value, "T", "CPU threads (default: this rank's share)"},
        {"device", Flag::Takes::value, "cpu|cuda", "where to run (default cpu)"},
        {"precision", Flag::Takes::value, "fp32|bf16|fp16", "compute type (default fp32)"},
+       {"conv-algorithm", Flag::Takes::value, "auto|direct|winograd",
+        "CPU 3x3 convolutions of stride 1 in fp32 (default auto: Winograd where it wins)"},
        {"warmup", Flag::Takes::value, "N", "untimed steps first (default 3; --allreduce 2)"},
        {"iters", Flag::Takes::value, "N", "timed steps; the median is reported (default 10)"},
        {"train-only", Flag::Takes::nothing, "", "time training steps only"},
@@ -248,6 +262,7 @@ int run_bench(const std::vector<std::string>& argv, const Job& job) {
   if (args.flag("peak")) return run_peak_bench(args, job);
   const BenchPlan p = plan_bench(args, job);
   auto backend = make_backend(p.device, p.threads);
+  backend->set_conv_algorithm(p.conv_algorithm);
   auto net =
       models::build_model(*backend, models::model_spec(p.name, p.d.channels, p.d.classes), 0);
   StepRunner runner(*backend, *net, optim::OptimizerOptions{.momentum = 0.9, .weight_decay = 5e-4},
@@ -273,6 +288,7 @@ int run_bench(const std::vector<std::string>& argv, const Job& job) {
   }
   // Training is counted as three forward passes (forward, backward-data, backward-weights).
   t.train_gflops = t.train_ips * 3 * 2 * macs / 1e9, t.infer_gflops = t.infer_ips * 2 * macs / 1e9;
+  t.conv_summary = backend->conv_algorithm_summary();
   if (comm.rank() != 0) return 0;
   t.overhead = t.local_med > 0 ? (t.train_med - t.local_med) / t.train_med : 0;
   const double batch_mib = images.bytes() / 1048576.0;

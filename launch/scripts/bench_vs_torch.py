@@ -5,6 +5,10 @@ run, medians over rounds. Prints a Markdown table with ratios, GFLOP/s as a frac
 machine's fp32 peak, and peak resident memory.
 
   /usr/bin/python3 launch/scripts/bench_vs_torch.py [--rounds 2] [--peer ../shared/bench/torch_peer.py]
+      [--models resnet20,resnet18,resnet50,resnext50_32x4d] [--conv-algorithms direct,auto]
+
+With several --conv-algorithms, ours runs once per algorithm in each round (train.conv_algorithm:
+direct, winograd or auto) and the table has a column for each, the ratios taken from the last.
 """
 import argparse
 import json
@@ -22,7 +26,9 @@ PEAK_WRAPPER = ("import resource, runpy, sys; sys.argv = sys.argv[1:]; "
 
 CASES = [  # model, channels, hw, batch, warmup, iters
     ("resnet20", 1, 28, 128, 5, 20),
+    ("resnet18", 3, 224, 32, 2, 5),
     ("resnet50", 3, 224, 16, 2, 5),
+    ("resnext50_32x4d", 3, 224, 16, 2, 5),
 ]
 
 
@@ -33,10 +39,10 @@ def run(cmd, env=None):
     return out.stdout
 
 
-def ours(binary, model, c, hw, batch, warmup, iters, threads):
+def ours(binary, model, c, hw, batch, warmup, iters, threads, algorithm="auto"):
     out = run([binary, "bench", "--model", model, "--input", f"{c}x{hw}x{hw}", "--batch", str(batch),
                "--threads", str(threads), "--warmup", str(warmup), "--iters", str(iters),
-               "--train-only", "--json"])
+               "--train-only", "--json", "--conv-algorithm", algorithm])
     d = json.loads(out.strip().splitlines()[-1])
     return d["train_img_per_s"], d["peak_rss_mib"], d["fwd_macs_per_img"]
 
@@ -94,36 +100,44 @@ def main():
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "resnet"))
     ap.add_argument("--models", default=",".join(c[0] for c in CASES))
     ap.add_argument("--fmnist", action="store_true", help="also time one Fashion-MNIST epoch")
+    ap.add_argument("--conv-algorithms", default="auto",
+                    help="ours once per algorithm, comma-separated (direct, winograd, auto)")
     a = ap.parse_args()
+    algorithms = a.conv_algorithms.split(",")
     if a.fmnist:
         fmnist(a)
     rows = []
     for model, c, hw, batch, warmup, iters in CASES:
         if model not in a.models.split(","):
             continue
-        r = {"ours": [], "default": [], "tuned": []}
+        r = {k: [] for k in algorithms + ["default", "tuned"]}
         peak = {}
-        for _ in range(a.rounds):  # alternate, so that drifts of a noisy machine hit all three
-            ips, peak["ours"], macs = ours(a.binary, model, c, hw, batch, warmup, iters, a.threads)
-            r["ours"].append(ips)
+        for _ in range(a.rounds):  # alternate, so that drifts of a noisy machine hit all of them
+            for alg in algorithms:
+                ips, peak[alg], macs = ours(a.binary, model, c, hw, batch, warmup, iters, a.threads, alg)
+                r[alg].append(ips)
             ips, peak["default"] = torch(a.peer, model, c, hw, batch, warmup, iters, a.threads, False)
             r["default"].append(ips)
             ips, peak["tuned"] = torch(a.peer, model, c, hw, batch, warmup, iters, a.threads, True)
             r["tuned"].append(ips)
-            print(f"# {model}: ours {r['ours'][-1]:.2f}, torch default {r['default'][-1]:.2f}, "
-                  f"torch tuned {r['tuned'][-1]:.2f} img/s", file=sys.stderr, flush=True)
+            print(f"# {model}: " + ", ".join(f"ours {k} {r[k][-1]:.2f}" for k in algorithms) +
+                  f", torch default {r['default'][-1]:.2f}, torch tuned {r['tuned'][-1]:.2f} img/s",
+                  file=sys.stderr, flush=True)
         med = {k: statistics.median(v) for k, v in r.items()}
         gf = {k: v * 3 * 2 * macs / 1e9 for k, v in med.items()}
         rows.append((model, f"{c}x{hw}x{hw}", batch, med, gf, peak))
-    print(f"| model | input | batch | ours img/s | torch default | torch tuned | ours / default | "
-          f"ours / tuned | ours GFLOP/s (of {a.peak_gflops:.0f}) | tuned GFLOP/s | peak RSS MiB ours / default / tuned |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    last = algorithms[-1]
+    ours_cols = " | ".join(f"ours {k} img/s" for k in algorithms)
+    print(f"| model | input | batch | {ours_cols} | torch default | torch tuned | ours {last} / default | "
+          f"ours {last} / tuned | ours {last} GFLOP/s (of {a.peak_gflops:.0f}) | tuned GFLOP/s | "
+          f"peak RSS MiB ours {last} / default / tuned |")
+    print("|---" * (10 + len(algorithms)) + "|")
     for model, inp, batch, med, gf, peak in rows:
-        print(f"| {model} | {inp} | {batch} | {med['ours']:.1f} | {med['default']:.1f} | {med['tuned']:.1f} | "
-              f"{med['ours'] / med['default']:.2f}x | {med['ours'] / med['tuned']:.2f}x | "
-              f"{gf['ours']:.0f} ({gf['ours'] / a.peak_gflops:.0%}) | {gf['tuned']:.0f} ({gf['tuned'] / a.peak_gflops:.0%}) | "
-              f"{peak['ours']:.0f} / {peak['default']:.0f} / {peak['tuned']:.0f} |")
-
+        ours_vals = " | ".join(f"{med[k]:.1f}" for k in algorithms)
+        print(f"| {model} | {inp} | {batch} | {ours_vals} | {med['default']:.1f} | {med['tuned']:.1f} | "
+              f"{med[last] / med['default']:.2f}x | {med[last] / med['tuned']:.2f}x | "
+              f"{gf[last]:.0f} ({gf[last] / a.peak_gflops:.0%}) | {gf['tuned']:.0f} ({gf['tuned'] / a.peak_gflops:.0%}) | "
+              f"{peak[last]:.0f} / {peak['default']:.0f} / {peak['tuned']:.0f} |")
 
 if __name__ == "__main__":
     main()

@@ -158,6 +158,9 @@ struct TrainConfig {
   // on every rank's CPU (AMX; AVX512-BF16 where measured faster), else fp32. Explicit values
   // are refused where they cannot run.
   Choice<DType> precision{"fp32", DType::f32};
+  // auto | direct | winograd: how the CPU computes fp32 3x3 convolutions of stride 1
+  // (ConvAlgorithm); auto takes Winograd per layer and pass where it is faster.
+  Choice<ConvAlgorithm> conv_algorithm{"auto", ConvAlgorithm::automatic};
   int threads = 0;     // CPU threads per rank; 0 = this node's cores divided by its ranks
   int log_every = 50;  // steps between progress lines
   // What each `auto` above became and why, one line each, for the job's first lines.

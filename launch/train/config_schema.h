@@ -93,6 +93,7 @@ void visit(TrainConfig& c, V& v) {
   v.field("seed", c.seed);
   v.field("device", c.device);
   v.field("precision", c.precision);
+  v.field("conv_algorithm", c.conv_algorithm);
   v.field("threads", c.threads);
   v.field("log_every", c.log_every);
 }

@@ -225,6 +225,10 @@ class Validator {
             {"bf16", DType::bf16},
             {"fp16", DType::f16},
             {"auto", bf16 ? DType::bf16 : DType::f32}});
+    one_of("train.conv_algorithm", t.conv_algorithm,
+           {{"auto", ConvAlgorithm::automatic},
+            {"direct", ConvAlgorithm::direct},
+            {"winograd", ConvAlgorithm::winograd}});
     t.auto_choices.value = explain_auto(t, facts);
     require(t.threads >= 0, "train.threads", "0 (automatic) or more", t.threads);
     require(t.log_every >= 1, "train.log_every", "at least 1", t.log_every);

@@ -141,6 +141,7 @@ void Trainer::build() {
   // One GPU per rank, by the rank's place on its node.
   backend_ =
       make_backend(env_.device(cfg_.train.device.value), env_.threads_or(cfg_.train.threads));
+  backend_->set_conv_algorithm(cfg_.train.conv_algorithm.value);
   // GPU buffers are summed and broadcast by NCCL; MPI keeps the host-side collectives.
   if (on_gpu && world_ > 1) nccl_ = distributed::make_nccl_communicator(comm_, *backend_);
   distributed::Communicator& device_comm = nccl_ ? *nccl_ : comm_;
@@ -330,6 +331,11 @@ bool Trainer::train_epoch(int epoch, EpochSums& sums) {
       RN_FAIL("training diverged at step " << step_ << " (loss " << s.loss
                                            << "); lower 'optim.lr' or add warm-up");
     ++step_;
+    if (!conv_algorithms_logged_) {  // every convolution pass is planned after one step
+      conv_algorithms_logged_ = true;
+      if (const std::string c = backend_->conv_algorithm_summary(); !c.empty())
+        RN_LOG(info) << "train.conv_algorithm " << cfg_.train.conv_algorithm << ": " << c;
+    }
     sums.loss_sum += s.loss * batch.n, sums.window_loss += s.loss * batch.n;
     sums.correct += s.top1, sums.window_correct += s.top1;
     sums.seen += batch.n, sums.window_seen += batch.n;

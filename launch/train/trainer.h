@@ -130,7 +130,8 @@ class Trainer {
   std::unique_ptr<optim::LrSchedule> schedule_;
   std::unique_ptr<StopSignals> own_signals_;
   int64_t steps_per_epoch_ = 0, total_steps_ = 0, step_ = 0;
-  std::ofstream metrics_, steps_;  // one line per evaluated epoch; per train.log_every steps
+  bool conv_algorithms_logged_ = false;  // the convolutions' algorithms, said after step 1
+  std::ofstream metrics_, steps_;        // one line per evaluated epoch; per train.log_every steps
   TrainerState ckpt_;
   double train_time_ = 0;
   int64_t train_images_ = 0;

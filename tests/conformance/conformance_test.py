@@ -37,9 +37,12 @@ SKIP = 77
 # training-mode backward can amplify float32 rounding that much), the bound is FLOOR times
 # PyTorch's own float32 error instead, and the output says so. `weight` and `momentum` are the
 # SGD update applied (float64, torch.optim.SGD) to the project's own gradients: the update rule
-# alone, which rounding cannot excuse; `weight_e2e` is the whole step against PyTorch's.
+# alone, which rounding cannot excuse; `weight_e2e` is the whole step against PyTorch's, so it
+# carries the learning rate times the gradients' rounding: 3e-5, because the Winograd
+# convolutions that train.conv_algorithm auto takes round up to ten times more than the direct
+# ones (tests/core/backend/conv_test.cpp), and resnet18's stem weights then land 1.5e-5 away.
 TOL = {"logits": 1e-4, "loss": 1e-4, "grad": 1e-3, "bn_stats": 1e-4, "weight": 1e-5,
-       "momentum": 1e-5, "weight_e2e": 1e-5}
+       "momentum": 1e-5, "weight_e2e": 3e-5}
 NO_FLOOR = {"weight", "momentum"}
 FLOOR = 3.0
 MAX_FLIPS = 1e-4  # of all ReLU elements: more than rounding near the kink explains

@@ -2,6 +2,7 @@
 // primitives choose their layouts (format_tag::any); inputs in another layout are reordered once
 // at the edge, and the backward primitives are created on first use. In bf16 the activations and
 // weights are bf16 (oneDNN picks the AMX kernels' nhwc), the bias and the weight gradient f32.
+#include <algorithm>
 #include <string>
 
 #include "core/backend/cpu/cpu_ops.h"
@@ -11,6 +12,19 @@ namespace {
 
 using dnnl::algorithm;
 using dnnl::prop_kind;
+
+// ConvAlgorithm::automatic: whether Winograd beats the direct kernels on a 3x3 convolution of
+// stride 1 with input `x` (N x C x H x W) and `k` output channels. Measured with oneDNN 2.6 on
+// 2 cores of AVX-512 machines (resnet bench --conv-algorithm, launch/benchmarks.md), Winograd
+// over direct, in direct-equivalent GFLOP/s: backward-weights wins on every ResNet shape
+// (1.6-3.4x); forward and backward-data lose where the layer is 16 channels wide (0.75x at
+// 128 x 16 x 28 x 28: too little work per transformed tile) and win from 32 up (1.3-2.8x).
+// A model rather than a timing at start-up, so that the choice, and with it every weight, is
+// the same on every rank and in every run: resume stays exact.
+bool winograd_wins(ConvPass pass, const Shape& x, int64_t k) {
+  if (pass == ConvPass::backward_weights) return true;
+  return std::min(x[1], k) >= 32;
+}
 
 class CpuConv final : public ConvOp {
  public:
@@ -30,30 +44,27 @@ class CpuConv final : public ConvOp {
                            : to_dims(w_shape_);
     RN_CHECK(x.dtype == DType::f32 || x.dtype == DType::bf16,
              "[conv] the CPU backend takes f32 or bf16 inputs, got " << x.str());
-    const auto f32 = memory::data_type::f32;
     auto any = [&](const memory::dims& d) { return memory::desc(d, dt_, Tag::any); };
-    auto act = [&](const memory::dims& d) { return activation_md(d); };
     desc_args_ = {{p.stride, p.stride}, {p.dilation - 1, p.dilation - 1}, {p.pad, p.pad}};
-    auto d = p.bias ? dnnl::convolution_forward::desc(
-                          training ? prop_kind::forward_training : prop_kind::forward_inference,
-                          algorithm::convolution_direct, act(to_dims(x.shape)), any(w_dims_),
-                          memory::desc({p.out_channels}, f32, Tag::a), act(to_dims(y_shape_)),
-                          desc_args_.stride, desc_args_.dilate, desc_args_.pad, desc_args_.pad)
-                    : dnnl::convolution_forward::desc(
-                          training ? prop_kind::forward_training : prop_kind::forward_inference,
-                          algorithm::convolution_direct, act(to_dims(x.shape)), any(w_dims_),
-                          act(to_dims(y_shape_)), desc_args_.stride, desc_args_.dilate,
-                          desc_args_.pad, desc_args_.pad);
-    fwd_pd_ = RN_DNNL_CHECK(
-        dnnl::convolution_forward::primitive_desc(d, DnnlContext::attr(), ctx.engine()));
+    training_ = training;
+    // The direct primitive decides the layouts the network sees (the weights' included), so
+    // that the choice of algorithm changes no tensor outside this op.
+    fwd_pd_ = RN_DNNL_CHECK(forward_pd(dnnl::algorithm::convolution_direct, any(w_dims_)));
     x_md_ = fwd_pd_.src_desc();
     w_md_ = fwd_pd_.weights_desc();
     y_md_ = fwd_pd_.dst_desc();
+    dnnl::convolution_forward::primitive_desc run = fwd_pd_;
+    if (wants_winograd(ConvPass::forward) && winograd_hint()) run = wino_fwd_pd_;
+    algorithm_[0] = run == fwd_pd_ ? "direct" : "winograd";
+    ctx_.count_conv(ConvPass::forward, run != fwd_pd_);
+    fwd_x_md_ = run.src_desc();
+    fwd_w_md_ = run.weights_desc();
+    fwd_y_md_ = run.dst_desc();
     std::vector<std::pair<int, memory::desc>> args = {
-        {DNNL_ARG_SRC, x_md_}, {DNNL_ARG_WEIGHTS, w_md_}, {DNNL_ARG_DST, y_md_}};
-    if (p.bias) args.push_back({DNNL_ARG_BIAS, fwd_pd_.bias_desc()});
-    fwd_ = BoundPrimitive(dnnl::convolution_forward(fwd_pd_), ctx.engine(), args,
-                          fwd_pd_.scratchpad_desc().get_size());
+        {DNNL_ARG_SRC, fwd_x_md_}, {DNNL_ARG_WEIGHTS, fwd_w_md_}, {DNNL_ARG_DST, fwd_y_md_}};
+    if (p.bias) args.push_back({DNNL_ARG_BIAS, run.bias_desc()});
+    fwd_ = BoundPrimitive(dnnl::convolution_forward(run), ctx.engine(), args,
+                          run.scratchpad_desc().get_size());
     out_desc_ = desc_of(y_shape_, y_md_, dtype_);
     w_desc_ = desc_of(w_shape_, w_md_, dtype_);
   }
@@ -61,11 +72,12 @@ class CpuConv final : public ConvOp {
   const TensorDesc& output_desc() const override { return out_desc_; }
   const TensorDesc& weight_desc() const override { return w_desc_; }
   bool weight_grad_f32() const override { return true; }
+  const char* algorithm(ConvPass pass) const override { return algorithm_[static_cast<int>(pass)]; }
 
   void forward_impl(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
-    fwd_.bind(DNNL_ARG_SRC, fwd_x_.get(ctx_, x, md_of(x.desc()), x_md_))
-        .bind(DNNL_ARG_WEIGHTS, fwd_w_.get(ctx_, w, weight_md(w), w_md_))
-        .bind(DNNL_ARG_DST, fwd_y_.get(ctx_, y, md_of(y.desc()), y_md_));
+    fwd_.bind(DNNL_ARG_SRC, fwd_x_.get(ctx_, x, md_of(x.desc()), fwd_x_md_))
+        .bind(DNNL_ARG_WEIGHTS, fwd_w_.get(ctx_, w, weight_md(w), fwd_w_md_))
+        .bind(DNNL_ARG_DST, fwd_y_.get(ctx_, y, md_of(y.desc()), fwd_y_md_));
     if (p_.bias) {
       fwd_.bind(DNNL_ARG_BIAS, bias->data());
     }
@@ -118,6 +130,51 @@ class CpuConv final : public ConvOp {
     return w.layout() ? md_of(w.desc()) : plain_md(w_dims_, w.dtype());
   }
 
+  dnnl::convolution_forward::primitive_desc forward_pd(dnnl::algorithm alg,
+                                                       const memory::desc& wmd) const {
+    const auto kind = training_ ? prop_kind::forward_training : prop_kind::forward_inference;
+    const memory::desc x = activation_md(to_dims(x_shape_)), y = activation_md(to_dims(y_shape_));
+    auto d = p_.bias ? dnnl::convolution_forward::desc(
+                           kind, alg, x, wmd,
+                           memory::desc({p_.out_channels}, memory::data_type::f32, Tag::a), y,
+                           desc_args_.stride, desc_args_.dilate, desc_args_.pad, desc_args_.pad)
+                     : dnnl::convolution_forward::desc(kind, alg, x, wmd, y, desc_args_.stride,
+                                                       desc_args_.dilate, desc_args_.pad,
+                                                       desc_args_.pad);
+    return dnnl::convolution_forward::primitive_desc(d, DnnlContext::attr(), ctx_.engine());
+  }
+
+  // oneDNN 2.6's Winograd kernels take fp32 3x3 convolutions of stride 1, without groups or
+  // dilation; whether this layer's pass runs one follows the backend's ConvAlgorithm.
+  bool wants_winograd(ConvPass pass) const {
+    if (dt_ != memory::data_type::f32 || p_.kernel != 3 || p_.stride != 1 || p_.dilation != 1 ||
+        p_.groups != 1)
+      return false;
+    switch (ctx_.conv_algorithm()) {
+      case ConvAlgorithm::direct:
+        return false;
+      case ConvAlgorithm::winograd:
+        return true;
+      default:
+        return winograd_wins(pass, x_shape_, p_.out_channels);
+    }
+  }
+
+  // The Winograd forward primitive, also the hint its backward primitives are made with; false
+  // where oneDNN has no Winograd kernel for this layer here (another ISA, say).
+  bool winograd_hint() {
+    if (wino_tried_) return static_cast<bool>(wino_fwd_pd_);
+    wino_tried_ = true;
+    try {
+      // In the master weights' own layout: with `any`, inference would ask for oneDNN's
+      // pre-transformed Winograd format, which no reorder here makes.
+      wino_fwd_pd_ = forward_pd(dnnl::algorithm::convolution_winograd, w_md_);
+    } catch (const dnnl::error&) {
+      wino_fwd_pd_ = {};
+    }
+    return static_cast<bool>(wino_fwd_pd_);
+  }
+
   // Activations: oneDNN's choice (nChw16c on AVX-512), except where nhwc is faster:
   //  - bf16 on AMX: oneDNN 2.6's AMX convolution kernels (brgconv, jit:avx512_core_amx_bf16)
   //    take nhwc only, and with `any` the AVX512-BF16 kernel and its nChw16c win the dispatch;
@@ -138,7 +195,7 @@ class CpuConv final : public ConvOp {
   // weights are not reordered every step; otherwise it takes the layout oneDNN prefers.
   void make_backward_data() {
     auto make = [&](const memory::desc& wmd) {
-      dnnl::convolution_backward_data::desc d(algorithm::convolution_direct,
+      dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct,
                                               activation_md(to_dims(x_shape_)), wmd,
                                               activation_md(to_dims(y_shape_)), desc_args_.stride,
                                               desc_args_.dilate, desc_args_.pad, desc_args_.pad);
@@ -146,10 +203,26 @@ class CpuConv final : public ConvOp {
                                                              fwd_pd_);
     };
     dnnl::convolution_backward_data::primitive_desc pd;
-    try {
-      pd = make(w_md_);
-      if (is_reference_impl(pd.impl_info_str())) pd = {};
-    } catch (const dnnl::error&) {
+    if (wants_winograd(ConvPass::backward_data) && winograd_hint()) {
+      try {
+        dnnl::convolution_backward_data::desc d(
+            dnnl::algorithm::convolution_winograd, activation_md(to_dims(x_shape_)),
+            memory::desc(w_dims_, dt_, Tag::any), activation_md(to_dims(y_shape_)),
+            desc_args_.stride, desc_args_.dilate, desc_args_.pad, desc_args_.pad);
+        pd = dnnl::convolution_backward_data::primitive_desc(d, DnnlContext::attr(), ctx_.engine(),
+                                                             wino_fwd_pd_);
+      } catch (const dnnl::error&) {
+        pd = {};
+      }
+    }
+    algorithm_[1] = pd ? "winograd" : "direct";
+    ctx_.count_conv(ConvPass::backward_data, static_cast<bool>(pd));
+    if (!pd) {
+      try {
+        pd = make(w_md_);
+        if (is_reference_impl(pd.impl_info_str())) pd = {};
+      } catch (const dnnl::error&) {
+      }
     }
     if (!pd) pd = RN_DNNL_CHECK(make(memory::desc(w_dims_, dt_, Tag::any)));
     bd_dx_md_ = pd.diff_src_desc();
@@ -167,27 +240,41 @@ class CpuConv final : public ConvOp {
   void make_backward_weights() {
     const auto f32 = memory::data_type::f32;
     if (make_backward_weights_matmul()) return;
-    auto make = [&](const memory::desc& wmd) {
+    auto make = [&](dnnl::algorithm alg, const memory::desc& wmd,
+                    const dnnl::convolution_forward::primitive_desc& hint) {
       memory::desc x_any = activation_md(to_dims(x_shape_)),
                    y_any = activation_md(to_dims(y_shape_));
       auto d = p_.bias ? dnnl::convolution_backward_weights::desc(
-                             algorithm::convolution_direct, x_any, wmd,
-                             memory::desc({p_.out_channels}, f32, Tag::a), y_any, desc_args_.stride,
-                             desc_args_.dilate, desc_args_.pad, desc_args_.pad)
+                             alg, x_any, wmd, memory::desc({p_.out_channels}, f32, Tag::a), y_any,
+                             desc_args_.stride, desc_args_.dilate, desc_args_.pad, desc_args_.pad)
                        : dnnl::convolution_backward_weights::desc(
-                             algorithm::convolution_direct, x_any, wmd, y_any, desc_args_.stride,
-                             desc_args_.dilate, desc_args_.pad, desc_args_.pad);
+                             alg, x_any, wmd, y_any, desc_args_.stride, desc_args_.dilate,
+                             desc_args_.pad, desc_args_.pad);
       return dnnl::convolution_backward_weights::primitive_desc(d, DnnlContext::attr(),
-                                                                ctx_.engine(), fwd_pd_);
+                                                                ctx_.engine(), hint);
     };
     dnnl::convolution_backward_weights::primitive_desc pd;
-    try {
-      // The weights' layout in f32: where the weight gradient goes, beside its f32 master.
-      pd = make(retyped(w_md_, f32));
-      if (is_reference_impl(pd.impl_info_str())) pd = {};
-    } catch (const dnnl::error&) {
+    if (wants_winograd(ConvPass::backward_weights) && winograd_hint()) {
+      try {
+        pd = make(dnnl::algorithm::convolution_winograd, memory::desc(w_dims_, f32, Tag::any),
+                  wino_fwd_pd_);
+      } catch (const dnnl::error&) {
+        pd = {};
+      }
     }
-    if (!pd) pd = RN_DNNL_CHECK(make(memory::desc(w_dims_, f32, Tag::any)));
+    algorithm_[2] = pd ? "winograd" : "direct";
+    ctx_.count_conv(ConvPass::backward_weights, static_cast<bool>(pd));
+    if (!pd) {
+      try {
+        // The weights' layout in f32: where the weight gradient goes, beside its f32 master.
+        pd = make(dnnl::algorithm::convolution_direct, retyped(w_md_, f32), fwd_pd_);
+        if (is_reference_impl(pd.impl_info_str())) pd = {};
+      } catch (const dnnl::error&) {
+      }
+    }
+    if (!pd)
+      pd = RN_DNNL_CHECK(
+          make(dnnl::algorithm::convolution_direct, memory::desc(w_dims_, f32, Tag::any), fwd_pd_));
     bw_x_md_ = pd.src_desc();
     bw_dw_md_ = pd.diff_weights_desc();
     bw_dy_md_ = pd.diff_dst_desc();
@@ -250,6 +337,8 @@ class CpuConv final : public ConvOp {
                                   {{DNNL_ARG_SRC, dy_t}, {DNNL_ARG_WEIGHTS, x}, {DNNL_ARG_DST, dw}},
                                   pd.scratchpad_desc().get_size());
     bw_matmul_ = true;
+    algorithm_[2] = "direct";
+    ctx_.count_conv(ConvPass::backward_weights, false);
     return true;
   }
 
@@ -260,8 +349,13 @@ class CpuConv final : public ConvOp {
   DType dtype_;
   memory::dims w_dims_;
   DescArgs desc_args_;
-  dnnl::convolution_forward::primitive_desc fwd_pd_;
+  bool training_ = true;
+  dnnl::convolution_forward::primitive_desc fwd_pd_;  // direct: the layouts the network sees
+  dnnl::convolution_forward::primitive_desc wino_fwd_pd_;
+  bool wino_tried_ = false;
+  const char* algorithm_[3] = {"", "", ""};  // of each ConvPass
   memory::desc x_md_, w_md_, y_md_;
+  memory::desc fwd_x_md_, fwd_w_md_, fwd_y_md_;  // of the primitive forward runs
   TensorDesc out_desc_, w_desc_;
   BoundPrimitive fwd_, bwd_data_, bwd_weights_;
   bool bw_matmul_ = false;  // bwd_weights_ is the matmul of make_backward_weights_matmul

@@ -15,6 +15,17 @@ CpuBackend::CpuBackend(int threads) : threads_(threads > 0 ? threads : omp_get_m
   ctx_.set_amx(cpu_isa_name() == "avx512_core_amx");
 }
 
+std::string CpuBackend::conv_algorithm_summary() const {
+  std::string out;
+  const char* names[] = {"forward", "backward-data", "backward-weights"};
+  for (ConvPass pass : {ConvPass::forward, ConvPass::backward_data, ConvPass::backward_weights}) {
+    const int wino = ctx_.conv_count(pass, true), all = wino + ctx_.conv_count(pass, false);
+    if (all == 0) continue;
+    out += str_cat(out.empty() ? "" : ", ", names[static_cast<int>(pass)], " ", wino, " of ", all);
+  }
+  return out.empty() ? out : "Winograd in " + out + " convolutions";
+}
+
 std::string CpuBackend::name() const {
   const dnnl_version_t* v = dnnl_version();
   return str_cat("cpu (oneDNN ", v->major, ".", v->minor, ".", v->patch, ", ", threads_,

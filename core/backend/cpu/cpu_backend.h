@@ -21,6 +21,8 @@ class CpuBackend final : public Backend {
   Tensor upload_persistent(const Tensor& host) override;
   Tensor download(const Tensor& t) override;
 
+  void set_conv_algorithm(ConvAlgorithm a) override { ctx_.set_conv_algorithm(a); }
+  std::string conv_algorithm_summary() const override;
   std::unique_ptr<ConvOp> make_conv(const ConvParams& p, const TensorDesc& x,
                                     bool training) override;
   std::unique_ptr<BatchNormOp> make_batch_norm(const BatchNormParams& p, const TensorDesc& x,

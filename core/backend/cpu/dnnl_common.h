@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/backend/ops.h"
 #include "core/check.h"
 #include "core/tensor.h"
 
@@ -88,6 +89,16 @@ class DnnlContext {
   // Whether oneDNN dispatches AMX here (see cpu_isa_name()): the bf16 layouts depend on it.
   bool amx() const { return amx_; }
   void set_amx(bool amx) { amx_ = amx; }
+  // What convolutions planned from now on run (ConvAlgorithm).
+  ConvAlgorithm conv_algorithm() const { return conv_algorithm_; }
+  void set_conv_algorithm(ConvAlgorithm a) { conv_algorithm_ = a; }
+  // Each planned convolution pass counts its algorithm: [pass][0] direct, [pass][1] Winograd.
+  void count_conv(ConvPass pass, bool winograd) {
+    ++conv_counts_[static_cast<int>(pass)][winograd];
+  }
+  int conv_count(ConvPass pass, bool winograd) const {
+    return conv_counts_[static_cast<int>(pass)][winograd];
+  }
   Tensor allocate(const TensorDesc& d);
   // A primitive attribute asking for user-provided scratchpad.
   static dnnl::primitive_attr attr();
@@ -100,6 +111,8 @@ class DnnlContext {
   size_t scratch_bytes_ = 0;
   int threads_ = 1;
   bool amx_ = false;
+  ConvAlgorithm conv_algorithm_ = ConvAlgorithm::automatic;
+  int conv_counts_[3][2] = {};
 };
 
 // One primitive with its argument memories built once; each run binds the current pointers.

@@ -139,6 +139,21 @@ TEST_F(CliTest, InfoDevicesNamesTheRuntimeLibraries) {
                         {"--devices", "--model"});
 }
 
+// bench --conv-algorithm: what the CPU's convolutions ran is reported; another name is refused.
+TEST_F(CliTest, BenchReportsTheConvolutionAlgorithms) {
+  const CommandResult r =
+      run({"bench", "--model", "resnet20", "--input", "1x12x12", "--batch", "4", "--iters", "1",
+           "--warmup", "0", "--train-only", "--conv-algorithm", "direct", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json_string(r.out, "conv_algorithm"), "direct") << r.out;
+  EXPECT_EQ(json_string(r.out, "conv_algorithms"),
+            "Winograd in forward 0 of 19, backward-data 0 of 18, backward-weights 0 of 19 "
+            "convolutions")
+      << r.out;
+  expect_one_line_error(run({"bench", "--model", "resnet20", "--conv-algorithm", "fft"}),
+                        {"--conv-algorithm must be auto, direct or winograd", "fft"});
+}
+
 TEST_F(CliTest, UnknownModelListsKnownModels) {
   const CommandResult r = run({"info", "--model", "resnet19"});
   expect_one_line_error(r, {"resnet19", "resnet18", "resnet50", "wide_resnet101_2",

@@ -251,7 +251,7 @@ TEST(Config, AutoDeviceAndPrecisionFollowTheJobsFacts) {
 // after it reads a config string again. An override still fixes a bad value of the file.
 TEST(Config, ValidationTypesEveryChoiceAndTheNetwork) {
   const Config c = parse_config(
-      "train: {device: gpu, precision: bf16}\n"
+      "train: {device: gpu, precision: bf16, conv_algorithm: winograd}\n"
       "data: {kind: synthetic, on_bad_sample: error, augment: {recipe: none}}\n"
       "optim: {name: lars, schedule: cosine}\n"
       "model: {name: resnet56, shortcut: exclusive_gate, gate_bias: -6, zero_init_residual: "
@@ -259,6 +259,7 @@ TEST(Config, ValidationTypesEveryChoiceAndTheNetwork) {
       "configs/x.yaml", {"train.device=cuda", "ensemble.split=macs"});
   EXPECT_EQ(c.train.device.value, DeviceKind::cuda);
   EXPECT_EQ(c.train.precision.value, DType::bf16);
+  EXPECT_EQ(c.train.conv_algorithm.value, ConvAlgorithm::winograd);
   EXPECT_EQ(c.data.kind.value, DataKind::synthetic);
   EXPECT_EQ(c.data.on_bad_sample.value, io::BadSamplePolicy::error);
   EXPECT_EQ(c.data.augment.recipe.value, io::Recipe::none);
@@ -274,7 +275,11 @@ TEST(Config, ValidationTypesEveryChoiceAndTheNetwork) {
   // The defaults are typed too.
   const Config d = parse_config("", "configs/x.yaml", {});
   EXPECT_EQ(d.train.precision.value, DType::f32);
+  EXPECT_EQ(d.train.conv_algorithm.value, ConvAlgorithm::automatic);
   EXPECT_EQ(d.data.augment.recipe.value, io::Recipe::pad_crop);
+  EXPECT_NE(parse_error("train: {conv_algorithm: fft}\n")
+                .find("'train.conv_algorithm' must be one of auto, direct, winograd; got 'fft'"),
+            std::string::npos);
   EXPECT_EQ(d.model.spec().name, "resnet20");
   // A network the zoo does not know is refused by validation, before anything runs.
   EXPECT_EQ(parse_error("model: {name: resnet21}\n")
