@@ -21,6 +21,7 @@
 #include "distributed/nccl_communicator.h"
 #include "launch/cli/args.h"
 #include "launch/cli/commands.h"
+#include "launch/train/config.h"
 #include "launch/train/step.h"
 
 namespace rn::launch {
@@ -111,12 +112,11 @@ BenchPlan plan_bench(const Args& args, const Job& job) {
   p.device = job.env.device(p.dev == "cuda" ? DeviceKind::cuda : DeviceKind::cpu);
   p.compute = checked_precision(p.precision, p.device, "--precision");
   p.conv = args.get("conv-algorithm", "auto");
-  if (p.conv == "direct")
-    p.conv_algorithm = ConvAlgorithm::direct;
-  else if (p.conv == "winograd")
-    p.conv_algorithm = ConvAlgorithm::winograd;
-  else if (p.conv != "auto")
+  const auto named = std::find_if(std::begin(kConvAlgorithmNames), std::end(kConvAlgorithmNames),
+                                  [&](const auto& n) { return p.conv == n.first; });
+  if (named == std::end(kConvAlgorithmNames))
     RN_FAIL("--conv-algorithm must be auto, direct or winograd, got '" << p.conv << "'");
+  p.conv_algorithm = named->second;
   p.train = !args.flag("infer-only"), p.infer = !args.flag("train-only");
   p.data_parallel = job.comm.size() > 1 || args.flag("data-parallel");
   return p;

@@ -7,8 +7,10 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "core/backend/ops.h"
 #include "core/models/model_spec.h"
 #include "core/optim/lr_schedule.h"
 #include "core/optim/optimizer.h"
@@ -147,6 +149,13 @@ struct AutoFacts {
   std::string cpu_bf16_why;  // why, or why not: "this CPU has AMX (oneDNN: avx512_core_amx)"
 };
 AutoFacts auto_facts(const distributed::RankEnvironment& env);
+
+// The names of train.conv_algorithm (and of bench --conv-algorithm), in the order errors list
+// them.
+inline constexpr std::pair<const char*, ConvAlgorithm> kConvAlgorithmNames[] = {
+    {"auto", ConvAlgorithm::automatic},
+    {"direct", ConvAlgorithm::direct},
+    {"winograd", ConvAlgorithm::winograd}};
 
 struct TrainConfig {
   int epochs = 1;

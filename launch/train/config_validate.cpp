@@ -6,6 +6,7 @@
 #include <initializer_list>
 #include <optional>
 #include <set>
+#include <span>
 
 #include "core/check.h"
 #include "core/models/model_spec.h"
@@ -226,9 +227,7 @@ class Validator {
             {"fp16", DType::f16},
             {"auto", bf16 ? DType::bf16 : DType::f32}});
     one_of("train.conv_algorithm", t.conv_algorithm,
-           {{"auto", ConvAlgorithm::automatic},
-            {"direct", ConvAlgorithm::direct},
-            {"winograd", ConvAlgorithm::winograd}});
+           std::span<const std::pair<const char*, ConvAlgorithm>>(kConvAlgorithmNames));
     t.auto_choices.value = explain_auto(t, facts);
     require(t.threads >= 0, "train.threads", "0 (automatic) or more", t.threads);
     require(t.log_every >= 1, "train.log_every", "at least 1", t.log_every);
@@ -350,6 +349,11 @@ class Validator {
   template <typename E>
   void one_of(const std::string& key, Choice<E>& choice,
               std::initializer_list<std::pair<const char*, E>> names) const {
+    one_of(key, choice, std::span<const std::pair<const char*, E>>(names.begin(), names.size()));
+  }
+  template <typename E>
+  void one_of(const std::string& key, Choice<E>& choice,
+              std::span<const std::pair<const char*, E>> names) const {
     std::vector<std::string> all;
     for (const auto& [name, value] : names) {
       if (choice.name == name) {

@@ -10,15 +10,15 @@
 namespace rn::cpu {
 namespace {
 
-using dnnl::algorithm;
 using dnnl::prop_kind;
 
 // ConvAlgorithm::automatic: whether Winograd beats the direct kernels on a 3x3 convolution of
-// stride 1 with input `x` (N x C x H x W) and `k` output channels. Measured with oneDNN 2.6 on
-// 2 cores of AVX-512 machines (resnet bench --conv-algorithm, launch/benchmarks.md), Winograd
-// over direct, in direct-equivalent GFLOP/s: backward-weights wins on every ResNet shape
-// (1.6-3.4x); forward and backward-data lose where the layer is 16 channels wide (0.75x at
-// 128 x 16 x 28 x 28: too little work per transformed tile) and win from 32 up (1.3-2.8x).
+// stride 1 with input `x` (N x C x H x W) and `k` output channels. Measured per shape on oneDNN
+// 2.6's primitives, 2 cores of an AVX-512 machine, Winograd over direct in direct-equivalent
+// GFLOP/s: backward-weights wins on every ResNet shape tried (1.6-3.4x); forward and
+// backward-data lose where the layer is 16 channels wide (0.75x at 128 x 16 x 28 x 28: too
+// little work per transformed tile) and win from 32 up (1.3-2.8x). Whole networks:
+// launch/benchmarks.md.
 // A model rather than a timing at start-up, so that the choice, and with it every weight, is
 // the same on every rank and in every run: resume stays exact.
 bool winograd_wins(ConvPass pass, const Shape& x, int64_t k) {
@@ -55,8 +55,7 @@ class CpuConv final : public ConvOp {
     y_md_ = fwd_pd_.dst_desc();
     dnnl::convolution_forward::primitive_desc run = fwd_pd_;
     if (wants_winograd(ConvPass::forward) && winograd_hint()) run = wino_fwd_pd_;
-    algorithm_[0] = run == fwd_pd_ ? "direct" : "winograd";
-    ctx_.count_conv(ConvPass::forward, run != fwd_pd_);
+    chose(ConvPass::forward, run != fwd_pd_);
     fwd_x_md_ = run.src_desc();
     fwd_w_md_ = run.weights_desc();
     fwd_y_md_ = run.dst_desc();
@@ -160,6 +159,12 @@ class CpuConv final : public ConvOp {
     }
   }
 
+  // Records what `pass` runs, for algorithm() and the backend's count.
+  void chose(ConvPass pass, bool winograd) {
+    algorithm_[static_cast<int>(pass)] = winograd ? "winograd" : "direct";
+    ctx_.count_conv(pass, winograd);
+  }
+
   // The Winograd forward primitive, also the hint its backward primitives are made with; false
   // where oneDNN has no Winograd kernel for this layer here (another ISA, say).
   bool winograd_hint() {
@@ -194,37 +199,34 @@ class CpuConv final : public ConvOp {
   // Backward data keeps the forward's weight layout when oneDNN has a fast kernel for it, so the
   // weights are not reordered every step; otherwise it takes the layout oneDNN prefers.
   void make_backward_data() {
-    auto make = [&](const memory::desc& wmd) {
-      dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct,
-                                              activation_md(to_dims(x_shape_)), wmd,
+    auto make = [&](dnnl::algorithm alg, const memory::desc& wmd,
+                    const dnnl::convolution_forward::primitive_desc& hint) {
+      dnnl::convolution_backward_data::desc d(alg, activation_md(to_dims(x_shape_)), wmd,
                                               activation_md(to_dims(y_shape_)), desc_args_.stride,
                                               desc_args_.dilate, desc_args_.pad, desc_args_.pad);
       return dnnl::convolution_backward_data::primitive_desc(d, DnnlContext::attr(), ctx_.engine(),
-                                                             fwd_pd_);
+                                                             hint);
     };
     dnnl::convolution_backward_data::primitive_desc pd;
     if (wants_winograd(ConvPass::backward_data) && winograd_hint()) {
       try {
-        dnnl::convolution_backward_data::desc d(
-            dnnl::algorithm::convolution_winograd, activation_md(to_dims(x_shape_)),
-            memory::desc(w_dims_, dt_, Tag::any), activation_md(to_dims(y_shape_)),
-            desc_args_.stride, desc_args_.dilate, desc_args_.pad, desc_args_.pad);
-        pd = dnnl::convolution_backward_data::primitive_desc(d, DnnlContext::attr(), ctx_.engine(),
-                                                             wino_fwd_pd_);
+        pd = make(dnnl::algorithm::convolution_winograd, memory::desc(w_dims_, dt_, Tag::any),
+                  wino_fwd_pd_);
       } catch (const dnnl::error&) {
         pd = {};
       }
     }
-    algorithm_[1] = pd ? "winograd" : "direct";
-    ctx_.count_conv(ConvPass::backward_data, static_cast<bool>(pd));
+    chose(ConvPass::backward_data, static_cast<bool>(pd));
     if (!pd) {
       try {
-        pd = make(w_md_);
+        pd = make(dnnl::algorithm::convolution_direct, w_md_, fwd_pd_);
         if (is_reference_impl(pd.impl_info_str())) pd = {};
       } catch (const dnnl::error&) {
       }
     }
-    if (!pd) pd = RN_DNNL_CHECK(make(memory::desc(w_dims_, dt_, Tag::any)));
+    if (!pd)
+      pd = RN_DNNL_CHECK(
+          make(dnnl::algorithm::convolution_direct, memory::desc(w_dims_, dt_, Tag::any), fwd_pd_));
     bd_dx_md_ = pd.diff_src_desc();
     bd_w_md_ = pd.weights_desc();
     bd_dy_md_ = pd.diff_dst_desc();
@@ -262,8 +264,7 @@ class CpuConv final : public ConvOp {
         pd = {};
       }
     }
-    algorithm_[2] = pd ? "winograd" : "direct";
-    ctx_.count_conv(ConvPass::backward_weights, static_cast<bool>(pd));
+    chose(ConvPass::backward_weights, static_cast<bool>(pd));
     if (!pd) {
       try {
         // The weights' layout in f32: where the weight gradient goes, beside its f32 master.
@@ -337,8 +338,7 @@ class CpuConv final : public ConvOp {
                                   {{DNNL_ARG_SRC, dy_t}, {DNNL_ARG_WEIGHTS, x}, {DNNL_ARG_DST, dw}},
                                   pd.scratchpad_desc().get_size());
     bw_matmul_ = true;
-    algorithm_[2] = "direct";
-    ctx_.count_conv(ConvPass::backward_weights, false);
+    chose(ConvPass::backward_weights, false);
     return true;
   }
 
