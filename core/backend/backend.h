@@ -267,6 +267,10 @@ struct Bf16Verdict {
   std::string why;
 };
 Bf16Verdict cpu_bf16_verdict();
+// The fp32 peak of `threads` cores in GFLOP/s: ~10 ms of the widest FMAs they have (AVX-512 or
+// AVX2) on that many threads at once (one per core: the clock all of them sustain), best of
+// five, two flops per multiply-add; 0 where not measured (another architecture).
+double cpu_fp32_peak_gflops(int threads);
 // Throws where the project was built without CUDA. `math`: TF32 for fp32 or not (MathMode).
 std::unique_ptr<Backend> make_cuda_backend(int device_index, MathMode math = MathMode::fast);
 bool cuda_available();

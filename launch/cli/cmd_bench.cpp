@@ -12,8 +12,10 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <thread>
 
+#include "core/backend/profiler.h"
 #include "core/check.h"
 #include "core/models/model_spec.h"
 #include "core/nn/init.h"
@@ -93,7 +95,7 @@ struct BenchPlan {
   Device device;
   DType compute = DType::f32;
   ConvAlgorithm conv_algorithm = ConvAlgorithm::automatic;
-  bool train = true, infer = true, data_parallel = false;
+  bool train = true, infer = true, data_parallel = false, profile = false;
 };
 
 BenchPlan plan_bench(const Args& args, const Job& job) {
@@ -119,6 +121,7 @@ BenchPlan plan_bench(const Args& args, const Job& job) {
   p.conv_algorithm = named->second;
   p.train = !args.flag("infer-only"), p.infer = !args.flag("train-only");
   p.data_parallel = job.comm.size() > 1 || args.flag("data-parallel");
+  p.profile = args.flag("profile");
   return p;
 }
 
@@ -129,19 +132,44 @@ struct BenchTimes {
   std::string allreduce = "none";
   std::string conv_summary;  // the convolutions' algorithms, where the backend chooses
   UploadTimes upload;
+  std::optional<ProfileReport> train_profile, infer_profile;  // --profile
+};
+
+double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0 : s / static_cast<double>(v.size());
+}
+
+// --profile: `iters` more steps, each call timed, after the figures above (which it does not
+// slow).
+struct ProfileRun {
+  Profiler& profiler;
+  double peak_gflops = 0;
+  int iters = 0;
+  template <typename F>
+  ProfileReport operator()(F step) {
+    profiler.reset();
+    profiler.set_enabled(true);
+    const std::vector<double> t = time_iterations(0, iters, step);
+    profiler.set_enabled(false);
+    return make_profile_report(profiler, iters, mean(t), peak_gflops);
+  }
 };
 
 // Training steps on a batch that stays on the device: the first step apart (it plans every
 // layer: cuDNN's algorithm search for each convolution shape on CUDA, oneDNN's primitives on the
 // CPU, the first allocations), then the median; data-parallel, with and without the gradient
 // all-reduce (NCCL on GPUs, as in training: MPI here is not CUDA-aware).
-void time_training(const BenchPlan& p, Backend& backend, models::Network& net, StepRunner& runner,
-                   const Tensor& images, const Tensor& labels, distributed::Communicator& comm,
+// `device_backend`: the backend itself, under the profiling one with --profile (NCCL takes it).
+void time_training(const BenchPlan& p, Backend& backend, Backend& device_backend,
+                   models::Network& net, StepRunner& runner, const Tensor& images,
+                   const Tensor& labels, distributed::Communicator& comm, ProfileRun* profile,
                    BenchTimes& t) {
   const int world = comm.size();
   std::unique_ptr<distributed::Communicator> nccl;
   if (p.data_parallel && p.device.kind == DeviceKind::cuda)
-    nccl = distributed::make_nccl_communicator(comm, backend);
+    nccl = distributed::make_nccl_communicator(comm, device_backend);
   t.allreduce = !p.data_parallel ? "none" : nccl ? "nccl" : world > 1 ? "mpi" : "local";
   const Tensor dev_images = backend.upload_persistent(images);
   const Tensor dev_labels = backend.upload_persistent(labels);
@@ -157,12 +185,14 @@ void time_training(const BenchPlan& p, Backend& backend, models::Network& net, S
     distributed::GradientBucketer bucketer(backend, nccl ? *nccl : comm, net.parameters());
     runner.set_gradient_sync([&] { bucketer.finish(); }, [&] { bucketer.confirm(); });
     t.train_med = median(time_iterations(p.warmup, p.iters, train));
+    if (profile) t.train_profile = (*profile)(train);
     runner.set_gradient_sync(nullptr);
     // Averaged over ranks: equal with communication, each rank its own without.
     t.train_med = comm.all_reduce_sum(t.train_med) / world;
     t.local_med = comm.all_reduce_sum(t.local_med) / world;
   } else {
     t.train_med = median(time_iterations(p.warmup, p.iters, train));
+    if (profile) t.train_profile = (*profile)(train);
     // On the CPU an upload is a copy in memory, nothing to time.
     if (p.device.kind == DeviceKind::cuda)
       t.upload = time_uploads(backend, runner, images, dev_labels, p.warmup, p.iters);
@@ -190,7 +220,14 @@ void print_bench_json(const BenchPlan& p, const BenchTimes& t, int64_t macs,
       world, t.allreduce.c_str(), t.local_med, t.overhead, batch_mib, t.upload.pageable_s,
       t.upload.pinned_s, t.upload.overlapped_step_s, t.first_step_s, p.conv.c_str(),
       t.conv_summary.c_str());
-  std::cout << buf << "\n";
+  std::string json = buf;
+  if (t.train_profile || t.infer_profile) {
+    json.pop_back();  // the closing brace
+    if (t.train_profile) json += ", \"profile_train\": " + profile_json(*t.train_profile);
+    if (t.infer_profile) json += ", \"profile_infer\": " + profile_json(*t.infer_profile);
+    json += "}";
+  }
+  std::cout << json << "\n";
 }
 
 void print_bench_text(const BenchPlan& p, const BenchTimes& t, const std::string& backend,
@@ -219,6 +256,10 @@ void print_bench_text(const BenchPlan& p, const BenchTimes& t, const std::string
   if (!t.conv_summary.empty())
     std::printf("  --conv-algorithm %s: %s\n", p.conv.c_str(), t.conv_summary.c_str());
   std::printf("  peak resident memory %.1f MiB\n", peak_rss_mib());
+  if (t.train_profile)
+    std::printf("training step profile:\n%s", profile_text(*t.train_profile, 15).c_str());
+  if (t.infer_profile)
+    std::printf("inference profile:\n%s", profile_text(*t.infer_profile, 15).c_str());
 }
 
 }  // namespace
@@ -243,6 +284,9 @@ const CommandSpec& bench_command() {
        {"train-only", Flag::Takes::nothing, "", "time training steps only"},
        {"infer-only", Flag::Takes::nothing, "", "time inference only"},
        {"data-parallel", Flag::Takes::nothing, "", "with the gradient all-reduce on one rank too"},
+       {"profile", Flag::Takes::nothing, "",
+        "where a step's time goes: by op kind and layer, convolutions per pass against the "
+        "peak"},
        {"allreduce", Flag::Takes::nothing, "",
         "all-reduce of a network's gradients (--model, "
         "default resnet50)"},
@@ -261,13 +305,27 @@ int run_bench(const std::vector<std::string>& argv, const Job& job) {
   if (args.flag("allreduce")) return run_allreduce_bench(args, job);
   if (args.flag("peak")) return run_peak_bench(args, job);
   const BenchPlan p = plan_bench(args, job);
-  auto backend = make_backend(p.device, p.threads);
-  backend->set_conv_algorithm(p.conv_algorithm);
+  auto device_backend = make_backend(p.device, p.threads);
+  device_backend->set_conv_algorithm(p.conv_algorithm);
+  // --profile: everything runs through the profiling backend, timing off until the profile.
+  Profiler profiler;
+  std::unique_ptr<Backend> profiling;
+  std::optional<ProfileRun> profile;
+  if (p.profile) {
+    profiling = make_profiling_backend(*device_backend, profiler);
+    // The peak of fp32 on the CPU: one core's FMAs times the threads (one per core).
+    const double peak = p.device.kind == DeviceKind::cpu && p.compute == DType::f32
+                            ? cpu_fp32_peak_gflops(p.threads)
+                            : 0;
+    profile.emplace(ProfileRun{profiler, peak, p.iters});
+  }
+  Backend* const backend = profiling ? profiling.get() : device_backend.get();
   auto net =
       models::build_model(*backend, models::model_spec(p.name, p.d.channels, p.d.classes), 0);
   StepRunner runner(*backend, *net, optim::OptimizerOptions{.momentum = 0.9, .weight_decay = 5e-4},
                     CrossEntropyParams{});
   if (p.compute != DType::f32) runner.set_precision(p.compute);
+  if (profile) runner.set_profiler(&profiler);
 
   nn::InitRng rng(1);
   const Shape in{p.batch, p.d.channels, p.d.height, p.d.width};
@@ -278,13 +336,17 @@ int run_bench(const std::vector<std::string>& argv, const Job& job) {
 
   const int64_t macs = net->macs(Shape{1, p.d.channels, p.d.height, p.d.width});
   BenchTimes t;
-  if (p.train) time_training(p, *backend, *net, runner, images, labels, comm, t);
+  if (p.train)
+    time_training(p, *backend, *device_backend, *net, runner, images, labels, comm,
+                  profile ? &*profile : nullptr, t);
   if (p.infer) {
-    t.infer_med = median(time_iterations(p.warmup, p.iters, [&] {
+    const auto infer = [&] {
       runner.predict(images);
       backend->synchronize();
-    }));
+    };
+    t.infer_med = median(time_iterations(p.warmup, p.iters, infer));
     t.infer_ips = p.batch / t.infer_med;
+    if (profile) t.infer_profile = (*profile)(infer);
   }
   // Training is counted as three forward passes (forward, backward-data, backward-weights).
   t.train_gflops = t.train_ips * 3 * 2 * macs / 1e9, t.infer_gflops = t.infer_ips * 2 * macs / 1e9;

@@ -46,6 +46,9 @@ const CommandSpec& train_command() {
         "continue from the newest complete checkpoint of run_dir, or from FILE"},
        {"dry-run", Flag::Takes::nothing, "",
         "check the config, the networks, the device and the data, then stop (nothing written)"},
+       {"profile", Flag::Takes::value, "N",
+        "time N steps after the first 10 by op kind and layer: a table in the log, "
+        "profile.json in run_dir"},
        {"verbose", Flag::Takes::nothing, "", "debug lines, on every rank"}}};
   return c;
 }
@@ -62,12 +65,18 @@ int run_train(const std::vector<std::string>& argv, const Job& job) {
     for (const auto& l : lines) std::printf("  %s\n", l.c_str());
     return 0;
   }
+  const int profile_steps = args.get_int("profile", 0);
+  if (args.has("profile") && profile_steps < 1)
+    RN_FAIL("--profile must be a number of steps >= 1, got " << profile_steps);
   for (const std::string& l : cfg.train.auto_choices.value) RN_LOG(info) << l;
   if (!cfg.ensemble.members.empty()) {
+    if (profile_steps > 0)
+      RN_FAIL("--profile profiles one network: train a member's own config to profile it");
     const EnsembleResult r = train_ensemble(cfg, comm, job.env, job.hooks, args.get("resume"));
     return comm.rank() == 0 ? report_ensemble(cfg, r) : 0;
   }
-  const TrainResult r = train(cfg, comm, job.env, args.get("resume"), {.hooks = job.hooks});
+  const TrainResult r = train(cfg, comm, job.env, args.get("resume"),
+                              {.hooks = job.hooks, .profile_steps = profile_steps});
   if (comm.rank() != 0) return 0;
   if (r.preempted) {
     std::printf("stopped by signal after %lld steps: checkpoint %s\n",

@@ -47,6 +47,23 @@ void StepRunner::set_precision(DType compute) {
   scaler_ = compute == DType::f16 ? std::make_unique<optim::LossScaler>() : nullptr;
 }
 
+void StepRunner::set_profiler(Profiler* profiler) {
+  profiler_ = profiler;
+  if (profiler) wait_entry_ = profiler->entry("all-reduce wait", "the gradients' (host waits)");
+}
+
+void StepRunner::sync() {
+  if (!profiler_) return sync_();
+  Profiler::Scope s(*profiler_, wait_entry_);
+  sync_();
+}
+
+void StepRunner::confirm() {
+  if (!profiler_) return confirm_();
+  Profiler::Scope s(*profiler_, wait_entry_);
+  confirm_();
+}
+
 Tensor to_compute(Backend& backend, const Tensor& x, DType compute) {
   if (x.dtype() == compute) return x;
   Tensor out = backend.allocate(TensorDesc{x.shape(), compute, nullptr});
@@ -72,17 +89,17 @@ LossStats StepRunner::train_step_on_device(const Tensor& images, const Tensor& l
   backend_.queue_softmax_cross_entropy(logits, labels, loss_, &dlogits_);
   if (scaler_) backend_.scale(dlogits_, scaler_->scale());
   net_.backward(dlogits_);
-  if (sync_) sync_();
+  if (sync_) sync();
   if (scaler_) {
     // The overflow check reads the summed gradients on the host: the collectives first, under
     // the stall watchdog. An overflowed fp16 step is skipped (after the all-reduce, so every
     // rank skips it alike).
-    if (confirm_) confirm_();
+    if (confirm_) confirm();
     if (!scaler_->unscale(backend_, optimizer_.parameters())) return backend_.queued_loss_stats();
   }
   optimizer_.step(lr);
   // Waits, under the watchdog, for collectives left to the device (NCCL) while the update runs.
-  if (confirm_) confirm_();
+  if (confirm_) confirm();
   return backend_.queued_loss_stats();
 }
 

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 
+#include "core/backend/profiler.h"
 #include "core/models/model_spec.h"
 #include "core/optim/loss_scaler.h"
 #include "core/optim/optimizer.h"
@@ -44,6 +45,9 @@ class StepRunner {
   // Mixed precision: activations in `compute` (bf16 or f16; the parameters stay f32 masters).
   // f16 also scales the loss dynamically.
   void set_precision(DType compute);
+  // The host's time in `sync` and `confirm` counted in `profiler` as "all-reduce wait" (while
+  // the profiler is on); nullptr: not counted.
+  void set_profiler(Profiler* profiler);
   DType precision() const { return compute_; }
   const optim::LossScaler* loss_scaler() const { return scaler_.get(); }
 
@@ -55,6 +59,10 @@ class StepRunner {
 
   Tensor dlogits_;
   std::function<void()> sync_, confirm_;
+  Profiler* profiler_ = nullptr;
+  int wait_entry_ = -1;
+  void sync();     // sync_, timed
+  void confirm();  // confirm_, timed
   DType compute_ = DType::f32;
   std::unique_ptr<optim::LossScaler> scaler_;
 };

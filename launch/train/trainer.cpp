@@ -139,11 +139,21 @@ void Trainer::build() {
   sharing_ = checkpoint_sharing(env_, comm_, options_.hooks);
   const bool on_gpu = cfg_.train.device.value == DeviceKind::cuda;
   // One GPU per rank, by the rank's place on its node.
-  backend_ =
+  device_backend_ =
       make_backend(env_.device(cfg_.train.device.value), env_.threads_or(cfg_.train.threads));
-  backend_->set_conv_algorithm(cfg_.train.conv_algorithm.value);
+  device_backend_->set_conv_algorithm(cfg_.train.conv_algorithm.value);
+  if (options_.profile_steps > 0) {
+    backend_ = make_profiling_backend(*device_backend_, profiler_);
+    loader_entry_ = profiler_.entry("loader wait", "the next batch");
+    batch_entry_ = profiler_.entry("loader wait", "the batch into tensors");
+    stop_entry_ = profiler_.entry("stop-signal check", "all ranks agree to go on");
+  } else {
+    backend_ = std::move(device_backend_);
+  }
   // GPU buffers are summed and broadcast by NCCL; MPI keeps the host-side collectives.
-  if (on_gpu && world_ > 1) nccl_ = distributed::make_nccl_communicator(comm_, *backend_);
+  if (on_gpu && world_ > 1)
+    nccl_ =
+        distributed::make_nccl_communicator(comm_, device_backend_ ? *device_backend_ : *backend_);
   distributed::Communicator& device_comm = nccl_ ? *nccl_ : comm_;
   net_ = models::build_model(*backend_, spec_, cfg_.train.seed);
   for (auto& p : net_->parameters())
@@ -154,6 +164,7 @@ void Trainer::build() {
       CrossEntropyParams{static_cast<float>(cfg_.optim.label_smoothing)});
   // bf16 / fp16 activations with f32 master weights (where the device has them: checked above).
   if (compute_ != DType::f32) runner_->set_precision(compute_);
+  if (options_.profile_steps > 0) runner_->set_profiler(&profiler_);
   if (world_ > 1) {
     nodes_ = env_.layout_of(comm_.world_ranks());
     const auto mib = [](double m) { return static_cast<size_t>(m * (1 << 20)); };
@@ -265,12 +276,46 @@ void Trainer::report(const TrainProgress& p) const {
   if (options_.on_progress) options_.on_progress(p);
 }
 
+void Trainer::start_profile() {
+  profiler_.reset();
+  profiler_.set_enabled(true);
+  profile_t0_ = Clock::now();
+}
+
+// Rank 0's profile, in the log and in run_dir/profile.json.
+void Trainer::finish_profile() {
+  profiler_.set_enabled(false);
+  const auto steps = static_cast<int>(profile_to_ - profile_from_);
+  const double step_s = seconds_since(profile_t0_) / steps;
+  const bool cpu_fp32 = backend_->device().kind == DeviceKind::cpu && compute_ == DType::f32;
+  const double peak = cpu_fp32 ? cpu_fp32_peak_gflops(env_.threads_or(cfg_.train.threads)) : 0;
+  const ProfileReport r = make_profile_report(profiler_, steps, step_s, peak);
+  if (!lead_) return;
+  RN_LOG(info) << "profile of steps " << profile_from_ + 1 << "-" << profile_to_
+               << " (rank 0; also in profile.json):";
+  std::istringstream lines(profile_text(r, 15));
+  for (std::string l; std::getline(lines, l);) RN_LOG(info) << l;
+  const std::string path = (std::filesystem::path(cfg_.run_dir) / "profile.json").string();
+  std::ofstream f(path);
+  if (!(f << profile_json(r) << "\n")) RN_LOG(warning) << "cannot write " << path;
+}
+
 TrainResult Trainer::run(const std::string& resume) {
   if (!options_.signals) own_signals_ = std::make_unique<StopSignals>();
   restore(resume);
   train_time_ = ckpt_.train_time_s;
   train_images_ = ckpt_.train_images;
   step_ = ckpt_.step;
+  if (options_.profile_steps > 0) {
+    // After up to 10 steps of warm-up (planning, the pool's first allocations), inside the run.
+    const int64_t left = total_steps_ - step_;
+    profile_from_ =
+        step_ + std::min<int64_t>(10, std::max<int64_t>(0, left - options_.profile_steps));
+    // Within one epoch, so that no evaluation falls inside.
+    const int64_t epoch_end = (profile_from_ / steps_per_epoch_ + 1) * steps_per_epoch_;
+    profile_to_ = std::min({total_steps_, epoch_end, profile_from_ + options_.profile_steps});
+    if (profile_to_ <= profile_from_) profile_from_ = profile_to_ = -1;
+  }
   if (ckpt_.epoch >= cfg_.train.epochs || step_ >= total_steps_) {
     RN_LOG(info) << "training already finished (" << step_ << " of " << total_steps_
                  << " steps): nothing to do";
@@ -313,8 +358,16 @@ bool Trainer::train_epoch(int epoch, EpochSums& sums) {
   io::HostBatch batch;
   BatchTensors bt;
   const StopSignals& signals = options_.signals ? *options_.signals : *own_signals_;
-  while (step_ < total_steps_ && loader_->next(batch)) {
-    bt.fill(batch);
+  while (step_ < total_steps_) {
+    if (step_ == profile_from_) start_profile();
+    {
+      Profiler::Scope wait(profiler_, loader_entry_);
+      if (!loader_->next(batch)) break;
+    }
+    {
+      Profiler::Scope fill(profiler_, batch_entry_);
+      bt.fill(batch);
+    }
     sums.bad += batch.bad;
     sums.lr = schedule_->lr_at(step_);
     net_->set_noise_key(io::counter_hash(cfg_.train.seed, io::RngStream::dropout,
@@ -336,6 +389,7 @@ bool Trainer::train_epoch(int epoch, EpochSums& sums) {
       if (const std::string c = backend_->conv_algorithm_summary(); !c.empty())
         RN_LOG(info) << "train.conv_algorithm " << cfg_.train.conv_algorithm << ": " << c;
     }
+    if (step_ == profile_to_) finish_profile();
     sums.loss_sum += s.loss * batch.n, sums.window_loss += s.loss * batch.n;
     sums.correct += s.top1, sums.window_correct += s.top1;
     sums.seen += batch.n, sums.window_seen += batch.n;
@@ -344,6 +398,7 @@ bool Trainer::train_epoch(int epoch, EpochSums& sums) {
     ++sums.batch;
     bool stop = false;
     try {
+      Profiler::Scope check(profiler_, stop_entry_);
       stop = stop_requested(signals, comm_);
     } catch (const distributed::CollectiveTimeout& e) {
       throw distributed::CollectiveTimeout(str_cat(

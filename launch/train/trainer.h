@@ -59,6 +59,9 @@ struct TrainerOptions {
   const StopSignals* signals = nullptr;
   // Called on every rank after each step, at each progress line and after each evaluation.
   std::function<void(const TrainProgress&)> on_progress;
+  // Profile this many steps (after the run's first 10, which plan the layers), then go on: a
+  // table in the log and profile.json in run_dir (rank 0's steps). 0: no profile.
+  int profile_steps = 0;
 };
 
 // Evaluates every sample of `data` once across the ranks of `comm`, in batches of the config's
@@ -106,6 +109,8 @@ class Trainer {
   // Where the run stands after step_ of `epoch` (0-based), for `event`.
   TrainProgress progress_at(TrainProgress::Event event, int epoch) const;
   void report(const TrainProgress& p) const;
+  void start_profile();
+  void finish_profile();
 
   const Config cfg_;
   distributed::Communicator& comm_;
@@ -119,6 +124,9 @@ class Trainer {
   std::unique_ptr<LogFile> log_file_;
   DataSplits data_;
   CheckpointSharing sharing_;  // how this group's ranks read and write checkpoints
+  // With a profile, backend_ is the profiling backend over device_backend_.
+  Profiler profiler_;
+  std::unique_ptr<Backend> device_backend_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<distributed::Communicator> nccl_;
   std::unique_ptr<models::Network> net_;
@@ -131,7 +139,11 @@ class Trainer {
   std::unique_ptr<StopSignals> own_signals_;
   int64_t steps_per_epoch_ = 0, total_steps_ = 0, step_ = 0;
   bool conv_algorithms_logged_ = false;  // the convolutions' algorithms, said after step 1
-  std::ofstream metrics_, steps_;        // one line per evaluated epoch; per train.log_every steps
+  // The profiled steps are profile_from_ + 1 .. profile_to_ (none: -1).
+  int64_t profile_from_ = -1, profile_to_ = -1;
+  Clock::time_point profile_t0_;
+  int loader_entry_ = -1, batch_entry_ = -1, stop_entry_ = -1;
+  std::ofstream metrics_, steps_;  // one line per evaluated epoch; per train.log_every steps
   TrainerState ckpt_;
   double train_time_ = 0;
   int64_t train_images_ = 0;

@@ -1,10 +1,12 @@
 // Whether bf16 pays on this CPU: with AMX it does; with AVX512-BF16 alone it depends on the
 // processor (an EPYC runs vdpbf16ps at twice the multiply-adds of its fp32 FMAs, some Xeons at
 // half of them), so a few milliseconds of both instructions decide, as launch/scripts/simd_peak.c
-// measures them.
+// measures them. The fp32 FMA loop also gives the peak a step profile compares against.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <thread>
+#include <vector>
 
 #include "core/backend/backend.h"
 #include "core/check.h"
@@ -21,6 +23,7 @@ constexpr int kChains = 24;  // independent accumulators: throughput, not latenc
 // The chains written out, so that each stays in a register (a loop over them was interchanged
 // with the rounds and went through memory, measuring latency instead).
 // clang-format off
+#define RN_REPEAT12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define RN_REPEAT24(X) \
   X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) \
   X(12) X(13) X(14) X(15) X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23)
@@ -41,19 +44,41 @@ __attribute__((target("avx512f"))) void keep(const __m512* acc) {
 }
 
 // Multiply-adds per second of 512-bit fp32 FMAs (16 per instruction).
-__attribute__((target("avx512f"))) double fp32_fma_rate() {
+__attribute__((target("avx512f"))) double fp32_fma_rate(long rounds = kRounds) {
   __m512 acc[kChains];
   for (auto& a : acc) a = _mm512_setzero_ps();
   const __m512 x = _mm512_set1_ps(1.0001f), y = _mm512_set1_ps(0.9999f);
   const auto t0 = std::chrono::steady_clock::now();
-  for (long n = 0; n < kRounds; ++n) {
+  for (long n = 0; n < rounds; ++n) {
 #define RN_FMA(i) acc[i] = _mm512_fmadd_ps(x, y, acc[i]);
     RN_REPEAT24(RN_FMA)
 #undef RN_FMA
   }
   const double s = seconds_since(t0);
   keep(acc);
-  return kRounds * kChains * 16.0 / s;
+  return rounds * kChains * 16.0 / s;
+}
+
+// The same with 256-bit FMAs (8 per instruction), for CPUs without AVX-512: 12 chains, as AVX2
+// has 16 registers.
+__attribute__((target("avx2,fma"))) double fp32_fma_rate_avx2(long rounds) {
+  constexpr int kChains = 12;
+  __m256 acc[kChains];
+  for (auto& a : acc) a = _mm256_setzero_ps();
+  const __m256 x = _mm256_set1_ps(1.0001f), y = _mm256_set1_ps(0.9999f);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (long n = 0; n < rounds; ++n) {
+#define RN_FMA(i) acc[i] = _mm256_fmadd_ps(x, y, acc[i]);
+    RN_REPEAT12(RN_FMA)
+#undef RN_FMA
+  }
+  const double s = seconds_since(t0);
+  __m256 sum = acc[0];
+  for (int i = 1; i < kChains; ++i) sum = _mm256_add_ps(sum, acc[i]);
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, sum);
+  asm volatile("" : : "r"(lanes) : "memory");
+  return rounds * kChains * 8.0 / s;
 }
 
 // Multiply-adds per second of 512-bit bf16 dot products (32 per instruction).
@@ -74,6 +99,30 @@ __attribute__((target("avx512f,avx512bf16"))) double bf16_dot_rate() {
 #endif
 
 }  // namespace
+
+double cpu_fp32_peak_gflops(int threads) {
+#if defined(__x86_64__)
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (!avx512 && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return 0;
+  constexpr long kPeakRounds = 2000000;  // some 10 ms a run
+  double best = 0;
+  for (int round = 0; round < 5; ++round) {
+    std::vector<double> rate(static_cast<size_t>(std::max(threads, 1)));
+    std::vector<std::thread> pool;
+    for (size_t t = 0; t < rate.size(); ++t)
+      pool.emplace_back([&rate, t, avx512] {
+        rate[t] = avx512 ? fp32_fma_rate(kPeakRounds) : fp32_fma_rate_avx2(kPeakRounds);
+      });
+    for (std::thread& t : pool) t.join();
+    double sum = 0;
+    for (double r : rate) sum += r;
+    best = std::max(best, sum);
+  }
+  return 2 * best / 1e9;
+#else
+  return 0;
+#endif
+}
 
 Bf16Verdict cpu_bf16_verdict() {
   const std::string isa = cpu_isa_name();

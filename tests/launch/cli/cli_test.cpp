@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -152,6 +153,33 @@ TEST_F(CliTest, BenchReportsTheConvolutionAlgorithms) {
       << r.out;
   expect_one_line_error(run({"bench", "--model", "resnet20", "--conv-algorithm", "fft"}),
                         {"--conv-algorithm must be auto, direct or winograd", "fft"});
+}
+
+// bench --profile: the timed steps again with each call timed, by kind and by layer, for
+// training and inference; in the JSON form as two objects.
+TEST_F(CliTest, BenchProfileSaysWhereTheStepGoes) {
+  const std::vector<std::string> args = {"bench",   "--model",  "resnet20", "--input",
+                                         "1x12x12", "--batch",  "4",        "--iters",
+                                         "2",       "--warmup", "0",        "--profile"};
+  const CommandResult r = run(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const size_t train = r.out.find("training step profile:\n  2 steps of ");
+  const size_t infer = r.out.find("inference profile:\n  2 steps of ");
+  ASSERT_NE(train, std::string::npos) << r.out;
+  ASSERT_NE(infer, std::string::npos) << r.out;
+  const std::string train_part = r.out.substr(train, infer - train);
+  for (const char* kind : {"conv forward", "conv backward-data", "conv backward-weights",
+                           "batch norm", "element-wise", "loss", "optimizer"})
+    EXPECT_NE(train_part.find(std::string("\n  ") + kind + " "), std::string::npos) << kind;
+  EXPECT_NE(train_part.find("the 15 slowest of 40 layers"), std::string::npos) << train_part;
+  EXPECT_EQ(r.out.substr(infer).find("conv backward"), std::string::npos) << r.out;
+  std::vector<std::string> json_args = args;
+  json_args.push_back("--json");
+  const CommandResult j = run(json_args);
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  EXPECT_EQ(std::count(j.out.begin(), j.out.end(), '\n'), 1) << j.out;
+  EXPECT_NE(j.out.find("\"profile_train\": {\"steps\": 2, "), std::string::npos) << j.out;
+  EXPECT_NE(j.out.find("\"profile_infer\": {\"steps\": 2, "), std::string::npos) << j.out;
 }
 
 TEST_F(CliTest, UnknownModelListsKnownModels) {

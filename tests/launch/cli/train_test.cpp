@@ -229,6 +229,43 @@ TEST_F(TrainTest, TwoRanksTrainOneModel) {
   EXPECT_NE(r.out.find("(1000 test samples)"), std::string::npos) << r.out;
 }
 
+// train --profile N: N steps after the first 10 profiled on two ranks (the loader's and the
+// all-reduce's waits among the kinds), in the log and profile.json; the run trains exactly as
+// without it; a bad count or an ensemble is one line.
+TEST_F(TrainTest, ProfileOfStepsLeavesTheRunUnchanged) {
+  if (!fs::exists(kData)) GTEST_SKIP() << "Fashion-MNIST not installed";
+  if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed";
+  const std::string cfg = write_config(base_config());
+  const std::string args =
+      "train --config " + cfg + " --set train.threads=1 --set train.max_steps=16";
+  const auto plain = run_resnet(args, mpirun_prefix(2));
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const std::string plain_metrics = read_text(dir_ / "run" / "metrics.jsonl");
+  fs::remove_all(dir_ / "run");
+  const auto r = run_resnet(args + " --profile 4", mpirun_prefix(2));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err_lines_with("profile of steps 11-14 (rank 0; also in profile.json)"), 1) << r.err;
+  for (const char* kind :
+       {"conv forward", "conv backward-weights", "batch norm", "element-wise", "optimizer",
+        "loader wait", "all-reduce wait", "other (host between calls)"})
+    EXPECT_EQ(r.err_lines_with(std::string("]   ") + kind + " "), 1) << kind << "\n" << r.err;
+  const std::string json = read_text(dir_ / "run" / "profile.json");
+  EXPECT_EQ(json_number(json, "steps"), 4) << json;
+  EXPECT_GT(json_number(json, "step_s"), 0) << json;
+  EXPECT_NE(json.find("\"kind\": \"loader wait\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"what\": \"conv 3x3/1 16->16 at 28x28\""), std::string::npos) << json;
+  // The same losses and accuracies, to the last digit printed.
+  const auto numbers = [](const std::string& line) {
+    std::string kept;
+    for (const char* key : {"train_loss", "train_top1", "test_loss", "test_top1"})
+      kept += std::to_string(json_number(line, key)) + " ";
+    return kept;
+  };
+  EXPECT_EQ(numbers(read_text(dir_ / "run" / "metrics.jsonl")), numbers(plain_metrics));
+  expect_one_line_error("train --config " + cfg + " --profile 0",
+                        {"--profile must be a number of steps >= 1"});
+}
+
 TEST_F(TrainTest, ErrorOnEveryRankIsPrintedOnceAndEndsTheJob) {
   if (!have_mpirun()) GTEST_SKIP() << "mpirun not installed";
   const auto r = run_resnet("train --config " + write_config(base_config()) + " --set optim.lr=-1",
