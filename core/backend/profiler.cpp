@@ -48,7 +48,9 @@ class Timed {
   std::optional<Profiler::Scope> scope_;
 };
 
-std::string hw(const Shape& x) { return str_cat(x[2], "x", x[3]); }
+std::string hw(const Shape& x) {
+  return str_cat(x[2], "x", x[3]);
+}
 
 class ProfiledConv : public ConvOp {
  public:
@@ -56,8 +58,8 @@ class ProfiledConv : public ConvOp {
                Backend& inner, bool sync)
       : ConvOp(p, x), op_(std::move(op)), prof_(prof), inner_(inner), sync_(sync) {
     const Shape& y = op_->output_desc().shape;
-    const double flop = 2.0 * static_cast<double>(y.numel()) * (x[1] / p.groups) * p.kernel *
-                        p.kernel;
+    const double flop =
+        2.0 * static_cast<double>(y.numel()) * (x[1] / p.groups) * p.kernel * p.kernel;
     const int layer = prof.next_layer();
     const std::string what =
         str_cat("conv ", p.kernel, "x", p.kernel, "/", p.stride, " ", x[1], "->", p.out_channels,
@@ -148,10 +150,10 @@ class ProfiledPool : public PoolOp {
       : PoolOp(x), op_(std::move(op)), prof_(prof), inner_(inner), sync_(sync) {
     const int layer = prof.next_layer();
     const std::string what =
-        p.global ? str_cat("global ", p.kind == PoolKind::max ? "max" : "average", " pool at ",
-                           hw(x))
-                 : str_cat(p.kind == PoolKind::max ? "max" : "average", " pool ", p.kernel, "/",
-                           p.stride, " at ", hw(x));
+        p.global
+            ? str_cat("global ", p.kind == PoolKind::max ? "max" : "average", " pool at ", hw(x))
+            : str_cat(p.kind == PoolKind::max ? "max" : "average", " pool ", p.kernel, "/",
+                      p.stride, " at ", hw(x));
     for (int i = 0; i < 2; ++i) e_[i] = prof.entry("pooling", what, layer, i);
   }
   const TensorDesc& output_desc() const override { return op_->output_desc(); }
@@ -275,12 +277,16 @@ class ProfilingBackend : public Backend {
 
   Device device() const override { return in_.device(); }
   std::string name() const override { return in_.name(); }
-  Tensor allocate(const TensorDesc& d) override { return timed(kAllocate, [&] { return in_.allocate(d); }); }
+  Tensor allocate(const TensorDesc& d) override {
+    return timed(kAllocate, [&] { return in_.allocate(d); });
+  }
   Tensor allocate_persistent(const TensorDesc& d) override { return in_.allocate_persistent(d); }
   LayoutPtr layout_like(const TensorDesc& like, const Shape& s) override {
     return in_.layout_like(like, s);
   }
-  Tensor upload(const Tensor& h) override { return timed(kCopy, [&] { return in_.upload(h); }); }
+  Tensor upload(const Tensor& h) override {
+    return timed(kCopy, [&] { return in_.upload(h); });
+  }
   Tensor upload_persistent(const Tensor& h) override { return in_.upload_persistent(h); }
   Tensor download(const Tensor& t) override {
     return timed(kCopy, [&] { return in_.download(t); });
@@ -379,13 +385,21 @@ class ProfilingBackend : public Backend {
     timed(kOptimizer, [&] { in_.lars_update(p, w, g, m); });
   }
 
-  void fill(Tensor& t, float value) override { timed(kFill, [&] { in_.fill(t, value); }); }
-  void scale(Tensor& t, float factor) override { timed(kScale, [&] { in_.scale(t, factor); }); }
-  void copy(const Tensor& src, Tensor& dst) override { timed(kCopy, [&] { in_.copy(src, dst); }); }
+  void fill(Tensor& t, float value) override {
+    timed(kFill, [&] { in_.fill(t, value); });
+  }
+  void scale(Tensor& t, float factor) override {
+    timed(kScale, [&] { in_.scale(t, factor); });
+  }
+  void copy(const Tensor& src, Tensor& dst) override {
+    timed(kCopy, [&] { in_.copy(src, dst); });
+  }
   void reorder(const Tensor& src, Tensor& dst) override {
     timed(kCopy, [&] { in_.reorder(src, dst); });
   }
-  void cast(const Tensor& src, Tensor& dst) override { timed(kCast, [&] { in_.cast(src, dst); }); }
+  void cast(const Tensor& src, Tensor& dst) override {
+    timed(kCast, [&] { in_.cast(src, dst); });
+  }
   void cast_many(const std::vector<CastPair>& list) override {
     timed(kCast, [&] { in_.cast_many(list); });
   }
@@ -406,10 +420,20 @@ class ProfilingBackend : public Backend {
 };
 
 // The kinds in the order a step meets them; others follow in the order their entries were made.
-const char* const kKindOrder[] = {
-    "conv forward", "conv backward-data", "conv backward-weights", "batch norm", "element-wise",
-    "pooling",      "linear",             "loss",                  "optimizer",  "casts",
-    "loss scaling", "copies and reorders", "allocation",           "planning"};
+const char* const kKindOrder[] = {"conv forward",
+                                  "conv backward-data",
+                                  "conv backward-weights",
+                                  "batch norm",
+                                  "element-wise",
+                                  "pooling",
+                                  "linear",
+                                  "loss",
+                                  "optimizer",
+                                  "casts",
+                                  "loss scaling",
+                                  "copies and reorders",
+                                  "allocation",
+                                  "planning"};
 
 }  // namespace
 
@@ -467,9 +491,8 @@ ProfileReport make_profile_report(const Profiler& profiler, int steps, double st
     rate(layer_flop[i], layer_s[i], l.gflops, l.of_peak);
     r.layers.push_back(l);
   }
-  std::stable_sort(r.layers.begin(), r.layers.end(), [](const auto& a, const auto& b) {
-    return a.ms_per_step > b.ms_per_step;
-  });
+  std::stable_sort(r.layers.begin(), r.layers.end(),
+                   [](const auto& a, const auto& b) { return a.ms_per_step > b.ms_per_step; });
   return r;
 }
 
@@ -518,8 +541,8 @@ std::string profile_text(const ProfileReport& r, size_t top_layers) {
       passes += str_cat("  ", fmt("%.1f", l.gflops), " GFLOP/s");
       if (l.of_peak > 0) passes += str_cat(" (", fmt("%.0f%%", 100 * l.of_peak), ")");
     }
-    std::snprintf(line, sizeof line, "  %3d %-34s %8.2f ms %5.1f%%  %s\n", l.layer,
-                  l.what.c_str(), l.ms_per_step, 100 * l.share, passes.c_str());
+    std::snprintf(line, sizeof line, "  %3d %-34s %8.2f ms %5.1f%%  %s\n", l.layer, l.what.c_str(),
+                  l.ms_per_step, 100 * l.share, passes.c_str());
     s += line;
   }
   if (shown < r.layers.size())
@@ -533,21 +556,21 @@ std::string profile_json(const ProfileReport& r) {
                           ", \"peak_gflops\": ", fmt("%.2f", r.peak_gflops), ", \"kinds\": [");
   for (size_t i = 0; i < r.kinds.size(); ++i) {
     const ProfileKind& k = r.kinds[i];
-    s += str_cat(i ? ", " : "", "{\"kind\": \"", k.kind, "\", \"ms_per_step\": ",
-                 fmt("%.4f", k.ms_per_step), ", \"share\": ", fmt("%.4f", k.share),
-                 ", \"gflops\": ", fmt("%.2f", k.gflops), ", \"of_peak\": ",
-                 fmt("%.4f", k.of_peak), "}");
+    s += str_cat(i ? ", " : "", "{\"kind\": \"", k.kind,
+                 "\", \"ms_per_step\": ", fmt("%.4f", k.ms_per_step),
+                 ", \"share\": ", fmt("%.4f", k.share), ", \"gflops\": ", fmt("%.2f", k.gflops),
+                 ", \"of_peak\": ", fmt("%.4f", k.of_peak), "}");
   }
   s += "], \"layers\": [";
   for (size_t i = 0; i < r.layers.size(); ++i) {
     const ProfileLayer& l = r.layers[i];
-    s += str_cat(i ? ", " : "", "{\"layer\": ", l.layer, ", \"what\": \"", l.what,
-                 "\", \"ms_per_step\": ", fmt("%.4f", l.ms_per_step), ", \"share\": ",
-                 fmt("%.4f", l.share), ", \"pass_ms\": [", fmt("%.4f", l.pass_ms[0]), ", ",
-                 fmt("%.4f", l.pass_ms[1]), ", ", fmt("%.4f", l.pass_ms[2]),
-                 "], \"algorithm\": [\"", l.algorithm[0], "\", \"", l.algorithm[1], "\", \"",
-                 l.algorithm[2], "\"], \"gflops\": ", fmt("%.2f", l.gflops), ", \"of_peak\": ",
-                 fmt("%.4f", l.of_peak), "}");
+    s += str_cat(
+        i ? ", " : "", "{\"layer\": ", l.layer, ", \"what\": \"", l.what,
+        "\", \"ms_per_step\": ", fmt("%.4f", l.ms_per_step), ", \"share\": ", fmt("%.4f", l.share),
+        ", \"pass_ms\": [", fmt("%.4f", l.pass_ms[0]), ", ", fmt("%.4f", l.pass_ms[1]), ", ",
+        fmt("%.4f", l.pass_ms[2]), "], \"algorithm\": [\"", l.algorithm[0], "\", \"",
+        l.algorithm[1], "\", \"", l.algorithm[2], "\"], \"gflops\": ", fmt("%.2f", l.gflops),
+        ", \"of_peak\": ", fmt("%.4f", l.of_peak), "}");
   }
   return s + "]}";
 }

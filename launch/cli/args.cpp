@@ -27,6 +27,7 @@ std::string usage_line(const CommandSpec& c) {
   std::vector<std::string> words;
   if (!c.positional.empty()) words.push_back(c.positional);
   for (const auto& f : c.flags) words.push_back(flag_usage(f));
+  if (!c.operands.empty()) words.push_back(c.operands);
   size_t width = out.size();
   for (const auto& w : words) {
     if (width + 1 + w.size() > 100) {
@@ -137,6 +138,10 @@ Args::Args(const std::vector<std::string>& argv, const CommandSpec& spec) {
   };
   for (size_t i = 0; i < argv.size(); ++i) {
     std::string a = argv[i];
+    if (a.rfind("--", 0) != 0 && !spec.operands.empty()) {
+      operands_.push_back(a);
+      continue;
+    }
     if (a.rfind("--", 0) != 0)
       RN_FAIL("unexpected argument '" << a << "'; flags: " << flag_list(spec));
     std::string name = a.substr(2), value;

@@ -24,6 +24,7 @@ struct CommandSpec {
   std::string positional;  // the argument before the flags ("FILE"), or "" for none
   std::string summary;     // what it does, one line
   std::vector<Flag> flags;
+  std::string operands;  // what the arguments among the flags are ("PATH..."), or "" for none
 };
 
 // A command made of subcommands (`resnet ckpt`, `resnet data`).
@@ -65,9 +66,12 @@ class Args {
   int get_int(const std::string& name, int fallback) const;
   std::vector<std::string> all(const std::string& name) const;
   bool flag(const std::string& name) const { return has(name); }
+  // The arguments that are not flags, in order (commands with CommandSpec::operands).
+  const std::vector<std::string>& operands() const { return operands_; }
 
  private:
   std::map<std::string, std::vector<std::string>> values_;
+  std::vector<std::string> operands_;
 };
 
 // The positional argument of `spec` (argv[0]); help where argv asks for it, else an error that

@@ -1,5 +1,6 @@
 // `resnet ckpt inspect FILE [--json]` and `resnet ckpt init --model NAME ... --output FILE`.
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -30,11 +31,32 @@ const CommandSpec kInit{
      {"seed", Flag::Takes::value, "S", "the initialisation's seed", true},
      {"output", Flag::Takes::value, "FILE", "the checkpoint to write", true}}};
 
+// /meta's texts, read straight from the file (the writer stores every dataset contiguously);
+// `use` is empty for a checkpoint written before they were kept.
+ModelUse read_meta(const std::string& path, const io::CheckpointSummary& s, std::string* names,
+                   std::string* transform) {
+  std::string* out[2] = {names, transform};
+  const char* keys[2] = {"meta/class_names", "meta/transform"};
+  bool found[2] = {false, false};
+  std::ifstream f(path, std::ios::binary);
+  for (const auto& d : s.datasets)
+    for (int k = 0; k < 2; ++k)
+      if (d.path == keys[k] && d.raw) {
+        out[k]->resize(d.bytes);
+        f.seekg(static_cast<std::streamoff>(d.offset));
+        f.read(out[k]->data(), static_cast<std::streamsize>(d.bytes));
+        found[k] = static_cast<bool>(f);
+      }
+  return parse_model_use(found[0] ? names : nullptr, found[1] ? transform : nullptr, path);
+}
+
 int run_inspect(const std::vector<std::string>& argv) {
   const std::string path = positional(argv, kInspect);
   Args args(std::vector<std::string>(argv.begin() + 1, argv.end()), kInspect);
   const io::CheckpointSummary s = io::read_checkpoint_summary(path);
   const std::vector<std::string> bad = io::verify_checkpoint(path);
+  std::string names_text, transform_text;
+  const ModelUse use = bad.empty() ? read_meta(path, s, &names_text, &transform_text) : ModelUse{};
   int64_t model_tensors = 0, optimizer_tensors = 0;
   size_t tensor_bytes = 0;
   for (const auto& d : s.datasets) {
@@ -52,8 +74,11 @@ int run_inspect(const std::vector<std::string>& argv) {
        << ", \"optimizer_tensors\": " << optimizer_tensors
        << ", \"tensors\": " << model_tensors + optimizer_tensors
        << ", \"tensor_bytes\": " << tensor_bytes << ", \"datasets\": " << s.datasets.size()
-       << ", \"file_bytes\": " << s.bytes() << ", \"checksums\": \"" << (bad.empty() ? "ok" : "bad")
-       << "\", \"bad_datasets\": [";
+       << ", \"file_bytes\": " << s.bytes() << ", \"class_names\": [";
+    for (size_t i = 0; i < use.class_names.size(); ++i)
+      os << (i ? ", " : "") << "\"" << json_escape(use.class_names[i]) << "\"";
+    os << "], \"transform\": " << (use.has_transform ? transform_json(use.transform) : "null")
+       << ", \"checksums\": \"" << (bad.empty() ? "ok" : "bad") << "\", \"bad_datasets\": [";
     for (size_t i = 0; i < bad.size(); ++i)
       os << (i ? ", " : "") << "\"" << json_escape(bad[i]) << "\"";
     os << "]}\n";
@@ -67,8 +92,22 @@ int run_inspect(const std::vector<std::string>& argv) {
        << ", format " << s.format_version << ")\n"
        << "  tensors     " << model_tensors << " model + " << optimizer_tensors << " optimizer, "
        << tensor_bytes << " bytes (" << s.datasets.size() << " datasets, " << s.bytes()
-       << " bytes in all)\n"
-       << "  checksums   "
+       << " bytes in all)\n";
+    if (bad.empty()) {
+      os << "  classes     ";
+      const size_t n = use.class_names.size();
+      if (n == 0) os << "not named (label indices only)";
+      for (size_t i = 0; i < n; ++i) {
+        if (n > 8 && i == 5) {
+          os << ", ... (" << n - 6 << " more), " << use.class_names.back();
+          break;
+        }
+        os << (i ? ", " : "") << use.class_names[i];
+      }
+      os << (n > 0 ? str_cat(" (", n, ")") : "") << "\n  transform   "
+         << (use.has_transform ? transform_json(use.transform) : "none stored") << "\n";
+    }
+    os << "  checksums   "
        << (bad.empty() ? "ok (every dataset matches its crc32)"
                        : std::to_string(bad.size()) + " dataset(s) damaged:");
     for (const auto& b : bad) os << " " << b;

@@ -8,6 +8,7 @@ const std::vector<Command>& commands() {
       {"train", run_train, &train_command(), nullptr},
       {"eval", run_eval, &eval_command(), nullptr},
       {"infer", run_infer, &infer_command(), nullptr},
+      {"predict", run_predict, &predict_command(), nullptr},
       {"step", run_step, &step_command(), nullptr},
       {"ckpt", run_ckpt, nullptr, &ckpt_commands()},
       {"data", run_data, nullptr, &data_commands()},

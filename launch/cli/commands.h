@@ -45,6 +45,7 @@ std::string command_reference_markdown();
 const CommandSpec& train_command();
 const CommandSpec& eval_command();
 const CommandSpec& infer_command();
+const CommandSpec& predict_command();
 const CommandSpec& step_command();
 const CommandSpec& info_command();
 const CommandSpec& bench_command();
@@ -61,6 +62,8 @@ int run_eval(const std::vector<std::string>& argv, const Job& job);
 int run_ckpt(const std::vector<std::string>& argv, const Job& job);
 int run_ckpt_bench(const std::vector<std::string>& argv, const Job& job);
 int run_infer(const std::vector<std::string>& argv, const Job& job);
+// `resnet predict`: image files' classes by name (launch/cli/cmd_predict.cpp).
+int run_predict(const std::vector<std::string>& argv, const Job& job);
 int run_step(const std::vector<std::string>& argv, const Job& job);
 // `resnet data pack | inspect | bench`: packed data sets and the decoding benchmark.
 int run_data(const std::vector<std::string>& argv, const Job& job);

@@ -92,6 +92,38 @@ def update_checkpoint(path, values):
                 f[rank_key].attrs["crc32"] = np.uint32(crc32_of(rows))
 
 
+# torchvision's evaluation transform of its ImageNet weights: Resize(256), CenterCrop(224),
+# ToTensor, Normalize(ImageNet's mean and std).
+IMAGENET_TRANSFORM = {"channels": 3, "channel_order": "RGB", "resize": 256, "crop": 224,
+                      "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                      "pixel_scale": "1/255"}
+
+
+def write_model_use(path, in_channels, classes):
+    """A 1000-class RGB network is taken for torchvision's ImageNet weights: the 1000 names
+    torchvision ships (torchvision/models/_meta.py) and its evaluation transform go to /meta,
+    as `resnet train` writes them. Returns whether it wrote them."""
+    if in_channels != 3 or classes != 1000:
+        return False
+    try:
+        from torchvision.models import _meta
+        names = list(_meta._IMAGENET_CATEGORIES)
+    except Exception:
+        return False
+    if len(names) != 1000:
+        return False
+    import json
+    texts = {"meta/class_names": "\n".join(names).encode(),
+             "meta/transform": json.dumps(IMAGENET_TRANSFORM).encode()}
+    with h5py.File(path, "r+") as f:
+        for key, raw in texts.items():
+            if key in f:
+                del f[key]
+            d = f.create_dataset(key, data=np.bytes_(raw))
+            d.attrs["crc32"] = np.uint32(crc32_of(raw))
+    return True
+
+
 def load_state_dict_file(path):
     import torch
     if not os.path.isfile(path):
@@ -144,11 +176,13 @@ def to_resnet(state_dict_path, model, output, resnet=None):
             values["model/" + k] = a.astype(np.int64 if k.endswith("num_batches_tracked")
                                             else np.float32)
         update_checkpoint(tmp, values)
+        named = write_model_use(tmp, in_channels, classes)
         os.replace(tmp, output)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    print(f"wrote {output}: {model}, {len(sd)} tensors, {in_channels} channel(s), {classes} classes")
+    print(f"wrote {output}: {model}, {len(sd)} tensors, {in_channels} channel(s), {classes} classes"
+          + (", ImageNet's class names and evaluation transform" if named else ""))
 
 
 def to_torch(checkpoint, output):

@@ -102,7 +102,8 @@ void prune_checkpoints(const Config& cfg, bool remove_temporaries) {
 std::string save_run_checkpoint(const Config& cfg, models::Network& net, Backend& be,
                                 TrainerState state, double local_loss_sum, int64_t local_correct,
                                 int64_t local_seen, distributed::Communicator& comm,
-                                const CheckpointSharing& sharing, double* seconds) {
+                                const CheckpointSharing& sharing, const ModelUse& use,
+                                double* seconds) {
   const auto t0 = std::chrono::steady_clock::now();
   const auto loss = comm.all_gather(std::bit_cast<uint64_t>(local_loss_sum));
   const auto correct = comm.all_gather(static_cast<uint64_t>(local_correct));
@@ -115,7 +116,7 @@ std::string save_run_checkpoint(const Config& cfg, models::Network& net, Backend
     state.seen.push_back(static_cast<int64_t>(seen[r]));
   }
   const std::string path = checkpoint_path(cfg, state.step);
-  save_checkpoint(path, net, be, state, to_yaml(cfg), comm, sharing);
+  save_checkpoint(path, net, be, state, to_yaml(cfg), comm, sharing, use);
   if (comm.rank() == 0) prune_checkpoints(cfg, false);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (seconds) *seconds = s;

@@ -26,7 +26,7 @@ int dim_of(const io::CheckpointSummary& s, const std::string& path, const std::s
 
 CheckpointNetwork load_checkpoint_network(const std::string& path, int threads, bool with_momentum,
                                           distributed::Communicator& comm,
-                                          const CheckpointSharing& sharing) {
+                                          const CheckpointSharing& sharing, Device device) {
   const CheckpointData data = load_checkpoint(path, comm, sharing);
   const io::CheckpointSummary& s = data.summary;
   CheckpointNetwork out;
@@ -39,7 +39,14 @@ CheckpointNetwork load_checkpoint_network(const std::string& path, int threads, 
   } catch (const Error& e) {
     RN_FAIL("checkpoint '" << path << "': model: " << e.what());
   }
-  out.backend = make_backend(Device{}, threads);
+  if (static_cast<int>(data.use.class_names.size()) > out.classes)
+    RN_FAIL("checkpoint '" << path << "': '/meta/class_names' names " << data.use.class_names.size()
+                           << " classes, the classifier has " << out.classes);
+  if (data.use.has_transform && data.use.transform.channels != out.in_channels)
+    RN_FAIL("checkpoint '" << path << "': '/meta/transform' gives " << data.use.transform.channels
+                           << " channel(s), the network takes " << out.in_channels);
+  out.use = data.use;
+  out.backend = make_backend(device, threads);
   out.net = models::build_model(*out.backend, spec, 0);
   restore_model(data, path, *out.net, *out.backend, with_momentum);
   return out;

@@ -17,13 +17,15 @@ struct CheckpointNetwork {
   std::unique_ptr<Backend> backend;
   std::unique_ptr<models::Network> net;
   int in_channels = 0, classes = 0;
+  ModelUse use;  // the checkpoint's class names and evaluation transform, where it has them
 };
 
-// Builds the checkpoint's network on the CPU with `threads` threads and loads /model (and
-// /optimizer when `with_momentum`) into it (collective over `comm`).
+// Builds the checkpoint's network on `device` (the CPU with `threads` threads) and loads /model
+// (and /optimizer when `with_momentum`) into it (collective over `comm`).
 CheckpointNetwork load_checkpoint_network(const std::string& path, int threads, bool with_momentum,
                                           distributed::Communicator& comm,
-                                          const CheckpointSharing& sharing);
+                                          const CheckpointSharing& sharing,
+                                          Device device = Device{});
 
 // /images of `in` as a host tensor N x C x H x W, checked against the network's input channels.
 Tensor read_images(const io::ArrayReader& in, const std::string& path, int channels);

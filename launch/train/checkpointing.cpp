@@ -144,9 +144,11 @@ std::vector<std::vector<float>> gather_buffers(models::Network& net, Backend& be
   return all;
 }
 
-std::vector<CheckpointEntry> checkpoint_entries(
-    models::Network& net, Backend& be, const TrainerState& st, const std::string& config_yaml,
-    bool with_momentum, const std::vector<std::vector<float>>& rank_buffers) {
+std::vector<CheckpointEntry> checkpoint_entries(models::Network& net, Backend& be,
+                                                const TrainerState& st,
+                                                const std::string& config_yaml, bool with_momentum,
+                                                const std::vector<std::vector<float>>& rank_buffers,
+                                                const ModelUse& use) {
   std::vector<CheckpointEntry> e;
   for (const auto& p : net.parameters())
     e.push_back(tensor_entry("model/" + p.name, p.param->shape, be, &p.param->value));
@@ -195,6 +197,7 @@ std::vector<CheckpointEntry> checkpoint_entries(
                               {static_cast<int64_t>(config_yaml.size())},
                               EntryType::text,
                               [&config_yaml](void*) -> const void* { return config_yaml.data(); }});
+  for (auto& m : model_use_entries(use)) e.push_back(std::move(m));
   return e;
 }
 
@@ -208,7 +211,8 @@ CheckpointSharing checkpoint_sharing(const distributed::RankEnvironment& env,
 
 void save_checkpoint(const std::string& path, models::Network& net, Backend& be,
                      const TrainerState& state, const std::string& config_yaml,
-                     distributed::Communicator& comm, const CheckpointSharing& sharing) {
+                     distributed::Communicator& comm, const CheckpointSharing& sharing,
+                     const ModelUse& use) {
   io::CheckpointHeader h;
   h.model = net.spec().name;
   h.world_size = comm.size();
@@ -218,9 +222,9 @@ void save_checkpoint(const std::string& path, models::Network& net, Backend& be,
   const auto rank_buffers = gather_buffers(net, be, comm);
   // HDF5's MPI-IO collectives cannot time their own waits: the whole write has the deadline.
   const distributed::SectionWatchdog watchdog(comm, "checkpoint write of '" + path + "'");
-  io::write_checkpoint(path, h, checkpoint_entries(net, be, state, config_yaml, true, rank_buffers),
-                       comm,
-                       io::CheckpointWriteOptions{.pause_after_data_ms = sharing.write_pause_ms});
+  io::write_checkpoint(
+      path, h, checkpoint_entries(net, be, state, config_yaml, true, rank_buffers, use), comm,
+      io::CheckpointWriteOptions{.pause_after_data_ms = sharing.write_pause_ms});
 }
 
 CheckpointData load_checkpoint(const std::string& path, distributed::Communicator& comm,
@@ -229,6 +233,7 @@ CheckpointData load_checkpoint(const std::string& path, distributed::Communicato
   const distributed::SectionWatchdog watchdog(comm, "checkpoint read of '" + path + "'");
   d.tensors = io::read_checkpoint(
       path, comm, io::CheckpointReadOptions{.one_node = sharing.one_node, .summary = &d.summary});
+  d.use = read_model_use(d.tensors, path);
   return d;
 }
 
@@ -282,6 +287,7 @@ CheckpointData load_into_model(const std::string& path, models::Network& net, Ba
         io::CheckpointReadOptions{
             .one_node = sharing.one_node, .summary = &d.summary, .place = place});
   }
+  d.use = read_model_use(d.tensors, path);
   restore_model(d, path, net, be, with_momentum);
   return d;
 }

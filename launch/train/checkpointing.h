@@ -15,6 +15,7 @@
 #include "distributed/rank_environment.h"
 #include "io/checkpoint.h"
 #include "launch/train/config.h"
+#include "launch/train/model_use.h"
 #include "launch/train/test_hooks.h"
 
 namespace rn::launch {
@@ -53,20 +54,23 @@ CheckpointSharing checkpoint_sharing(const distributed::RankEnvironment& env,
 std::vector<std::vector<float>> gather_buffers(models::Network& net, Backend& be,
                                                distributed::Communicator& comm);
 
-// The checkpoint datasets of `net`, its momentum (when `with_momentum`), `state` and the
-// config text, in the same order on every rank. /model holds rank 0's buffers,
+// The checkpoint datasets of `net`, its momentum (when `with_momentum`), `state`, the config
+// text and `use` (/meta), in the same order on every rank. /model holds rank 0's buffers,
 // /trainer/rank_buffers every rank's (`rank_buffers`, from gather_buffers).
 std::vector<io::CheckpointEntry> checkpoint_entries(
     models::Network& net, Backend& be, const TrainerState& state, const std::string& config_yaml,
-    bool with_momentum, const std::vector<std::vector<float>>& rank_buffers);
+    bool with_momentum, const std::vector<std::vector<float>>& rank_buffers,
+    const ModelUse& use = {});
 
 // Writes `path` from every rank of `comm` (collective).
 void save_checkpoint(const std::string& path, models::Network& net, Backend& be,
                      const TrainerState& state, const std::string& config_yaml,
-                     distributed::Communicator& comm, const CheckpointSharing& sharing);
+                     distributed::Communicator& comm, const CheckpointSharing& sharing,
+                     const ModelUse& use = {});
 
 struct CheckpointData {
   io::CheckpointSummary summary;
+  ModelUse use;  // /meta: class names and evaluation transform (empty in older checkpoints)
   // Every dataset, by path ("model/fc.bias"), but those read straight into a model's tensors.
   std::map<std::string, io::Bytes> tensors;
   std::set<std::string> placed;  // those
@@ -118,7 +122,8 @@ void prune_checkpoints(const Config& cfg, bool remove_temporaries);
 std::string save_run_checkpoint(const Config& cfg, models::Network& net, Backend& be,
                                 TrainerState state, double local_loss_sum, int64_t local_correct,
                                 int64_t local_seen, distributed::Communicator& comm,
-                                const CheckpointSharing& sharing, double* seconds = nullptr);
+                                const CheckpointSharing& sharing, const ModelUse& use,
+                                double* seconds = nullptr);
 
 // Whether any rank has caught a stop signal; collective (one 8-byte all-reduce per step), so
 // every rank stops after the same step even when the signal reached one rank only.

@@ -1,7 +1,10 @@
 // Building the configured data sets.
 #include "launch/train/data.h"
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
+#include <fstream>
 
 #include "core/check.h"
 #include "io/cifar.h"
@@ -86,7 +89,37 @@ DataSplits encoded_splits(const Config& cfg, distributed::Communicator& comm,
     RN_FAIL(cfg.source << ": data.root '" << dc.root << "': train has " << d.train->num_classes()
                        << " classes, val " << d.test->num_classes()
                        << " (the same class folders are needed in both)");
+  const auto& train = static_cast<const io::EncodedSet&>(*d.train);
+  d.use.class_names = train.source().class_names();
+  const io::Normalization norm = o.norm.mean.empty() ? io::imagenet_normalization() : o.norm;
+  d.use.has_transform = true;
+  d.use.transform = InputTransform{.channels = 3,
+                                   .resize = dc.eval_resize,
+                                   .crop = dc.eval_crop,
+                                   .mean = norm.mean,
+                                   .std = norm.std};
   return d;
+}
+
+// The names CIFAR's binary archives ship beside the data (batches.meta.txt, fine_ and
+// coarse_label_names.txt), CIFAR-10's published ones where the file is missing.
+std::vector<std::string> cifar_class_names(const std::string& root, io::CifarKind kind) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::path(io::cifar_files(root, kind, io::Split::test).front()).parent_path();
+  const char* file = kind == io::CifarKind::cifar10         ? "batches.meta.txt"
+                     : kind == io::CifarKind::cifar100_fine ? "fine_label_names.txt"
+                                                            : "coarse_label_names.txt";
+  const size_t want = kind == io::CifarKind::cifar10         ? 10
+                      : kind == io::CifarKind::cifar100_fine ? 100
+                                                             : 20;
+  std::vector<std::string> names;
+  std::ifstream in(dir / file);
+  for (std::string line; std::getline(in, line);) {
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
+    if (!line.empty()) names.push_back(line);
+  }
+  if (names.size() == want) return names;
+  return kind == io::CifarKind::cifar10 ? cifar10_class_names() : std::vector<std::string>{};
 }
 
 // Both splits of an in-memory data set: synthetic, CIFAR or Fashion-MNIST.
@@ -129,6 +162,20 @@ DataSplits memory_splits(const Config& cfg, int eval_views) {
   DataSplits d;
   d.train = std::make_unique<io::MemorySet>(std::move(train), pad_crop, norm, cfg.train.seed);
   // Ten views are taken as training saw the images: shifted within its padding.
+  const io::ImageSet& data = static_cast<const io::MemorySet&>(*d.train).data();
+  d.use.has_transform = true;
+  d.use.transform = InputTransform{.channels = data.channels,
+                                   .resize = std::min(data.height, data.width),
+                                   .crop = std::min(data.height, data.width),
+                                   .mean = norm.mean,
+                                   .std = norm.std};
+  if (dc.kind.value == DataKind::fashion_mnist) d.use.class_names = fashion_mnist_class_names();
+  if (dc.kind.value == DataKind::cifar10)
+    d.use.class_names = cifar_class_names(dc.root, io::CifarKind::cifar10);
+  if (dc.kind.value == DataKind::cifar100)
+    d.use.class_names = cifar_class_names(dc.root, dc.labels.value == CifarLabels::fine
+                                                       ? io::CifarKind::cifar100_fine
+                                                       : io::CifarKind::cifar100_coarse);
   d.test = std::make_unique<io::MemorySet>(std::move(test), io::AugmentOptions{}, norm, 0,
                                            eval_views, pad_crop.crop_pad);
   return d;

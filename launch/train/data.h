@@ -10,12 +10,16 @@
 #include "io/loader.h"
 #include "io/sample_set.h"
 #include "launch/train/config.h"
+#include "launch/train/model_use.h"
 
 namespace rn::launch {
 
 struct DataSplits {
   std::unique_ptr<io::SampleSet> train, test;
   int height = 0, width = 0;  // of the network's training input
+  // The classes' names (the folders', the packed file's, the published ones) and the
+  // evaluation transform, for the checkpoints.
+  ModelUse use;
 };
 
 struct DataOptions {

@@ -407,7 +407,7 @@ bool Trainer::train_epoch(int epoch, EpochSums& sums) {
     if (stop || (cfg_.checkpoint.every_steps > 0 && step_ % cfg_.checkpoint.every_steps == 0))
       result_.last_checkpoint =
           save_run_checkpoint(cfg_, *net_, *backend_, state_at(epoch, sums.batch, step_),
-                              sums.loss_sum, sums.correct, sums.seen, comm_, sharing_);
+                              sums.loss_sum, sums.correct, sums.seen, comm_, sharing_, data_.use);
     if (stop) {
       RN_LOG(warning) << "stop signal: checkpoint written after step " << step_ << ", exiting";
       return false;
@@ -493,11 +493,11 @@ void Trainer::finish_epoch(int epoch, EpochSums& sums, double epoch_train_s) {
   if (last || (epoch_complete && cfg_.checkpoint.every_epochs > 0 &&
                (epoch + 1) % cfg_.checkpoint.every_epochs == 0)) {
     result_.last_checkpoint =
-        epoch_complete
-            ? save_run_checkpoint(cfg_, *net_, *backend_, state_at(epoch + 1, 0, step_), 0, 0, 0,
-                                  comm_, sharing_)
-            : save_run_checkpoint(cfg_, *net_, *backend_, state_at(epoch, sums.batch, step_),
-                                  local_loss_sum, local_correct, local_seen, comm_, sharing_);
+        epoch_complete ? save_run_checkpoint(cfg_, *net_, *backend_, state_at(epoch + 1, 0, step_),
+                                             0, 0, 0, comm_, sharing_, data_.use)
+                       : save_run_checkpoint(cfg_, *net_, *backend_,
+                                             state_at(epoch, sums.batch, step_), local_loss_sum,
+                                             local_correct, local_seen, comm_, sharing_, data_.use);
   }
 }
 

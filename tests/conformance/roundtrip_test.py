@@ -2,11 +2,13 @@
 """The converter both ways: torchvision resnet18 weights (random, with non-trivial BN statistics
 and num_batches_tracked) -> resnet checkpoint -> torchvision state_dict gives identical tensors
 (names, order, dtypes, values); the converted checkpoint passes `resnet ckpt inspect` (every
-checksum) and `resnet infer` on it gives torchvision's logits; a state_dict of another network is
-one clear error.
+checksum) and `resnet infer` on it gives torchvision's logits; it carries torchvision's 1000
+ImageNet class names and evaluation transform, which `resnet predict` uses; a state_dict of
+another network is one clear error.
 
     roundtrip_test.py RESNET_BINARY
 """
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +19,7 @@ try:
     import numpy as np
     import torch
     import torchvision
+    from PIL import Image
 except ImportError as e:
     print(f"SKIP: {e.name} is not importable")
     sys.exit(77)
@@ -50,6 +53,23 @@ def main():
         run([py, CONVERTER, "to-resnet", pth, "--model", "resnet18", "--output", h5,
              "--resnet", resnet])
         print(run([resnet, "ckpt", "inspect", h5]).stdout.strip().splitlines()[-1])
+        # torchvision's 1000 ImageNet names and its evaluation transform go with the weights.
+        info = json.loads(run([resnet, "ckpt", "inspect", h5, "--json"]).stdout)
+        names = info["class_names"]
+        if len(names) != 1000 or names[:2] != ["tench", "goldfish"] or names[-1] != "toilet tissue":
+            sys.exit(f"FAIL: class names not torchvision's: {len(names)}, {names[:3]}")
+        t = info["transform"]
+        if (t["resize"], t["crop"]) != (256, 224) or not (
+                np.allclose(t["mean"], [0.485, 0.456, 0.406], atol=1e-7)
+                and np.allclose(t["std"], [0.229, 0.224, 0.225], atol=1e-7)):
+            sys.exit(f"FAIL: transform not torchvision's: {t}")
+        photo = os.path.join(tmp, "photo.jpg")
+        Image.fromarray(np.random.RandomState(0).randint(0, 255, (300, 400, 3), np.uint8)).save(photo)
+        pred = run([resnet, "predict", "--checkpoint", h5, "--top", "3", "--threads", "2", photo])
+        first = pred.stdout.split(": ", 1)[1].split("  ")[0].rsplit(" ", 1)[0]
+        if first not in names:
+            sys.exit(f"FAIL: predict does not name an ImageNet class: {pred.stdout}")
+        print("predict: " + pred.stdout.strip())
         run([py, CONVERTER, "to-torch", h5, "--output", back])
         a, b = net.state_dict(), torch.load(back)
         if list(a) != list(b):

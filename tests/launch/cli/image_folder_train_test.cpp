@@ -4,6 +4,7 @@
 // and as the packed files `resnet data pack` makes of it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -160,6 +161,121 @@ TEST_F(ImageFolderTrainTest, PackedFilesTrainAsTheFolderDoes) {
   const std::string b = read_text(dir_ / "run_image_folder" / "metrics.jsonl");
   for (const char* key : {"train_loss", "test_loss", "test_top1"})
     EXPECT_EQ(json_number(a, key), json_number(b, key)) << key << "\n" << a << "\n" << b;
+}
+
+// `resnet predict` on a folder laid out as a test split gives `eval`'s top-1 (alone and as an
+// ensemble), with the folders' class names that every checkpoint carries, through resume too;
+// files that are not images are named and counted, and the rest go on.
+TEST_F(ImageFolderTrainTest, PredictNamesTheClassesAndAgreesWithEval) {
+  // A split without bad images, so that eval substitutes nothing; predict also meets a text file
+  // there and a corrupt PNG given by name.
+  const fs::path clean = dir_ / "clean";
+  for (const std::string split : {"train", "val"})
+    for (const char* c : {"bird", "cat", "dog"})
+      for (const auto& e : fs::directory_iterator(dir_ / "data" / split / c))
+        if (e.path().extension() != ".txt" && e.path().filename() != "corrupt.jpg" &&
+            e.path().filename() != "truncated.jpg" && e.path().filename() != "empty.jpg") {
+          fs::create_directories(clean / split / c);
+          fs::copy_file(e.path(), clean / split / c / e.path().filename());
+        }
+  write_file(clean / "val" / "cat" / "notes.txt", {'n', 'o', 't', 'e'});
+  write_file(dir_ / "corrupt.png", {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0});
+  const std::string set = " --set data.root=" + clean.string();
+  const auto t = run_resnet("train --config " + config("image_folder") + set);
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  const fs::path ckpt = last_checkpoint("image_folder");
+  const auto inspect = run_resnet("ckpt inspect " + ckpt.string() + " --json");
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.err;
+  EXPECT_NE(inspect.out.find("\"class_names\": [\"bird\", \"cat\", \"dog\"]"), std::string::npos)
+      << inspect.out;
+  EXPECT_NE(inspect.out.find("\"resize\": 36, \"crop\": 32"), std::string::npos) << inspect.out;
+
+  // Top-1 of predict: the files whose first class is their folder's name.
+  const auto top1_of = [](const std::string& out) -> double {
+    int n = 0, right = 0;
+    std::istringstream lines(out);
+    for (std::string l; std::getline(lines, l);) {
+      const size_t colon = l.find(": ");
+      if (colon == std::string::npos) {
+        ADD_FAILURE() << "not a prediction line: " << l;
+        return -1;
+      }
+      const std::string folder = fs::path(l.substr(0, colon)).parent_path().filename().string();
+      right += l.compare(colon + 2, folder.size() + 1, folder + " ") == 0;
+      ++n;
+    }
+    EXPECT_EQ(n, 12) << out;  // every image of the split, once
+    return n ? static_cast<double>(right) / n : -1.0;
+  };
+  const std::string val = (clean / "val").string();
+  const auto p = run_resnet("predict --checkpoint " + ckpt.string() + " --top 2 " + val + " " +
+                            (dir_ / "corrupt.png").string());
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_EQ(p.err_lines_with("notes.txt: not a readable image"), 1) << p.err;
+  EXPECT_EQ(p.err_lines_with("corrupt.png: not a readable image"), 1) << p.err;
+  EXPECT_EQ(p.err_lines_with("12 image(s) in "), 1) << p.err;
+  EXPECT_EQ(p.err_lines_with("; 2 file(s) not readable images"), 1) << p.err;
+  const auto e = run_resnet("eval --config " + config("image_folder") + set + " --checkpoint " +
+                            ckpt.string() + " --json");
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  EXPECT_EQ(json_number(e.out, "samples"), 12) << e.out;
+  // eval prints six decimals.
+  EXPECT_NEAR(top1_of(p.out), json_number(e.out, "top1"), 1e-6) << p.out << e.out;
+
+  // The ensemble of both epochs' checkpoints, as eval scores it.
+  fs::path first = ckpt;
+  for (const auto& f : fs::directory_iterator(dir_ / "run_image_folder" / "checkpoints"))
+    if (f.path().extension() == ".h5" && f.path() < first) first = f.path();
+  ASSERT_NE(first, ckpt);
+  const std::string both = " --checkpoint " + first.string() + " --checkpoint " + ckpt.string();
+  const auto pe = run_resnet("predict" + both + " " + val);
+  ASSERT_EQ(pe.exit_code, 0) << pe.err;
+  const auto ee = run_resnet("eval --config " + config("image_folder") + set + both + " --json");
+  ASSERT_EQ(ee.exit_code, 0) << ee.err;
+  EXPECT_NEAR(top1_of(pe.out), json_number(ee.out, "top1"), 1e-6) << pe.out << ee.out;
+  // JSON Lines and CSV: one object per image, one row per image and rank.
+  const auto j = run_resnet("predict --checkpoint " + ckpt.string() + " --top 3 --json " + val);
+  ASSERT_EQ(j.exit_code, 0) << j.err;
+  EXPECT_EQ(std::count(j.out.begin(), j.out.end(), '\n'), 12) << j.out;
+  EXPECT_NE(j.out.find("\"top\": [{\"class\": \""), std::string::npos) << j.out;
+  const auto c = run_resnet("predict --checkpoint " + ckpt.string() + " --top 3 --csv " + val);
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(c.out.rfind("file,rank,class,index,probability\n", 0), 0u) << c.out;
+  EXPECT_EQ(std::count(c.out.begin(), c.out.end(), '\n'), 1 + 12 * 3) << c.out;
+
+  // Resumed for a third epoch: the new checkpoint keeps the names.
+  const auto r = run_resnet("train --config " + config("image_folder") + set +
+                            " --set train.epochs=3 --resume auto");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const fs::path third = last_checkpoint("image_folder");
+  EXPECT_NE(third, ckpt);
+  const auto i3 = run_resnet("ckpt inspect " + third.string());
+  EXPECT_NE(i3.out.find("  classes     bird, cat, dog (3)"), std::string::npos) << i3.out;
+
+  // Bad inputs: one line each.
+  for (const auto& [args, needle] : std::vector<std::pair<std::string, std::string>>{
+           {"predict --checkpoint " + (dir_ / "none.h5").string() + " " + val, "none.h5"},
+           {"predict --checkpoint " + ckpt.string() + " " + (dir_ / "nowhere").string(),
+            "nowhere': no such file or folder"},
+           {"predict --checkpoint " + ckpt.string(), "at least one image file or folder"},
+           {"predict --checkpoint " + ckpt.string() + " --crops 5 " + val,
+            "--crops must be 1 or 10"},
+           {"predict --checkpoint " + ckpt.string() + " " + (dir_ / "corrupt.png").string(),
+            "no readable image among 1 file(s)"}}) {
+    const auto b = run_resnet(args);
+    EXPECT_NE(b.exit_code, 0) << args;
+    EXPECT_EQ(b.out.find("file,"), std::string::npos);
+    EXPECT_EQ(b.err_lines_with(needle), 1) << args << "\n" << b.err;
+  }
+  // A checkpoint without a transform (ckpt init knows no data) is refused, saying why.
+  const fs::path bare = dir_ / "bare.h5";
+  ASSERT_EQ(run_resnet("ckpt init --model resnet20 --classes 4 --seed 1 --output " + bare.string())
+                .exit_code,
+            0);
+  const auto nb = run_resnet("predict --checkpoint " + bare.string() + " " + val);
+  EXPECT_NE(nb.exit_code, 0);
+  EXPECT_EQ(nb.err_lines().size(), 1u) << nb.err;
+  EXPECT_EQ(nb.err_lines_with("has no evaluation transform"), 1) << nb.err;
 }
 
 }  // namespace
