@@ -75,9 +75,8 @@ void prepare(const std::string& bytes, const InputTransform& t, const Member& m,
              io::SampleScratch& scratch, std::vector<float>& rgb, float* out) {
   const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
   const io::ImageHeader h = io::read_image_header(data, bytes.size());
-  const std::vector<io::ImageView> boxes =
-      io::eval_views(io::EvalTransform{.resize = t.resize, .crop = t.crop, .views = views},
-                     h.width, h.height);
+  const std::vector<io::ImageView> boxes = io::eval_views(
+      io::EvalTransform{.resize = t.resize, .crop = t.crop, .views = views}, h.width, h.height);
   const size_t plane = static_cast<size_t>(t.crop) * t.crop;
   if (t.channels == 3) {
     io::transform_encoded(data, bytes.size(), boxes, t.crop, m.mul, m.add, out, scratch);
@@ -106,7 +105,9 @@ void softmax_into(const float* logits, int k, double weight, double* sum) {
   for (int c = 0; c < k; ++c) sum[c] += weight * std::exp(static_cast<double>(logits[c] - top)) / z;
 }
 
-std::string quoted(const std::string& s) { return "\"" + json_escape(s) + "\""; }
+std::string quoted(const std::string& s) {
+  return "\"" + json_escape(s) + "\"";
+}
 
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
@@ -195,8 +196,7 @@ int run_predict(const std::vector<std::string>& argv, const Job& job) {
                  "predict: %s: no class names (a checkpoint written before they were kept): "
                  "classes are shown by index\n",
                  first.path.c_str());
-  while (static_cast<int>(names.size()) < classes)
-    names.push_back(str_cat("class ", names.size()));
+  while (static_cast<int>(names.size()) < classes) names.push_back(str_cat("class ", names.size()));
   const int top = std::min(args.get_int("top", 5), classes);
   if (top < 1) RN_FAIL("--top must be at least 1, got " << args.get_int("top", 5));
 
@@ -230,7 +230,8 @@ int run_predict(const std::vector<std::string>& argv, const Job& job) {
     for (Member& m : members) {
       const InputTransform& t = m.cn.use.transform;
       const int64_t per_view = static_cast<int64_t>(t.channels) * t.crop * t.crop;
-      Tensor x = Tensor::zeros(Shape{static_cast<int64_t>(ok.size()) * views, t.channels, t.crop, t.crop});
+      Tensor x =
+          Tensor::zeros(Shape{static_cast<int64_t>(ok.size()) * views, t.channels, t.crop, t.crop});
       for (size_t j = 0; j < ok.size(); ++j) {
         if (!good[j]) continue;
         try {
@@ -280,12 +281,11 @@ int run_predict(const std::vector<std::string>& argv, const Job& job) {
     }
   }
   std::fflush(stdout);
-  const double s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::fprintf(stderr,
-               "predict: %lld image(s) in %.2f s (%.1f images/s, %zu model(s), %d view(s) each)%s\n",
-               static_cast<long long>(done), s, done / std::max(s, 1e-9), members.size(), views,
-               bad > 0 ? str_cat("; ", bad, " file(s) not readable images").c_str() : "");
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(
+      stderr, "predict: %lld image(s) in %.2f s (%.1f images/s, %zu model(s), %d view(s) each)%s\n",
+      static_cast<long long>(done), s, done / std::max(s, 1e-9), members.size(), views,
+      bad > 0 ? str_cat("; ", bad, " file(s) not readable images").c_str() : "");
   if (done == 0) RN_FAIL("no readable image among " << files.size() << " file(s)");
   return 0;
 }

@@ -14,16 +14,15 @@
 namespace rn::launch {
 
 const std::vector<std::string>& fashion_mnist_class_names() {
-  static const std::vector<std::string> names = {"T-shirt/top", "Trouser", "Pullover", "Dress",
-                                                 "Coat",        "Sandal",  "Shirt",    "Sneaker",
+  static const std::vector<std::string> names = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                                 "Coat",        "Sandal",    "Shirt",    "Sneaker",
                                                  "Bag",         "Ankle boot"};
   return names;
 }
 
 const std::vector<std::string>& cifar10_class_names() {
-  static const std::vector<std::string> names = {"airplane", "automobile", "bird",  "cat",
-                                                 "deer",     "dog",        "frog",  "horse",
-                                                 "ship",     "truck"};
+  static const std::vector<std::string> names = {
+      "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
   return names;
 }
 
@@ -62,8 +61,7 @@ std::string transform_json(const InputTransform& t) {
 
 std::vector<io::CheckpointEntry> model_use_entries(const ModelUse& use) {
   std::string names;
-  for (size_t i = 0; i < use.class_names.size(); ++i)
-    names += (i ? "\n" : "") + use.class_names[i];
+  for (size_t i = 0; i < use.class_names.size(); ++i) names += (i ? "\n" : "") + use.class_names[i];
   std::vector<io::CheckpointEntry> e;
   if (!use.class_names.empty()) e.push_back(text_entry("meta/class_names", std::move(names)));
   if (use.has_transform) e.push_back(text_entry("meta/transform", transform_json(use.transform)));
