@@ -31,8 +31,11 @@ TEST(ModelUseTest, NamesAndTransformRoundTrip) {
   ModelUse use;
   use.class_names = {"T-shirt/top", "a name, with a comma", "Ankle boot"};
   use.has_transform = true;
-  use.transform = InputTransform{
-      .channels = 3, .resize = 36, .crop = 32, .mean = {0.485f, 0.456f, 0.406f}, .std = {0.229f, 0.224f, 0.225f}};
+  use.transform = InputTransform{.channels = 3,
+                                 .resize = 36,
+                                 .crop = 32,
+                                 .mean = {0.485f, 0.456f, 0.406f},
+                                 .std = {0.229f, 0.224f, 0.225f}};
   const auto d = datasets_of(use);
   ASSERT_EQ(d.size(), 2u);
   EXPECT_EQ(std::string(d.at("meta/transform").begin(), d.at("meta/transform").end()),
@@ -71,7 +74,8 @@ TEST(ModelUseTest, ADamagedTransformIsOneLineNamingTheFile) {
             "has a std that is not positive"}}) {
     const std::string e = error(text);
     EXPECT_NE(e.find("checkpoint 'c.h5': '/meta/transform' " + why), std::string::npos)
-        << text << "\n" << e;
+        << text << "\n"
+        << e;
     EXPECT_EQ(e.find('\n'), std::string::npos) << e;
   }
 }
