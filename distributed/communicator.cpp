@@ -426,7 +426,10 @@ void set_error_prefix(std::string prefix) {
 
 void report_error(const std::string& what) {
   const int rank = job_rank();
-  if (rank > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // Long enough for rank 0's MPI_Abort to reach this process on a loaded machine (500 ms was
+  // not, with another test's ranks on the same two cores); a rank that fails alone is reported
+  // this much later.
+  if (rank > 0) std::this_thread::sleep_for(std::chrono::milliseconds(kOtherRankErrorDelayMs));
   // One write(2) of the whole line: mpirun's own messages share the stream, and a line written
   // in pieces can be split by them.
   const std::string line =

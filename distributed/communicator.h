@@ -145,8 +145,9 @@ void abort_job(int code);
 int job_rank();
 
 // The job's one error line: "<prefix>[rank R] what" (no tag on rank 0) in one write(2), where
-// other ranks first wait a moment so that an error every rank meets is printed once, by rank 0;
-// then abort_job(1). The prefix ("resnet train: error: ") is set once by main.
+// other ranks first wait kOtherRankErrorDelayMs so that an error every rank meets is printed
+// once, by rank 0; then abort_job(1). The prefix ("resnet train: error: ") is set once by main.
+inline constexpr int kOtherRankErrorDelayMs = 2000;
 void set_error_prefix(std::string prefix);
 void report_error(const std::string& what);
 
