@@ -441,6 +441,11 @@ std::unique_ptr<Backend> make_profiling_backend(Backend& inner, Profiler& profil
   return std::make_unique<ProfilingBackend>(inner, profiler);
 }
 
+double profile_peak_gflops(Device device, DType compute, int threads) {
+  return device.kind == DeviceKind::cpu && compute == DType::f32 ? cpu_fp32_peak_gflops(threads)
+                                                                 : 0;
+}
+
 ProfileReport make_profile_report(const Profiler& profiler, int steps, double step_s,
                                   double peak_gflops) {
   ProfileReport r;

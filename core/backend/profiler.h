@@ -73,6 +73,10 @@ class Profiler {
 // `profiler` must outlive it.
 std::unique_ptr<Backend> make_profiling_backend(Backend& inner, Profiler& profiler);
 
+// The peak a profile compares the convolutions against: fp32 on the CPU, cpu_fp32_peak_gflops
+// on `threads` threads; 0 (not measured) for another device or compute type.
+double profile_peak_gflops(Device device, DType compute, int threads);
+
 // A profile as a reader wants it: the kinds' totals per step, with their share of the step, and
 // for convolutions and linear layers their rate and its fraction of `peak_gflops` (0: unknown);
 // then every layer, slowest first. `steps` timed steps of `step_s` seconds each; what the entries

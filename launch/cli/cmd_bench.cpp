@@ -313,11 +313,8 @@ int run_bench(const std::vector<std::string>& argv, const Job& job) {
   std::optional<ProfileRun> profile;
   if (p.profile) {
     profiling = make_profiling_backend(*device_backend, profiler);
-    // The peak of fp32 on the CPU: one core's FMAs times the threads (one per core).
-    const double peak = p.device.kind == DeviceKind::cpu && p.compute == DType::f32
-                            ? cpu_fp32_peak_gflops(p.threads)
-                            : 0;
-    profile.emplace(ProfileRun{profiler, peak, p.iters});
+    profile.emplace(
+        ProfileRun{profiler, profile_peak_gflops(p.device, p.compute, p.threads), p.iters});
   }
   Backend* const backend = profiling ? profiling.get() : device_backend.get();
   auto net =

@@ -227,23 +227,29 @@ int run_predict(const std::vector<std::string>& argv, const Job& job) {
     }
     std::vector<double> prob(ok.size() * classes, 0.0);
     std::vector<bool> good(ok.size(), true);
+    // Members of one transform (an ensemble of one recipe) share the decoded batch.
+    Tensor x;
+    const InputTransform* decoded_for = nullptr;
     for (Member& m : members) {
+      if (ok.empty()) break;
       const InputTransform& t = m.cn.use.transform;
-      const int64_t per_view = static_cast<int64_t>(t.channels) * t.crop * t.crop;
-      Tensor x =
-          Tensor::zeros(Shape{static_cast<int64_t>(ok.size()) * views, t.channels, t.crop, t.crop});
-      for (size_t j = 0; j < ok.size(); ++j) {
-        if (!good[j]) continue;
-        try {
-          prepare(bytes[j], t, m, views, scratch, rgb, x.data_as<float>() + j * views * per_view);
-        } catch (const Error& e) {
-          std::fprintf(stderr, "predict: %s: not a readable image (%s)\n", files[ok[j]].c_str(),
-                       e.what());
-          good[j] = false;
-          ++bad;
+      if (!decoded_for || !(*decoded_for == t)) {
+        const int64_t per_view = static_cast<int64_t>(t.channels) * t.crop * t.crop;
+        x = Tensor::zeros(
+            Shape{static_cast<int64_t>(ok.size()) * views, t.channels, t.crop, t.crop});
+        for (size_t j = 0; j < ok.size(); ++j) {
+          if (!good[j]) continue;
+          try {
+            prepare(bytes[j], t, m, views, scratch, rgb, x.data_as<float>() + j * views * per_view);
+          } catch (const Error& e) {
+            std::fprintf(stderr, "predict: %s: not a readable image (%s)\n", files[ok[j]].c_str(),
+                         e.what());
+            good[j] = false;
+            ++bad;
+          }
         }
+        decoded_for = &t;
       }
-      if (ok.empty()) continue;
       Backend& be = *m.cn.backend;
       const Tensor y = be.download(m.cn.net->forward(to_compute(be, be.upload(x), compute)));
       const float* logits = y.data_as<float>();

@@ -285,12 +285,12 @@ void Trainer::start_profile() {
 // Rank 0's profile, in the log and in run_dir/profile.json.
 void Trainer::finish_profile() {
   profiler_.set_enabled(false);
+  if (!lead_) return;
   const auto steps = static_cast<int>(profile_to_ - profile_from_);
   const double step_s = seconds_since(profile_t0_) / steps;
-  const bool cpu_fp32 = backend_->device().kind == DeviceKind::cpu && compute_ == DType::f32;
-  const double peak = cpu_fp32 ? cpu_fp32_peak_gflops(env_.threads_or(cfg_.train.threads)) : 0;
-  const ProfileReport r = make_profile_report(profiler_, steps, step_s, peak);
-  if (!lead_) return;
+  const ProfileReport r = make_profile_report(
+      profiler_, steps, step_s,
+      profile_peak_gflops(backend_->device(), compute_, env_.threads_or(cfg_.train.threads)));
   RN_LOG(info) << "profile of steps " << profile_from_ + 1 << "-" << profile_to_
                << " (rank 0; also in profile.json):";
   std::istringstream lines(profile_text(r, 15));
