@@ -80,6 +80,10 @@ class Network final : public nn::Module {
   }
   void for_each_child(const std::function<void(nn::Module&)>& f) override { f(body_); }
   Shape output_shape(const Shape& in) const override { return body_.output_shape(in); }
+  nn::GraphValue describe(nn::GraphBuilder& b, const std::string& prefix,
+                          const nn::GraphValue& x) override {
+    return body_.describe(b, prefix, x);
+  }
   int64_t macs(const Shape& in) const override { return body_.macs(in); }
   int weighted_layers() const override { return body_.weighted_layers(); }
 

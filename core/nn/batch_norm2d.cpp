@@ -32,6 +32,14 @@ void BatchNorm2d::collect(const std::string& prefix, std::vector<NamedParameter>
   buffers.push_back({join(prefix, "running_var"), &running_var_});
 }
 
+GraphValue BatchNorm2d::describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) {
+  const GraphValue y = b.batch_norm(prefix, x, {join(prefix, "weight"), &gamma_.value},
+                                    {join(prefix, "bias"), &beta_.value},
+                                    {join(prefix, "running_mean"), &running_mean_},
+                                    {join(prefix, "running_var"), &running_var_}, p_.eps);
+  return p_.fuse_relu ? b.relu(join(prefix, "relu"), y) : y;
+}
+
 Tensor BatchNorm2d::forward_impl(const Tensor& x) {
   RN_CHECK(x.shape().rank() == 4 && x.shape()[1] == channels_,
            "[batch_norm] expects " << channels_ << " channels, got " << x.shape().str());

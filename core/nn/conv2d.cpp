@@ -29,6 +29,11 @@ Shape Conv2d::output_shape(const Shape& in) const {
   return conv_output_shape(p_, in);
 }
 
+GraphValue Conv2d::describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) {
+  const GraphTensor bias{join(prefix, "bias"), &bias_.value};
+  return b.conv(prefix, x, p_, {join(prefix, "weight"), &weight_.value}, p_.bias ? &bias : nullptr);
+}
+
 int64_t Conv2d::macs(const Shape& in) const {
   const Shape out = output_shape(in);
   return out[1] * out[2] * out[3] * (in_channels_ / p_.groups) * p_.kernel * p_.kernel;

@@ -40,6 +40,18 @@ Tensor Sigmoid::backward_impl(const Tensor& dy) {
   return dx;
 }
 
+GraphValue ReLU::describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) {
+  return b.relu(prefix, x);
+}
+
+GraphValue Sigmoid::describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) {
+  return b.sigmoid(prefix, x);
+}
+
+GraphValue Scale::describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) {
+  return b.scale(prefix, x, factor_);
+}
+
 Tensor Scale::forward_impl(const Tensor& x) {
   Tensor y = backend_.allocate(x.desc());
   backend_.scale_to(x, factor_, y);
@@ -54,6 +66,11 @@ Tensor Scale::backward_impl(const Tensor& dy) {
 
 Dropout::Dropout(Backend& be, float p) : Module(be), p_(p) {
   RN_CHECK(p >= 0.f && p < 1.f, "[dropout] p must be in [0, 1), got " << p);
+}
+
+// Inference: the identity (inverted dropout scales in training only).
+GraphValue Dropout::describe(GraphBuilder&, const std::string&, const GraphValue& x) {
+  return x;
 }
 
 Tensor Dropout::forward_impl(const Tensor& x) {
@@ -76,6 +93,10 @@ Shape Pool2d::output_shape(const Shape& in) const {
   if (p_.global) return Shape{in[0], in[1], 1, 1};
   return Shape{in[0], in[1], (in[2] + 2 * p_.pad - p_.kernel) / p_.stride + 1,
                (in[3] + 2 * p_.pad - p_.kernel) / p_.stride + 1};
+}
+
+GraphValue Pool2d::describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) {
+  return b.pool(prefix, x, p_);
 }
 
 Tensor Pool2d::forward_impl(const Tensor& x) {
@@ -114,6 +135,11 @@ void Linear::collect(const std::string& prefix, std::vector<NamedParameter>& par
 
 Shape Linear::output_shape(const Shape& in) const {
   return Shape{in[0], out_features_};
+}
+
+GraphValue Linear::describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) {
+  const GraphTensor bias{join(prefix, "bias"), &bias_.value};
+  return b.linear(prefix, x, {join(prefix, "weight"), &weight_.value}, has_bias_ ? &bias : nullptr);
 }
 
 Tensor Linear::forward_impl(const Tensor& x) {
@@ -161,6 +187,10 @@ Tensor Linear::backward_impl(const Tensor& dy) {
 Shape PadShortcut::output_shape(const Shape& in) const {
   return Shape{in[0], out_channels_, (in[2] + stride_ - 1) / stride_,
                (in[3] + stride_ - 1) / stride_};
+}
+
+GraphValue PadShortcut::describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) {
+  return b.pad_shortcut(prefix, x, out_channels_, stride_);
 }
 
 Tensor PadShortcut::forward_impl(const Tensor& x) {
@@ -221,6 +251,12 @@ int Sequential::weighted_layers() const {
   int n = 0;
   for (const auto& [name, m] : children_) n += m->weighted_layers();
   return n;
+}
+
+GraphValue Sequential::describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) {
+  GraphValue h = x;
+  for (auto& [n, m] : children_) h = m->describe(b, join(prefix, n), h);
+  return h;
 }
 
 Tensor Sequential::forward_impl(const Tensor& x) {

@@ -18,6 +18,7 @@ class Conv2d final : public Module {
   void collect(const std::string& prefix, std::vector<NamedParameter>& params,
                std::vector<NamedBuffer>& buffers) override;
   Shape output_shape(const Shape& in) const override;
+  GraphValue describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) override;
   int64_t macs(const Shape& in) const override;
   int weighted_layers() const override { return 1; }
   const ConvParams& params() const { return p_; }
@@ -65,6 +66,7 @@ class BatchNorm2d final : public Module {
   void collect(const std::string& prefix, std::vector<NamedParameter>& params,
                std::vector<NamedBuffer>& buffers) override;
   Shape output_shape(const Shape& in) const override { return in; }
+  GraphValue describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) override;
   int64_t num_batches_tracked() const { return num_batches_tracked_; }
   void set_num_batches_tracked(int64_t n) { num_batches_tracked_ = n; }
   // Cross-replica ("sync") batch norm: training statistics over the whole global batch, summed
@@ -104,6 +106,7 @@ class ReLU final : public Module {
  public:
   using Module::Module;
   Shape output_shape(const Shape& in) const override { return in; }
+  GraphValue describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) override;
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
@@ -117,6 +120,7 @@ class Sigmoid final : public Module {
  public:
   using Module::Module;
   Shape output_shape(const Shape& in) const override { return in; }
+  GraphValue describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) override;
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
@@ -131,6 +135,7 @@ class Scale final : public Module {
  public:
   Scale(Backend& be, float factor) : Module(be), factor_(factor) {}
   Shape output_shape(const Shape& in) const override { return in; }
+  GraphValue describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) override;
   float factor() const { return factor_; }
 
  protected:
@@ -148,6 +153,7 @@ class Dropout final : public Module {
  public:
   Dropout(Backend& be, float p);
   Shape output_shape(const Shape& in) const override { return in; }
+  GraphValue describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) override;
   void set_key(uint64_t key) { key_ = key; }
   float p() const { return p_; }
 
@@ -165,6 +171,7 @@ class Pool2d final : public Module {
  public:
   Pool2d(Backend& be, const PoolParams& p) : Module(be), p_(p) {}
   Shape output_shape(const Shape& in) const override;
+  GraphValue describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) override;
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
@@ -185,6 +192,7 @@ class Linear final : public Module {
   void collect(const std::string& prefix, std::vector<NamedParameter>& params,
                std::vector<NamedBuffer>& buffers) override;
   Shape output_shape(const Shape& in) const override;
+  GraphValue describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) override;
   int64_t macs(const Shape& in) const override {
     return static_cast<int64_t>(in_features_) * out_features_;
   }
@@ -208,6 +216,7 @@ class Identity final : public Module {
  public:
   using Module::Module;
   Shape output_shape(const Shape& in) const override { return in; }
+  GraphValue describe(GraphBuilder&, const std::string&, const GraphValue& x) override { return x; }
 
  protected:
   Tensor forward_impl(const Tensor& x) override { return x; }
@@ -220,6 +229,7 @@ class PadShortcut final : public Module {
   PadShortcut(Backend& be, int out_channels, int stride)
       : Module(be), out_channels_(out_channels), stride_(stride) {}
   Shape output_shape(const Shape& in) const override;
+  GraphValue describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) override;
 
  protected:
   Tensor forward_impl(const Tensor& x) override;
@@ -250,6 +260,7 @@ class Sequential final : public Module {
     for (auto& c : children_) f(*c.second);
   }
   Shape output_shape(const Shape& in) const override;
+  GraphValue describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) override;
   int64_t macs(const Shape& in) const override;
   int weighted_layers() const override;
 

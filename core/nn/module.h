@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/backend/backend.h"
+#include "core/nn/graph.h"
 
 namespace rn::nn {
 
@@ -90,6 +91,9 @@ class Module {
   virtual int64_t macs(const Shape& in) const { return 0; }
   // Convolution and linear layers inside (the "depth" of a network counts these).
   virtual int weighted_layers() const { return 0; }
+  // Adds what this module's eval-mode forward computes on `x` to `b`, the ops and parameters
+  // named under `prefix` as collect() names the parameters; returns the output.
+  virtual GraphValue describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) = 0;
 
  protected:
   virtual Tensor forward_impl(const Tensor& x) = 0;

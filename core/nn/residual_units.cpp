@@ -112,6 +112,27 @@ Tensor ResidualUnit::forward_impl(const Tensor& x) {
   return y;
 }
 
+// The forward above, op by op; the names follow collect() (the pre-activation's BN is "bn1").
+GraphValue ResidualUnit::describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) {
+  const GraphValue a = preact_ ? preact_->describe(b, join(prefix, "bn1"), x) : x;
+  const GraphValue h = branch_.describe(b, prefix, a);
+  if (!shortcut_) return h;
+  GraphValue s = shortcut_->describe(b, join(prefix, "downsample"), shortcut_from_preact_ ? a : x);
+  if (shortcut_tail_) s = shortcut_tail_->describe(b, join(prefix, "shortcut"), s);
+  GraphValue y;
+  if (gate_) {
+    const GraphValue g = gate_->describe(b, join(prefix, "gate"), a);
+    const GraphValue gs =
+        b.mul(join(prefix, "gate.carry"), s, b.one_minus(join(prefix, "gate.one_minus"), g));
+    const GraphValue gh = exclusive_gate_ ? b.mul(join(prefix, "gate.transform"), h, g) : h;
+    y = b.add(join(prefix, "add"), gh, gs);
+  } else {
+    y = b.add(join(prefix, "add"), h, s);
+  }
+  if (post_) return post_->describe(b, join(prefix, post_name_), y);
+  return relu_after_sum_ ? b.relu(join(prefix, "relu"), y) : y;
+}
+
 GradSum ResidualUnit::backward_sum_impl(const GradSum& dy) {
   Tensor g;
   if (shortcut_ && relu_after_sum_ && !post_) {

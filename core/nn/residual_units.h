@@ -63,6 +63,7 @@ class ResidualUnit : public Module {
     if (post_) f(*post_);
   }
   Shape output_shape(const Shape& in) const override { return branch_.output_shape(in); }
+  GraphValue describe(GraphBuilder& b, const std::string& prefix, const GraphValue& x) override;
   int64_t macs(const Shape& in) const override;
   int weighted_layers() const override;
 

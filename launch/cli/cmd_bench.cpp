@@ -107,11 +107,9 @@ BenchPlan plan_bench(const Args& args, const Job& job) {
   p.threads = args.get_int("threads", job.env.threads);
   if (p.batch < 1 || p.warmup < 0 || p.iters < 1 || p.threads < 1)
     RN_FAIL("--batch, --iters and --threads must be positive, --warmup >= 0");
-  p.dev = args.get("device", "cpu");
-  if (p.dev != "cpu" && p.dev != "cuda")
-    RN_FAIL("--device must be cpu or cuda, got '" << p.dev << "'");
+  p.device = device_flag(args, job.env);
+  p.dev = p.device.kind == DeviceKind::cuda ? "cuda" : "cpu";
   p.precision = args.get("precision", "fp32");
-  p.device = job.env.device(p.dev == "cuda" ? DeviceKind::cuda : DeviceKind::cpu);
   p.compute = checked_precision(p.precision, p.device, "--precision");
   p.conv = args.get("conv-algorithm", "auto");
   const auto named = std::find_if(std::begin(kConvAlgorithmNames), std::end(kConvAlgorithmNames),

@@ -149,9 +149,7 @@ int run_predict(const std::vector<std::string>& argv, const Job& job) {
   if (crops != "1" && crops != "10") RN_FAIL("--crops must be 1 or 10, got '" << crops << "'");
   const int views = crops == "10" ? 10 : 1;
   if (args.flag("json") && args.flag("csv")) RN_FAIL("--json and --csv: choose one");
-  const std::string dev = args.get("device", "cpu");
-  if (dev != "cpu" && dev != "cuda") RN_FAIL("--device must be cpu or cuda, got '" << dev << "'");
-  const Device device = job.env.device(dev == "cuda" ? DeviceKind::cuda : DeviceKind::cpu);
+  const Device device = device_flag(args, job.env);
   const DType compute = checked_precision(args.get("precision", "fp32"), device, "--precision");
   const int threads = job.env.threads_or(args.get_int("threads", 0));
   const std::vector<std::string> files = list_inputs(args.operands());

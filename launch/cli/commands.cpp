@@ -1,6 +1,8 @@
 // The table of commands behind main's dispatch, its usage text, and `--help`.
 #include "launch/cli/commands.h"
 
+#include "core/check.h"
+
 namespace rn::launch {
 
 const std::vector<Command>& commands() {
@@ -9,6 +11,7 @@ const std::vector<Command>& commands() {
       {"eval", run_eval, &eval_command(), nullptr},
       {"infer", run_infer, &infer_command(), nullptr},
       {"predict", run_predict, &predict_command(), nullptr},
+      {"export", run_export, &export_command(), nullptr},
       {"step", run_step, &step_command(), nullptr},
       {"ckpt", run_ckpt, nullptr, &ckpt_commands()},
       {"data", run_data, nullptr, &data_commands()},
@@ -59,6 +62,12 @@ std::string command_reference_markdown() {
   }
   out.pop_back();  // one newline at the end
   return out;
+}
+
+Device device_flag(const Args& args, const distributed::RankEnvironment& env) {
+  const std::string dev = args.get("device", "cpu");
+  if (dev != "cpu" && dev != "cuda") RN_FAIL("--device must be cpu or cuda, got '" << dev << "'");
+  return env.device(dev == "cuda" ? DeviceKind::cuda : DeviceKind::cpu);
 }
 
 }  // namespace rn::launch

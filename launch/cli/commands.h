@@ -46,6 +46,7 @@ const CommandSpec& train_command();
 const CommandSpec& eval_command();
 const CommandSpec& infer_command();
 const CommandSpec& predict_command();
+const CommandSpec& export_command();
 const CommandSpec& step_command();
 const CommandSpec& info_command();
 const CommandSpec& bench_command();
@@ -64,6 +65,8 @@ int run_ckpt_bench(const std::vector<std::string>& argv, const Job& job);
 int run_infer(const std::vector<std::string>& argv, const Job& job);
 // `resnet predict`: image files' classes by name (launch/cli/cmd_predict.cpp).
 int run_predict(const std::vector<std::string>& argv, const Job& job);
+// `resnet export`: the network as an ONNX model (launch/cli/cmd_export.cpp).
+int run_export(const std::vector<std::string>& argv, const Job& job);
 int run_step(const std::vector<std::string>& argv, const Job& job);
 // `resnet data pack | inspect | bench`: packed data sets and the decoding benchmark.
 int run_data(const std::vector<std::string>& argv, const Job& job);
@@ -77,6 +80,8 @@ struct DefaultInput {
 };
 DefaultInput default_input(const std::string& model);
 class Args;
+// --device cpu|cuda (default cpu) as this rank's device; anything else is an error naming it.
+Device device_flag(const Args& args, const distributed::RankEnvironment& env);
 // default_input overridden by --input CxHxW and --classes N.
 DefaultInput input_from_args(const Args& args, const std::string& model);
 int run_allreduce_bench(const Args& args, const Job& job);

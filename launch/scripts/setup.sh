@@ -19,13 +19,16 @@ jobs=$(nproc)
 
 build_packages=(build-essential cmake pkg-config zlib1g-dev libopenmpi-dev openmpi-bin
   libhdf5-openmpi-dev hdf5-tools libboost-log-dev libdnnl-dev libyaml-cpp-dev
-  libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libgtest-dev dataset-fashion-mnist)
+  libturbojpeg0-dev libjpeg62-turbo-dev libpng-dev libgtest-dev libonnx-dev libprotobuf-dev
+  dataset-fashion-mnist)
 # The experiments' runner reads YAML and plots with matplotlib.
 experiment_packages=(python3-yaml python3-matplotlib)
 # The tests compare against PyTorch and torchvision (on PIL) and read checkpoints with h5py; one
 # runs a tiny experiment; the multi-node and Slurm tests build a simulated cluster of network
-# namespaces (iproute2) and a single-host Slurm (launch/scripts/local_cluster.sh).
+# namespaces (iproute2) and a single-host Slurm (launch/scripts/local_cluster.sh). The ONNX
+# tests check exported files with onnx's checker and run them in OpenCV's DNN module.
 test_packages=(python3-torch python3-torchvision python3-h5py python3-numpy python3-pil
+  python3-onnx python3-opencv
   "${experiment_packages[@]}" iproute2 slurmctld slurmd slurm-client munge)
 # libFuzzer and its runtimes (clang 14), with the OpenMP runtime clang builds need.
 fuzz_packages=(clang-14 libclang-rt-14-dev libfuzzer-14-dev libomp-14-dev)

@@ -1,12 +1,16 @@
 // `resnet train` and `resnet eval` end to end on JPEG folders the test makes: RGB, grayscale and
 // CMYK images of several sizes, a corrupt and a truncated file, a file that is not an image and
 // an empty class folder; two ranks train, then evaluate with 1 and with 10 crops, as a folder
-// and as the packed files `resnet data pack` makes of it.
+// and as the packed files `resnet data pack` makes of it; `resnet predict` and `resnet export`
+// on the trained network.
 #include <gtest/gtest.h>
+#include <hdf5.h>
+#include <onnx/onnx_pb.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -276,6 +280,93 @@ TEST_F(ImageFolderTrainTest, PredictNamesTheClassesAndAgreesWithEval) {
   EXPECT_NE(nb.exit_code, 0);
   EXPECT_EQ(nb.err_lines().size(), 1u) << nb.err;
   EXPECT_EQ(nb.err_lines_with("has no evaluation transform"), 1) << nb.err;
+}
+
+// `resnet export` of a trained checkpoint: an ONNX file whose input is the transform's crop and
+// whose metadata holds the class names and the transform the checkpoint carries; on 2 ranks the
+// same file; every bad input one line, a non-zero exit and no file written.
+TEST_F(ImageFolderTrainTest, ExportCarriesTheClassNamesAndTransform) {
+  const auto t = run_resnet("train --config " + config("image_folder"));
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  const fs::path ckpt = last_checkpoint("image_folder");
+  const fs::path onnx_file = dir_ / "model.onnx";
+  const std::string exp = "export --checkpoint " + ckpt.string() + " --to ";
+  const auto e = run_resnet(exp + onnx_file.string());
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  EXPECT_NE(e.out.find("export: resnet20 -> " + onnx_file.string() +
+                       ": opset 13, input 1 x 3 x 32 x 32, logits 1 x 4"),
+            std::string::npos)
+      << e.out;
+
+  onnx::ModelProto m;
+  {
+    std::ifstream f(onnx_file, std::ios::binary);
+    ASSERT_TRUE(m.ParseFromIstream(&f));
+  }
+  EXPECT_EQ(m.producer_name(), "resnet");
+  ASSERT_EQ(m.opset_import_size(), 1);
+  EXPECT_EQ(m.opset_import(0).version(), 13);
+  std::map<std::string, std::string> meta;
+  for (const auto& p : m.metadata_props()) meta[p.key()] = p.value();
+  EXPECT_EQ(meta["model"], "resnet20");
+  EXPECT_EQ(meta["class_names"], "bird\ncat\ndog\nzebra\n");
+  const auto inspect = run_resnet("ckpt inspect " + ckpt.string() + " --json");
+  const std::string& transform = meta["transform"];
+  EXPECT_NE(transform.find("\"resize\": 36, \"crop\": 32"), std::string::npos) << transform;
+  EXPECT_NE(inspect.out.find("\"transform\": " + transform), std::string::npos) << transform << "\n"
+                                                                                << inspect.out;
+  const auto& in = m.graph().input(0).type().tensor_type().shape();
+  ASSERT_EQ(in.dim_size(), 4);
+  EXPECT_EQ(in.dim(0).dim_value(), 1);
+  EXPECT_EQ(in.dim(3).dim_value(), 32);
+  // The weights are the checkpoint's: the classifier's bias, bit for bit.
+  std::vector<float> bias(4);
+  const hid_t f = H5Fopen(ckpt.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  const hid_t d = H5Dopen2(f, "/model/fc.bias", H5P_DEFAULT);
+  ASSERT_GE(d, 0);
+  ASSERT_GE(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, bias.data()), 0);
+  H5Dclose(d);
+  H5Fclose(f);
+  std::string stored;
+  for (const auto& init : m.graph().initializer())
+    if (init.name() == "fc.bias") stored = init.raw_data();
+  ASSERT_EQ(stored.size(), 4 * sizeof(float));
+  EXPECT_EQ(std::memcmp(stored.data(), bias.data(), stored.size()), 0);
+
+  // Under mpirun every rank reads the checkpoint and rank 0 writes the same file.
+  const fs::path two = dir_ / "two.onnx";
+  const auto e2 = run_resnet(exp + two.string(), rn::test::mpirun_prefix(2));
+  ASSERT_EQ(e2.exit_code, 0) << e2.err;
+  EXPECT_EQ(read_text(two), read_text(onnx_file));
+
+  // Bad inputs: one line each, nothing written.
+  const fs::path out = dir_ / "bad.onnx";
+  fs::create_directories(dir_ / "a_folder");
+  const fs::path bare = dir_ / "bare.h5";
+  ASSERT_EQ(run_resnet("ckpt init --model resnet20 --classes 4 --seed 1 --output " + bare.string())
+                .exit_code,
+            0);
+  for (const auto& [args, needle] : std::vector<std::pair<std::string, std::string>>{
+           {"export --checkpoint " + (dir_ / "none.h5").string() + " --to " + out.string(),
+            "none.h5"},
+           {exp + (dir_ / "missing" / "m.onnx").string(), "missing' does not exist"},
+           {exp + (dir_ / "a_folder").string(), "is a folder"},
+           {exp + out.string() + " --opset 9", "--opset 9 is not supported"},
+           {exp + out.string() + " --opset 18", "opsets 11 to 17"},
+           {exp + out.string() + " --batch 0", "--batch must be a positive integer or 'dynamic'"},
+           {exp + out.string() + " --size 32x", "--size must be"},
+           {exp + out.string() + " --size 0", "--size must be"},
+           {"export --checkpoint " + bare.string() + " --to " + out.string(),
+            "has no evaluation transform"},
+           {"export --checkpoint " + ckpt.string(), "--to"}}) {
+    const auto b = run_resnet(args);
+    EXPECT_NE(b.exit_code, 0) << args;
+    EXPECT_EQ(b.err_lines().size(), 1u) << args << "\n" << b.err;
+    EXPECT_EQ(b.err_lines_with(needle), 1) << args << "\n" << b.err;
+    EXPECT_FALSE(fs::exists(out)) << args;
+    EXPECT_FALSE(fs::exists(out.string() + ".tmp")) << args;
+  }
 }
 
 }  // namespace
