@@ -44,8 +44,8 @@ class GraphBuilder {
   virtual GraphValue one_minus(const std::string& name, const GraphValue& x) = 0;
   virtual GraphValue pool(const std::string& name, const GraphValue& x, const PoolParams& p) = 0;
   // x (N x F, or N x F x 1 x 1) times weight^T (+ bias).
-  virtual GraphValue linear(const std::string& name, const GraphValue& x,
-                            const GraphTensor& weight, const GraphTensor* bias) = 0;
+  virtual GraphValue linear(const std::string& name, const GraphValue& x, const GraphTensor& weight,
+                            const GraphTensor* bias) = 0;
   // Option A: x[:, :, ::stride, ::stride], zero channels added to reach `out_channels`, half
   // (rounded down) before the input's channels and the rest after.
   virtual GraphValue pad_shortcut(const std::string& name, const GraphValue& x, int out_channels,

@@ -1,7 +1,7 @@
 // `resnet export --checkpoint C --to model.onnx [--opset N] [--batch N|dynamic] [--fold-bn]`:
 // the checkpoint's network in eval mode as an ONNX model that other runtimes run.
-#include <chrono>
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 
@@ -90,9 +90,8 @@ int run_export(const std::vector<std::string>& argv, const Job& job) {
     size = {cn.use.transform.crop, cn.use.transform.crop};
   }
   const std::string model = cn.net->spec().name;
-  const OnnxExportSummary s =
-      export_onnx(*cn.net, *cn.backend, Shape{cn.in_channels, size[0], size[1]}, cn.use, model,
-                  o, to);
+  const OnnxExportSummary s = export_onnx(
+      *cn.net, *cn.backend, Shape{cn.in_channels, size[0], size[1]}, cn.use, model, o, to);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::string ops;
@@ -102,10 +101,10 @@ int run_export(const std::vector<std::string>& argv, const Job& job) {
               model.c_str(), to.c_str(), o.opset, batch.c_str(), cn.in_channels,
               static_cast<long long>(size[0]), static_cast<long long>(size[1]), batch.c_str(),
               cn.classes);
-  std::printf("export: %d nodes (%s)%s, %.2f M parameters, %.1f MB, %.2f s\n", s.nodes,
-              ops.c_str(),
-              o.fold_bn ? (", " + std::to_string(s.folded_batch_norms) + " batch norms folded").c_str()
-                        : "",
+  std::printf("export: %d nodes (%s)%s, %.2f M parameters, %.1f MB, %.2f s\n", s.nodes, ops.c_str(),
+              o.fold_bn
+                  ? (", " + std::to_string(s.folded_batch_norms) + " batch norms folded").c_str()
+                  : "",
               s.parameters / 1e6, s.bytes / 1e6, seconds);
   if (cn.use.class_names.empty())
     std::printf("export: the checkpoint names no classes; the model's outputs are class indices\n");

@@ -54,9 +54,9 @@ class OnnxBuilder final : public nn::GraphBuilder {
   GraphValue batch_norm(const std::string& name, const GraphValue& x, const GraphTensor& gamma,
                         const GraphTensor& beta, const GraphTensor& mean, const GraphTensor& var,
                         double eps) override {
-    onnx::NodeProto& n = node("BatchNormalization", name,
-                              {this->name(x), tensor(gamma), tensor(beta), tensor(mean),
-                               tensor(var)});
+    onnx::NodeProto& n =
+        node("BatchNormalization", name,
+             {this->name(x), tensor(gamma), tensor(beta), tensor(mean), tensor(var)});
     onnx::AttributeProto* a = n.add_attribute();
     a->set_name("epsilon");
     a->set_type(onnx::AttributeProto::FLOAT);
@@ -173,7 +173,8 @@ class OnnxBuilder final : public nn::GraphBuilder {
       std::vector<float>& bias = inits_.at(conv.input(2)).data;
       for (size_t c = 0; c < channels; ++c) {
         const double s = gamma[c] / std::sqrt(static_cast<double>(var[c]) + eps);
-        for (size_t k = 0; k < per; ++k) w.data[c * per + k] = static_cast<float>(w.data[c * per + k] * s);
+        for (size_t k = 0; k < per; ++k)
+          w.data[c * per + k] = static_cast<float>(w.data[c * per + k] * s);
         bias[c] = static_cast<float>((bias[c] - static_cast<double>(mean[c])) * s + beta[c]);
       }
       conv.set_output(0, bn.output(0));
@@ -281,7 +282,9 @@ class OnnxBuilder final : public nn::GraphBuilder {
     n.add_output(n.name());
     return n;
   }
-  GraphValue output(const onnx::NodeProto& n, const Shape& shape) { return value(n.output(0), shape); }
+  GraphValue output(const onnx::NodeProto& n, const Shape& shape) {
+    return value(n.output(0), shape);
+  }
   static void ints(onnx::NodeProto& n, const std::string& name, std::vector<int64_t> v) {
     onnx::AttributeProto* a = n.add_attribute();
     a->set_name(name);
@@ -342,8 +345,7 @@ OnnxExportSummary export_onnx(models::Network& net, Backend& backend, const Shap
   const bool was_training = net.training();
   net.set_training(false);
   OnnxBuilder b(backend);
-  const nn::GraphValue x =
-      b.input(Shape{o.batch == 0 ? 1 : o.batch, input[0], input[1], input[2]});
+  const nn::GraphValue x = b.input(Shape{o.batch == 0 ? 1 : o.batch, input[0], input[1], input[2]});
   const nn::GraphValue y = net.describe(b, "", x);
   net.set_training(was_training);
   OnnxExportSummary summary;

@@ -61,6 +61,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "launch", "scripts"))
 import convert_torchvision as conv  # noqa: E402
+from checkpoint_values import randomise  # noqa: E402
 import reference_models  # noqa: E402
 
 THREADS = int(os.environ.get("CONFORMANCE_THREADS", "2"))  # torch and `resnet` alike
@@ -134,29 +135,6 @@ class Report:
             failed += [f"{kind} {r[1]}: {r[2]:.3g} > {bound:.3g}" for r in rows
                        if not r[2] <= bound]
         return kinds, failed
-
-
-def randomise(path, rng):
-    """BN gamma/beta, running statistics, fc bias and momentum buffers made non-trivial."""
-    _, data = conv.read_checkpoint(path)
-    new = {}
-    for k, v in data.items():
-        if not k.startswith(("model/", "optimizer/")) or k.endswith("num_batches_tracked"):
-            continue
-        bn = ".bn" in k or k.startswith(("model/bn", "optimizer/bn")) or "final_bn" in k or \
-            "downsample.1" in k
-        shape = np.shape(v)
-        if k.startswith("optimizer/"):
-            new[k] = rng.normal(0, 0.01, shape)
-        elif bn and k.endswith(".weight"):
-            new[k] = rng.uniform(0.5, 1.5, shape)
-        elif (bn and k.endswith(".bias")) or k == "model/fc.bias":
-            new[k] = rng.normal(0, 0.1, shape)
-        elif k.endswith("running_mean"):
-            new[k] = rng.normal(0, 0.1, shape)
-        elif k.endswith("running_var"):
-            new[k] = rng.uniform(0.5, 1.5, shape)
-    conv.update_checkpoint(path, new)
 
 
 def main():

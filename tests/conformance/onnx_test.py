@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """`resnet export` checked by other runtimes. For each MODEL, a checkpoint from `resnet ckpt
-init` (its BN parameters and running statistics randomised as conformance_test.py does, so that
+init` (its BN parameters and running statistics randomised by checkpoint_values.py, so that
 no batch norm is the identity) is exported three ways:
   - batch norm kept, batch dynamic, opset 13 (the default),
   - batch norm folded into the convolutions (--fold-bn), batch fixed at the inputs', opset 11,
@@ -43,8 +43,10 @@ except ImportError as e:
     sys.exit(SKIP)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "launch", "scripts"))
 import convert_torchvision as conv  # noqa: E402
+from checkpoint_values import randomise  # noqa: E402
 
 THREADS = 2
 
@@ -55,26 +57,6 @@ def run(cmd):
     if r.returncode != 0:
         sys.exit(f"FAIL: {' '.join(cmd)}\n{r.stdout}{r.stderr}")
     return r.stdout
-
-
-def randomise(path, rng):
-    """BN gamma and beta, running statistics and the classifier's bias made non-trivial."""
-    _, data = conv.read_checkpoint(path)
-    new = {}
-    for k, v in data.items():
-        if not k.startswith("model/") or k.endswith("num_batches_tracked"):
-            continue
-        bn = ".bn" in k or k.startswith("model/bn") or "final_bn" in k or "downsample.1" in k
-        shape = np.shape(v)
-        if bn and k.endswith(".weight"):
-            new[k] = rng.uniform(0.5, 1.5, shape)
-        elif (bn and k.endswith(".bias")) or k == "model/fc.bias":
-            new[k] = rng.normal(0, 0.1, shape)
-        elif k.endswith("running_mean"):
-            new[k] = rng.normal(0, 0.1, shape)
-        elif k.endswith("running_var"):
-            new[k] = rng.uniform(0.5, 1.5, shape)
-    conv.update_checkpoint(path, new)
 
 
 def dims(value_info):
@@ -89,7 +71,7 @@ def check_model(resnet, model, tmp, rng):
     channels, classes = int(found.group(1)), int(found.group(2))
     imagenet = classes == 1000
     size = 224 if imagenet else 32
-    randomise(ckpt, rng)
+    randomise(ckpt, rng, momentum=False)
     _, data = conv.read_checkpoint(ckpt)
     bn_count = sum(1 for k in data if k.startswith("model/") and k.endswith("running_var"))
     if imagenet:
