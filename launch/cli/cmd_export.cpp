@@ -101,11 +101,11 @@ int run_export(const std::vector<std::string>& argv, const Job& job) {
               model.c_str(), to.c_str(), o.opset, batch.c_str(), cn.in_channels,
               static_cast<long long>(size[0]), static_cast<long long>(size[1]), batch.c_str(),
               cn.classes);
-  std::printf("export: %d nodes (%s)%s, %.2f M parameters, %.1f MB, %.2f s\n", s.nodes, ops.c_str(),
+  std::printf("export: %d nodes (%s)%s, %.2f M floats, %.1f MB, %.2f s\n", s.nodes, ops.c_str(),
               o.fold_bn
                   ? (", " + std::to_string(s.folded_batch_norms) + " batch norms folded").c_str()
                   : "",
-              s.parameters / 1e6, s.bytes / 1e6, seconds);
+              s.floats / 1e6, s.bytes / 1e6, seconds);
   if (cn.use.class_names.empty())
     std::printf("export: the checkpoint names no classes; the model's outputs are class indices\n");
   return 0;

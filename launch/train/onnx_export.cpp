@@ -361,7 +361,7 @@ OnnxExportSummary export_onnx(models::Network& net, Backend& backend, const Shap
   summary.nodes = m.graph().node_size();
   summary.initializers = m.graph().initializer_size();
   for (const onnx::TensorProto& t : m.graph().initializer())
-    if (t.data_type() == onnx::TensorProto::FLOAT) summary.parameters += t.raw_data().size() / 4;
+    if (t.data_type() == onnx::TensorProto::FLOAT) summary.floats += t.raw_data().size() / 4;
 
   const std::string tmp = path + ".tmp";
   {

@@ -25,8 +25,8 @@ struct OnnxExportOptions {
 struct OnnxExportSummary {
   std::map<std::string, int> ops;  // node count per ONNX op type
   int nodes = 0, initializers = 0, folded_batch_norms = 0;
-  int64_t parameters = 0;  // floats in the initializers
-  int64_t bytes = 0;       // the file's size
+  int64_t floats = 0;  // in the initializers: weights, biases and batch-norm statistics
+  int64_t bytes = 0;   // the file's size
 };
 
 // Writes the eval-mode graph of `net` (on `backend`, its weights as they are) for inputs of
