@@ -15,7 +15,9 @@ TOL = 1e-4 is the float32 conformance bound of the logits against PyTorch
 (conformance_test.py): both runtimes sum the same products in float32 in different orders, and
 folding rounds each folded weight once more. A 1000-class RGB network gets torchvision's ImageNet
 class names and transform (as convert_torchvision.py writes them), which must come through as
-the file's metadata, and is exported without --size (the transform's crop).
+the file's metadata, and is exported without --size (the transform's crop); the Python of
+launch/README.md ("An exported model elsewhere") run on its export must name predict's class
+with predict's probability.
 
     onnx_test.py RESNET_BINARY MODEL [MODEL...]
 
@@ -136,7 +138,31 @@ def check_model(resnet, model, tmp, rng):
         if not err <= TOL:
             failed.append(f"{label}: OpenCV differs by {err:.3g} of max |logit| > {TOL}")
         print("  " + line.strip().splitlines()[1])
+    if imagenet:
+        failed += check_readme_snippet(resnet, ckpt, tmp, rng)
     return failed
+
+
+def check_readme_snippet(resnet, ckpt, tmp, rng):
+    """launch/README.md's Python for running an exported model elsewhere, on a 256 x 256 PNG
+    (the transform's resize is then the identity on both sides, so its input is predict's):
+    the same class and probability as `resnet predict`."""
+    readme = open(os.path.join(HERE, "..", "..", "launch", "README.md")).read()
+    section = readme.split("### An exported model elsewhere", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    script, model, image = (os.path.join(tmp, n) for n in ("snippet.py", "m.onnx", "photo.png"))
+    with open(script, "w") as f:
+        f.write(code)
+    cv2.imwrite(image, rng.integers(0, 256, (256, 256, 3), dtype=np.uint8))
+    run([resnet, "export", "--checkpoint", ckpt, "--to", model])
+    theirs = run([sys.executable, script, model, image]).strip()
+    ours = run([resnet, "predict", "--checkpoint", ckpt, "--top", "1", image]).strip()
+    name, p = ours.split(": ", 1)[1].rsplit(" ", 1)
+    t_name, t_p = theirs.rsplit(" ", 1)
+    print(f"README snippet: '{theirs}', predict: '{name} {p}'")
+    if t_name != name or abs(float(t_p) - float(p)) > 2e-4:
+        return [f"launch/README.md's snippet says '{theirs}', predict '{name} {p}'"]
+    return []
 
 
 def main():
