@@ -91,11 +91,23 @@ def fmnist(a):
         print(f"| {name} | {med[k][0]:.0f} | {med[k][1]:.1f} | {med[k][1] / med['ours'][1]:.2f}x |")
 
 
+def measured_peak(binary, threads):
+    """The fp32 FMA peak on `threads` threads (AVX-512 or AVX2, whichever the CPU has), as the
+    step profile measures it: a one-step profile of a small network reports it."""
+    out = subprocess.run([binary, "bench", "--model", "resnet20", "--input", "1x28x28",
+                          "--classes", "10", "--batch", "8", "--iters", "1", "--warmup", "0",
+                          "--train-only", "--profile", "--threads", str(threads), "--json"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)["profile_train"]["peak_gflops"]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--peak-gflops", type=float, default=445.0, help="fp32 matmul peak of this machine")
+    ap.add_argument("--peak-gflops", type=float,
+                    help="this machine's fp32 FMA peak on --threads threads (default: measured, "
+                         "as `resnet bench --profile` measures it)")
     ap.add_argument("--peer", default=os.path.join(ROOT, "..", "shared", "bench", "torch_peer.py"))
     ap.add_argument("--binary", default=os.path.join(ROOT, "build", "resnet"))
     ap.add_argument("--models", default=",".join(c[0] for c in CASES))
@@ -103,6 +115,8 @@ def main():
     ap.add_argument("--conv-algorithms", default="auto",
                     help="ours once per algorithm, comma-separated (direct, winograd, auto)")
     a = ap.parse_args()
+    if a.peak_gflops is None:
+        a.peak_gflops = measured_peak(a.binary, a.threads)
     algorithms = a.conv_algorithms.split(",")
     if a.fmnist:
         fmnist(a)
