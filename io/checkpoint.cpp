@@ -265,17 +265,19 @@ class CheckpointWriter {
   void create() {
     try {
       H5Id fapl = access_list(col_);
-      const H5Id fcpl = checksummed_create_list(), gcpl = checksummed_group_list();
+      const H5Id fcpl = checksummed_create_list();
       file_ = H5Id(RN_HDF5_CHECK(H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get())),
                    H5Fclose);
       H5Id dcpl(RN_HDF5_CHECK(H5Pcreate(H5P_DATASET_CREATE)), H5Pclose);
       // Every byte is written below: filling first would write the file twice.
       RN_HDF5_CHECK(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER));
       RN_HDF5_CHECK(H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY));
+      std::vector<std::string> paths;
+      for (const auto& e : entries_) paths.push_back(e.path);
+      create_groups(file_.get(), paths);
       for (const auto& e : entries_) {
         H5Id type = file_type(e.type, e.bytes());
         H5Id space = dataspace(e);
-        create_parent_groups(file_.get(), e.path, gcpl.get());
         sets_.emplace_back(
             RN_HDF5_CHECK(H5Dcreate2(file_.get(), e.path.c_str(), type.get(), space.get(),
                                      H5P_DEFAULT, dcpl.get(), H5P_DEFAULT)),

@@ -16,6 +16,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "core/check.h"
@@ -145,6 +147,37 @@ void create_parent_groups(hid_t file, const std::string& path, hid_t gcpl) {
     if (RN_HDF5_CHECK(H5Lexists(file, group.c_str(), H5P_DEFAULT)) > 0) continue;
     H5Id g(RN_HDF5_CHECK(H5Gcreate2(file, group.c_str(), H5P_DEFAULT, gcpl, H5P_DEFAULT)),
            H5Gclose);
+  }
+}
+
+void create_groups(hid_t file, const std::vector<std::string>& paths) {
+  struct Group {
+    std::set<std::string> links;
+    size_t name_bytes = 0;
+  };
+  std::vector<std::string> order;  // parents before their children, as the paths meet them
+  std::map<std::string, Group> groups;
+  for (const std::string& path : paths)
+    for (size_t slash = path.find('/', 1); slash != std::string::npos;
+         slash = path.find('/', slash + 1)) {
+      const std::string group = path.substr(0, slash);
+      const size_t next = path.find('/', slash + 1);
+      const std::string link =
+          path.substr(slash + 1, next == std::string::npos ? std::string::npos : next - slash - 1);
+      auto [it, added] = groups.try_emplace(group);
+      if (added) order.push_back(group);
+      if (it->second.links.insert(link).second) it->second.name_bytes += link.size();
+    }
+  for (const std::string& group : order) {
+    if (RN_HDF5_CHECK(H5Lexists(file, group.c_str(), H5P_DEFAULT)) > 0) continue;
+    const Group& g = groups.at(group);
+    const H5Id gcpl = checksummed_group_list();
+    const unsigned links = static_cast<unsigned>(std::min<size_t>(g.links.size(), 65535));
+    const unsigned name = static_cast<unsigned>(
+        std::min<size_t>(g.name_bytes / std::max<size_t>(g.links.size(), 1) + 1, 65535));
+    RN_HDF5_CHECK(H5Pset_est_link_info(gcpl.get(), links, name));
+    H5Id g_id(RN_HDF5_CHECK(H5Gcreate2(file, group.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT)),
+              H5Gclose);
   }
 }
 

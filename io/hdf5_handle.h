@@ -59,6 +59,11 @@ H5Id checksummed_group_list();
 // Creates the groups above `path` ("a/b/name": a and a/b) that do not exist yet, with
 // checksummed_group_list (instead of HDF5's intermediate groups, which take the defaults).
 void create_parent_groups(hid_t file, const std::string& path, hid_t gcpl);
+// Creates every group above the `paths` of a whole file at once, each with
+// checksummed_group_list sized for the links it will hold (H5Pset_est_link_info): its header is
+// then made large enough once, where growing a compact group link by link costs time quadratic
+// in its links (4,000 links: 31 s, against 0.3 s sized).
+void create_groups(hid_t file, const std::vector<std::string>& paths);
 
 // The version of the HDF5 superblock of the file at `path` (read with plain reads, at the
 // offsets HDF5 looks at: 0, 512, 1024, ...), or -1 when there is none. Versions 0 and 1 are
