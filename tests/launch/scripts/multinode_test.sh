@@ -111,10 +111,10 @@ case "$case_name" in
     for per_node in 1 2; do
       np=$((2 * per_node))
       out=$(on_cluster "$np" "cluster$np" 2>&1) || fail "cluster run: $out"
-      echo "$out" | grep -q "data-parallel: $np ranks on 2 nodes ($per_node + $per_node ranks)" ||
+      grep -q "data-parallel: $np ranks on 2 nodes ($per_node + $per_node ranks)" <<< "$out" ||
         fail "the log does not name 2 nodes of $per_node ranks: $(echo "$out" | grep data-parallel)"
       # mpirun binds each rank to a core: one thread each, whichever node it is on.
-      echo "$out" | grep -q "1 threads" || fail "not 1 thread per rank: $(echo "$out" | grep backend)"
+      grep -q "1 threads" <<< "$out" || fail "not 1 thread per rank: $(echo "$out" | grep backend)"
       host=$(on_host "$np" "host$np" 2>&1) || fail "host run: $host"
       same_tensors "$(ckpt "cluster$np" $((48 / np)))" "$(ckpt "host$np" $((48 / np)))" ||
         fail "$np ranks on 2 nodes and on one host trained to different weights"
@@ -125,12 +125,12 @@ case "$case_name" in
     # 4 ranks, 4 steps per epoch, 12 in all; step 6 is in the middle of epoch 2.
     on_cluster 4 a --set checkpoint.every_steps=3 > "$work/a.out" 2>&1 || fail "$(cat "$work/a.out")"
     out=$(on_cluster 4 b --resume "$(ckpt a 6)" 2>&1) || fail "resume on the cluster: $out"
-    echo "$out" | grep -q "resumed from $(ckpt a 6) at epoch 2, step 6" || fail "no resume: $out"
+    grep -q "resumed from $(ckpt a 6) at epoch 2, step 6" <<< "$out" || fail "no resume: $out"
     same_tensors "$(ckpt a 12)" "$(ckpt b 12)" || fail "the resumed run differs from the uninterrupted one"
     echo "ok: written and resumed across 2 nodes, byte-exact"
     # Another node count: the same checkpoint on 2 nodes x 1 rank, and on one host.
     out=$(on_cluster 2 c --resume "$(ckpt a 6)" 2>&1) || fail "2 nodes x 1 rank: $out"
-    echo "$out" | grep -q "resumed from" || fail "no resume on 2 nodes x 1 rank: $out"
+    grep -q "resumed from" <<< "$out" || fail "no resume on 2 nodes x 1 rank: $out"
     [ -e "$(ckpt c 24)" ] || fail "2 nodes x 1 rank did not finish (no checkpoint at step 24)"
     out=$(on_host 2 d --resume "$(ckpt a 6)" 2>&1) || fail "one host: $out"
     same_tensors "$(ckpt c 24)" "$(ckpt d 24)" ||

@@ -87,11 +87,11 @@ case "$case_name" in
   srun)
     out=$(timeout 120 srun -n 2 "$resnet" train --config "$work/config.yaml" 2>&1) ||
       fail "srun -n 2 resnet train: $out"
-    echo "$out" | grep -q "data-parallel: 2 ranks on 1 node" || fail "not 2 ranks on 1 node: $out"
+    grep -q "data-parallel: 2 ranks on 1 node" <<< "$out" || fail "not 2 ranks on 1 node: $out"
     want=$((cpus / 2 > 0 ? cpus / 2 : 1))
-    echo "$out" | grep -q "oneDNN [0-9.]*, $want threads" ||
+    grep -q "oneDNN [0-9.]*, $want threads" <<< "$out" ||
       fail "not $want thread(s) per rank on $cpus CPUs: $(echo "$out" | grep backend)"
-    echo "$out" | grep -q "^final: resnet20 after 3 epoch(s)" || fail "no final line: $out"
+    grep -q "^final: resnet20 after 3 epoch(s)" <<< "$out" || fail "no final line: $out"
     echo "ok: srun -n 2: 2 ranks on 1 node, $want thread(s) each, trained"
     ;;
   scancel)
