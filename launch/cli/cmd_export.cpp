@@ -65,11 +65,9 @@ int run_export(const std::vector<std::string>& argv, const Job& job) {
   const std::string to = args.required("to");
   OnnxExportOptions o;
   o.opset = args.get_int("opset", 13);
-  if (o.opset < kMinOnnxOpset || o.opset > kMaxOnnxOpset)
-    RN_FAIL("--opset " << o.opset << " is not supported: the exporter writes opsets "
-                       << kMinOnnxOpset << " to " << kMaxOnnxOpset);
   o.batch = batch_flag(args.get("batch", "1"));
   o.fold_bn = args.flag("fold-bn");
+  check_onnx_options(o);  // before the checkpoint is read
   std::vector<int64_t> size;
   if (args.has("size")) {
     const std::string s = args.get("size");

@@ -334,13 +334,17 @@ class OnnxBuilder final : public nn::GraphBuilder {
 
 }  // namespace
 
+void check_onnx_options(const OnnxExportOptions& o) {
+  RN_CHECK(o.opset >= kMinOnnxOpset && o.opset <= kMaxOnnxOpset,
+           "--opset " << o.opset << " is not supported: the exporter writes opsets "
+                      << kMinOnnxOpset << " to " << kMaxOnnxOpset);
+  RN_CHECK(o.batch >= 0, "--batch must be a positive integer or 'dynamic', got " << o.batch);
+}
+
 OnnxExportSummary export_onnx(models::Network& net, Backend& backend, const Shape& input,
                               const ModelUse& use, const std::string& model_name,
                               const OnnxExportOptions& o, const std::string& path) {
-  RN_CHECK(o.opset >= kMinOnnxOpset && o.opset <= kMaxOnnxOpset,
-           "--opset " << o.opset << ": the exporter writes opsets " << kMinOnnxOpset << " to "
-                      << kMaxOnnxOpset);
-  RN_CHECK(o.batch >= 0, "--batch must be at least 1 (or dynamic), got " << o.batch);
+  check_onnx_options(o);
   RN_CHECK(input.rank() == 3, "[export] the input is C x H x W, got " << input.str());
   const bool was_training = net.training();
   net.set_training(false);

@@ -22,6 +22,9 @@ struct OnnxExportOptions {
   bool fold_bn = false;  // fold each batch norm that follows a convolution into its weights
 };
 
+// An opset outside [kMinOnnxOpset, kMaxOnnxOpset] or a negative batch: one error naming the flag.
+void check_onnx_options(const OnnxExportOptions& options);
+
 struct OnnxExportSummary {
   std::map<std::string, int> ops;  // node count per ONNX op type
   int nodes = 0, initializers = 0, folded_batch_norms = 0;
@@ -34,7 +37,7 @@ struct OnnxExportSummary {
 // (batch x classes), initializers named as the checkpoint names its tensors; metadata
 // "model" (`model_name`), "class_names" (one per line) and "transform" (JSON, as
 // /meta/transform) where `use` knows them. The file appears whole or not at all (written beside
-// it, then renamed). An opset outside [kMinOnnxOpset, kMaxOnnxOpset] is an error.
+// it, then renamed). The options are checked first (check_onnx_options).
 OnnxExportSummary export_onnx(models::Network& net, Backend& backend, const Shape& input,
                               const ModelUse& use, const std::string& model_name,
                               const OnnxExportOptions& options, const std::string& path);
