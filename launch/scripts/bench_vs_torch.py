@@ -6,9 +6,11 @@ machine's fp32 peak, and peak resident memory.
 
   /usr/bin/python3 launch/scripts/bench_vs_torch.py [--rounds 2] [--peer ../shared/bench/torch_peer.py]
       [--models resnet20,resnet18,resnet50,resnext50_32x4d] [--conv-algorithms direct,auto]
+      [--mode train|infer]
 
 With several --conv-algorithms, ours runs once per algorithm in each round (train.conv_algorithm:
 direct, winograd or auto) and the table has a column for each, the ratios taken from the last.
+--mode infer times inference (eval-mode forward passes, PyTorch under no_grad) instead of training.
 """
 import argparse
 import json
@@ -39,17 +41,18 @@ def run(cmd, env=None):
     return out.stdout
 
 
-def ours(binary, model, c, hw, batch, warmup, iters, threads, algorithm="auto"):
+def ours(binary, model, c, hw, batch, warmup, iters, threads, algorithm="auto", mode="train"):
     out = run([binary, "bench", "--model", model, "--input", f"{c}x{hw}x{hw}", "--batch", str(batch),
                "--threads", str(threads), "--warmup", str(warmup), "--iters", str(iters),
-               "--train-only", "--json", "--conv-algorithm", algorithm])
+               "--train-only" if mode == "train" else "--infer-only", "--json",
+               "--conv-algorithm", algorithm])
     d = json.loads(out.strip().splitlines()[-1])
-    return d["train_img_per_s"], d["peak_rss_mib"], d["fwd_macs_per_img"]
+    return d[f"{mode}_img_per_s"], d["peak_rss_mib"], d["fwd_macs_per_img"]
 
 
-def torch(peer, model, c, hw, batch, warmup, iters, threads, tuned):
+def torch(peer, model, c, hw, batch, warmup, iters, threads, tuned, mode="train"):
     env = dict(os.environ)
-    cmd = ["/usr/bin/python3", "-c", PEAK_WRAPPER, peer, "train", "--model", model, "--in-ch", str(c),
+    cmd = ["/usr/bin/python3", "-c", PEAK_WRAPPER, peer, mode, "--model", model, "--in-ch", str(c),
            "--hw", str(hw), "--batch", str(batch), "--threads", str(threads), "--warmup", str(warmup),
            "--iters", str(iters)]
     if model != "resnet20":
@@ -114,6 +117,7 @@ def main():
     ap.add_argument("--fmnist", action="store_true", help="also time one Fashion-MNIST epoch")
     ap.add_argument("--conv-algorithms", default="auto",
                     help="ours once per algorithm, comma-separated (direct, winograd, auto)")
+    ap.add_argument("--mode", default="train", choices=["train", "infer"])
     a = ap.parse_args()
     if a.peak_gflops is None:
         a.peak_gflops = measured_peak(a.binary, a.threads)
@@ -128,20 +132,25 @@ def main():
         peak = {}
         for _ in range(a.rounds):  # alternate, so that drifts of a noisy machine hit all of them
             for alg in algorithms:
-                ips, peak[alg], macs = ours(a.binary, model, c, hw, batch, warmup, iters, a.threads, alg)
+                ips, peak[alg], macs = ours(a.binary, model, c, hw, batch, warmup, iters, a.threads, alg,
+                                            a.mode)
                 r[alg].append(ips)
-            ips, peak["default"] = torch(a.peer, model, c, hw, batch, warmup, iters, a.threads, False)
+            ips, peak["default"] = torch(a.peer, model, c, hw, batch, warmup, iters, a.threads, False,
+                                         a.mode)
             r["default"].append(ips)
-            ips, peak["tuned"] = torch(a.peer, model, c, hw, batch, warmup, iters, a.threads, True)
+            ips, peak["tuned"] = torch(a.peer, model, c, hw, batch, warmup, iters, a.threads, True,
+                                       a.mode)
             r["tuned"].append(ips)
             print(f"# {model}: " + ", ".join(f"ours {k} {r[k][-1]:.2f}" for k in algorithms) +
                   f", torch default {r['default'][-1]:.2f}, torch tuned {r['tuned'][-1]:.2f} img/s",
                   file=sys.stderr, flush=True)
         med = {k: statistics.median(v) for k, v in r.items()}
-        gf = {k: v * 3 * 2 * macs / 1e9 for k, v in med.items()}
+        passes = 3 if a.mode == "train" else 1  # forward, backward-data, backward-weights
+        gf = {k: v * passes * 2 * macs / 1e9 for k, v in med.items()}
         rows.append((model, f"{c}x{hw}x{hw}", batch, med, gf, peak))
     last = algorithms[-1]
     ours_cols = " | ".join(f"ours {k} img/s" for k in algorithms)
+    print(f"{a.mode}, {a.threads} threads:")
     print(f"| model | input | batch | {ours_cols} | torch default | torch tuned | ours {last} / default | "
           f"ours {last} / tuned | ours {last} GFLOP/s (of {a.peak_gflops:.0f}) | tuned GFLOP/s | "
           f"peak RSS MiB ours {last} / default / tuned |")

@@ -1,0 +1,50 @@
+// Winograd F(4x4, 3x3) convolution of stride 1 on activations blocked by 8 channels (nChw8c):
+// the transforms of Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2016),
+// around 36 independent matrix products that the caller runs (a batched oneDNN matmul). For the
+// processors where oneDNN 2.6 has no Winograd kernel of its own (it has them on AVX-512 only).
+//
+// A 3x3 convolution computes each 4x4 output tile from a 6x6 input tile as
+//   Y = A^T [ sum_c (G g_kc G^T) .* (B^T d_c B) ] A,
+// 36 multiplications per tile and channel pair where direct convolution takes 144. With the
+// transformed weights U[p] (C x K), the transformed input V[p] (tiles x C) and M[p] = V[p] U[p],
+// p one of the 36 points of the 6x6 tile:
+//   forward:          V = input(x),   U = weights(w),         y = output(M)
+//   backward-data:    the forward of dy with w turned 180 degrees and transposed (pad 2 - pad)
+//   backward-weights: dM = output_adjoint(dy), dU[p] = V[p]^T dM[p], dw = weights_adjoint(dU)
+#pragma once
+
+#include <cstdint>
+
+namespace rn::cpu::winograd {
+
+constexpr int kPoints = 36;  // of a 6x6 input tile
+constexpr int kBlock = 8;    // channels per block of the activations (nChw8c)
+
+// A convolution's sizes; tiles are counted over images, tile rows and tile columns.
+struct Geometry {
+  int64_t n = 0, c = 0, k = 0;  // batch, input and output channels (multiples of kBlock)
+  int64_t h = 0, w = 0;         // input
+  int64_t pad = 0;              // zeros on every side, 0 to 2
+  int64_t oh = 0, ow = 0;       // output: h + 2 pad - 2
+  int64_t th = 0, tw = 0;       // tiles down and across: ceil(oh / 4), ceil(ow / 4)
+  int64_t tiles() const { return n * th * tw; }
+};
+
+// The geometry of a 3x3 convolution of stride 1; throws rn::Error where it has none.
+Geometry geometry(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64_t pad);
+// Backward-data's: dy as the input, dx as the output.
+Geometry backward_data_geometry(const Geometry& g);
+
+// w (K x C x 3 x 3, oihw) into U (36 x C x K); with `rotate`, the weights of backward-data,
+// each 3x3 kernel turned 180 degrees and the channels swapped, into U (36 x K x C).
+void transform_weights(const float* w, int64_t k, int64_t c, bool rotate, float* u, int threads);
+// The adjoint of transform_weights without rotation: dU (36 x C x K) into dw (K x C x 3 x 3).
+void transform_weights_adjoint(const float* du, int64_t k, int64_t c, float* dw, int threads);
+// x (n x c x h x w, nChw8c) into V (36 x tiles x C), zeros read outside the image.
+void transform_input(const Geometry& g, const float* x, float* v, int threads);
+// M (36 x tiles x K) into y (n x k x oh x ow, nChw8c), the parts of tiles past the edge dropped.
+void transform_output(const Geometry& g, const float* m, float* y, int threads);
+// The adjoint of transform_output: dy (n x k x oh x ow, nChw8c) into dM (36 x tiles x K).
+void transform_output_adjoint(const Geometry& g, const float* dy, float* dm, int threads);
+
+}  // namespace rn::cpu::winograd

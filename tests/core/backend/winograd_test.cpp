@@ -1,0 +1,226 @@
+// The own Winograd F(4x4, 3x3) transforms (core/backend/cpu/winograd.h), run here on any
+// processor: each pass assembled from the transforms and a plain loop for the 36 products, against
+// a direct convolution in double, held to the bound ConvAlgorithmTest holds oneDNN's Winograd to
+// (1e-5 of the sum of |a||b| behind each element); and the adjoint transforms as adjoints.
+#include "core/backend/cpu/winograd.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <ostream>
+#include <random>
+#include <vector>
+
+#include "core/check.h"
+
+namespace rn::cpu::winograd {
+namespace {
+
+constexpr double kErrorShare = 1e-5;
+
+std::vector<float> random_floats(size_t n, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(gen);
+  return v;
+}
+
+// Index of (n, c, y, x) in nChw8c.
+int64_t blocked(int64_t c_total, int64_t h, int64_t w, int64_t n, int64_t c, int64_t y, int64_t x) {
+  return (((n * (c_total / kBlock) + c / kBlock) * h + y) * w + x) * kBlock + c % kBlock;
+}
+
+// A 3x3 convolution of stride 1 on nChw8c tensors in double, and its gradients; `abs` takes
+// every operand's magnitude (the sums of |a||b| that bound the error).
+struct Reference {
+  Geometry g;
+  void forward(const std::vector<float>& x, const std::vector<float>& w, bool abs,
+               std::vector<double>& y) const {
+    y.assign(static_cast<size_t>(g.n * g.k * g.oh * g.ow), 0.0);
+    visit([&](int64_t xi, int64_t wi, int64_t yi) {
+      y[yi] += value(x[xi], abs) * value(w[wi], abs);
+    });
+  }
+  void backward(const std::vector<float>& x, const std::vector<float>& w,
+                const std::vector<float>& dy, bool abs, std::vector<double>& dx,
+                std::vector<double>& dw) const {
+    dx.assign(x.size(), 0.0);
+    dw.assign(w.size(), 0.0);
+    visit([&](int64_t xi, int64_t wi, int64_t yi) {
+      dx[xi] += value(dy[yi], abs) * value(w[wi], abs);
+      dw[wi] += value(dy[yi], abs) * value(x[xi], abs);
+    });
+  }
+  static double value(float v, bool abs) { return abs ? std::abs(v) : v; }
+  template <typename F>
+  void visit(F f) const {
+    for (int64_t n = 0; n < g.n; ++n)
+      for (int64_t o = 0; o < g.k; ++o)
+        for (int64_t c = 0; c < g.c; ++c)
+          for (int64_t oy = 0; oy < g.oh; ++oy)
+            for (int64_t ox = 0; ox < g.ow; ++ox)
+              for (int64_t ky = 0; ky < 3; ++ky)
+                for (int64_t kx = 0; kx < 3; ++kx) {
+                  const int64_t iy = oy - g.pad + ky, ix = ox - g.pad + kx;
+                  if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+                  f(blocked(g.c, g.h, g.w, n, c, iy, ix), ((o * g.c + c) * 3 + ky) * 3 + kx,
+                    blocked(g.k, g.oh, g.ow, n, o, oy, ox));
+                }
+  }
+};
+
+// M[p] = V[p] U[p] (tiles x C times C x K), as the batched matmul computes it.
+std::vector<float> products(const Geometry& g, const std::vector<float>& v,
+                            const std::vector<float>& u) {
+  const int64_t t = g.tiles();
+  std::vector<float> m(static_cast<size_t>(kPoints * t * g.k), 0.f);
+  for (int64_t p = 0; p < kPoints; ++p)
+    for (int64_t i = 0; i < t; ++i)
+      for (int64_t c = 0; c < g.c; ++c) {
+        const float a = v[(p * t + i) * g.c + c];
+        for (int64_t k = 0; k < g.k; ++k)
+          m[(p * t + i) * g.k + k] += a * u[(p * g.c + c) * g.k + k];
+      }
+  return m;
+}
+
+double worst_share(const std::vector<float>& got, const std::vector<double>& exact,
+                   const std::vector<double>& share) {
+  EXPECT_EQ(got.size(), exact.size());
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    worst = std::max(worst, std::abs(got[i] - exact[i]) / std::max(share[i], 1e-30));
+  return worst;
+}
+
+struct Case {
+  const char* name;
+  int64_t n, c, k, h, w, pad;
+};
+
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.name;
+}
+
+class WinogradTest : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override {
+    const Case& c = GetParam();
+    g_ = geometry(c.n, c.c, c.k, c.h, c.w, c.pad);
+    ref_.g = g_;
+    x_ = random_floats(static_cast<size_t>(g_.n * g_.c * g_.h * g_.w), 1);
+    w_ = random_floats(static_cast<size_t>(g_.k * g_.c * 9), 2);
+    dy_ = random_floats(static_cast<size_t>(g_.n * g_.k * g_.oh * g_.ow), 3);
+  }
+  Geometry g_;
+  Reference ref_;
+  std::vector<float> x_, w_, dy_;
+};
+
+TEST_P(WinogradTest, ForwardIsTheConvolution) {
+  std::vector<float> u(static_cast<size_t>(kPoints * g_.c * g_.k)),
+      v(static_cast<size_t>(kPoints * g_.tiles() * g_.c)), y(dy_.size(), NAN);
+  transform_weights(w_.data(), g_.k, g_.c, false, u.data(), 2);
+  transform_input(g_, x_.data(), v.data(), 2);
+  transform_output(g_, products(g_, v, u).data(), y.data(), 2);
+  std::vector<double> exact, share;
+  ref_.forward(x_, w_, false, exact);
+  ref_.forward(x_, w_, true, share);
+  const double worst = worst_share(y, exact, share);
+  EXPECT_LE(worst, kErrorShare);
+  std::printf("  forward: largest error %.2e of sum|a||b|\n", worst);
+}
+
+TEST_P(WinogradTest, BackwardDataIsTheForwardOfTheTurnedWeights) {
+  const Geometry bd = backward_data_geometry(g_);
+  ASSERT_EQ(bd.oh, g_.h);
+  ASSERT_EQ(bd.ow, g_.w);
+  std::vector<float> u(static_cast<size_t>(kPoints * g_.c * g_.k)),
+      v(static_cast<size_t>(kPoints * bd.tiles() * bd.c)), dx(x_.size(), NAN);
+  transform_weights(w_.data(), g_.k, g_.c, true, u.data(), 2);
+  transform_input(bd, dy_.data(), v.data(), 2);
+  transform_output(bd, products(bd, v, u).data(), dx.data(), 2);
+  std::vector<double> exact, share, dw;
+  ref_.backward(x_, w_, dy_, false, exact, dw);
+  ref_.backward(x_, w_, dy_, true, share, dw);
+  const double worst = worst_share(dx, exact, share);
+  EXPECT_LE(worst, kErrorShare);
+  std::printf("  backward-data: largest error %.2e of sum|a||b|\n", worst);
+}
+
+TEST_P(WinogradTest, BackwardWeightsIsTheAdjointChain) {
+  const int64_t t = g_.tiles();
+  std::vector<float> v(static_cast<size_t>(kPoints * t * g_.c)),
+      dm(static_cast<size_t>(kPoints * t * g_.k)), du(static_cast<size_t>(kPoints * g_.c * g_.k)),
+      dw(w_.size(), NAN);
+  transform_input(g_, x_.data(), v.data(), 2);
+  transform_output_adjoint(g_, dy_.data(), dm.data(), 2);
+  for (int64_t p = 0; p < kPoints; ++p)  // dU[p] = V[p]^T dM[p]
+    for (int64_t c = 0; c < g_.c; ++c)
+      for (int64_t k = 0; k < g_.k; ++k) {
+        float sum = 0;
+        for (int64_t i = 0; i < t; ++i)
+          sum += v[(p * t + i) * g_.c + c] * dm[(p * t + i) * g_.k + k];
+        du[(p * g_.c + c) * g_.k + k] = sum;
+      }
+  transform_weights_adjoint(du.data(), g_.k, g_.c, dw.data(), 2);
+  std::vector<double> dx, exact, share;
+  ref_.backward(x_, w_, dy_, false, dx, exact);
+  ref_.backward(x_, w_, dy_, true, dx, share);
+  const double worst = worst_share(dw, exact, share);
+  EXPECT_LE(worst, kErrorShare);
+  std::printf("  backward-weights: largest error %.2e of sum|a||b|\n", worst);
+}
+
+// <output(M), Y> = <M, output_adjoint(Y)> and <weights(w), dU> = <w, weights_adjoint(dU)>.
+TEST_P(WinogradTest, AdjointsAreAdjoints) {
+  const int64_t t = g_.tiles();
+  const auto m = random_floats(static_cast<size_t>(kPoints * t * g_.k), 4);
+  std::vector<float> y(dy_.size()), dm(m.size());
+  transform_output(g_, m.data(), y.data(), 2);
+  transform_output_adjoint(g_, dy_.data(), dm.data(), 2);
+  double lhs = 0, rhs = 0, scale = 0;
+  for (size_t i = 0; i < y.size(); ++i) lhs += static_cast<double>(y[i]) * dy_[i];
+  for (size_t i = 0; i < m.size(); ++i) {
+    rhs += static_cast<double>(m[i]) * dm[i];
+    scale += std::abs(static_cast<double>(m[i]) * dm[i]);
+  }
+  EXPECT_NEAR(lhs, rhs, 1e-6 * scale);
+
+  const auto du = random_floats(static_cast<size_t>(kPoints * g_.c * g_.k), 5);
+  std::vector<float> u(du.size()), dw(w_.size());
+  transform_weights(w_.data(), g_.k, g_.c, false, u.data(), 2);
+  transform_weights_adjoint(du.data(), g_.k, g_.c, dw.data(), 2);
+  lhs = rhs = scale = 0;
+  for (size_t i = 0; i < u.size(); ++i) {
+    lhs += static_cast<double>(u[i]) * du[i];
+    scale += std::abs(static_cast<double>(u[i]) * du[i]);
+  }
+  for (size_t i = 0; i < w_.size(); ++i) rhs += static_cast<double>(w_[i]) * dw[i];
+  EXPECT_NEAR(lhs, rhs, 1e-6 * scale);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, WinogradTest,
+                         ::testing::Values(Case{"pad1_whole_tiles", 2, 8, 16, 8, 12, 1},
+                                           Case{"pad1_partial_tiles", 3, 16, 8, 7, 9, 1},
+                                           Case{"pad0", 2, 16, 16, 10, 9, 0},
+                                           Case{"pad2", 1, 8, 8, 5, 6, 2},
+                                           Case{"one_pixel", 2, 8, 8, 1, 1, 1}),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return std::string(info.param.name);
+                         });
+
+TEST(WinogradGeometryTest, RejectsWhatItCannotRun) {
+  EXPECT_THROW(geometry(1, 12, 8, 8, 8, 1), Error);  // channels not in blocks of 8
+  EXPECT_THROW(geometry(1, 8, 8, 8, 8, 3), Error);   // a padding past 2
+  EXPECT_THROW(geometry(1, 8, 8, 1, 1, 0), Error);   // no output
+  const Geometry g = geometry(2, 8, 16, 7, 9, 1);
+  EXPECT_EQ(g.oh, 7);
+  EXPECT_EQ(g.ow, 9);
+  EXPECT_EQ(g.tiles(), 2 * 2 * 3);
+}
+
+}  // namespace
+}  // namespace rn::cpu::winograd
