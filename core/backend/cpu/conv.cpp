@@ -2,11 +2,13 @@
 // primitives choose their layouts (format_tag::any); inputs in another layout are reordered once
 // at the edge, and the backward primitives are created on first use. In bf16 the activations and
 // weights are bf16 (oneDNN picks the AMX kernels' nhwc), the bias and the weight gradient f32.
+// Winograd: oneDNN's on AVX-512, the project's own (winograd_conv.h) where oneDNN has none.
 #include <algorithm>
+#include <memory>
 #include <string>
 
 #include "core/backend/cpu/cpu_ops.h"
-#include "core/backend/cpu/winograd.h"
+#include "core/backend/cpu/winograd_conv.h"
 
 namespace rn::cpu {
 namespace {
@@ -69,12 +71,10 @@ class CpuConv final : public ConvOp {
     w_desc_ = desc_of(w_shape_, w_md_, dtype_);
     dnnl::convolution_forward::primitive_desc run = fwd_pd_;
     if (wants_winograd(ConvPass::forward) && winograd_hint()) run = wino_fwd_pd_;
-    own_fwd_ = run == fwd_pd_ && wants_winograd(ConvPass::forward) && own_winograd();
+    if (run == fwd_pd_ && wants_winograd(ConvPass::forward) && own_winograd())
+      own_fwd_ = std::make_unique<WinogradConv>(ctx, own_geo_, ConvPass::forward);
     chose(ConvPass::forward, run != fwd_pd_ || own_fwd_);
-    if (own_fwd_) {
-      own_fwd_mm_ = own_matmul(own_geo_, false);
-      return;
-    }
+    if (own_fwd_) return;
     fwd_x_md_ = run.src_desc();
     fwd_w_md_ = run.weights_desc();
     fwd_y_md_ = run.dst_desc();
@@ -92,9 +92,9 @@ class CpuConv final : public ConvOp {
 
   void forward_impl(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
     if (own_fwd_) {
-      own_forward(own_geo_, fwd_x_.get(ctx_, x, md_of(x.desc()), x_md_),
-                  fwd_w_.get(ctx_, w, weight_md(w), plain_md(w_dims_)), false,
-                  fwd_y_.get(ctx_, y, md_of(y.desc()), y_md_), own_fwd_mm_);
+      own_fwd_->forward(fwd_x_.get(ctx_, x, md_of(x.desc()), x_md_),
+                        fwd_w_.get(ctx_, w, weight_md(w), plain_md(w_dims_)),
+                        fwd_y_.get(ctx_, y, md_of(y.desc()), y_md_));
       fwd_y_.finish(ctx_, y);
       fwd_x_.release(), fwd_w_.release();
       return;
@@ -111,12 +111,11 @@ class CpuConv final : public ConvOp {
   }
 
   void backward_data_impl(const Tensor& dy, const Tensor& w, Tensor& dx) override {
-    if (!bwd_data_.valid()) make_backward_data();
+    if (!bwd_data_.valid() && !own_bd_) make_backward_data();
     if (own_bd_) {
-      own_forward(winograd::backward_data_geometry(own_geo_),
-                  bd_dy_.get(ctx_, dy, md_of(dy.desc()), y_md_),
-                  bd_w_.get(ctx_, w, weight_md(w), plain_md(w_dims_)), true,
-                  bd_dx_.get(ctx_, dx, md_of(dx.desc()), x_md_), bwd_data_);
+      own_bd_->forward(bd_dy_.get(ctx_, dy, md_of(dy.desc()), y_md_),
+                       bd_w_.get(ctx_, w, weight_md(w), plain_md(w_dims_)),
+                       bd_dx_.get(ctx_, dx, md_of(dx.desc()), x_md_));
       bd_dx_.finish(ctx_, dx);
       bd_dy_.release(), bd_w_.release();
       return;
@@ -131,11 +130,11 @@ class CpuConv final : public ConvOp {
 
   void backward_weights_impl(const Tensor& x, const Tensor& dy, Tensor& dw,
                              Tensor* dbias) override {
-    if (!bwd_weights_.valid()) make_backward_weights();
+    if (!bwd_weights_.valid() && !own_bw_) make_backward_weights();
     if (own_bw_) {
-      own_backward_weights(bw_x_.get(ctx_, x, md_of(x.desc()), x_md_),
-                           bw_dy_.get(ctx_, dy, md_of(dy.desc()), y_md_),
-                           bw_dw_.get(ctx_, dw, weight_md(dw), plain_md(w_dims_)));
+      own_bw_->backward_weights(bw_x_.get(ctx_, x, md_of(x.desc()), x_md_),
+                                bw_dy_.get(ctx_, dy, md_of(dy.desc()), y_md_),
+                                bw_dw_.get(ctx_, dw, weight_md(dw), plain_md(w_dims_)));
       bw_dw_.finish(ctx_, dw);
       bw_x_.release(), bw_dy_.release();
       return;
@@ -240,57 +239,6 @@ class CpuConv final : public ConvOp {
     return own_ok_ > 0;
   }
 
-  // The 36 products of the own Winograd, one batched matmul: M[p] = V[p] U[p] (tiles x C times
-  // C x K) for the forward and backward-data passes, dU[p] = V[p]^T dM[p] for backward-weights.
-  BoundPrimitive own_matmul(const winograd::Geometry& g, bool weights_pass) {
-    const auto f32 = memory::data_type::f32;
-    const memory::dim p = winograd::kPoints, t = g.tiles(), c = g.c, k = g.k;
-    const memory::desc a = weights_pass ? memory::desc({p, c, t}, f32, memory::dims{t * c, 1, c})
-                                        : memory::desc({p, t, c}, f32, Tag::abc);
-    const memory::desc b({p, weights_pass ? t : c, k}, f32, Tag::abc);
-    const memory::desc out({p, weights_pass ? c : t, k}, f32, Tag::abc);
-    const auto pd = RN_DNNL_CHECK(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, out),
-                                                               DnnlContext::attr(), ctx_.engine()));
-    return BoundPrimitive(dnnl::matmul(pd), ctx_.engine(),
-                          {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, out}},
-                          pd.scratchpad_desc().get_size());
-  }
-
-  // A buffer of `n` floats from the pool, for the transformed tensors of one call.
-  Tensor own_scratch(int64_t n) { return ctx_.allocate(TensorDesc{Shape{n}, DType::f32}); }
-
-  // y = conv(x, w) by the own Winograd, or dx = conv(dy, w turned) with `rotate`.
-  void own_forward(const winograd::Geometry& g, const void* x, const void* w, bool rotate, void* y,
-                   BoundPrimitive& mm) {
-    const int threads = ctx_.threads();
-    const int64_t t = g.tiles(), points = winograd::kPoints;
-    Tensor u = own_scratch(points * g.c * g.k), v = own_scratch(points * t * g.c),
-           m = own_scratch(points * t * g.k);
-    winograd::transform_weights(static_cast<const float*>(w), p_.out_channels, x_shape_[1], rotate,
-                                u.data_as<float>(), threads);
-    winograd::transform_input(g, static_cast<const float*>(x), v.data_as<float>(), threads);
-    mm.bind(DNNL_ARG_SRC, v.data()).bind(DNNL_ARG_WEIGHTS, u.data()).bind(DNNL_ARG_DST, m.data());
-    mm.run(ctx_);
-    winograd::transform_output(g, m.data_as<float>(), static_cast<float*>(y), threads);
-  }
-
-  void own_backward_weights(const void* x, const void* dy, void* dw) {
-    const winograd::Geometry& g = own_geo_;
-    const int threads = ctx_.threads();
-    const int64_t t = g.tiles(), points = winograd::kPoints;
-    Tensor v = own_scratch(points * t * g.c), dm = own_scratch(points * t * g.k),
-           du = own_scratch(points * g.c * g.k);
-    winograd::transform_input(g, static_cast<const float*>(x), v.data_as<float>(), threads);
-    winograd::transform_output_adjoint(g, static_cast<const float*>(dy), dm.data_as<float>(),
-                                       threads);
-    bwd_weights_.bind(DNNL_ARG_SRC, v.data())
-        .bind(DNNL_ARG_WEIGHTS, dm.data())
-        .bind(DNNL_ARG_DST, du.data())
-        .run(ctx_);
-    winograd::transform_weights_adjoint(du.data_as<float>(), g.k, g.c, static_cast<float*>(dw),
-                                        threads);
-  }
-
   // Activations: oneDNN's choice (nChw16c on AVX-512), except where nhwc is faster:
   //  - bf16 on AMX: oneDNN 2.6's AMX convolution kernels (brgconv, jit:avx512_core_amx_bf16)
   //    take nhwc only, and with `any` the AVX512-BF16 kernel and its nChw16c win the dispatch;
@@ -327,12 +275,10 @@ class CpuConv final : public ConvOp {
         pd = {};
       }
     }
-    own_bd_ = !pd && wants_winograd(ConvPass::backward_data) && own_winograd();
+    if (!pd && wants_winograd(ConvPass::backward_data) && own_winograd())
+      own_bd_ = std::make_unique<WinogradConv>(ctx_, own_geo_, ConvPass::backward_data);
     chose(ConvPass::backward_data, pd || own_bd_);
-    if (own_bd_) {
-      bwd_data_ = own_matmul(winograd::backward_data_geometry(own_geo_), false);
-      return;
-    }
+    if (own_bd_) return;
     if (!pd) {
       try {
         pd = make(dnnl::algorithm::convolution_direct, w_md_, fwd_pd_);
@@ -380,12 +326,10 @@ class CpuConv final : public ConvOp {
         pd = {};
       }
     }
-    own_bw_ = !pd && wants_winograd(ConvPass::backward_weights) && own_winograd();
+    if (!pd && wants_winograd(ConvPass::backward_weights) && own_winograd())
+      own_bw_ = std::make_unique<WinogradConv>(ctx_, own_geo_, ConvPass::backward_weights);
     chose(ConvPass::backward_weights, pd || own_bw_);
-    if (own_bw_) {
-      bwd_weights_ = own_matmul(own_geo_, true);
-      return;
-    }
+    if (own_bw_) return;
     if (!pd) {
       try {
         // The weights' layout in f32: where the weight gradient goes, beside its f32 master.
@@ -474,12 +418,11 @@ class CpuConv final : public ConvOp {
   dnnl::convolution_forward::primitive_desc fwd_pd_;  // direct: the layouts the network sees
   dnnl::convolution_forward::primitive_desc wino_fwd_pd_;
   bool wino_tried_ = false;
-  // The own Winograd: whether it can run here (-1 not decided yet), its geometry, and which
-  // passes run it.
+  // The own Winograd: whether it can run here (-1 not decided yet), its geometry, and the
+  // passes that run it.
   int own_ok_ = -1;
   winograd::Geometry own_geo_;
-  bool own_fwd_ = false, own_bd_ = false, own_bw_ = false;
-  BoundPrimitive own_fwd_mm_;
+  std::unique_ptr<WinogradConv> own_fwd_, own_bd_, own_bw_;
   const char* algorithm_[3] = {"", "", ""};  // of each ConvPass
   memory::desc x_md_, w_md_, y_md_;
   memory::desc fwd_x_md_, fwd_w_md_, fwd_y_md_;  // of the primitive forward runs

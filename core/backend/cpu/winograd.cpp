@@ -101,6 +101,10 @@ Geometry backward_data_geometry(const Geometry& g) {
   return geometry(g.n, g.k, g.c, g.oh, g.ow, 2 - g.pad);
 }
 
+Tiles all_tiles(const Geometry& g) {
+  return Tiles{0, g.tiles(), g.tiles()};
+}
+
 // Eight kernels at a time, one per lane: eight output channels (forward, contiguous in U's rows)
 // or eight input channels (rotated, contiguous in U's rows there).
 void transform_weights(const float* w, int64_t k, int64_t c, bool rotate, float* u, int threads) {
@@ -140,70 +144,71 @@ void transform_weights_adjoint(const float* du, int64_t k, int64_t c, float* dw,
 }
 
 // The tile transforms go tile by tile with the channel blocks innermost, so that each of the 36
-// rows a tile writes (or reads) is one contiguous run of its channels.
-void transform_input(const Geometry& g, const float* x, float* v, int threads) {
-  const int64_t blocks = g.c / kBlock, stride = g.tiles() * g.c, plane = g.h * g.w * kBlock;
-#pragma omp parallel for collapse(3) num_threads(threads)
-  for (int64_t n = 0; n < g.n; ++n)
-    for (int64_t ti = 0; ti < g.th; ++ti)
-      for (int64_t tj = 0; tj < g.tw; ++tj) {
-        const int64_t y0 = ti * 4 - g.pad, x0 = tj * 4 - g.pad;
-        const bool inside = y0 >= 0 && y0 + 6 <= g.h && x0 >= 0 && x0 + 6 <= g.w;
-        float* dst = v + ((n * g.th + ti) * g.tw + tj) * g.c;
-        for (int64_t cb = 0; cb < blocks; ++cb) {
-          const float* img = x + (n * blocks + cb) * plane;
-          v8 d[6][6], r[6][6];
-          for (int i = 0; i < 6; ++i)
-            for (int j = 0; j < 6; ++j) {
-              const int64_t yy = y0 + i, xx = x0 + j;
-              d[i][j] = inside || (yy >= 0 && yy < g.h && xx >= 0 && xx < g.w)
-                            ? load(img + (yy * g.w + xx) * kBlock)
-                            : v8{};
-            }
-          both_ways(d, r, [](auto a, auto b) { input_1d(a, b); });
-          for (int p = 0; p < kPoints; ++p) store(dst + p * stride + cb * kBlock, r[p / 6][p % 6]);
-        }
-      }
+// rows a tile writes (or reads) is one contiguous run of its channels. f(n, ti, tj, row) for
+// every tile of t (image n, tile row ti and column tj; `row` its row in V and M), in parallel.
+template <typename F>
+void for_each_tile(const Geometry& g, Tiles t, int threads, F f) {
+#pragma omp parallel for num_threads(threads)
+  for (int64_t row = 0; row < t.count; ++row) {
+    const int64_t tile = t.first + row;
+    f(tile / (g.th * g.tw), tile / g.tw % g.th, tile % g.tw, row);
+  }
 }
 
-void transform_output(const Geometry& g, const float* m, float* y, int threads) {
-  const int64_t blocks = g.k / kBlock, stride = g.tiles() * g.k, plane = g.oh * g.ow * kBlock;
-#pragma omp parallel for collapse(3) num_threads(threads)
-  for (int64_t n = 0; n < g.n; ++n)
-    for (int64_t ti = 0; ti < g.th; ++ti)
-      for (int64_t tj = 0; tj < g.tw; ++tj) {
-        const float* src = m + ((n * g.th + ti) * g.tw + tj) * g.k;
-        for (int64_t kb = 0; kb < blocks; ++kb) {
-          float* img = y + (n * blocks + kb) * plane;
-          v8 t[6][6], o[4][4];
-          for (int p = 0; p < kPoints; ++p) t[p / 6][p % 6] = load(src + p * stride + kb * kBlock);
-          both_ways(t, o, [](auto a, auto b) { output_1d(a, b); });
-          for (int i = 0; i < 4 && ti * 4 + i < g.oh; ++i)
-            for (int j = 0; j < 4 && tj * 4 + j < g.ow; ++j)
-              store(img + ((ti * 4 + i) * g.ow + tj * 4 + j) * kBlock, o[i][j]);
+void transform_input(const Geometry& g, Tiles t, const float* x, float* v, int threads) {
+  const int64_t blocks = g.c / kBlock, stride = t.rows * g.c, plane = g.h * g.w * kBlock;
+  for_each_tile(g, t, threads, [&](int64_t n, int64_t ti, int64_t tj, int64_t row) {
+    const int64_t y0 = ti * 4 - g.pad, x0 = tj * 4 - g.pad;
+    const bool inside = y0 >= 0 && y0 + 6 <= g.h && x0 >= 0 && x0 + 6 <= g.w;
+    float* dst = v + row * g.c;
+    for (int64_t cb = 0; cb < blocks; ++cb) {
+      const float* img = x + (n * blocks + cb) * plane;
+      v8 d[6][6], r[6][6];
+      for (int i = 0; i < 6; ++i)
+        for (int j = 0; j < 6; ++j) {
+          const int64_t yy = y0 + i, xx = x0 + j;
+          d[i][j] = inside || (yy >= 0 && yy < g.h && xx >= 0 && xx < g.w)
+                        ? load(img + (yy * g.w + xx) * kBlock)
+                        : v8{};
         }
-      }
+      both_ways(d, r, [](auto a, auto b) { input_1d(a, b); });
+      for (int p = 0; p < kPoints; ++p) store(dst + p * stride + cb * kBlock, r[p / 6][p % 6]);
+    }
+  });
 }
 
-void transform_output_adjoint(const Geometry& g, const float* dy, float* dm, int threads) {
-  const int64_t blocks = g.k / kBlock, stride = g.tiles() * g.k, plane = g.oh * g.ow * kBlock;
-#pragma omp parallel for collapse(3) num_threads(threads)
-  for (int64_t n = 0; n < g.n; ++n)
-    for (int64_t ti = 0; ti < g.th; ++ti)
-      for (int64_t tj = 0; tj < g.tw; ++tj) {
-        float* dst = dm + ((n * g.th + ti) * g.tw + tj) * g.k;
-        for (int64_t kb = 0; kb < blocks; ++kb) {
-          const float* img = dy + (n * blocks + kb) * plane;
-          v8 d[4][4], t[6][6];
-          for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j) {
-              const int64_t yy = ti * 4 + i, xx = tj * 4 + j;
-              d[i][j] = yy < g.oh && xx < g.ow ? load(img + (yy * g.ow + xx) * kBlock) : v8{};
-            }
-          both_ways(d, t, [](auto a, auto b) { output_adjoint_1d(a, b); });
-          for (int p = 0; p < kPoints; ++p) store(dst + p * stride + kb * kBlock, t[p / 6][p % 6]);
+void transform_output(const Geometry& g, Tiles t, const float* m, float* y, int threads) {
+  const int64_t blocks = g.k / kBlock, stride = t.rows * g.k, plane = g.oh * g.ow * kBlock;
+  for_each_tile(g, t, threads, [&](int64_t n, int64_t ti, int64_t tj, int64_t row) {
+    const float* src = m + row * g.k;
+    for (int64_t kb = 0; kb < blocks; ++kb) {
+      float* img = y + (n * blocks + kb) * plane;
+      v8 t[6][6], o[4][4];
+      for (int p = 0; p < kPoints; ++p) t[p / 6][p % 6] = load(src + p * stride + kb * kBlock);
+      both_ways(t, o, [](auto a, auto b) { output_1d(a, b); });
+      for (int i = 0; i < 4 && ti * 4 + i < g.oh; ++i)
+        for (int j = 0; j < 4 && tj * 4 + j < g.ow; ++j)
+          store(img + ((ti * 4 + i) * g.ow + tj * 4 + j) * kBlock, o[i][j]);
+    }
+  });
+}
+
+void transform_output_adjoint(const Geometry& g, Tiles t, const float* dy, float* dm, int threads) {
+  const int64_t blocks = g.k / kBlock, stride = t.rows * g.k, plane = g.oh * g.ow * kBlock;
+  for_each_tile(g, t, threads, [&](int64_t n, int64_t ti, int64_t tj, int64_t row) {
+    float* dst = dm + row * g.k;
+    for (int64_t kb = 0; kb < blocks; ++kb) {
+      const float* img = dy + (n * blocks + kb) * plane;
+      v8 d[4][4], t[6][6];
+      for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) {
+          const int64_t yy = ti * 4 + i, xx = tj * 4 + j;
+          d[i][j] = yy < g.oh && xx < g.ow ? load(img + (yy * g.ow + xx) * kBlock) : v8{};
         }
-      }
+      both_ways(d, t, [](auto a, auto b) { output_adjoint_1d(a, b); });
+      for (int p = 0; p < kPoints; ++p) store(dst + p * stride + kb * kBlock, t[p / 6][p % 6]);
+    }
+  });
 }
 
 }  // namespace rn::cpu::winograd

@@ -35,16 +35,25 @@ Geometry geometry(int64_t n, int64_t c, int64_t k, int64_t h, int64_t w, int64_t
 // Backward-data's: dy as the input, dx as the output.
 Geometry backward_data_geometry(const Geometry& g);
 
+// A run of tiles, [first, first + count), whose transforms fill the first `count` rows of V's
+// (or M's) 36 planes of `rows` rows each (rows >= count: a chunk's planes, which the last,
+// shorter chunk does not fill).
+struct Tiles {
+  int64_t first = 0, count = 0, rows = 0;
+};
+// Every tile of g, in planes of g.tiles() rows.
+Tiles all_tiles(const Geometry& g);
+
 // w (K x C x 3 x 3, oihw) into U (36 x C x K); with `rotate`, the weights of backward-data,
 // each 3x3 kernel turned 180 degrees and the channels swapped, into U (36 x K x C).
 void transform_weights(const float* w, int64_t k, int64_t c, bool rotate, float* u, int threads);
 // The adjoint of transform_weights without rotation: dU (36 x C x K) into dw (K x C x 3 x 3).
 void transform_weights_adjoint(const float* du, int64_t k, int64_t c, float* dw, int threads);
-// x (n x c x h x w, nChw8c) into V (36 x tiles x C), zeros read outside the image.
-void transform_input(const Geometry& g, const float* x, float* v, int threads);
-// M (36 x tiles x K) into y (n x k x oh x ow, nChw8c), the parts of tiles past the edge dropped.
-void transform_output(const Geometry& g, const float* m, float* y, int threads);
-// The adjoint of transform_output: dy (n x k x oh x ow, nChw8c) into dM (36 x tiles x K).
-void transform_output_adjoint(const Geometry& g, const float* dy, float* dm, int threads);
+// x (n x c x h x w, nChw8c) into V (36 x rows x C), zeros read outside the image.
+void transform_input(const Geometry& g, Tiles t, const float* x, float* v, int threads);
+// M (36 x rows x K) into y (n x k x oh x ow, nChw8c), the parts of tiles past the edge dropped.
+void transform_output(const Geometry& g, Tiles t, const float* m, float* y, int threads);
+// The adjoint of transform_output: dy (n x k x oh x ow, nChw8c) into dM (36 x rows x K).
+void transform_output_adjoint(const Geometry& g, Tiles t, const float* dy, float* dm, int threads);
 
 }  // namespace rn::cpu::winograd

@@ -6,12 +6,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <ostream>
 #include <random>
 #include <vector>
 
+#include "core/backend/cpu/winograd_conv.h"
 #include "core/check.h"
 
 namespace rn::cpu::winograd {
@@ -123,8 +125,8 @@ TEST_P(WinogradTest, ForwardIsTheConvolution) {
   std::vector<float> u(static_cast<size_t>(kPoints * g_.c * g_.k)),
       v(static_cast<size_t>(kPoints * g_.tiles() * g_.c)), y(dy_.size(), NAN);
   transform_weights(w_.data(), g_.k, g_.c, false, u.data(), 2);
-  transform_input(g_, x_.data(), v.data(), 2);
-  transform_output(g_, products(g_, v, u).data(), y.data(), 2);
+  transform_input(g_, all_tiles(g_), x_.data(), v.data(), 2);
+  transform_output(g_, all_tiles(g_), products(g_, v, u).data(), y.data(), 2);
   std::vector<double> exact, share;
   ref_.forward(x_, w_, false, exact);
   ref_.forward(x_, w_, true, share);
@@ -140,8 +142,8 @@ TEST_P(WinogradTest, BackwardDataIsTheForwardOfTheTurnedWeights) {
   std::vector<float> u(static_cast<size_t>(kPoints * g_.c * g_.k)),
       v(static_cast<size_t>(kPoints * bd.tiles() * bd.c)), dx(x_.size(), NAN);
   transform_weights(w_.data(), g_.k, g_.c, true, u.data(), 2);
-  transform_input(bd, dy_.data(), v.data(), 2);
-  transform_output(bd, products(bd, v, u).data(), dx.data(), 2);
+  transform_input(bd, all_tiles(bd), dy_.data(), v.data(), 2);
+  transform_output(bd, all_tiles(bd), products(bd, v, u).data(), dx.data(), 2);
   std::vector<double> exact, share, dw;
   ref_.backward(x_, w_, dy_, false, exact, dw);
   ref_.backward(x_, w_, dy_, true, share, dw);
@@ -155,8 +157,8 @@ TEST_P(WinogradTest, BackwardWeightsIsTheAdjointChain) {
   std::vector<float> v(static_cast<size_t>(kPoints * t * g_.c)),
       dm(static_cast<size_t>(kPoints * t * g_.k)), du(static_cast<size_t>(kPoints * g_.c * g_.k)),
       dw(w_.size(), NAN);
-  transform_input(g_, x_.data(), v.data(), 2);
-  transform_output_adjoint(g_, dy_.data(), dm.data(), 2);
+  transform_input(g_, all_tiles(g_), x_.data(), v.data(), 2);
+  transform_output_adjoint(g_, all_tiles(g_), dy_.data(), dm.data(), 2);
   for (int64_t p = 0; p < kPoints; ++p)  // dU[p] = V[p]^T dM[p]
     for (int64_t c = 0; c < g_.c; ++c)
       for (int64_t k = 0; k < g_.k; ++k) {
@@ -174,32 +176,65 @@ TEST_P(WinogradTest, BackwardWeightsIsTheAdjointChain) {
   std::printf("  backward-weights: largest error %.2e of sum|a||b|\n", worst);
 }
 
+// sum a[i] b[i] in double, and the sum of |a[i] b[i]| (the scale its rounding follows).
+double dot(const std::vector<float>& a, const std::vector<float>& b, double* scale = nullptr) {
+  EXPECT_EQ(a.size(), b.size());
+  double sum = 0, abs_sum = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    sum += static_cast<double>(a[i]) * b[i];
+    abs_sum += std::abs(static_cast<double>(a[i]) * b[i]);
+  }
+  if (scale) *scale = abs_sum;
+  return sum;
+}
+
 // <output(M), Y> = <M, output_adjoint(Y)> and <weights(w), dU> = <w, weights_adjoint(dU)>.
 TEST_P(WinogradTest, AdjointsAreAdjoints) {
-  const int64_t t = g_.tiles();
-  const auto m = random_floats(static_cast<size_t>(kPoints * t * g_.k), 4);
+  const auto m = random_floats(static_cast<size_t>(kPoints * g_.tiles() * g_.k), 4);
   std::vector<float> y(dy_.size()), dm(m.size());
-  transform_output(g_, m.data(), y.data(), 2);
-  transform_output_adjoint(g_, dy_.data(), dm.data(), 2);
-  double lhs = 0, rhs = 0, scale = 0;
-  for (size_t i = 0; i < y.size(); ++i) lhs += static_cast<double>(y[i]) * dy_[i];
-  for (size_t i = 0; i < m.size(); ++i) {
-    rhs += static_cast<double>(m[i]) * dm[i];
-    scale += std::abs(static_cast<double>(m[i]) * dm[i]);
-  }
-  EXPECT_NEAR(lhs, rhs, 1e-6 * scale);
+  transform_output(g_, all_tiles(g_), m.data(), y.data(), 2);
+  transform_output_adjoint(g_, all_tiles(g_), dy_.data(), dm.data(), 2);
+  double scale = 0;
+  const double m_side = dot(m, dm, &scale);
+  EXPECT_NEAR(dot(y, dy_), m_side, 1e-6 * scale);
 
   const auto du = random_floats(static_cast<size_t>(kPoints * g_.c * g_.k), 5);
   std::vector<float> u(du.size()), dw(w_.size());
   transform_weights(w_.data(), g_.k, g_.c, false, u.data(), 2);
   transform_weights_adjoint(du.data(), g_.k, g_.c, dw.data(), 2);
-  lhs = rhs = scale = 0;
-  for (size_t i = 0; i < u.size(); ++i) {
-    lhs += static_cast<double>(u[i]) * du[i];
-    scale += std::abs(static_cast<double>(u[i]) * du[i]);
+  const double u_side = dot(u, du, &scale);
+  EXPECT_NEAR(dot(w_, dw), u_side, 1e-6 * scale);
+}
+
+// Chunks of tiles (planes of 5 rows, the last chunk short) hold the same rows, bit for bit, as
+// the transforms of all the tiles at once, and the output of every chunk together is the same.
+TEST_P(WinogradTest, ChunksOfTilesAreTheSameTransforms) {
+  const int64_t t = g_.tiles(), rows = 5;
+  std::vector<float> v_all(static_cast<size_t>(kPoints * t * g_.c)),
+      dm_all(static_cast<size_t>(kPoints * t * g_.k));
+  transform_input(g_, all_tiles(g_), x_.data(), v_all.data(), 2);
+  transform_output_adjoint(g_, all_tiles(g_), dy_.data(), dm_all.data(), 2);
+  const auto m_all = random_floats(static_cast<size_t>(kPoints * t * g_.k), 6);
+  std::vector<float> y_all(dy_.size()), y_chunks(dy_.size(), NAN);
+  transform_output(g_, all_tiles(g_), m_all.data(), y_all.data(), 2);
+  for (int64_t first = 0; first < t; first += rows) {
+    const Tiles chunk{first, std::min(rows, t - first), rows};
+    std::vector<float> v(static_cast<size_t>(kPoints * rows * g_.c)),
+        dm(static_cast<size_t>(kPoints * rows * g_.k)), m(dm.size());
+    transform_input(g_, chunk, x_.data(), v.data(), 2);
+    transform_output_adjoint(g_, chunk, dy_.data(), dm.data(), 2);
+    for (int64_t p = 0; p < kPoints; ++p)
+      for (int64_t r = 0; r < chunk.count; ++r) {
+        for (int64_t c = 0; c < g_.c; ++c)
+          ASSERT_EQ(v[(p * rows + r) * g_.c + c], v_all[(p * t + first + r) * g_.c + c]);
+        for (int64_t k = 0; k < g_.k; ++k) {
+          ASSERT_EQ(dm[(p * rows + r) * g_.k + k], dm_all[(p * t + first + r) * g_.k + k]);
+          m[(p * rows + r) * g_.k + k] = m_all[(p * t + first + r) * g_.k + k];
+        }
+      }
+    transform_output(g_, chunk, m.data(), y_chunks.data(), 2);
   }
-  for (size_t i = 0; i < w_.size(); ++i) rhs += static_cast<double>(w_[i]) * dw[i];
-  EXPECT_NEAR(lhs, rhs, 1e-6 * scale);
+  for (size_t i = 0; i < y_all.size(); ++i) ASSERT_EQ(y_chunks[i], y_all[i]) << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, WinogradTest,
@@ -211,6 +246,37 @@ INSTANTIATE_TEST_SUITE_P(Shapes, WinogradTest,
                          [](const ::testing::TestParamInfo<Case>& info) {
                            return std::string(info.param.name);
                          });
+
+// WinogradConv, the passes on oneDNN's matmul, gives in chunks of tiles (the last one short)
+// what it gives in one chunk, in each pass.
+TEST(WinogradConvTest, ChunksOfTilesGiveWhatOneChunkGives) {
+  const Geometry g = geometry(3, 16, 24, 20, 19, 1);  // 3 x 5 x 5 = 75 tiles
+  DnnlContext ctx;
+  ctx.set_threads(2);
+  const auto x = random_floats(static_cast<size_t>(g.n * g.c * g.h * g.w), 7),
+             w = random_floats(static_cast<size_t>(g.k * g.c * 9), 8),
+             dy = random_floats(static_cast<size_t>(g.n * g.k * g.oh * g.ow), 9);
+  for (ConvPass pass : {ConvPass::forward, ConvPass::backward_data, ConvPass::backward_weights}) {
+    // A budget of one byte leaves the least a chunk takes: 4 C K / (C + K) tiles.
+    WinogradConv whole(ctx, g, pass), chunked(ctx, g, pass, 1);
+    ASSERT_EQ(whole.chunk(), g.tiles());
+    ASSERT_EQ(chunked.chunk(),
+              pass == ConvPass::backward_data ? 4 * 24 * 16 / 40 : 4 * 16 * 24 / 40);
+    std::vector<float> a, b;
+    if (pass == ConvPass::backward_weights) {
+      a.assign(w.size(), NAN), b.assign(w.size(), NAN);
+      whole.backward_weights(x.data(), dy.data(), a.data());
+      chunked.backward_weights(x.data(), dy.data(), b.data());
+    } else {
+      const bool fwd = pass == ConvPass::forward;
+      a.assign(fwd ? dy.size() : x.size(), NAN), b.assign(a.size(), NAN);
+      whole.forward(fwd ? x.data() : dy.data(), w.data(), a.data());
+      chunked.forward(fwd ? x.data() : dy.data(), w.data(), b.data());
+    }
+    for (size_t i = 0; i < a.size(); ++i)
+      ASSERT_NEAR(a[i], b[i], 1e-4 * (1 + std::abs(a[i]))) << static_cast<int>(pass) << " " << i;
+  }
+}
 
 TEST(WinogradGeometryTest, RejectsWhatItCannotRun) {
   EXPECT_THROW(geometry(1, 12, 8, 8, 8, 1), Error);  // channels not in blocks of 8
