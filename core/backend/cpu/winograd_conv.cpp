@@ -17,7 +17,11 @@ using winograd::kPoints;
 int64_t chunk_tiles(const winograd::Geometry& g, int64_t bytes) {
   const int64_t by_memory = bytes / (kPoints * 4 * (g.c + g.k));
   const int64_t by_weights = 4 * g.c * g.k / (g.c + g.k);
-  return std::min(g.tiles(), std::max(by_memory, by_weights));
+  // As many chunks as that takes, of equal size: the last chunk's planes are as long as the
+  // others', and a short last chunk would leave most of its products computed on zeros.
+  const int64_t most = std::max(by_memory, by_weights);
+  const int64_t chunks = (g.tiles() + most - 1) / most;
+  return (g.tiles() + chunks - 1) / chunks;
 }
 
 // Zeros rows [from, rows) of each of the 36 planes of `rows` x `cols` floats.
