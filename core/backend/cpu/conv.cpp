@@ -71,7 +71,7 @@ class CpuConv final : public ConvOp {
     w_desc_ = desc_of(w_shape_, w_md_, dtype_);
     dnnl::convolution_forward::primitive_desc run = fwd_pd_;
     if (wants_winograd(ConvPass::forward) && winograd_hint()) run = wino_fwd_pd_;
-    if (run == fwd_pd_ && wants_winograd(ConvPass::forward) && own_winograd())
+    if (own_winograd(ConvPass::forward))
       own_fwd_ = std::make_unique<WinogradConv>(ctx, own_geo_, ConvPass::forward);
     chose(ConvPass::forward, run != fwd_pd_ || own_fwd_);
     if (own_fwd_) return;
@@ -222,10 +222,12 @@ class CpuConv final : public ConvOp {
     return static_cast<bool>(wino_fwd_pd_);
   }
 
-  // The project's own Winograd (core/backend/cpu/winograd.h), where oneDNN has none: fp32
-  // activations that the direct kernels keep in nChw8c (AVX2), channels in whole blocks of 8,
-  // no bias. Decided once, at the forward pass's planning.
-  bool own_winograd() {
+  // Whether `pass` runs the project's own Winograd (core/backend/cpu/winograd.h): it wants
+  // Winograd, oneDNN has none for this layer, and the own can take it: fp32 activations that the
+  // direct kernels keep in nChw8c (AVX2), channels in whole blocks of 8, no bias (the last
+  // decided once).
+  bool own_winograd(ConvPass pass) {
+    if (!wants_winograd(pass) || winograd_hint()) return false;
     if (own_ok_ < 0) {
       const auto f32 = memory::data_type::f32;
       const bool blocked = x_md_ == memory::desc(to_dims(x_shape_), f32, Tag::nChw8c) &&
@@ -275,7 +277,7 @@ class CpuConv final : public ConvOp {
         pd = {};
       }
     }
-    if (!pd && wants_winograd(ConvPass::backward_data) && own_winograd())
+    if (own_winograd(ConvPass::backward_data))
       own_bd_ = std::make_unique<WinogradConv>(ctx_, own_geo_, ConvPass::backward_data);
     chose(ConvPass::backward_data, pd || own_bd_);
     if (own_bd_) return;
@@ -326,7 +328,7 @@ class CpuConv final : public ConvOp {
         pd = {};
       }
     }
-    if (!pd && wants_winograd(ConvPass::backward_weights) && own_winograd())
+    if (own_winograd(ConvPass::backward_weights))
       own_bw_ = std::make_unique<WinogradConv>(ctx_, own_geo_, ConvPass::backward_weights);
     chose(ConvPass::backward_weights, pd || own_bw_);
     if (own_bw_) return;

@@ -1,7 +1,8 @@
 // The own Winograd F(4x4, 3x3) transforms (core/backend/cpu/winograd.h), run here on any
 // processor: each pass assembled from the transforms and a plain loop for the 36 products, against
-// a direct convolution in double, held to the bound ConvAlgorithmTest holds oneDNN's Winograd to
-// (1e-5 of the sum of |a||b| behind each element); and the adjoint transforms as adjoints.
+// the direct convolution in double of reference_conv.h, held to the bound ConvAlgorithmTest holds
+// every Winograd to (kErrorShare of the sum of |a||b| behind each element); and the adjoint
+// transforms as adjoints.
 #include "core/backend/cpu/winograd.h"
 
 #include <gtest/gtest.h>
@@ -9,69 +10,41 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <ostream>
-#include <random>
 #include <vector>
 
 #include "core/backend/cpu/winograd_conv.h"
 #include "core/check.h"
+#include "tests/core/backend/reference_conv.h"
+#include "tests/core/gradient_check.h"
 
 namespace rn::cpu::winograd {
 namespace {
 
-constexpr double kErrorShare = 1e-5;
+using test::absolute;
+using test::kErrorShare;
+using test::random_values;
+using test::ReferenceConv;
+using test::worst_share;
 
-std::vector<float> random_floats(size_t n, unsigned seed) {
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(-1.f, 1.f);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(gen);
-  return v;
+// n x c x h x w between the plain layout (nchw) and nChw8c.
+std::vector<float> reblocked(const std::vector<float>& v, int64_t n, int64_t c, int64_t h,
+                             int64_t w, bool to_blocked) {
+  std::vector<float> out(v.size());
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t pos = 0; pos < h * w; ++pos) {
+        const int64_t plain = (i * c + ch) * h * w + pos;
+        const int64_t blocked =
+            ((i * (c / kBlock) + ch / kBlock) * h * w + pos) * kBlock + ch % kBlock;
+        if (to_blocked)
+          out[blocked] = v[plain];
+        else
+          out[plain] = v[blocked];
+      }
+  return out;
 }
-
-// Index of (n, c, y, x) in nChw8c.
-int64_t blocked(int64_t c_total, int64_t h, int64_t w, int64_t n, int64_t c, int64_t y, int64_t x) {
-  return (((n * (c_total / kBlock) + c / kBlock) * h + y) * w + x) * kBlock + c % kBlock;
-}
-
-// A 3x3 convolution of stride 1 on nChw8c tensors in double, and its gradients; `abs` takes
-// every operand's magnitude (the sums of |a||b| that bound the error).
-struct Reference {
-  Geometry g;
-  void forward(const std::vector<float>& x, const std::vector<float>& w, bool abs,
-               std::vector<double>& y) const {
-    y.assign(static_cast<size_t>(g.n * g.k * g.oh * g.ow), 0.0);
-    visit([&](int64_t xi, int64_t wi, int64_t yi) {
-      y[yi] += value(x[xi], abs) * value(w[wi], abs);
-    });
-  }
-  void backward(const std::vector<float>& x, const std::vector<float>& w,
-                const std::vector<float>& dy, bool abs, std::vector<double>& dx,
-                std::vector<double>& dw) const {
-    dx.assign(x.size(), 0.0);
-    dw.assign(w.size(), 0.0);
-    visit([&](int64_t xi, int64_t wi, int64_t yi) {
-      dx[xi] += value(dy[yi], abs) * value(w[wi], abs);
-      dw[wi] += value(dy[yi], abs) * value(x[xi], abs);
-    });
-  }
-  static double value(float v, bool abs) { return abs ? std::abs(v) : v; }
-  template <typename F>
-  void visit(F f) const {
-    for (int64_t n = 0; n < g.n; ++n)
-      for (int64_t o = 0; o < g.k; ++o)
-        for (int64_t c = 0; c < g.c; ++c)
-          for (int64_t oy = 0; oy < g.oh; ++oy)
-            for (int64_t ox = 0; ox < g.ow; ++ox)
-              for (int64_t ky = 0; ky < 3; ++ky)
-                for (int64_t kx = 0; kx < 3; ++kx) {
-                  const int64_t iy = oy - g.pad + ky, ix = ox - g.pad + kx;
-                  if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
-                  f(blocked(g.c, g.h, g.w, n, c, iy, ix), ((o * g.c + c) * 3 + ky) * 3 + kx,
-                    blocked(g.k, g.oh, g.ow, n, o, oy, ox));
-                }
-  }
-};
 
 // M[p] = V[p] U[p] (tiles x C times C x K), as the batched matmul computes it.
 std::vector<float> products(const Geometry& g, const std::vector<float>& v,
@@ -88,15 +61,6 @@ std::vector<float> products(const Geometry& g, const std::vector<float>& v,
   return m;
 }
 
-double worst_share(const std::vector<float>& got, const std::vector<double>& exact,
-                   const std::vector<double>& share) {
-  EXPECT_EQ(got.size(), exact.size());
-  double worst = 0;
-  for (size_t i = 0; i < got.size(); ++i)
-    worst = std::max(worst, std::abs(got[i] - exact[i]) / std::max(share[i], 1e-30));
-  return worst;
-}
-
 struct Case {
   const char* name;
   int64_t n, c, k, h, w, pad;
@@ -106,19 +70,40 @@ void PrintTo(const Case& c, std::ostream* os) {
   *os << c.name;
 }
 
+ConvParams conv3x3(const Geometry& g) {
+  ConvParams p;
+  p.out_channels = static_cast<int>(g.k);
+  p.kernel = 3;
+  p.pad = static_cast<int>(g.pad);
+  return p;
+}
+
+// Each pass against ReferenceConv (a direct convolution in double on the plain layout); the
+// transforms take and give nChw8c.
 class WinogradTest : public ::testing::TestWithParam<Case> {
  protected:
   void SetUp() override {
     const Case& c = GetParam();
     g_ = geometry(c.n, c.c, c.k, c.h, c.w, c.pad);
-    ref_.g = g_;
-    x_ = random_floats(static_cast<size_t>(g_.n * g_.c * g_.h * g_.w), 1);
-    w_ = random_floats(static_cast<size_t>(g_.k * g_.c * 9), 2);
-    dy_ = random_floats(static_cast<size_t>(g_.n * g_.k * g_.oh * g_.ow), 3);
+    ref_ = std::make_unique<ReferenceConv>(Shape{g_.n, g_.c, g_.h, g_.w}, conv3x3(g_));
+    xp_ = random_values(g_.n * g_.c * g_.h * g_.w, 1);
+    w_ = random_values(g_.k * g_.c * 9, 2);
+    dyp_ = random_values(g_.n * g_.k * g_.oh * g_.ow, 3);
+    x_ = reblocked(xp_, g_.n, g_.c, g_.h, g_.w, true);
+    dy_ = reblocked(dyp_, g_.n, g_.k, g_.oh, g_.ow, true);
+  }
+  // The largest error of `got` (plain) against the reference's `exact`, of its sum|a||b|.
+  static double worst(const char* pass, const std::vector<float>& got,
+                      const std::vector<double>& exact, const std::vector<double>& share) {
+    EXPECT_EQ(got.size(), exact.size());
+    const double w = worst_share(got, exact, share);
+    std::printf("  %s: largest error %.2e of sum|a||b|\n", pass, w);
+    return w;
   }
   Geometry g_;
-  Reference ref_;
-  std::vector<float> x_, w_, dy_;
+  std::unique_ptr<ReferenceConv> ref_;
+  std::vector<float> xp_, w_, dyp_;  // plain
+  std::vector<float> x_, dy_;        // nChw8c
 };
 
 TEST_P(WinogradTest, ForwardIsTheConvolution) {
@@ -127,12 +112,9 @@ TEST_P(WinogradTest, ForwardIsTheConvolution) {
   transform_weights(w_.data(), g_.k, g_.c, false, u.data(), 2);
   transform_input(g_, all_tiles(g_), x_.data(), v.data(), 2);
   transform_output(g_, all_tiles(g_), products(g_, v, u).data(), y.data(), 2);
-  std::vector<double> exact, share;
-  ref_.forward(x_, w_, false, exact);
-  ref_.forward(x_, w_, true, share);
-  const double worst = worst_share(y, exact, share);
-  EXPECT_LE(worst, kErrorShare);
-  std::printf("  forward: largest error %.2e of sum|a||b|\n", worst);
+  EXPECT_LE(worst("forward", reblocked(y, g_.n, g_.k, g_.oh, g_.ow, false),
+                  ref_->forward(xp_, w_, {}), ref_->forward(absolute(xp_), absolute(w_), {})),
+            kErrorShare);
 }
 
 TEST_P(WinogradTest, BackwardDataIsTheForwardOfTheTurnedWeights) {
@@ -144,12 +126,11 @@ TEST_P(WinogradTest, BackwardDataIsTheForwardOfTheTurnedWeights) {
   transform_weights(w_.data(), g_.k, g_.c, true, u.data(), 2);
   transform_input(bd, all_tiles(bd), dy_.data(), v.data(), 2);
   transform_output(bd, all_tiles(bd), products(bd, v, u).data(), dx.data(), 2);
-  std::vector<double> exact, share, dw;
-  ref_.backward(x_, w_, dy_, false, exact, dw);
-  ref_.backward(x_, w_, dy_, true, share, dw);
-  const double worst = worst_share(dx, exact, share);
-  EXPECT_LE(worst, kErrorShare);
-  std::printf("  backward-data: largest error %.2e of sum|a||b|\n", worst);
+  std::vector<double> exact, share, dw, db;
+  ref_->backward(xp_, w_, dyp_, exact, dw, db);
+  ref_->backward(absolute(xp_), absolute(w_), absolute(dyp_), share, dw, db);
+  EXPECT_LE(worst("backward-data", reblocked(dx, g_.n, g_.c, g_.h, g_.w, false), exact, share),
+            kErrorShare);
 }
 
 TEST_P(WinogradTest, BackwardWeightsIsTheAdjointChain) {
@@ -168,12 +149,10 @@ TEST_P(WinogradTest, BackwardWeightsIsTheAdjointChain) {
         du[(p * g_.c + c) * g_.k + k] = sum;
       }
   transform_weights_adjoint(du.data(), g_.k, g_.c, dw.data(), 2);
-  std::vector<double> dx, exact, share;
-  ref_.backward(x_, w_, dy_, false, dx, exact);
-  ref_.backward(x_, w_, dy_, true, dx, share);
-  const double worst = worst_share(dw, exact, share);
-  EXPECT_LE(worst, kErrorShare);
-  std::printf("  backward-weights: largest error %.2e of sum|a||b|\n", worst);
+  std::vector<double> dx, exact, share, db;
+  ref_->backward(xp_, w_, dyp_, dx, exact, db);
+  ref_->backward(absolute(xp_), absolute(w_), absolute(dyp_), dx, share, db);
+  EXPECT_LE(worst("backward-weights", dw, exact, share), kErrorShare);
 }
 
 // sum a[i] b[i] in double, and the sum of |a[i] b[i]| (the scale its rounding follows).
@@ -190,7 +169,7 @@ double dot(const std::vector<float>& a, const std::vector<float>& b, double* sca
 
 // <output(M), Y> = <M, output_adjoint(Y)> and <weights(w), dU> = <w, weights_adjoint(dU)>.
 TEST_P(WinogradTest, AdjointsAreAdjoints) {
-  const auto m = random_floats(static_cast<size_t>(kPoints * g_.tiles() * g_.k), 4);
+  const auto m = random_values(kPoints * g_.tiles() * g_.k, 4);
   std::vector<float> y(dy_.size()), dm(m.size());
   transform_output(g_, all_tiles(g_), m.data(), y.data(), 2);
   transform_output_adjoint(g_, all_tiles(g_), dy_.data(), dm.data(), 2);
@@ -198,7 +177,7 @@ TEST_P(WinogradTest, AdjointsAreAdjoints) {
   const double m_side = dot(m, dm, &scale);
   EXPECT_NEAR(dot(y, dy_), m_side, 1e-6 * scale);
 
-  const auto du = random_floats(static_cast<size_t>(kPoints * g_.c * g_.k), 5);
+  const auto du = random_values(kPoints * g_.c * g_.k, 5);
   std::vector<float> u(du.size()), dw(w_.size());
   transform_weights(w_.data(), g_.k, g_.c, false, u.data(), 2);
   transform_weights_adjoint(du.data(), g_.k, g_.c, dw.data(), 2);
@@ -214,7 +193,7 @@ TEST_P(WinogradTest, ChunksOfTilesAreTheSameTransforms) {
       dm_all(static_cast<size_t>(kPoints * t * g_.k));
   transform_input(g_, all_tiles(g_), x_.data(), v_all.data(), 2);
   transform_output_adjoint(g_, all_tiles(g_), dy_.data(), dm_all.data(), 2);
-  const auto m_all = random_floats(static_cast<size_t>(kPoints * t * g_.k), 6);
+  const auto m_all = random_values(kPoints * t * g_.k, 6);
   std::vector<float> y_all(dy_.size()), y_chunks(dy_.size(), NAN);
   transform_output(g_, all_tiles(g_), m_all.data(), y_all.data(), 2);
   for (int64_t first = 0; first < t; first += rows) {
@@ -253,9 +232,8 @@ TEST(WinogradConvTest, ChunksOfTilesGiveWhatOneChunkGives) {
   const Geometry g = geometry(3, 16, 24, 20, 19, 1);  // 3 x 5 x 5 = 75 tiles
   DnnlContext ctx;
   ctx.set_threads(2);
-  const auto x = random_floats(static_cast<size_t>(g.n * g.c * g.h * g.w), 7),
-             w = random_floats(static_cast<size_t>(g.k * g.c * 9), 8),
-             dy = random_floats(static_cast<size_t>(g.n * g.k * g.oh * g.ow), 9);
+  const auto x = random_values(g.n * g.c * g.h * g.w, 7), w = random_values(g.k * g.c * 9, 8),
+             dy = random_values(g.n * g.k * g.oh * g.ow, 9);
   for (ConvPass pass : {ConvPass::forward, ConvPass::backward_data, ConvPass::backward_weights}) {
     // A budget of one byte leaves the least a chunk takes: 4 C K / (C + K) tiles.
     WinogradConv whole(ctx, g, pass), chunked(ctx, g, pass, 1);
