@@ -496,8 +496,18 @@ ProfileReport make_profile_report(const Profiler& profiler, int steps, double st
     rate(layer_flop[i], layer_s[i], l.gflops, l.of_peak);
     r.layers.push_back(l);
   }
-  std::stable_sort(r.layers.begin(), r.layers.end(),
-                   [](const auto& a, const auto& b) { return a.ms_per_step > b.ms_per_step; });
+  for (const ProfileEntry& e : profiler.entries()) {
+    if (e.layer >= 0 || e.calls == 0) continue;
+    ProfileFunction f;
+    f.kind = e.kind, f.what = e.what, f.ms_per_step = e.seconds * per_step;
+    f.share = share(f.ms_per_step), f.calls_per_step = static_cast<double>(e.calls) / r.steps;
+    r.functions.push_back(f);
+  }
+  const auto slowest_first = [](const auto& a, const auto& b) {
+    return a.ms_per_step > b.ms_per_step;
+  };
+  std::stable_sort(r.layers.begin(), r.layers.end(), slowest_first);
+  std::stable_sort(r.functions.begin(), r.functions.end(), slowest_first);
   return r;
 }
 
@@ -553,6 +563,14 @@ std::string profile_text(const ProfileReport& r, size_t top_layers) {
   if (shown < r.layers.size())
     s += str_cat("      the other ", r.layers.size() - shown, " layers: ", fmt("%.2f", rest),
                  " ms\n");
+  std::string calls;
+  for (const ProfileFunction& f : r.functions) {
+    if (f.share < 0.001) continue;
+    std::snprintf(line, sizeof line, "  %-14s %-26s %8.2f ms %5.1f%%  %6.1f calls\n",
+                  f.kind.c_str(), f.what.c_str(), f.ms_per_step, 100 * f.share, f.calls_per_step);
+    calls += line;
+  }
+  if (!calls.empty()) s += "  the calls outside the layers (per step):\n" + calls;
   return s;
 }
 
@@ -576,6 +594,14 @@ std::string profile_json(const ProfileReport& r) {
         fmt("%.4f", l.pass_ms[2]), "], \"algorithm\": [\"", l.algorithm[0], "\", \"",
         l.algorithm[1], "\", \"", l.algorithm[2], "\"], \"gflops\": ", fmt("%.2f", l.gflops),
         ", \"of_peak\": ", fmt("%.4f", l.of_peak), "}");
+  }
+  s += "], \"functions\": [";
+  for (size_t i = 0; i < r.functions.size(); ++i) {
+    const ProfileFunction& f = r.functions[i];
+    s += str_cat(i ? ", " : "", "{\"kind\": \"", f.kind, "\", \"what\": \"", f.what,
+                 "\", \"ms_per_step\": ", fmt("%.4f", f.ms_per_step),
+                 ", \"share\": ", fmt("%.4f", f.share),
+                 ", \"calls_per_step\": ", fmt("%.1f", f.calls_per_step), "}");
   }
   return s + "]}";
 }

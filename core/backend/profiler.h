@@ -79,8 +79,9 @@ double profile_peak_gflops(Device device, DType compute, int threads);
 
 // A profile as a reader wants it: the kinds' totals per step, with their share of the step, and
 // for convolutions and linear layers their rate and its fraction of `peak_gflops` (0: unknown);
-// then every layer, slowest first. `steps` timed steps of `step_s` seconds each; what the entries
-// do not cover is "other" (the host between calls: the framework's own time).
+// then every layer, slowest first, and every call outside the layers, slowest first. `steps` timed
+// steps of `step_s` seconds each; what the entries do not cover is "other" (the host between calls:
+// the framework's own time).
 struct ProfileKind {
   std::string kind;
   double ms_per_step = 0, share = 0, gflops = 0, of_peak = 0;
@@ -93,15 +94,23 @@ struct ProfileLayer {
   std::string algorithm[3];
   double gflops = 0, of_peak = 0;
 };
+// A call that is not a layer's (an element-wise function, the loss, the optimizer, ...): its
+// time per step and calls per step.
+struct ProfileFunction {
+  std::string kind, what;
+  double ms_per_step = 0, share = 0, calls_per_step = 0;
+};
 struct ProfileReport {
   int steps = 0;
   double step_s = 0, peak_gflops = 0;
   std::vector<ProfileKind> kinds;
   std::vector<ProfileLayer> layers;
+  std::vector<ProfileFunction> functions;  // slowest first
 };
 ProfileReport make_profile_report(const Profiler& profiler, int steps, double step_s,
                                   double peak_gflops);
-// The report as text (`top_layers` slowest layers; the rest summed in one line) and as JSON.
+// The report as text (`top_layers` slowest layers; the rest summed in one line; the calls outside
+// the layers that take at least 0.1% of the step) and as JSON.
 std::string profile_text(const ProfileReport& r, size_t top_layers);
 std::string profile_json(const ProfileReport& r);
 

@@ -30,14 +30,13 @@ bool winograd_wins(ConvPass pass, const Shape& x, int64_t k) {
 }
 
 // The same for the project's own Winograd (winograd.h), which runs where oneDNN has none
-// (AVX2). Measured on 2 cores of an AVX2 EPYC, each pass's time against direct's in ResNet-20
-// (batch 128), ResNet-18 (batch 32) and ResNet-50 (batch 16) training steps: backward-weights
-// wins everywhere (1.15x at 16 channels, 1.8-3.1x from 64); forward and backward-data lose at 16
-// channels (0.65-0.8x), break even or lose at 32 (1.0x and 0.75x: the 36 matrix products are
-// too thin to pay for the transforms' memory traffic) and win from 64 (1.4-2.3x).
-bool own_winograd_wins(ConvPass pass, const Shape& x, int64_t k) {
-  if (pass == ConvPass::backward_weights) return true;
-  return std::min(x[1], k) >= 64;
+// (AVX2). Measured on 2 cores of an AVX2 EPYC, each pass against oneDNN's direct kernel on
+// nChw8c: with the fused products (winograd_conv.h) at 16 channels (N 128, 28x28) 1.3x in forward
+// and backward-data, 1.5-2.1x in backward-weights; at 32 channels (14x14) 1.6-1.8x; at 64
+// 1.6-2.3x; from 128 up (N 32, the matmul products) 1.4-2.3x. Below 16 channels the transforms
+// outweigh the products.
+bool own_winograd_wins(const Shape& x, int64_t k) {
+  return std::min(x[1], k) >= 16;
 }
 
 class CpuConv final : public ConvOp {
@@ -197,7 +196,7 @@ class CpuConv final : public ConvOp {
         return true;
       default:
         return winograd_hint() ? winograd_wins(pass, x_shape_, p_.out_channels)
-                               : own_winograd_wins(pass, x_shape_, p_.out_channels);
+                               : own_winograd_wins(x_shape_, p_.out_channels);
     }
   }
 

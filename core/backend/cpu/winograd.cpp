@@ -1,5 +1,9 @@
 #include "core/backend/cpu/winograd.h"
 
+#include <omp.h>
+
+#include <algorithm>
+
 #include "core/check.h"
 
 namespace rn::cpu::winograd {
@@ -15,6 +19,21 @@ v8 load(const float* p) {
 }
 void store(float* p, v8 v) {
   __builtin_memcpy(p, &v, sizeof v);
+}
+
+// The 36 points of a tile between registers and memory, point p = 6 i + j at p * stride floats:
+// unrolled whole, so that every point has its own register or stack slot.
+[[gnu::always_inline]] inline void load_points(const float* src, int64_t stride, v8 (&t)[6][6]) {
+#pragma GCC unroll 6
+  for (int i = 0; i < 6; ++i)
+#pragma GCC unroll 6
+    for (int j = 0; j < 6; ++j) t[i][j] = load(src + (i * 6 + j) * stride);
+}
+[[gnu::always_inline]] inline void store_points(const v8 (&t)[6][6], int64_t stride, float* dst) {
+#pragma GCC unroll 6
+  for (int i = 0; i < 6; ++i)
+#pragma GCC unroll 6
+    for (int j = 0; j < 6; ++j) store(dst + (i * 6 + j) * stride, t[i][j]);
 }
 
 // The one-dimensional transforms, applied down the columns and then along the rows of a tile.
@@ -121,8 +140,7 @@ void transform_weights(const float* w, int64_t k, int64_t c, bool rotate, float*
             g[a][b][l] = rotate ? src[(2 - a) * 3 + (2 - b)] : src[a * 3 + b];
       }
       both_ways(g, t, [](auto x, auto y) { weights_1d(x, y); });
-      float* dst = u + r * cols + col;
-      for (int p = 0; p < kPoints; ++p) store(dst + p * plane, t[p / 6][p % 6]);
+      store_points(t, plane, u + r * cols + col);
     }
 }
 
@@ -133,7 +151,7 @@ void transform_weights_adjoint(const float* du, int64_t k, int64_t c, float* dw,
     for (int64_t ko = 0; ko < k; ko += kBlock) {
       v8 t[6][6], g[3][3];
       const float* src = du + ci * k + ko;
-      for (int p = 0; p < kPoints; ++p) t[p / 6][p % 6] = load(src + p * plane);
+      load_points(src, plane, t);
       both_ways(t, g, [](auto x, auto y) { weights_adjoint_1d(x, y); });
       for (int l = 0; l < kBlock; ++l) {
         float* dst = dw + ((ko + l) * c + ci) * 9;
@@ -145,70 +163,229 @@ void transform_weights_adjoint(const float* du, int64_t k, int64_t c, float* dw,
 
 // The tile transforms go tile by tile with the channel blocks innermost, so that each of the 36
 // rows a tile writes (or reads) is one contiguous run of its channels. f(n, ti, tj, row) for
-// every tile of t (image n, tile row ti and column tj; `row` its row in V and M), in parallel.
+// every tile of t (image n, tile row ti and column tj; `row` its row in V and M), each thread a
+// contiguous share; with one thread in the caller's thread, without a parallel region (the fused
+// passes call the transforms on short runs of tiles from their own threads).
 template <typename F>
 void for_each_tile(const Geometry& g, Tiles t, int threads, F f) {
-#pragma omp parallel for num_threads(threads)
-  for (int64_t row = 0; row < t.count; ++row) {
-    const int64_t tile = t.first + row;
-    f(tile / (g.th * g.tw), tile / g.tw % g.th, tile % g.tw, row);
+  const int64_t th = g.th, tw = g.tw;
+  const auto share = [&](int64_t begin, int64_t end) {
+    const int64_t tile = t.first + begin;
+    int64_t n = tile / (th * tw), ti = tile / tw % th, tj = tile % tw;
+    for (int64_t row = begin; row < end; ++row) {
+      f(n, ti, tj, row);
+      if (++tj == tw) {
+        tj = 0;
+        if (++ti == th) ti = 0, ++n;
+      }
+    }
+  };
+  if (threads <= 1) return share(0, t.count);
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t i = omp_get_thread_num(), nt = omp_get_num_threads();
+    share(t.count * i / nt, t.count * (i + 1) / nt);
   }
 }
 
 void transform_input(const Geometry& g, Tiles t, const float* x, float* v, int threads) {
-  const int64_t blocks = g.c / kBlock, stride = t.rows * g.c, plane = g.h * g.w * kBlock;
-  for_each_tile(g, t, threads, [&](int64_t n, int64_t ti, int64_t tj, int64_t row) {
-    const int64_t y0 = ti * 4 - g.pad, x0 = tj * 4 - g.pad;
-    const bool inside = y0 >= 0 && y0 + 6 <= g.h && x0 >= 0 && x0 + 6 <= g.w;
-    float* dst = v + row * g.c;
+  const int64_t blocks = g.c / kBlock, stride = t.rows * g.c, h = g.h, w = g.w, pad = g.pad;
+  const int64_t plane = h * w * kBlock, c = g.c;
+  for_each_tile(g, t, threads, [=](int64_t n, int64_t ti, int64_t tj, int64_t row) {
+    const int64_t y0 = ti * 4 - pad, x0 = tj * 4 - pad;
+    const bool inside = y0 >= 0 && y0 + 6 <= h && x0 >= 0 && x0 + 6 <= w;
+    float* dst = v + row * c;
     for (int64_t cb = 0; cb < blocks; ++cb) {
       const float* img = x + (n * blocks + cb) * plane;
       v8 d[6][6], r[6][6];
-      for (int i = 0; i < 6; ++i)
-        for (int j = 0; j < 6; ++j) {
-          const int64_t yy = y0 + i, xx = x0 + j;
-          d[i][j] = inside || (yy >= 0 && yy < g.h && xx >= 0 && xx < g.w)
-                        ? load(img + (yy * g.w + xx) * kBlock)
-                        : v8{};
-        }
+      if (inside) {
+        const float* at = img + (y0 * w + x0) * kBlock;
+#pragma GCC unroll 6
+        for (int i = 0; i < 6; ++i)
+#pragma GCC unroll 6
+          for (int j = 0; j < 6; ++j) d[i][j] = load(at + (i * w + j) * kBlock);
+      } else {  // zeros, then the part of the tile inside the image
+        const int64_t i0 = std::max<int64_t>(0, -y0), i1 = std::min<int64_t>(6, h - y0);
+        const int64_t j0 = std::max<int64_t>(0, -x0), j1 = std::min<int64_t>(6, w - x0);
+#pragma GCC unroll 6
+        for (int i = 0; i < 6; ++i)
+#pragma GCC unroll 6
+          for (int j = 0; j < 6; ++j) d[i][j] = v8{};
+        for (int64_t i = i0; i < i1; ++i)
+          for (int64_t j = j0; j < j1; ++j) d[i][j] = load(img + ((y0 + i) * w + x0 + j) * kBlock);
+      }
       both_ways(d, r, [](auto a, auto b) { input_1d(a, b); });
-      for (int p = 0; p < kPoints; ++p) store(dst + p * stride + cb * kBlock, r[p / 6][p % 6]);
+      store_points(r, stride, dst + cb * kBlock);
     }
   });
 }
 
 void transform_output(const Geometry& g, Tiles t, const float* m, float* y, int threads) {
-  const int64_t blocks = g.k / kBlock, stride = t.rows * g.k, plane = g.oh * g.ow * kBlock;
-  for_each_tile(g, t, threads, [&](int64_t n, int64_t ti, int64_t tj, int64_t row) {
-    const float* src = m + row * g.k;
+  const int64_t blocks = g.k / kBlock, stride = t.rows * g.k, oh = g.oh, ow = g.ow;
+  const int64_t plane = oh * ow * kBlock, k = g.k;
+  for_each_tile(g, t, threads, [=](int64_t n, int64_t ti, int64_t tj, int64_t row) {
+    const float* src = m + row * k;
+    const int64_t rows = std::min<int64_t>(4, oh - ti * 4),
+                  cols = std::min<int64_t>(4, ow - tj * 4);
     for (int64_t kb = 0; kb < blocks; ++kb) {
-      float* img = y + (n * blocks + kb) * plane;
+      float* at = y + (n * blocks + kb) * plane + (ti * 4 * ow + tj * 4) * kBlock;
       v8 t[6][6], o[4][4];
-      for (int p = 0; p < kPoints; ++p) t[p / 6][p % 6] = load(src + p * stride + kb * kBlock);
+      load_points(src + kb * kBlock, stride, t);
       both_ways(t, o, [](auto a, auto b) { output_1d(a, b); });
-      for (int i = 0; i < 4 && ti * 4 + i < g.oh; ++i)
-        for (int j = 0; j < 4 && tj * 4 + j < g.ow; ++j)
-          store(img + ((ti * 4 + i) * g.ow + tj * 4 + j) * kBlock, o[i][j]);
+      if (rows == 4 && cols == 4) {
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i)
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j) store(at + (i * ow + j) * kBlock, o[i][j]);
+      } else {
+        for (int i = 0; i < rows; ++i)
+          for (int j = 0; j < cols; ++j) store(at + (i * ow + j) * kBlock, o[i][j]);
+      }
     }
   });
 }
 
 void transform_output_adjoint(const Geometry& g, Tiles t, const float* dy, float* dm, int threads) {
-  const int64_t blocks = g.k / kBlock, stride = t.rows * g.k, plane = g.oh * g.ow * kBlock;
-  for_each_tile(g, t, threads, [&](int64_t n, int64_t ti, int64_t tj, int64_t row) {
-    float* dst = dm + row * g.k;
+  const int64_t blocks = g.k / kBlock, stride = t.rows * g.k, oh = g.oh, ow = g.ow;
+  const int64_t plane = oh * ow * kBlock, k = g.k;
+  for_each_tile(g, t, threads, [=](int64_t n, int64_t ti, int64_t tj, int64_t row) {
+    float* dst = dm + row * k;
+    const int64_t rows = std::min<int64_t>(4, oh - ti * 4),
+                  cols = std::min<int64_t>(4, ow - tj * 4);
     for (int64_t kb = 0; kb < blocks; ++kb) {
-      const float* img = dy + (n * blocks + kb) * plane;
+      const float* at = dy + (n * blocks + kb) * plane + (ti * 4 * ow + tj * 4) * kBlock;
       v8 d[4][4], t[6][6];
-      for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 4; ++j) {
-          const int64_t yy = ti * 4 + i, xx = tj * 4 + j;
-          d[i][j] = yy < g.oh && xx < g.ow ? load(img + (yy * g.ow + xx) * kBlock) : v8{};
-        }
+      if (rows == 4 && cols == 4) {
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i)
+#pragma GCC unroll 4
+          for (int j = 0; j < 4; ++j) d[i][j] = load(at + (i * ow + j) * kBlock);
+      } else {
+        for (int i = 0; i < 4; ++i)
+          for (int j = 0; j < 4; ++j)
+            d[i][j] = i < rows && j < cols ? load(at + (i * ow + j) * kBlock) : v8{};
+      }
       both_ways(d, t, [](auto a, auto b) { output_adjoint_1d(a, b); });
-      for (int p = 0; p < kPoints; ++p) store(dst + p * stride + kb * kBlock, t[p / 6][p % 6]);
+      store_points(t, stride, dst + kb * kBlock);
     }
   });
+}
+
+// The products. Each output row block is a set of accumulators that stay in registers while the
+// shared dimension runs (R rows of eight-channel vectors, KV vectors across: 12 of AVX2's 16
+// registers at R = 6, KV = 2); with -ffp-contract=fast (core/CMakeLists.txt) each step is one
+// fused multiply-add of a broadcast element and a vector.
+namespace {
+
+constexpr int kRows = 6;  // rows of one block of accumulators
+
+// Rows [0, R) of m (stride k), columns [0, 8 KV): m = v (stride c) u (stride k), over c.
+template <int R, int KV>
+[[gnu::always_inline]] inline void product_block(const float* v, const float* u, float* m,
+                                                 int64_t c, int64_t k) {
+  v8 acc[R][KV];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < KV; ++j) acc[r][j] = v8{};
+  for (int64_t i = 0; i < c; ++i) {
+    v8 b[KV];
+    for (int j = 0; j < KV; ++j) b[j] = load(u + i * k + j * kBlock);
+    for (int r = 0; r < R; ++r) {
+      const float a = v[r * c + i];
+      for (int j = 0; j < KV; ++j) acc[r][j] += a * b[j];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < KV; ++j) store(m + r * k + j * kBlock, acc[r][j]);
+}
+
+template <int KV>
+void product_columns(const float* v, const float* u, float* m, int64_t count, int64_t c,
+                     int64_t k) {
+  int64_t r = 0;
+  for (; r + kRows <= count; r += kRows) product_block<kRows, KV>(v + r * c, u, m + r * k, c, k);
+  v += r * c, m += r * k;
+  switch (count - r) {
+    case 5:
+      return product_block<5, KV>(v, u, m, c, k);
+    case 4:
+      return product_block<4, KV>(v, u, m, c, k);
+    case 3:
+      return product_block<3, KV>(v, u, m, c, k);
+    case 2:
+      return product_block<2, KV>(v, u, m, c, k);
+    case 1:
+      return product_block<1, KV>(v, u, m, c, k);
+    default:
+      return;
+  }
+}
+
+// Rows [0, R) of du (stride k; input channels, v's columns), columns [0, 8 KV): du += v^T dm over
+// the `count` tiles (v's rows, stride c; dm's rows, stride k).
+template <int R, int KV>
+[[gnu::always_inline]] inline void weights_block(const float* v, const float* dm, float* du,
+                                                 int64_t count, int64_t c, int64_t k) {
+  v8 acc[R][KV];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < KV; ++j) acc[r][j] = load(du + r * k + j * kBlock);
+  for (int64_t t = 0; t < count; ++t) {
+    v8 b[KV];
+    for (int j = 0; j < KV; ++j) b[j] = load(dm + t * k + j * kBlock);
+    for (int r = 0; r < R; ++r) {
+      const float a = v[t * c + r];
+      for (int j = 0; j < KV; ++j) acc[r][j] += a * b[j];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < KV; ++j) store(du + r * k + j * kBlock, acc[r][j]);
+}
+
+template <int KV>
+void weights_columns(const float* v, const float* dm, float* du, int64_t count, int64_t c,
+                     int64_t k) {
+  int64_t r = 0;
+  for (; r + kRows <= c; r += kRows) weights_block<kRows, KV>(v + r, dm, du + r * k, count, c, k);
+  v += r, du += r * k;
+  switch (c - r) {
+    case 5:
+      return weights_block<5, KV>(v, dm, du, count, c, k);
+    case 4:
+      return weights_block<4, KV>(v, dm, du, count, c, k);
+    case 3:
+      return weights_block<3, KV>(v, dm, du, count, c, k);
+    case 2:
+      return weights_block<2, KV>(v, dm, du, count, c, k);
+    case 1:
+      return weights_block<1, KV>(v, dm, du, count, c, k);
+    default:
+      return;
+  }
+}
+
+}  // namespace
+
+void multiply(const float* v, const float* u, float* m, Tiles t, int64_t c, int64_t k) {
+  for (int p = 0; p < kPoints; ++p) {
+    const float* vp = v + p * t.rows * c;
+    const float* up = u + p * c * k;
+    float* mp = m + p * t.rows * k;
+    int64_t j = 0;
+    for (; j + 2 * kBlock <= k; j += 2 * kBlock)
+      product_columns<2>(vp, up + j, mp + j, t.count, c, k);
+    if (j < k) product_columns<1>(vp, up + j, mp + j, t.count, c, k);
+  }
+}
+
+void multiply_weights(const float* v, const float* dm, float* du, Tiles t, int64_t c, int64_t k) {
+  for (int p = 0; p < kPoints; ++p) {
+    const float* vp = v + p * t.rows * c;
+    const float* dmp = dm + p * t.rows * k;
+    float* dup = du + p * c * k;
+    int64_t j = 0;
+    for (; j + 2 * kBlock <= k; j += 2 * kBlock)
+      weights_columns<2>(vp, dmp + j, dup + j, t.count, c, k);
+    if (j < k) weights_columns<1>(vp, dmp + j, dup + j, t.count, c, k);
+  }
 }
 
 }  // namespace rn::cpu::winograd

@@ -49,11 +49,18 @@ Tiles all_tiles(const Geometry& g);
 void transform_weights(const float* w, int64_t k, int64_t c, bool rotate, float* u, int threads);
 // The adjoint of transform_weights without rotation: dU (36 x C x K) into dw (K x C x 3 x 3).
 void transform_weights_adjoint(const float* du, int64_t k, int64_t c, float* dw, int threads);
+// The transforms of tiles run in parallel on `threads` threads; with 1, in the caller's thread.
 // x (n x c x h x w, nChw8c) into V (36 x rows x C), zeros read outside the image.
 void transform_input(const Geometry& g, Tiles t, const float* x, float* v, int threads);
 // M (36 x rows x K) into y (n x k x oh x ow, nChw8c), the parts of tiles past the edge dropped.
 void transform_output(const Geometry& g, Tiles t, const float* m, float* y, int threads);
 // The adjoint of transform_output: dy (n x k x oh x ow, nChw8c) into dM (36 x rows x K).
 void transform_output_adjoint(const Geometry& g, Tiles t, const float* dy, float* dm, int threads);
+
+// The 36 products of the first t.count rows of planes of t.rows rows, in the caller's thread (the
+// fused passes run them on runs of tiles that stay in cache): M[p] = V[p] U[p], with V (36 x rows
+// x C), U (36 x C x K) and M (36 x rows x K); and dU[p] += V[p]^T dM[p] into dU (36 x C x K).
+void multiply(const float* v, const float* u, float* m, Tiles t, int64_t c, int64_t k);
+void multiply_weights(const float* v, const float* dm, float* du, Tiles t, int64_t c, int64_t k);
 
 }  // namespace rn::cpu::winograd

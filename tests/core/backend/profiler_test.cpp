@@ -97,6 +97,28 @@ TEST(ProfilerTest, SameResultsAndEveryPassCountedOnce) {
   EXPECT_NE(text.find("the other 35 layers"), std::string::npos) << text;
   const std::string json = profile_json(r);
   EXPECT_NE(json.find("\"kind\": \"conv backward-data\""), std::string::npos) << json;
+  // The calls outside the layers, slowest first: the adds of ResNet-20's nine residual units and
+  // one more, backward, where the first unit's two input gradients meet before the stem's fused
+  // batch norm and relu; the units' relu backward of their gradients' sum. The layers' and these
+  // calls' time together is every call's.
+  ASSERT_FALSE(r.functions.empty());
+  double layers_ms = 0, functions_ms = 0;
+  for (const ProfileLayer& l : r.layers) layers_ms += l.ms_per_step;
+  for (size_t i = 0; i < r.functions.size(); ++i) {
+    functions_ms += r.functions[i].ms_per_step;
+    if (i > 0) EXPECT_GE(r.functions[i - 1].ms_per_step, r.functions[i].ms_per_step);
+  }
+  EXPECT_NEAR(layers_ms + functions_ms, 1e3 * timed, 1e-6);
+  const auto function = [&](const std::string& what) {
+    for (const ProfileFunction& f : r.functions)
+      if (f.what == what) return f;
+    ADD_FAILURE() << "no call " << what << " in the report";
+    return ProfileFunction{};
+  };
+  EXPECT_EQ(function("add").calls_per_step, 10);
+  EXPECT_EQ(function("add").kind, "element-wise");
+  EXPECT_GT(function("relu backward of a sum").calls_per_step, 0);
+  EXPECT_NE(json.find("\"what\": \"relu backward of a sum\""), std::string::npos) << json;
 
   prof.reset();
   step(*profiling, *net);  // off again: nothing counted

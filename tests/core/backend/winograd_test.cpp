@@ -155,6 +155,48 @@ TEST_P(WinogradTest, BackwardWeightsIsTheAdjointChain) {
   EXPECT_LE(worst("backward-weights", dw, exact, share), kErrorShare);
 }
 
+// multiply and multiply_weights, the fused passes' products, against the products in double, on
+// the transforms of a run of tiles in planes longer than the run: M[p] = V[p] U[p] within 1e-6 of
+// sum|v||u|, and dU[p] += V[p]^T dM[p] added to what dU held.
+TEST_P(WinogradTest, ProductsAreTheMatrixProducts) {
+  const int64_t rows = g_.tiles() + 3;
+  const Tiles run{0, g_.tiles(), rows};
+  std::vector<float> v(static_cast<size_t>(kPoints * rows * g_.c)),
+      dm(static_cast<size_t>(kPoints * rows * g_.k)), m(dm.size(), NAN);
+  transform_input(g_, run, x_.data(), v.data(), 1);
+  transform_output_adjoint(g_, run, dy_.data(), dm.data(), 1);
+  const auto u = random_values(kPoints * g_.c * g_.k, 10);
+  auto du = random_values(kPoints * g_.c * g_.k, 11);
+  const std::vector<float> du0 = du;
+  multiply(v.data(), u.data(), m.data(), run, g_.c, g_.k);
+  multiply_weights(v.data(), dm.data(), du.data(), run, g_.c, g_.k);
+  double worst_m = 0, worst_du = 0;
+  for (int64_t p = 0; p < kPoints; ++p) {
+    for (int64_t i = 0; i < run.count; ++i)
+      for (int64_t k = 0; k < g_.k; ++k) {
+        double exact = 0, scale = 0;
+        for (int64_t c = 0; c < g_.c; ++c) {
+          const double a = v[(p * rows + i) * g_.c + c], b = u[(p * g_.c + c) * g_.k + k];
+          exact += a * b, scale += std::abs(a * b);
+        }
+        worst_m = std::max(worst_m, std::abs(m[(p * rows + i) * g_.k + k] - exact) / scale);
+      }
+    for (int64_t c = 0; c < g_.c; ++c)
+      for (int64_t k = 0; k < g_.k; ++k) {
+        const size_t at = (p * g_.c + c) * g_.k + k;
+        double exact = du0[at], scale = std::abs(du0[at]);
+        for (int64_t i = 0; i < run.count; ++i) {
+          const double a = v[(p * rows + i) * g_.c + c], b = dm[(p * rows + i) * g_.k + k];
+          exact += a * b, scale += std::abs(a * b);
+        }
+        worst_du = std::max(worst_du, std::abs(du[at] - exact) / scale);
+      }
+  }
+  std::printf("  products: largest error %.2e, weights' %.2e of sum|a||b|\n", worst_m, worst_du);
+  EXPECT_LE(worst_m, 1e-6);
+  EXPECT_LE(worst_du, 1e-6);
+}
+
 // sum a[i] b[i] in double, and the sum of |a[i] b[i]| (the scale its rounding follows).
 double dot(const std::vector<float>& a, const std::vector<float>& b, double* scale = nullptr) {
   EXPECT_EQ(a.size(), b.size());
@@ -236,7 +278,8 @@ TEST(WinogradConvTest, ChunksOfTilesGiveWhatOneChunkGives) {
              dy = random_values(g.n * g.k * g.oh * g.ow, 9);
   for (ConvPass pass : {ConvPass::forward, ConvPass::backward_data, ConvPass::backward_weights}) {
     // A budget of one byte leaves the least a chunk takes: 4 C K / (C + K) tiles.
-    WinogradConv whole(ctx, g, pass), chunked(ctx, g, pass, 1);
+    WinogradConv whole(ctx, g, pass, WinogradProducts::matmul),
+        chunked(ctx, g, pass, WinogradProducts::matmul, 1);
     ASSERT_EQ(whole.chunk(), g.tiles());
     ASSERT_EQ(chunked.chunk(),
               pass == ConvPass::backward_data ? 4 * 24 * 16 / 40 : 4 * 16 * 24 / 40);
@@ -253,6 +296,53 @@ TEST(WinogradConvTest, ChunksOfTilesGiveWhatOneChunkGives) {
     }
     for (size_t i = 0; i < a.size(); ++i)
       ASSERT_NEAR(a[i], b[i], 1e-4 * (1 + std::abs(a[i]))) << static_cast<int>(pass) << " " << i;
+  }
+}
+
+// The fused passes, in runs of six tiles (the last one short) on two threads, give what the
+// matmul passes give, in each pass; backward-weights, which sums the threads' shares, gives the
+// same bits every time.
+TEST(WinogradConvTest, FusedRunsGiveWhatTheMatmulGives) {
+  const Geometry g = geometry(3, 16, 24, 20, 19, 1);  // 75 tiles: 12 runs of 6 and one of 3
+  DnnlContext ctx;
+  ctx.set_threads(2);
+  const auto x = random_values(g.n * g.c * g.h * g.w, 7), w = random_values(g.k * g.c * 9, 8),
+             dy = random_values(g.n * g.k * g.oh * g.ow, 9);
+  for (ConvPass pass : {ConvPass::forward, ConvPass::backward_data, ConvPass::backward_weights}) {
+    WinogradConv matmul(ctx, g, pass, WinogradProducts::matmul),
+        fused(ctx, g, pass, WinogradProducts::fused, WinogradConv::kChunkBytes, 1);
+    ASSERT_FALSE(matmul.fused());
+    ASSERT_TRUE(fused.fused());
+    ASSERT_EQ(fused.run(), 6);
+    std::vector<float> a, b, again;
+    if (pass == ConvPass::backward_weights) {
+      a.assign(w.size(), NAN), b.assign(w.size(), NAN), again.assign(w.size(), NAN);
+      matmul.backward_weights(x.data(), dy.data(), a.data());
+      fused.backward_weights(x.data(), dy.data(), b.data());
+      fused.backward_weights(x.data(), dy.data(), again.data());
+      EXPECT_EQ(b, again);
+    } else {
+      const bool fwd = pass == ConvPass::forward;
+      a.assign(fwd ? dy.size() : x.size(), NAN), b.assign(a.size(), NAN);
+      matmul.forward(fwd ? x.data() : dy.data(), w.data(), a.data());
+      fused.forward(fwd ? x.data() : dy.data(), w.data(), b.data());
+    }
+    for (size_t i = 0; i < a.size(); ++i)
+      ASSERT_NEAR(a[i], b[i], 1e-4 * (1 + std::abs(a[i]))) << static_cast<int>(pass) << " " << i;
+  }
+}
+
+// automatic fuses the thin layers: every pass to 32 channels, forward and backward-data to 64.
+TEST(WinogradConvTest, AutomaticFusesThinLayers) {
+  DnnlContext ctx;
+  const auto fused = [&](int64_t c, ConvPass pass) {
+    return WinogradConv(ctx, geometry(2, c, c, 8, 8, 1), pass).fused();
+  };
+  for (ConvPass pass : {ConvPass::forward, ConvPass::backward_data, ConvPass::backward_weights}) {
+    EXPECT_TRUE(fused(16, pass));
+    EXPECT_TRUE(fused(32, pass));
+    EXPECT_EQ(fused(64, pass), pass != ConvPass::backward_weights);
+    EXPECT_FALSE(fused(128, pass));
   }
 }
 
