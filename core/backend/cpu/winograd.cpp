@@ -161,6 +161,19 @@ void transform_weights_adjoint(const float* du, int64_t k, int64_t c, float* dw,
     }
 }
 
+// Rows [y0, y1), columns [x0, x1) of an image plane (w pixels of kBlock floats a row) into the
+// cache: a tile reads a few short rows of each plane, too short for the processor's prefetcher
+// to follow, so each tile asks for the rows the tile below it will read and it does not.
+// (An output tile asks for the rows it will write, `write`.)
+template <bool write = false>
+[[gnu::always_inline]] inline void prefetch_rows(const float* img, int64_t y0, int64_t y1,
+                                                 int64_t x0, int64_t x1, int64_t w) {
+  constexpr int64_t kLine = 64 / sizeof(float);
+  for (int64_t y = y0; y < y1; ++y)
+    for (int64_t i = (y * w + x0) * kBlock / kLine * kLine; i < (y * w + x1) * kBlock; i += kLine)
+      __builtin_prefetch(img + i, write);
+}
+
 // The tile transforms go tile by tile with the channel blocks innermost, so that each of the 36
 // rows a tile writes (or reads) is one contiguous run of its channels. f(n, ti, tj, row) for
 // every tile of t (image n, tile row ti and column tj; `row` its row in V and M), each thread a
@@ -197,6 +210,8 @@ void transform_input(const Geometry& g, Tiles t, const float* x, float* v, int t
     float* dst = v + row * c;
     for (int64_t cb = 0; cb < blocks; ++cb) {
       const float* img = x + (n * blocks + cb) * plane;
+      prefetch_rows(img, y0 + 6, std::min<int64_t>(y0 + 10, h), std::max<int64_t>(x0, 0),
+                    std::min<int64_t>(x0 + 6, w), w);
       v8 d[6][6], r[6][6];
       if (inside) {
         const float* at = img + (y0 * w + x0) * kBlock;
@@ -228,7 +243,10 @@ void transform_output(const Geometry& g, Tiles t, const float* m, float* y, int 
     const int64_t rows = std::min<int64_t>(4, oh - ti * 4),
                   cols = std::min<int64_t>(4, ow - tj * 4);
     for (int64_t kb = 0; kb < blocks; ++kb) {
-      float* at = y + (n * blocks + kb) * plane + (ti * 4 * ow + tj * 4) * kBlock;
+      float* img = y + (n * blocks + kb) * plane;
+      prefetch_rows<true>(img, ti * 4 + 4, std::min(ti * 4 + 8, oh), tj * 4,
+                          std::min(tj * 4 + 4, ow), ow);
+      float* at = img + (ti * 4 * ow + tj * 4) * kBlock;
       v8 t[6][6], o[4][4];
       load_points(src + kb * kBlock, stride, t);
       both_ways(t, o, [](auto a, auto b) { output_1d(a, b); });
@@ -253,7 +271,10 @@ void transform_output_adjoint(const Geometry& g, Tiles t, const float* dy, float
     const int64_t rows = std::min<int64_t>(4, oh - ti * 4),
                   cols = std::min<int64_t>(4, ow - tj * 4);
     for (int64_t kb = 0; kb < blocks; ++kb) {
-      const float* at = dy + (n * blocks + kb) * plane + (ti * 4 * ow + tj * 4) * kBlock;
+      const float* img = dy + (n * blocks + kb) * plane;
+      prefetch_rows(img, ti * 4 + 4, std::min(ti * 4 + 8, oh), tj * 4, std::min(tj * 4 + 4, ow),
+                    ow);
+      const float* at = img + (ti * 4 * ow + tj * 4) * kBlock;
       v8 d[4][4], t[6][6];
       if (rows == 4 && cols == 4) {
 #pragma GCC unroll 4
