@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "core/check.h"
 
@@ -300,6 +301,29 @@ namespace {
 
 constexpr int kRows = 6;  // rows of one block of accumulators
 
+// f(R, first) for the blocks of kRows rows that cover [0, rows), the last one R < kRows rows if
+// need be; R an integral constant, so that each block size has its own registers.
+template <typename F>
+void for_each_row_block(int64_t rows, F f) {
+  using std::integral_constant;
+  int64_t r = 0;
+  for (; r + kRows <= rows; r += kRows) f(integral_constant<int, kRows>{}, r);
+  switch (rows - r) {
+    case 5:
+      return f(integral_constant<int, 5>{}, r);
+    case 4:
+      return f(integral_constant<int, 4>{}, r);
+    case 3:
+      return f(integral_constant<int, 3>{}, r);
+    case 2:
+      return f(integral_constant<int, 2>{}, r);
+    case 1:
+      return f(integral_constant<int, 1>{}, r);
+    default:
+      return;
+  }
+}
+
 // Rows [0, R) of m (stride k), columns [0, 8 KV): m = v (stride c) u (stride k), over c.
 template <int R, int KV>
 [[gnu::always_inline]] inline void product_block(const float* v, const float* u, float* m,
@@ -317,28 +341,6 @@ template <int R, int KV>
   }
   for (int r = 0; r < R; ++r)
     for (int j = 0; j < KV; ++j) store(m + r * k + j * kBlock, acc[r][j]);
-}
-
-template <int KV>
-void product_columns(const float* v, const float* u, float* m, int64_t count, int64_t c,
-                     int64_t k) {
-  int64_t r = 0;
-  for (; r + kRows <= count; r += kRows) product_block<kRows, KV>(v + r * c, u, m + r * k, c, k);
-  v += r * c, m += r * k;
-  switch (count - r) {
-    case 5:
-      return product_block<5, KV>(v, u, m, c, k);
-    case 4:
-      return product_block<4, KV>(v, u, m, c, k);
-    case 3:
-      return product_block<3, KV>(v, u, m, c, k);
-    case 2:
-      return product_block<2, KV>(v, u, m, c, k);
-    case 1:
-      return product_block<1, KV>(v, u, m, c, k);
-    default:
-      return;
-  }
 }
 
 // Rows [0, R) of du (stride k; input channels, v's columns), columns [0, 8 KV): du += v^T dm over
@@ -361,28 +363,6 @@ template <int R, int KV>
     for (int j = 0; j < KV; ++j) store(du + r * k + j * kBlock, acc[r][j]);
 }
 
-template <int KV>
-void weights_columns(const float* v, const float* dm, float* du, int64_t count, int64_t c,
-                     int64_t k) {
-  int64_t r = 0;
-  for (; r + kRows <= c; r += kRows) weights_block<kRows, KV>(v + r, dm, du + r * k, count, c, k);
-  v += r, du += r * k;
-  switch (c - r) {
-    case 5:
-      return weights_block<5, KV>(v, dm, du, count, c, k);
-    case 4:
-      return weights_block<4, KV>(v, dm, du, count, c, k);
-    case 3:
-      return weights_block<3, KV>(v, dm, du, count, c, k);
-    case 2:
-      return weights_block<2, KV>(v, dm, du, count, c, k);
-    case 1:
-      return weights_block<1, KV>(v, dm, du, count, c, k);
-    default:
-      return;
-  }
-}
-
 }  // namespace
 
 void multiply(const float* v, const float* u, float* m, Tiles t, int64_t c, int64_t k) {
@@ -390,10 +370,15 @@ void multiply(const float* v, const float* u, float* m, Tiles t, int64_t c, int6
     const float* vp = v + p * t.rows * c;
     const float* up = u + p * c * k;
     float* mp = m + p * t.rows * k;
-    int64_t j = 0;
-    for (; j + 2 * kBlock <= k; j += 2 * kBlock)
-      product_columns<2>(vp, up + j, mp + j, t.count, c, k);
-    if (j < k) product_columns<1>(vp, up + j, mp + j, t.count, c, k);
+    // Columns 16 at a time (8 at the end if k is odd in blocks), rows in blocks.
+    for (int64_t j = 0; j < k; j += 2 * kBlock) {
+      for_each_row_block(t.count, [&](auto rows, int64_t r) {
+        if (j + 2 * kBlock <= k)
+          product_block<decltype(rows)::value, 2>(vp + r * c, up + j, mp + r * k + j, c, k);
+        else
+          product_block<decltype(rows)::value, 1>(vp + r * c, up + j, mp + r * k + j, c, k);
+      });
+    }
   }
 }
 
@@ -402,10 +387,14 @@ void multiply_weights(const float* v, const float* dm, float* du, Tiles t, int64
     const float* vp = v + p * t.rows * c;
     const float* dmp = dm + p * t.rows * k;
     float* dup = du + p * c * k;
-    int64_t j = 0;
-    for (; j + 2 * kBlock <= k; j += 2 * kBlock)
-      weights_columns<2>(vp, dmp + j, dup + j, t.count, c, k);
-    if (j < k) weights_columns<1>(vp, dmp + j, dup + j, t.count, c, k);
+    for (int64_t j = 0; j < k; j += 2 * kBlock) {
+      for_each_row_block(c, [&](auto rows, int64_t r) {
+        if (j + 2 * kBlock <= k)
+          weights_block<decltype(rows)::value, 2>(vp + r, dmp + j, dup + r * k + j, t.count, c, k);
+        else
+          weights_block<decltype(rows)::value, 1>(vp + r, dmp + j, dup + r * k + j, t.count, c, k);
+      });
+    }
   }
 }
 

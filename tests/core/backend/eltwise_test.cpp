@@ -115,6 +115,21 @@ TEST_P(EltwiseTest, ReluBackwardPassesGradientWhereOutputIsPositive) {
       xv, bv_, got, {.step = 1e-2, .max_points = 100}));
 }
 
+// dx = (a + b) where y > 0, else 0, exactly; a gradient that is not finite where y is not
+// positive is masked to 0 too, as the condition does.
+TEST_P(EltwiseTest, ReluBackwardOfASumPassesTheSumWhereOutputIsPositive) {
+  Tensor y = be_->allocate(desc_), dx = be_->allocate(desc_);
+  be_->relu_forward(a_, y);
+  std::vector<float> bv = bv_;
+  for (size_t i = 0; i < bv.size(); ++i)
+    if (av_[i] <= 0 && i % 3 == 0) bv[i] = i % 2 ? INFINITY : NAN;
+  be_->relu_backward_add(y, a_, upload_as(*be_, desc_, bv), dx);
+  std::vector<float> expected(av_.size());
+  for (size_t i = 0; i < av_.size(); ++i) expected[i] = av_[i] > 0 ? av_[i] + bv[i] : 0.f;
+  EXPECT_EQ(values(dx), expected);
+  EXPECT_TRUE(padding_is_zero(dx));
+}
+
 TEST_P(EltwiseTest, AddSumsAndOptionallyClamps) {
   Tensor y = be_->allocate(desc_), yr = be_->allocate(desc_);
   be_->add(a_, b_, y, /*relu=*/false);

@@ -268,14 +268,41 @@ INSTANTIATE_TEST_SUITE_P(Shapes, WinogradTest,
                            return std::string(info.param.name);
                          });
 
+// The inputs of a WinogradConv pass of geometry g, and what a pass gives.
+struct PassData {
+  explicit PassData(const Geometry& g)
+      : x(random_values(g.n * g.c * g.h * g.w, 7)),
+        w(random_values(g.k * g.c * 9, 8)),
+        dy(random_values(g.n * g.k * g.oh * g.ow, 9)) {}
+  // The pass's output: y (forward), dx (backward-data) or dw (backward-weights).
+  std::vector<float> run(WinogradConv& conv, ConvPass pass) const {
+    if (pass == ConvPass::backward_weights) {
+      std::vector<float> dw(w.size(), NAN);
+      conv.backward_weights(x.data(), dy.data(), dw.data());
+      return dw;
+    }
+    const bool fwd = pass == ConvPass::forward;
+    std::vector<float> out(fwd ? dy.size() : x.size(), NAN);
+    conv.forward(fwd ? x.data() : dy.data(), w.data(), out.data());
+    return out;
+  }
+  std::vector<float> x, w, dy;
+};
+
+// a and b within 1e-4 of each other (relative, 1 + |a| at least): the same pass in another order.
+void expect_close(const std::vector<float>& a, const std::vector<float>& b, ConvPass pass) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i)
+    ASSERT_NEAR(a[i], b[i], 1e-4 * (1 + std::abs(a[i]))) << static_cast<int>(pass) << " " << i;
+}
+
 // WinogradConv, the passes on oneDNN's matmul, gives in chunks of tiles (the last one short)
 // what it gives in one chunk, in each pass.
 TEST(WinogradConvTest, ChunksOfTilesGiveWhatOneChunkGives) {
   const Geometry g = geometry(3, 16, 24, 20, 19, 1);  // 3 x 5 x 5 = 75 tiles
   DnnlContext ctx;
   ctx.set_threads(2);
-  const auto x = random_values(g.n * g.c * g.h * g.w, 7), w = random_values(g.k * g.c * 9, 8),
-             dy = random_values(g.n * g.k * g.oh * g.ow, 9);
+  const PassData data(g);
   for (ConvPass pass : {ConvPass::forward, ConvPass::backward_data, ConvPass::backward_weights}) {
     // A budget of one byte leaves the least a chunk takes: 4 C K / (C + K) tiles.
     WinogradConv whole(ctx, g, pass, WinogradProducts::matmul),
@@ -283,19 +310,7 @@ TEST(WinogradConvTest, ChunksOfTilesGiveWhatOneChunkGives) {
     ASSERT_EQ(whole.chunk(), g.tiles());
     ASSERT_EQ(chunked.chunk(),
               pass == ConvPass::backward_data ? 4 * 24 * 16 / 40 : 4 * 16 * 24 / 40);
-    std::vector<float> a, b;
-    if (pass == ConvPass::backward_weights) {
-      a.assign(w.size(), NAN), b.assign(w.size(), NAN);
-      whole.backward_weights(x.data(), dy.data(), a.data());
-      chunked.backward_weights(x.data(), dy.data(), b.data());
-    } else {
-      const bool fwd = pass == ConvPass::forward;
-      a.assign(fwd ? dy.size() : x.size(), NAN), b.assign(a.size(), NAN);
-      whole.forward(fwd ? x.data() : dy.data(), w.data(), a.data());
-      chunked.forward(fwd ? x.data() : dy.data(), w.data(), b.data());
-    }
-    for (size_t i = 0; i < a.size(); ++i)
-      ASSERT_NEAR(a[i], b[i], 1e-4 * (1 + std::abs(a[i]))) << static_cast<int>(pass) << " " << i;
+    expect_close(data.run(whole, pass), data.run(chunked, pass), pass);
   }
 }
 
@@ -306,29 +321,16 @@ TEST(WinogradConvTest, FusedRunsGiveWhatTheMatmulGives) {
   const Geometry g = geometry(3, 16, 24, 20, 19, 1);  // 75 tiles: 12 runs of 6 and one of 3
   DnnlContext ctx;
   ctx.set_threads(2);
-  const auto x = random_values(g.n * g.c * g.h * g.w, 7), w = random_values(g.k * g.c * 9, 8),
-             dy = random_values(g.n * g.k * g.oh * g.ow, 9);
+  const PassData data(g);
   for (ConvPass pass : {ConvPass::forward, ConvPass::backward_data, ConvPass::backward_weights}) {
     WinogradConv matmul(ctx, g, pass, WinogradProducts::matmul),
         fused(ctx, g, pass, WinogradProducts::fused, WinogradConv::kChunkBytes, 1);
     ASSERT_FALSE(matmul.fused());
     ASSERT_TRUE(fused.fused());
     ASSERT_EQ(fused.run(), 6);
-    std::vector<float> a, b, again;
-    if (pass == ConvPass::backward_weights) {
-      a.assign(w.size(), NAN), b.assign(w.size(), NAN), again.assign(w.size(), NAN);
-      matmul.backward_weights(x.data(), dy.data(), a.data());
-      fused.backward_weights(x.data(), dy.data(), b.data());
-      fused.backward_weights(x.data(), dy.data(), again.data());
-      EXPECT_EQ(b, again);
-    } else {
-      const bool fwd = pass == ConvPass::forward;
-      a.assign(fwd ? dy.size() : x.size(), NAN), b.assign(a.size(), NAN);
-      matmul.forward(fwd ? x.data() : dy.data(), w.data(), a.data());
-      fused.forward(fwd ? x.data() : dy.data(), w.data(), b.data());
-    }
-    for (size_t i = 0; i < a.size(); ++i)
-      ASSERT_NEAR(a[i], b[i], 1e-4 * (1 + std::abs(a[i]))) << static_cast<int>(pass) << " " << i;
+    const std::vector<float> got = data.run(fused, pass);
+    expect_close(data.run(matmul, pass), got, pass);
+    if (pass == ConvPass::backward_weights) EXPECT_EQ(data.run(fused, pass), got);
   }
 }
 
