@@ -566,8 +566,9 @@ std::string profile_text(const ProfileReport& r, size_t top_layers) {
   std::string calls;
   for (const ProfileFunction& f : r.functions) {
     if (f.share < 0.001) continue;
-    std::snprintf(line, sizeof line, "  %-14s %-26s %8.2f ms %5.1f%%  %6.1f calls\n",
-                  f.kind.c_str(), f.what.c_str(), f.ms_per_step, 100 * f.share, f.calls_per_step);
+    const std::string name = f.kind + ": " + f.what;
+    std::snprintf(line, sizeof line, "    %-40s %8.2f ms %5.1f%%  %6.1f calls\n", name.c_str(),
+                  f.ms_per_step, 100 * f.share, f.calls_per_step);
     calls += line;
   }
   if (!calls.empty()) s += "  the calls outside the layers (per step):\n" + calls;

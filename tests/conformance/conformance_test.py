@@ -38,11 +38,13 @@ SKIP = 77
 # PyTorch's own float32 error instead, and the output says so. `weight` and `momentum` are the
 # SGD update applied (float64, torch.optim.SGD) to the project's own gradients: the update rule
 # alone, which rounding cannot excuse; `weight_e2e` is the whole step against PyTorch's, so it
-# carries the learning rate times the gradients' rounding: 3e-5, because the Winograd
+# carries the learning rate times the gradients' rounding: 5e-5, because the Winograd
 # convolutions that train.conv_algorithm auto takes round up to ten times more than the direct
-# ones (tests/core/backend/conv_test.cpp), and resnet18's stem weights then land 1.5e-5 away.
+# ones (tests/core/backend/conv_test.cpp): resnet18's stem weights land 1.5e-5 away, and on AVX2,
+# where auto takes the project's own Winograd in every pass from 16 channels, preact_resnet110's
+# first 16-channel weights 3.3e-5 (its gradients within 1.3e-4 of float64, bound 1e-3).
 TOL = {"logits": 1e-4, "loss": 1e-4, "grad": 1e-3, "bn_stats": 1e-4, "weight": 1e-5,
-       "momentum": 1e-5, "weight_e2e": 3e-5}
+       "momentum": 1e-5, "weight_e2e": 5e-5}
 NO_FLOOR = {"weight", "momentum"}
 FLOOR = 3.0
 MAX_FLIPS = 1e-4  # of all ReLU elements: more than rounding near the kink explains
