@@ -1,7 +1,5 @@
 #include "core/backend/cpu/winograd.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <type_traits>
 
@@ -178,8 +176,8 @@ template <bool write = false>
 // The tile transforms go tile by tile with the channel blocks innermost, so that each of the 36
 // rows a tile writes (or reads) is one contiguous run of its channels. f(n, ti, tj, row) for
 // every tile of t (image n, tile row ti and column tj; `row` its row in V and M), each thread a
-// contiguous share; with one thread in the caller's thread, without a parallel region (the fused
-// passes call the transforms on short runs of tiles from their own threads).
+// contiguous share (for_each_share: with one thread in the caller's thread, as the fused passes
+// call the transforms on short runs of tiles from their own threads).
 template <typename F>
 void for_each_tile(const Geometry& g, Tiles t, int threads, F f) {
   const int64_t th = g.th, tw = g.tw;
@@ -194,12 +192,7 @@ void for_each_tile(const Geometry& g, Tiles t, int threads, F f) {
       }
     }
   };
-  if (threads <= 1) return share(0, t.count);
-#pragma omp parallel num_threads(threads)
-  {
-    const int64_t i = omp_get_thread_num(), nt = omp_get_num_threads();
-    share(t.count * i / nt, t.count * (i + 1) / nt);
-  }
+  for_each_share(t.count, threads, [&](int64_t begin, int64_t end, int) { share(begin, end); });
 }
 
 void transform_input(const Geometry& g, Tiles t, const float* x, float* v, int threads) {
@@ -299,7 +292,7 @@ void transform_output_adjoint(const Geometry& g, Tiles t, const float* dy, float
 // fused multiply-add of a broadcast element and a vector.
 namespace {
 
-constexpr int kRows = 6;  // rows of one block of accumulators
+constexpr int kRows = kProductRows;  // rows of one block of accumulators
 
 // f(R, first) for the blocks of kRows rows that cover [0, rows), the last one R < kRows rows if
 // need be; R an integral constant, so that each block size has its own registers.

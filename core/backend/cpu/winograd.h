@@ -13,12 +13,28 @@
 //   backward-weights: dM = output_adjoint(dy), dU[p] = V[p]^T dM[p], dw = weights_adjoint(dU)
 #pragma once
 
+#include <omp.h>
+
 #include <cstdint>
 
 namespace rn::cpu::winograd {
 
-constexpr int kPoints = 36;  // of a 6x6 input tile
-constexpr int kBlock = 8;    // channels per block of the activations (nChw8c)
+constexpr int kPoints = 36;      // of a 6x6 input tile
+constexpr int kBlock = 8;        // channels per block of the activations (nChw8c)
+constexpr int kProductRows = 6;  // tiles per block of the products' accumulators (multiply)
+
+// f(begin, end, thread) for each thread's contiguous share of [0, count), on `threads` threads;
+// with one, in the caller's thread, without a parallel region. The same split for the same
+// thread count, so that sums over the shares, added in thread order, give the same bits.
+template <typename F>
+void for_each_share(int64_t count, int threads, F f) {
+  if (threads <= 1) return f(int64_t{0}, count, 0);
+#pragma omp parallel num_threads(threads)
+  {
+    const int i = omp_get_thread_num(), n = omp_get_num_threads();
+    f(count * i / n, count * (i + 1) / n, i);
+  }
+}
 
 // A convolution's sizes; tiles are counted over images, tile rows and tile columns.
 struct Geometry {

@@ -1,7 +1,5 @@
 #include "core/backend/cpu/winograd_conv.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
 
@@ -34,10 +32,11 @@ void zero_tail(float* planes, int64_t rows, int64_t cols, int64_t from) {
 }
 
 // Tiles per fused run: their transformed input and products in about `bytes`, in whole blocks of
-// the products' accumulators (winograd.cpp's six rows).
+// the products' accumulators.
 int64_t run_tiles(const winograd::Geometry& g, int64_t bytes) {
+  constexpr int64_t block = winograd::kProductRows;
   const int64_t tiles = bytes / (kPoints * 4 * (g.c + g.k));
-  return std::max<int64_t>(6, tiles / 6 * 6);
+  return std::max(block, tiles / block * block);
 }
 
 // Fused where a run of enough tiles stays in cache. Measured on 2 cores of an AVX2 EPYC, fused
@@ -48,18 +47,16 @@ bool fuse(const winograd::Geometry& g, ConvPass pass) {
   return g.c + g.k <= (pass == ConvPass::backward_weights ? 64 : 128);
 }
 
-// Runs f(run, thread) for the runs of `run` tiles of g, split among the threads in contiguous
-// shares (the same split for the same thread count: backward-weights sums its threads' shares in
-// their order, so a pass gives the same bits every time).
+// Runs f(run, thread) for the runs of `run` tiles of g, each thread a contiguous share
+// (winograd::for_each_share: backward-weights sums its threads' shares in their order, so a pass
+// gives the same bits every time).
 template <typename F>
 void for_each_run(const winograd::Geometry& g, int64_t run, int threads, F f) {
   const int64_t runs = (g.tiles() + run - 1) / run;
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    for (int64_t r = runs * t / nt; r < runs * (t + 1) / nt; ++r)
-      f(winograd::Tiles{r * run, std::min(run, g.tiles() - r * run), run}, t);
-  }
+  winograd::for_each_share(runs, threads, [&](int64_t begin, int64_t end, int thread) {
+    for (int64_t r = begin; r < end; ++r)
+      f(winograd::Tiles{r * run, std::min(run, g.tiles() - r * run), run}, thread);
+  });
 }
 
 }  // namespace
