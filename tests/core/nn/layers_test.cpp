@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "tests/core/backend/reference_conv.h"
 #include "tests/core/gradient_check.h"
 #include "tests/core/nn/nn_test_util.h"
 
@@ -41,37 +42,6 @@ class NnLayersTest : public ::testing::Test {
 
 // ---------------------------------------------------------------------------------------------
 // References, in double, on row-major N x C x H x W values.
-
-std::vector<double> conv_reference(const Shape& xs, const std::vector<float>& x,
-                                   const std::vector<float>& w, const std::vector<float>* bias,
-                                   const ConvParams& p) {
-  const int64_t n = xs[0], c = xs[1], h = xs[2], wd = xs[3];
-  const int64_t span = int64_t{p.dilation} * (p.kernel - 1) + 1;
-  const int64_t oh = (h + 2 * p.pad - span) / p.stride + 1,
-                ow = (wd + 2 * p.pad - span) / p.stride + 1;
-  const int64_t o = p.out_channels, cg = c / p.groups, og = o / p.groups, k = p.kernel;
-  std::vector<double> y(n * o * oh * ow, 0.0);
-  for (int64_t b = 0; b < n; ++b)
-    for (int64_t oc = 0; oc < o; ++oc) {
-      const int64_t g = oc / og;
-      for (int64_t i = 0; i < oh; ++i)
-        for (int64_t j = 0; j < ow; ++j) {
-          double s = bias ? (*bias)[oc] : 0.0;
-          for (int64_t ic = 0; ic < cg; ++ic)
-            for (int64_t ki = 0; ki < k; ++ki)
-              for (int64_t kj = 0; kj < k; ++kj) {
-                const int64_t yi = i * p.stride - p.pad + ki * p.dilation;
-                const int64_t xj = j * p.stride - p.pad + kj * p.dilation;
-                if (yi < 0 || yi >= h || xj < 0 || xj >= wd) continue;
-                const int64_t cin = g * cg + ic;
-                s += static_cast<double>(x[((b * c + cin) * h + yi) * wd + xj]) *
-                     w[((oc * cg + ic) * k + ki) * k + kj];
-              }
-          y[((b * o + oc) * oh + i) * ow + j] = s;
-        }
-    }
-  return y;
-}
 
 struct BatchStats {
   std::vector<double> mean, var;  // var biased
@@ -192,8 +162,8 @@ TEST_P(Conv2dLayerTest, ForwardMatchesDirectConvolution) {
     const std::vector<float> w = plain_values(*be, find_param(conv, "weight")->value);
     std::vector<float> bias;
     if (c.p.bias) bias = plain_values(*be, find_param(conv, "bias")->value);
-    EXPECT_TRUE(all_close(plain_values(*be, y),
-                          conv_reference(c.x, x, w, c.p.bias ? &bias : nullptr, c.p), 1e-4, 1e-4))
+    EXPECT_TRUE(all_close(plain_values(*be, y), test::ReferenceConv(c.x, c.p).forward(x, w, bias),
+                          1e-4, 1e-4))
         << (training ? "training" : "inference");
   }
 }
